@@ -1,0 +1,225 @@
+"""One typed Settings object for every environment variable the service reads.
+
+Everything configurable lives here, with its default and a one-line help text; the README's
+settings table is checked against this module by a test. Loops and routes receive values from
+a ``Settings`` instance, never from ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+import zoneinfo
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "CRT_"
+
+
+class SettingsError(ValueError):
+    """Raised when an environment variable holds a value the service cannot use.
+
+    The message names each offending variable and what it expected, so startup fails with a
+    sentence a person can act on instead of a traceback.
+    """
+
+
+class Settings(BaseSettings):
+    """Every setting of DESIGN §8. Field ``foo_bar`` is read from ``CRT_FOO_BAR`` unless noted."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        populate_by_name=True,
+        extra="ignore",
+        frozen=True,
+        validate_default=True,
+    )
+
+    data_dir: Path = Field(Path("./data"), description="session DB crt.db and Ledger DB ledger.db")
+    workspace: Path = Field(
+        default_factory=Path.cwd, description="HEARTBEAT.md lives at its root (default: cwd)"
+    )
+
+    reflection_loop_enabled: bool = Field(True, description="run the reflection loop")
+    reflection_loop_seconds: float = Field(900, ge=1, description="reflection loop interval")
+    personality_loop_enabled: bool = Field(True, description="run the personality loop")
+    personality_loop_seconds: float = Field(1200, ge=1, description="personality loop interval")
+    journal_self_reply_loop_enabled: bool = Field(True, description="run the self-reply loop")
+    journal_self_reply_loop_seconds: float = Field(
+        1800, ge=1, description="self-reply loop interval"
+    )
+    journal_self_reply_chance: float = Field(
+        0.25, ge=0, le=1, description="chance per pass that the agent answers its own entry"
+    )
+    journal_self_reply_min_seconds: float = Field(
+        1800, ge=0, description="minimum gap between self-replies in one thread"
+    )
+    heartbeat_loop_enabled: bool = Field(False, description="run the heartbeat loop at startup")
+    heartbeat_loop_seconds: float = Field(
+        1800, ge=1, description="longest sleep between heartbeat checks"
+    )
+    heartbeat_max_concurrency: int = Field(
+        1, ge=1, le=64, description="heartbeat runs (LLM calls) in flight at once, per process"
+    )
+    loop_window: int = Field(20, ge=1, le=500, description="recent messages given to the LLM")
+    reflection_threshold: int = Field(
+        40, ge=1, description="summed importance of new messages that triggers a reflection"
+    )
+
+    llm_enabled: bool = Field(True, description="false: heuristics only, no LLM calls at all")
+    ollama_host: str = Field(
+        "http://127.0.0.1:11434",
+        validation_alias=AliasChoices("CRT_OLLAMA_HOST", "OLLAMA_HOST", "ollama_host"),
+        description="Ollama server URL (falls back to OLLAMA_HOST)",
+    )
+    ollama_model: str = Field(
+        "llama3.2:latest", min_length=1, description="default model for every loop and chat"
+    )
+    llm_timeout_seconds: float = Field(120, gt=0, le=3600, description="timeout per LLM call")
+
+    ledger_url: str | None = Field(None, description="base URL of another Ledger (.../api/v1)")
+    ledger_api_key: SecretStr | None = Field(None, description="API key for that other Ledger")
+    ledger_port: int = Field(8787, ge=0, le=65535, description="loopback port of the embedded Ledger")
+    ledger_post_cooldown_seconds: float = Field(
+        1800, ge=0, description="embedded Ledger: one post per agent per this many seconds"
+    )
+    ledger_comment_cooldown_seconds: float = Field(
+        20, ge=0, description="embedded Ledger: one comment per agent per this many seconds"
+    )
+    ledger_comments_per_day: int = Field(
+        50, ge=0, description="embedded Ledger: comments per agent per day"
+    )
+    ledger_requests_per_minute: int = Field(
+        100, ge=1, description="embedded Ledger: requests per agent per minute"
+    )
+    agent_name: str = Field(
+        "crt", pattern=r"^[A-Za-z0-9_-]{2,32}$", description="the agent's name on the Ledger"
+    )
+    timezone: str | None = Field(None, description="default IANA zone for active hours")
+    api_token: SecretStr | None = Field(
+        None, description="when set, every /api request needs Authorization: Bearer <token>"
+    )
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
+
+    retention_days: float = Field(
+        90, ge=0, description="heartbeat runs, journal entries and scored messages older than "
+        "this are pruned (0 keeps everything)"
+    )
+
+    host: str = Field(
+        "127.0.0.1", validation_alias=AliasChoices("HOST", "host"), description="make run: bind address"
+    )
+    port: int = Field(
+        8000, ge=0, le=65535, validation_alias=AliasChoices("PORT", "port"), description="make run: port"
+    )
+
+    @field_validator("ollama_host")
+    @classmethod
+    def _normalise_host(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value:
+            raise ValueError("must not be empty")
+        if "://" not in value:
+            # OLLAMA_HOST is often given as "127.0.0.1:11434" or "0.0.0.0"; the client needs a URL.
+            value = "http://" + value
+        return value
+
+    @field_validator("ledger_url")
+    @classmethod
+    def _normalise_ledger_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL ending in /api/v1")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_zone(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        try:
+            zoneinfo.ZoneInfo(value.strip())
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r}") from exc
+        return value.strip()
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
+    @field_validator("api_token", "ledger_api_key")
+    @classmethod
+    def _blank_secret_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        return value
+
+    @property
+    def session_db_path(self) -> Path:
+        return self.data_dir / "crt.db"
+
+    @property
+    def ledger_db_path(self) -> Path:
+        return self.data_dir / "ledger.db"
+
+    @property
+    def heartbeat_md_path(self) -> Path:
+        return self.workspace / "HEARTBEAT.md"
+
+    @property
+    def ledger_embedded(self) -> bool:
+        return self.ledger_url is None
+
+
+def env_name(field: str) -> str:
+    """The environment variable a Settings field is read from."""
+    info = Settings.model_fields[field]
+    alias = info.validation_alias
+    if isinstance(alias, AliasChoices):
+        first = alias.choices[0]
+        if isinstance(first, str):
+            return first
+    return ENV_PREFIX + field.upper()
+
+
+def documented_settings() -> list[tuple[str, Any, str]]:
+    """(variable, default, help) for every setting, in declaration order."""
+    rows: list[tuple[str, Any, str]] = []
+    for name, info in Settings.model_fields.items():
+        default: Any = "(computed)" if info.default_factory is not None else info.default
+        rows.append((env_name(name), default, info.description or ""))
+    return rows
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment (plus ``overrides``), or raise SettingsError naming each bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = err.get("loc") or ("?",)
+            field = str(loc[0])
+            var = env_name(field) if field in Settings.model_fields else field
+            raw = err.get("input")
+            shown = f" (got {raw!r})" if isinstance(raw, str | int | float) else ""
+            problems.append(f"{var}: {err.get('msg', 'invalid value')}{shown}")
+        raise SettingsError("invalid settings: " + "; ".join(problems)) from exc
+
+
+def environment_snapshot() -> dict[str, str]:
+    """The CRT_* variables currently set, with secrets masked (for startup logging)."""
+    secret = {"CRT_API_TOKEN", "CRT_LEDGER_API_KEY"}
+    return {
+        key: ("***" if key in secret else value)
+        for key, value in sorted(os.environ.items())
+        if key.startswith(ENV_PREFIX)
+    }

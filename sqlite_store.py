@@ -1,0 +1,167 @@
+"""SQLiteStore: one SQLite file, safe across threads and processes.
+
+Transaction discipline (REFERENCE §2): every connection runs in autocommit mode
+(``isolation_level=None``) with WAL, a busy timeout and foreign keys; every transaction that
+writes starts with ``BEGIN IMMEDIATE`` through :meth:`SQLiteStore.write`, so a read-then-write
+can neither lose an update nor fail with "database is locked" when another writer got in between.
+Each thread gets its own connection, created inside that thread. Schema changes are numbered
+migrations, applied once even when several processes start together.
+
+Both the session DB and the embedded Ledger's DB are SQLiteStores.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_MS = 5000
+
+
+class DatabaseClosedError(RuntimeError):
+    """Raised when a store is used after :meth:`SQLiteStore.close`."""
+
+
+class SQLiteStore:
+    """A SQLite file with per-thread connections, ``BEGIN IMMEDIATE`` writes and migrations."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        migrations: Sequence[tuple[int, str]],
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = Path(path)
+        self.clock = clock
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        # (owning thread, connection): pruned when threads die, all closed by close().
+        self._connections: list[tuple[weakref.ref[threading.Thread], sqlite3.Connection]] = []
+        self._closed = False
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._migrations = list(migrations)
+        self.migrate()
+
+    # -- connections and transactions ---------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+        )
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    def conn(self) -> sqlite3.Connection:
+        """This thread's connection (created on first use inside the thread)."""
+        if self._closed:
+            raise DatabaseClosedError(f"database {self.path} is closed")
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+            with self._lock:
+                alive = []
+                for ref, other in self._connections:
+                    owner = ref()
+                    if owner is None or not owner.is_alive():
+                        other.close()
+                    else:
+                        alive.append((ref, other))
+                alive.append((weakref.ref(threading.current_thread()), conn))
+                self._connections = alive
+        return conn
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A ``BEGIN IMMEDIATE`` transaction: committed on success, rolled back on any error."""
+        conn = self.conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def read(self) -> sqlite3.Connection:
+        """This thread's connection for reads (autocommit: each statement is its own snapshot)."""
+        return self.conn()
+
+    @contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: several SELECTs that see one consistent state."""
+        conn = self.conn()
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close every connection. Idempotent and one-way: later use raises DatabaseClosedError."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for _, conn in self._connections:
+                conn.close()
+            self._connections = []
+        self._local = threading.local()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- schema --------------------------------------------------------------------------
+
+    def migrate(self) -> int:
+        """Apply pending migrations; return the schema version."""
+        conn = self.conn()
+        with self.write():
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                "applied_at REAL NOT NULL)"
+            )
+        applied = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
+        for version, sql in self._migrations:
+            if version in applied:
+                continue
+            with self.write() as tx:
+                # Re-check inside the lock: another process may have migrated meanwhile.
+                if tx.execute(
+                    "SELECT 1 FROM schema_migrations WHERE version = ?", (version,)
+                ).fetchone():
+                    continue
+                for statement in _split_sql(sql):
+                    tx.execute(statement)
+                tx.execute(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+                    (version, self.clock()),
+                )
+            logger.info("%s: applied migration %d", self.path, version)
+        row = conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+        return int(row[0] or 0)
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration into statements (ours contain no semicolons inside literals)."""
+    statements = []
+    for part in script.split(";"):
+        lines = [ln for ln in part.splitlines() if ln.strip() and not ln.strip().startswith("--")]
+        if lines:
+            statements.append("\n".join(lines))
+    return statements

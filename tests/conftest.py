@@ -1,0 +1,86 @@
+"""Shared fixtures: real SQLite files under tmp_path, a fake Ollama on loopback, settings, and
+a guard that fails any test leaving a thread behind."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clock import FakeClock
+from fake_ollama import FakeOllama
+from session_db import SessionDB
+from settings import Settings
+
+# Threads owned by the interpreter or by long-lived test infrastructure, not by a test.
+_IGNORED_THREAD_PREFIXES = ("fake-ollama", "pydevd", "asyncio_", "ThreadPoolExecutor")
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01) -> Any:
+    """Poll ``predicate`` until it returns something truthy, or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {predicate}")
+        threading.Event().wait(interval)
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads() -> Iterator[None]:
+    before = set(threading.enumerate())
+    yield
+
+    def leaked() -> list[threading.Thread]:
+        return [
+            t
+            for t in threading.enumerate()
+            if t not in before and t.is_alive() and not t.name.startswith(_IGNORED_THREAD_PREFIXES)
+        ]
+
+    deadline = time.monotonic() + 5.0
+    while leaked() and time.monotonic() < deadline:
+        threading.Event().wait(0.02)
+    assert not leaked(), f"test leaked threads: {[t.name for t in leaked()]}"
+
+
+@pytest.fixture
+def fake_ollama() -> Iterator[FakeOllama]:
+    with FakeOllama() as fake:
+        yield fake
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    """Settings isolated under tmp_path; keyword arguments override fields."""
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "data_dir": tmp_path / "data",
+            "workspace": tmp_path,
+            "ollama_host": "http://127.0.0.1:9",  # nothing listens: the LLM is "down"
+            "ledger_port": 0,
+            "llm_timeout_seconds": 10,
+        }
+        values.update(overrides)
+        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+    return make
+
+
+@pytest.fixture
+def db(tmp_path: Path, clock: FakeClock) -> Iterator[SessionDB]:
+    database = SessionDB(tmp_path / "crt.db", clock=clock)
+    yield database
+    database.close()
