@@ -17,7 +17,13 @@ from session_db import SessionDB
 from settings import Settings
 
 # Threads owned by the interpreter or by long-lived test infrastructure, not by a test.
-_IGNORED_THREAD_PREFIXES = ("fake-ollama", "pydevd", "asyncio_", "ThreadPoolExecutor")
+_IGNORED_THREAD_PREFIXES = (
+    "fake-ollama",
+    "pydevd",
+    "asyncio_",
+    "ThreadPoolExecutor",
+    "AnyIO worker thread",  # anyio keeps idle pool threads ~10 s by design
+)
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01) -> Any:
