@@ -11,6 +11,7 @@ that under ``uvicorn --workers N`` exactly one process does each pass.
 
 from __future__ import annotations
 
+import abc
 import enum
 import logging
 import os
@@ -24,14 +25,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from clock import Clock, iso, system_clock
-from journal import SelfReplyService
-from personality import PersonalityService
-from reflection import ReflectionService
 from session_db import SessionDB
 
 if TYPE_CHECKING:
     from heartbeat.loop import HeartbeatLoop
+    from journal import SelfReplyService
     from llm import LLM
+    from personality import PersonalityService
+    from reflection import ReflectionService
     from settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ class TickResult:
     duration_ms: float
 
 
-class BackgroundLoop:
+class BackgroundLoop(abc.ABC):
     """A daemon loop with a tick/run split, an error boundary and a bounded stop."""
 
     name: str = "loop"
@@ -113,9 +114,9 @@ class BackgroundLoop:
 
     # -- work -------------------------------------------------------------------------------
 
+    @abc.abstractmethod
     def do_tick(self) -> Mapping[str, Any]:
-        """One pass of work; subclasses implement it. Returns a small summary for status."""
-        raise NotImplementedError(f"{type(self).__name__} must implement do_tick()")
+        """One pass of work. Returns a small summary for status."""
 
     def next_delay(self) -> float:
         """Seconds to wait after a tick before the next one."""
@@ -344,7 +345,11 @@ def build_loops(
     rng: random.Random | None = None,
 ) -> list[BackgroundLoop]:
     """The four loops, in the seed's order: reflection, personality, self-reply, heartbeat."""
-    from heartbeat.loop import HeartbeatLoop  # the heartbeat package imports this module
+    # Imported here: these modules import this one for BackgroundLoop.
+    from heartbeat.loop import HeartbeatLoop
+    from journal import SelfReplyService
+    from personality import PersonalityService
+    from reflection import ReflectionService
 
     common: dict[str, Any] = {"db": session_db, "clock": clock, "waiter": waiter}
     reflection = ReflectionLoop(

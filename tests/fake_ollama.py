@@ -105,6 +105,12 @@ class FakeOllama:
             def log_message(self, format: str, *args: Any) -> None:  # quiet
                 return
 
+            def send_response(self, code: int, message: str | None = None) -> None:
+                # One request per connection: no idle keep-alive threads outlive a test.
+                super().send_response(code, message)
+                self.send_header("Connection", "close")
+                self.close_connection = True
+
             def _send_json(self, status: int, body: Any) -> None:
                 data = json.dumps(body).encode()
                 self.send_response(status)
@@ -198,7 +204,10 @@ class FakeOllama:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="fake-ollama", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.02},
+            name="fake-ollama",
+            daemon=True,
         )
         self._thread.start()
         return self
