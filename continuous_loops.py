@@ -118,6 +118,14 @@ class BackgroundLoop(abc.ABC):
     def do_tick(self) -> Mapping[str, Any]:
         """One pass of work. Returns a small summary for status."""
 
+    def has_work(self) -> bool:
+        """Read-only check before a pass: False skips it without taking the lease or writing."""
+        return True
+
+    def run_for_thread(self, thread_id: str) -> Mapping[str, Any]:
+        """This loop's work for one thread, now (``POST /api/loops/run``)."""
+        raise LoopStateError(f"the {self.name} loop cannot run for a single thread")
+
     def next_delay(self) -> float:
         """Seconds to wait after a tick before the next one."""
         return self.interval_seconds
@@ -141,6 +149,9 @@ class BackgroundLoop(abc.ABC):
             now = self.clock()
             leased = False
             try:
+                if not self.has_work():
+                    self.last_error = None
+                    return self._finish(TickOutcome.OK, {"idle": True}, started, now)
                 if self.uses_lease and self.db is not None:
                     leased = self.db.acquire_lease(
                         self.lease_name, self.owner, self.lease_ttl_seconds
@@ -299,8 +310,15 @@ class ReflectionLoop(BackgroundLoop):
         super().__init__(**kwargs)
         self.service = service
 
+    def has_work(self) -> bool:
+        return self.service.has_work()
+
     def do_tick(self) -> Mapping[str, Any]:
         return self.service.run_pass(keepalive=self.keepalive).as_dict()
+
+    def run_for_thread(self, thread_id: str) -> Mapping[str, Any]:
+        with self._tick_lock:
+            return _as_mapping(self.service.process_thread(thread_id))
 
 
 class PersonalityLoop(BackgroundLoop):
@@ -313,8 +331,15 @@ class PersonalityLoop(BackgroundLoop):
         super().__init__(**kwargs)
         self.service = service
 
+    def has_work(self) -> bool:
+        return self.service.has_work()
+
     def do_tick(self) -> Mapping[str, Any]:
         return self.service.run_pass(keepalive=self.keepalive).as_dict()
+
+    def run_for_thread(self, thread_id: str) -> Mapping[str, Any]:
+        with self._tick_lock:
+            return _as_mapping(self.service.process_thread(thread_id))
 
 
 class SelfReplyLoop(BackgroundLoop):
@@ -327,8 +352,23 @@ class SelfReplyLoop(BackgroundLoop):
         super().__init__(**kwargs)
         self.service = service
 
+    def has_work(self) -> bool:
+        return self.service.has_work()
+
     def do_tick(self) -> Mapping[str, Any]:
         return self.service.run_pass(keepalive=self.keepalive).as_dict()
+
+    def run_for_thread(self, thread_id: str) -> Mapping[str, Any]:
+        with self._tick_lock:
+            return _as_mapping(self.service.process_thread(thread_id))
+
+
+def _as_mapping(result: Any) -> Mapping[str, Any]:
+    if hasattr(result, "as_dict"):
+        return dict(result.as_dict())
+    if isinstance(result, Mapping):
+        return result
+    return {"result": result}
 
 
 LOOP_NAMES = ("reflection", "personality", "journal_self_reply", "heartbeat")
