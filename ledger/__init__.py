@@ -1,0 +1,1 @@
+"""The embedded Ledger's internals; ``ledger_server`` is the entry module that serves them."""

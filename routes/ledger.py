@@ -1,0 +1,73 @@
+"""The Ledger as the service sees it: its feed (proxied through LedgerClient) and its status.
+
+Both endpoints are plain ``def``: the Ledger call blocks, so it runs in the threadpool, never on
+the event loop. Ledger failures map to: 429 (rate limited, with ``Retry-After``), 503 (the
+Ledger is unreachable), 502 (it answered with an error, including a rejected API key).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request
+
+from ledger_client import (
+    LedgerAuthError,
+    LedgerError,
+    LedgerHTTPError,
+    LedgerRateLimited,
+    LedgerUnavailable,
+)
+from ledger_embed import EmbeddedLedger, LedgerEmbedError
+
+router = APIRouter(prefix="/api/ledger", tags=["ledger"])
+
+
+def _ledger(request: Request) -> EmbeddedLedger:
+    ledger: EmbeddedLedger | None = getattr(request.app.state, "ledger", None)
+    if ledger is None:
+        raise HTTPException(status_code=503, detail="the Ledger is not started (service starting?)")
+    return ledger
+
+
+@router.get("/feed", summary="The Ledger's feed, as our agent sees it")
+def ledger_feed(
+    request: Request,
+    sort: Annotated[str, Query(pattern="^(hot|new|top)$")] = "hot",
+    limit: Annotated[int, Query(ge=1, le=100)] = 25,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    ledger = _ledger(request)
+    try:
+        page = ledger.client().feed(sort=sort, limit=limit, cursor=cursor)
+    except LedgerRateLimited as exc:
+        wait = exc.retry_after_seconds
+        headers = {"Retry-After": str(max(math.ceil(wait), 1))} if wait is not None else None
+        raise HTTPException(
+            status_code=429, detail=f"the Ledger rate-limited us: {exc.error}", headers=headers
+        ) from exc
+    except (LedgerUnavailable, LedgerEmbedError) as exc:
+        raise HTTPException(status_code=503, detail=f"the Ledger is unavailable: {exc}") from exc
+    except LedgerAuthError as exc:
+        raise HTTPException(
+            status_code=502,
+            detail="the Ledger rejected our API key (check CRT_LEDGER_API_KEY)",
+        ) from exc
+    except LedgerHTTPError as exc:
+        raise HTTPException(
+            status_code=502, detail=f"the Ledger answered HTTP {exc.status_code}: {exc.error}"
+        ) from exc
+    except LedgerError as exc:
+        raise HTTPException(status_code=502, detail=f"bad answer from the Ledger: {exc}") from exc
+    return {
+        "posts": [post.model_dump() for post in page.posts],
+        "sort": sort,
+        "has_more": page.has_more,
+        "next_cursor": page.next_cursor,
+    }
+
+
+@router.get("/status", summary="Where the Ledger is, who we are on it, and whether it answers")
+def ledger_status(request: Request) -> dict[str, Any]:
+    return _ledger(request).ledger_info()
