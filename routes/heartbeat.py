@@ -1,0 +1,290 @@
+"""The seed's heartbeat endpoints (DESIGN §4), each working with the seed's exact curl command.
+
+Bodies are read as JSON whatever their Content-Type: the seed's HEARTBEAT.md POST is sent by
+``curl -d`` (form-encoded Content-Type) and other clients send none at all.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, HTTPException, Query, Request
+from pydantic import ValidationError
+
+from clock import iso
+from heartbeat import store
+from heartbeat.config import ConfigPatch, HeartbeatConfig, merge_config
+from heartbeat.executor import HeartbeatBusy, HeartbeatRunner, HeartbeatThreadNotFound
+from heartbeat.instructions import (
+    MAX_BYTES,
+    InstructionsConflict,
+    InstructionsError,
+    InstructionsInvalid,
+    InstructionsTooLarge,
+    load_instructions,
+    write_instructions,
+)
+from heartbeat.loop import HeartbeatLoop
+from routes.deps import DB, ExistingThread, ThreadId
+
+router = APIRouter(tags=["heartbeat"])
+
+MAX_BODY_BYTES = 256 * 1024
+
+
+def heartbeat_loop(request: Request) -> HeartbeatLoop:
+    loop: HeartbeatLoop | None = getattr(request.app.state, "heartbeat_loop", None)
+    if loop is None:
+        raise HTTPException(status_code=503, detail="heartbeat_loop is not in app.state yet")
+    return loop
+
+
+def runner(request: Request) -> HeartbeatRunner:
+    try:
+        return heartbeat_loop(request).runner()
+    except HTTPException:
+        raise
+    except Exception as exc:
+        raise HTTPException(
+            status_code=503, detail=f"the heartbeat executor is not available: {exc}"
+        ) from exc
+
+
+async def json_body(request: Request, *, max_bytes: int = MAX_BODY_BYTES) -> Any:
+    """The body parsed as JSON regardless of Content-Type, or a 4xx that says what is wrong."""
+    raw = await request.body()
+    if len(raw) > max_bytes:
+        raise HTTPException(status_code=413, detail=f"body is larger than {max_bytes} bytes")
+    if not raw.strip():
+        raise HTTPException(status_code=422, detail="request body is empty; send a JSON object")
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise HTTPException(status_code=422, detail=f"request body is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise HTTPException(status_code=422, detail="request body must be a JSON object")
+    return value
+
+
+def _errors(exc: ValidationError) -> list[dict[str, Any]]:
+    return [
+        {"loc": ["body", *[str(p) for p in e.get("loc", ())]], "msg": e.get("msg"), "type": e.get("type")}
+        for e in exc.errors()
+    ]
+
+
+# -- loop status and control -------------------------------------------------------------
+
+
+@router.get("/api/heartbeat/status", summary="Heartbeat loop state, schedule and run counts")
+def status(request: Request, db: DB) -> dict[str, Any]:
+    loop = heartbeat_loop(request)
+    base = loop.status()
+    due = store.earliest_due(db)
+    llm = request.app.state.llm
+    return {
+        **base,
+        "threads_enabled": store.count_scheduled(db),
+        "next_due": {"thread_id": due[0], "at": iso(due[1])} if due else None,
+        "llm": llm.status(),
+        "runs_by_outcome": store.outcome_counts(db),
+    }
+
+
+@router.post("/api/heartbeat/start", summary="Start the heartbeat loop (even if the env left it off)")
+def start(request: Request) -> dict[str, Any]:
+    loop = heartbeat_loop(request)
+    try:
+        started = loop.start()
+    except RuntimeError as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from exc
+    return {"started": started, **loop.status()}
+
+
+@router.post("/api/heartbeat/stop", summary="Stop the heartbeat loop; returns once it stopped")
+def stop(request: Request) -> dict[str, Any]:
+    loop = heartbeat_loop(request)
+    stopped = loop.stop(timeout=30.0)
+    return {"stopped": stopped, **loop.status()}
+
+
+# -- per-thread config, run-now, history --------------------------------------------------
+
+
+def config_view(db: Any, thread_id: str) -> dict[str, Any]:
+    hb = store.get_thread_heartbeat(db, thread_id)
+    if hb is None:
+        raise HTTPException(status_code=404, detail=f"thread {thread_id!r} does not exist")
+    return {
+        "thread_id": thread_id,
+        "config": hb.config.model_dump(mode="json"),
+        "configured": hb.configured,
+        "last_run": iso(hb.last_run),
+        "last_summary": hb.last_summary,
+        "last_actions": hb.last_actions,
+        "last_outcome": hb.last_outcome,
+        "last_reason": hb.last_reason,
+        "next_due_at": iso(hb.next_due),
+        "consecutive_failures": hb.failures,
+    }
+
+
+@router.get(
+    "/api/threads/{thread_id}/heartbeat/config",
+    summary="A thread's heartbeat config and last run (404 for an unknown thread)",
+)
+def get_config(thread_id: ExistingThread, db: DB) -> dict[str, Any]:
+    return config_view(db, thread_id)
+
+
+@router.post(
+    "/api/threads/{thread_id}/heartbeat/config",
+    summary="Partially update a thread's heartbeat config (creates the thread if needed)",
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/json": {
+                    "schema": ConfigPatch.model_json_schema(),
+                    "example": {"enabled": True, "every": 1800, "target": "none"},
+                }
+            }
+        }
+    },
+)
+async def post_config(thread_id: ThreadId, request: Request, db: DB) -> dict[str, Any]:
+    patch = await json_body(request)
+    hb = store.get_thread_heartbeat(db, thread_id)
+    try:
+        config = merge_config(hb.config if hb and hb.configured else None, patch)
+    except ValidationError as exc:
+        raise HTTPException(status_code=422, detail=_errors(exc)) from exc
+    except ValueError as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from exc
+    return await _save_config(request, db, thread_id, config)
+
+
+async def _save_config(
+    request: Request, db: Any, thread_id: str, config: HeartbeatConfig
+) -> dict[str, Any]:
+    def save() -> dict[str, Any]:
+        db.ensure_thread(thread_id)
+        loop = heartbeat_loop(request)
+        due = runner(request).schedule_after_config(thread_id, config)
+        store.save_config(db, thread_id, config, due)
+        loop.wake()  # a config change reschedules at once
+        return config_view(db, thread_id)
+
+    return await anyio.to_thread.run_sync(save)
+
+
+@router.post(
+    "/api/threads/{thread_id}/heartbeat/run-now",
+    summary="Run one heartbeat now, synchronously; 409 if one is already running",
+)
+def run_now(
+    thread_id: ExistingThread,
+    request: Request,
+    dry_run: Annotated[bool, Query(description="force a dry run: nothing is sent")] = False,
+) -> dict[str, Any]:
+    try:
+        record = runner(request).run(thread_id, trigger="manual", force_dry_run=dry_run)
+    except HeartbeatBusy as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from exc
+    except HeartbeatThreadNotFound as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from exc
+    return record.as_api()
+
+
+@router.get(
+    "/api/threads/{thread_id}/heartbeat/history", summary="A thread's heartbeat runs, newest first"
+)
+def history(
+    thread_id: ExistingThread,
+    db: DB,
+    limit: Annotated[int, Query(ge=1, le=500)] = 20,
+) -> dict[str, Any]:
+    runs = store.list_runs(db, thread_id, limit=limit)
+    return {"thread_id": thread_id, "runs": [r.as_api() for r in runs]}
+
+
+# -- HEARTBEAT.md --------------------------------------------------------------------------
+
+
+def _instructions_view(doc: Any) -> dict[str, Any]:
+    return {
+        "content": doc.content,
+        "path": str(doc.path),
+        "exists": not doc.missing,
+        "last_modified": iso(doc.last_modified),
+        "sha256": doc.sha256,
+        "effectively_empty": doc.effectively_empty,
+        "sections": [
+            s if isinstance(s, dict) else getattr(s, "as_dict", lambda: s)() for s in doc.sections
+        ],
+        "max_bytes": MAX_BYTES,
+    }
+
+
+@router.get("/api/heartbeat/heartbeat.md", summary="Read HEARTBEAT.md")
+def get_heartbeat_md(request: Request) -> dict[str, Any]:
+    try:
+        doc = load_instructions(request.app.state.settings.heartbeat_md_path)
+    except InstructionsError as exc:
+        raise HTTPException(status_code=500, detail=str(exc)) from exc
+    return _instructions_view(doc)
+
+
+@router.post(
+    "/api/heartbeat/heartbeat.md",
+    summary="Replace HEARTBEAT.md atomically (JSON body, any Content-Type)",
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["content"],
+                        "properties": {
+                            "content": {"type": "string"},
+                            "expected_sha256": {"type": "string"},
+                        },
+                    },
+                    "example": {"content": "## Checklist\n- Review recent posts\n"},
+                }
+            }
+        }
+    },
+)
+async def post_heartbeat_md(request: Request) -> dict[str, Any]:
+    body = await json_body(request, max_bytes=4 * MAX_BYTES)
+    unknown = set(body) - {"content", "expected_sha256"}
+    if unknown:
+        raise HTTPException(status_code=422, detail=f"unknown field(s): {sorted(unknown)}")
+    content = body.get("content")
+    if not isinstance(content, str):
+        raise HTTPException(status_code=422, detail="'content' is required and must be a string")
+    expected = body.get("expected_sha256")
+    if expected is not None and not isinstance(expected, str):
+        raise HTTPException(status_code=422, detail="'expected_sha256' must be a string")
+    path = request.app.state.settings.heartbeat_md_path
+
+    def write() -> Any:
+        return write_instructions(path, content, expected_sha256=expected)
+
+    try:
+        doc = await anyio.to_thread.run_sync(write)
+    except InstructionsTooLarge as exc:
+        raise HTTPException(status_code=413, detail=str(exc)) from exc
+    except InstructionsConflict as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from exc
+    except InstructionsInvalid as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from exc
+    except InstructionsError as exc:
+        raise HTTPException(status_code=500, detail=str(exc)) from exc
+    loop = getattr(request.app.state, "heartbeat_loop", None)
+    if loop is not None:
+        loop.wake()
+    return _instructions_view(doc)
+

@@ -1,0 +1,77 @@
+"""The four loops: status, start/stop at run time, and one pass for one thread now."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, HTTPException, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from continuous_loops import LOOP_NAMES, BackgroundLoop, LoopStateError
+from routes.deps import valid_thread_id
+
+router = APIRouter(prefix="/api/loops", tags=["loops"])
+
+LoopName = Literal["reflection", "personality", "journal_self_reply", "heartbeat"]
+
+
+class RunLoopsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    thread_id: str = Field("default", examples=["default"])
+    loops: list[LoopName] = Field(
+        default_factory=lambda: ["reflection", "personality", "journal_self_reply"],
+        description="which loops to run for this thread now, in order",
+        max_length=4,
+    )
+
+
+def loops_by_name(request: Request) -> dict[str, BackgroundLoop]:
+    loops: dict[str, BackgroundLoop] | None = getattr(request.app.state, "loops", None)
+    if loops is None:
+        raise HTTPException(status_code=503, detail="loops are not built yet (service starting)")
+    return loops
+
+
+def get_loop(request: Request, name: str) -> BackgroundLoop:
+    loops = loops_by_name(request)
+    if name not in loops:
+        raise HTTPException(
+            status_code=404,
+            detail=f"unknown loop {name!r}; loops are: {', '.join(LOOP_NAMES)}",
+        )
+    return loops[name]
+
+
+@router.get("", summary="Status of every loop")
+def list_loops(request: Request) -> dict[str, Any]:
+    return {"loops": [loop.status() for loop in loops_by_name(request).values()]}
+
+
+@router.post("/{name}/start", summary="Start a loop (even if its env var left it off)")
+def start_loop(name: str, request: Request) -> dict[str, Any]:
+    loop = get_loop(request, name)
+    try:
+        started = loop.start()
+    except LoopStateError as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from exc
+    return {"started": started, **loop.status()}
+
+
+@router.post("/{name}/stop", summary="Stop a loop; returns once its thread has stopped")
+def stop_loop(name: str, request: Request) -> dict[str, Any]:
+    loop = get_loop(request, name)
+    stopped = loop.stop(timeout=10.0)
+    return {"stopped": stopped, **loop.status()}
+
+
+@router.post("/run", summary="Run the chosen loops for one thread now, synchronously")
+def run_loops(body: RunLoopsIn, request: Request) -> dict[str, Any]:
+    thread_id = valid_thread_id(body.thread_id)
+    db = request.app.state.db
+    if not db.thread_exists(thread_id):
+        raise HTTPException(status_code=404, detail=f"thread {thread_id!r} does not exist")
+    loops = loops_by_name(request)
+    results: dict[str, Any] = {}
+    for name in body.loops:
+        results[name] = loops[name].run_for_thread(thread_id)  # type: ignore[attr-defined]
+    return {"thread_id": thread_id, "results": results}
