@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlite_store import DatabaseClosedError, SQLiteStore
+from sqlite_store import BUSY_TIMEOUT_MS, DatabaseClosedError, SQLiteStore
 
 __all__ = ["DatabaseClosedError", "SessionDB"]
 
@@ -225,8 +225,14 @@ def _message(row: sqlite3.Row) -> MessageRow:
 class SessionDB(SQLiteStore):
     """The session database: threads, messages, journal, loops' progress, heartbeat records."""
 
-    def __init__(self, path: Path | str, *, clock: Callable[[], float] = time.time) -> None:
-        super().__init__(path, MIGRATIONS, clock=clock)
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        clock: Callable[[], float] = time.time,
+        busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+    ) -> None:
+        super().__init__(path, MIGRATIONS, clock=clock, busy_timeout_ms=busy_timeout_ms)
         self.ensure_thread(DEFAULT_THREAD)
 
     # -- threads -------------------------------------------------------------------------

@@ -131,22 +131,42 @@ def gather_local(db: SessionDB, thread_id: str, *, window: int) -> HeartbeatCont
     )
 
 
-def add_ledger(ctx: HeartbeatContext, ledger: LedgerReader, own_post_ids: set[str]) -> None:
-    """Fill in the feed and activity on the agent's own posts. Ledger errors propagate."""
+def add_ledger(
+    ctx: HeartbeatContext,
+    ledger: LedgerReader,
+    own_post_ids: set[str],
+    db: SessionDB,
+    answered: set[str],
+) -> None:
+    """Fill in the feed and activity on the agent's own posts. Ledger errors propagate.
+
+    New activity is merged into the unanswered list kept in the session DB (``/home`` shows
+    each comment once), so a run that fails after this point loses nothing.
+    """
     home = ledger.home()
     ctx.karma = _get(home, "karma")
-    activity: list[Activity] = []
-    for item in list(_get(home, "activity", None) or [])[:ACTIVITY_LIMIT]:
-        activity.append(
-            Activity(
-                post_id=str(_get(item, "post_id")),
-                post_title=snippet(_get(item, "post_title", ""), 120),
-                comment_id=str(_get(item, "comment_id", "") or _get(item, "id", "")),
-                author=snippet(_get(item, "author", "?"), 40),
-                snippet=snippet(_get(item, "content", "")),
-            )
+    fresh = [
+        {
+            "post_id": str(_get(item, "post_id")),
+            "post_title": snippet(_get(item, "post_title", ""), 120),
+            "comment_id": str(_get(item, "comment_id", "") or _get(item, "id", "")),
+            "author": snippet(_get(item, "author", "?"), 40),
+            "content": snippet(_get(item, "content", "")),
+        }
+        for item in list(_get(home, "activity", None) or [])
+    ]
+    pending = store.merge_pending_activity(db, fresh)
+    ctx.activity = [
+        Activity(
+            post_id=p["post_id"],
+            post_title=p["post_title"],
+            comment_id=p["comment_id"],
+            author=p["author"],
+            snippet=p["content"],
         )
-    ctx.activity = activity
+        for p in pending
+        if p["comment_id"] not in answered
+    ][-ACTIVITY_LIMIT:]
     page = ledger.list_posts(sort="hot", limit=FEED_LIMIT)
     posts = _get(page, "posts", page) or []
     feed: list[FeedPost] = []

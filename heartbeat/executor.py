@@ -14,6 +14,7 @@ No DB transaction is open across an LLM or Ledger call.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 import uuid
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+import metrics
 from continuous_loops import PROCESS_OWNER
 from heartbeat import store
 from heartbeat.config import HeartbeatConfig
@@ -55,6 +57,8 @@ DEFAULT_POST_COOLDOWN = 1800.0
 DEFAULT_COMMENT_COOLDOWN = 20.0
 DEFAULT_COMMENTS_PER_DAY = 50
 
+RECORD_RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0)
+
 Trigger = Literal["schedule", "manual"]
 
 
@@ -74,6 +78,7 @@ class RunState:
     config: HeartbeatConfig
     context_hash: str | None = None
     actions: list[dict[str, Any]] = field(default_factory=list)
+    seen_activity: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -217,12 +222,18 @@ class HeartbeatRunner:
             )
             try:
                 self._pipeline(state, hb, trigger=trigger, now=now)
+            except sqlite3.OperationalError as exc:  # e.g. locked past the busy timeout
+                logger.error("%s Failed to run heartbeat: %s: database: %s", PREFIX, thread_id, exc)
+                self._set(state, "failed", "db_error", error=f"database: {exc}")
             except Exception as exc:  # the run's error boundary: a failure is an outcome
                 logger.exception("%s Failed to run heartbeat: %s: %s", PREFIX, thread_id, exc)
                 self._set(state, "failed", "internal_error", error=f"{type(exc).__name__}: {exc}")
-            self._finish(state, hb, started)
+            self._record(state, hb, started)
         finally:
-            store.release_thread_lease(self.db, thread_id, self.owner)
+            try:
+                store.release_thread_lease(self.db, thread_id, self.owner)
+            except sqlite3.OperationalError as exc:  # the lease expires on its own
+                logger.warning("%s could not release the lease of %s: %s", PREFIX, thread_id, exc)
         self.on_change()
         finished = store.get_run(self.db, run.run_id)
         return finished or run
@@ -245,6 +256,7 @@ class HeartbeatRunner:
             self.db, run, next_due=now + retry_in, failures=None, context_hash=None,
             update_last=False,
         )
+        metrics.observe_heartbeat_run(run.outcome, run.reason, run.trigger, 0.0)
         logger.info("%s thread %s is busy; retrying in %.0fs", PREFIX, thread_id, retry_in)
 
     def recover(self) -> dict[str, Any]:
@@ -313,7 +325,7 @@ class HeartbeatRunner:
         try:
             instructions = load_instructions(self.heartbeat_md)
         except InstructionsError as exc:
-            self._set(state, "failed", "empty_instructions", error=str(exc),
+            self._set(state, "failed", "instructions_error", error=str(exc),
                       summary="HEARTBEAT.md could not be read")
             return
         if instructions.effectively_empty:
@@ -336,7 +348,9 @@ class HeartbeatRunner:
                       summary="the Ledger is not available")
             return
         try:
-            add_ledger(ctx, self.ledger, history["own_post_ids"])
+            add_ledger(
+                ctx, self.ledger, history["own_post_ids"], self.db, history["answered_comment_ids"]
+            )
         except LedgerError as exc:
             self._set(state, "failed", "ledger_error", error=str(exc),
                       summary="could not read the Ledger")
@@ -398,6 +412,7 @@ class HeartbeatRunner:
         vctx = ValidationContext(
             config=config,
             shown_post_ids=ctx.shown_post_ids(),
+            shown_comment_ids=ctx.shown_comment_ids(),
             own_post_ids=history["own_post_ids"],
             voted_post_ids=history["voted_post_ids"],
             recent_hashes=history["recent_hashes"],
@@ -413,6 +428,7 @@ class HeartbeatRunner:
             default_submolt=config.submolt,
         )
         validated = validate_actions(decision, vctx)
+        state.seen_activity = ctx.shown_comment_ids()
         rows: list[dict[str, Any]] = []
         for seq, item in enumerate(validated):
             payload = item.action.model_dump(exclude={"type"}, exclude_none=True)
@@ -566,13 +582,29 @@ class HeartbeatRunner:
                 PREFIX, state.run.thread_id, reason, (error or summary or "")[:300],
             )
 
+    def _record(self, state: RunState, hb: store.ThreadHeartbeat, started: float) -> None:
+        """Write the run's record, retrying a locked DB a few times: a record is never dropped
+        for a transient lock. If it still cannot be written, the run stays ``running`` and the
+        next start's recovery closes it as ``interrupted``."""
+        delays = RECORD_RETRY_DELAYS
+        for attempt in range(len(delays) + 1):
+            try:
+                self._finish(state, hb, started)
+                return
+            except sqlite3.OperationalError as exc:
+                if attempt == len(delays):
+                    logger.error(
+                        "%s Failed to run heartbeat: could not record run %s of %s: %s",
+                        PREFIX, state.run.run_id, state.run.thread_id, exc,
+                    )
+                    raise
+                threading.Event().wait(delays[attempt])
+
     def _finish(self, state: RunState, hb: store.ThreadHeartbeat, started: float) -> None:
         run, config = state.run, state.config
         now = self.clock()
         run.finished_at = now
         run.duration_ms = (time.perf_counter() - started) * 1000
-        self.durations_ms.append(run.duration_ms - (run.llm_ms or 0.0))
-        del self.durations_ms[:-1000]
         failures = hb.failures + 1 if run.outcome == "failed" else 0
         window = config.active_window(self.default_timezone)
         if not config.enabled:
@@ -586,10 +618,16 @@ class HeartbeatRunner:
             due = next_due(now, config.every_seconds, now, run.thread_id, window=window)
         else:
             due = next_due(now, config.every_seconds, now, run.thread_id, window=window)
+        if run.outcome in ("acted", "silent"):
+            # Decided on: a failed or dry run leaves them for the next heartbeat.
+            store.settle_activity(self.db, state.seen_activity)
         # A skip that never looked at the context keeps the old fingerprint.
         store.finish_run(
             self.db, run, next_due=due, failures=failures, context_hash=state.context_hash
         )
+        self.durations_ms.append(run.duration_ms - (run.llm_ms or 0.0))
+        del self.durations_ms[:-1000]
+        metrics.observe_heartbeat_run(run.outcome, run.reason, run.trigger, run.duration_ms / 1000)
         logger.info(
             "%s heartbeat for thread %s: %s%s in %.0f ms",
             PREFIX, run.thread_id, run.outcome, f"/{run.reason}" if run.reason else "",

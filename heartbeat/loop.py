@@ -103,6 +103,7 @@ class HeartbeatLoop(BackgroundLoop):
                         owner=runner.owner,
                         ttl=runner.lease_ttl,
                         limit=free,
+                        exclude=frozenset(futures.values()),
                     )
                     for thread_id in found_busy:
                         if thread_id not in busy:

@@ -224,11 +224,18 @@ def lease_name(thread_id: str) -> str:
 
 
 def claim_due(
-    db: SessionDB, *, now: float, owner: str, ttl: float, limit: int
+    db: SessionDB,
+    *,
+    now: float,
+    owner: str,
+    ttl: float,
+    limit: int,
+    exclude: frozenset[str] = frozenset(),
 ) -> tuple[list[str], list[str]]:
     """Atomically lease up to ``limit`` due threads; returns (claimed, busy).
 
-    ``busy`` are due threads whose lease someone else holds (a run-now, or another worker).
+    ``busy`` are due threads whose lease someone else holds (a run-now, or another worker);
+    ``exclude`` are threads the caller is already running.
     """
     claimed: list[str] = []
     busy: list[str] = []
@@ -236,9 +243,11 @@ def claim_due(
         due = tx.execute(
             "SELECT thread_id FROM thread_sessions WHERE heartbeat_next_due IS NOT NULL "
             "AND heartbeat_next_due <= ? ORDER BY heartbeat_next_due LIMIT ?",
-            (now, limit * 4),
+            (now, limit * 4 + len(exclude)),
         ).fetchall()
         for (thread_id,) in due:
+            if thread_id in exclude:
+                continue
             if len(claimed) >= limit:
                 break
             if _take_lease(tx, lease_name(thread_id), owner, now, ttl):
@@ -249,11 +258,13 @@ def claim_due(
 
 
 def _take_lease(tx: sqlite3.Connection, name: str, owner: str, now: float, ttl: float) -> bool:
+    # Not re-entrant, even for the same owner: a thread whose heartbeat is in flight in this
+    # very process must not be claimed again by the next refill of the pool.
     row = tx.execute(
         "INSERT INTO leases (name, owner, acquired_at, expires_at) VALUES (?, ?, ?, ?) "
         "ON CONFLICT(name) DO UPDATE SET owner = excluded.owner, "
         "acquired_at = excluded.acquired_at, expires_at = excluded.expires_at "
-        "WHERE leases.expires_at < ? OR leases.owner = excluded.owner RETURNING owner",
+        "WHERE leases.expires_at < ? RETURNING owner",
         (name, owner, now, now + ttl, now),
     ).fetchone()
     return row is not None
@@ -456,6 +467,7 @@ def agent_history(db: SessionDB, *, since: float) -> dict[str, Any]:
         (since,),
     ).fetchall()
     voted: set[str] = set()
+    answered: set[str] = set()
     own_posts: set[str] = set()
     hashes: set[str] = set()
     last_post_at: float | None = None
@@ -465,6 +477,8 @@ def agent_history(db: SessionDB, *, since: float) -> dict[str, Any]:
         payload = json.loads(r["payload_json"])
         if r["type"] == "vote" and r["state"] == "sent":
             voted.add(str(payload.get("post_id")))
+        if r["type"] == "comment" and r["state"] in ("sent", "pending") and payload.get("parent_id"):
+            answered.add(str(payload["parent_id"]))
         if r["type"] == "post" and r["state"] == "sent" and r["ledger_id"]:
             own_posts.add(str(r["ledger_id"]))
         if r["content_hash"] and r["updated_at"] >= since:
@@ -477,6 +491,7 @@ def agent_history(db: SessionDB, *, since: float) -> dict[str, Any]:
                 comments_today += 1
     return {
         "voted_post_ids": voted,
+        "answered_comment_ids": answered,
         "own_post_ids": own_posts,
         "recent_hashes": hashes,
         "last_post_at": last_post_at,
@@ -492,6 +507,47 @@ def recent_thread_actions(db: SessionDB, thread_id: str, limit: int = 10) -> lis
         (thread_id, limit),
     )
     return [_action(r) for r in rows]
+
+
+# -- activity on the agent's posts ------------------------------------------------------------
+
+PENDING_ACTIVITY_KEY = "heartbeat:pending_activity"
+MAX_PENDING_ACTIVITY = 50
+
+
+def merge_pending_activity(db: SessionDB, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Add newly seen activity to the unanswered list and return it (oldest first).
+
+    The Ledger's ``/home`` shows each new comment once; keeping them here means a heartbeat that
+    fails after reading them does not lose them: they stay until a run has decided on them.
+    """
+    with db.write() as tx:
+        row = tx.execute("SELECT value FROM kv WHERE key = ?", (PENDING_ACTIVITY_KEY,)).fetchone()
+        pending: list[dict[str, Any]] = json.loads(row[0]) if row else []
+        known = {p.get("comment_id") for p in pending}
+        pending += [i for i in items if i.get("comment_id") not in known]
+        pending = pending[-MAX_PENDING_ACTIVITY:]
+        tx.execute(
+            "INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE "
+            "SET value = excluded.value, updated_at = excluded.updated_at",
+            (PENDING_ACTIVITY_KEY, dumps(pending), db.clock()),
+        )
+    return pending
+
+
+def settle_activity(db: SessionDB, comment_ids: set[str]) -> None:
+    """Drop activity a finished run has seen and decided on."""
+    if not comment_ids:
+        return
+    with db.write() as tx:
+        row = tx.execute("SELECT value FROM kv WHERE key = ?", (PENDING_ACTIVITY_KEY,)).fetchone()
+        if row is None:
+            return
+        pending = [p for p in json.loads(row[0]) if p.get("comment_id") not in comment_ids]
+        tx.execute(
+            "UPDATE kv SET value = ?, updated_at = ? WHERE key = ?",
+            (dumps(pending), db.clock(), PENDING_ACTIVITY_KEY),
+        )
 
 
 # -- recovery ------------------------------------------------------------------------------
