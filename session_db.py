@@ -186,6 +186,15 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        2,
+        """
+        -- Retention prunes runs by age; the agent's recent actions are read by time.
+        CREATE INDEX ix_hb_runs_started ON heartbeat_runs(started_at);
+        CREATE INDEX ix_hb_actions_updated ON heartbeat_actions(updated_at);
+        CREATE INDEX ix_journal_created ON journal_entries(created_at);
+        """,
+    ),
 ]
 
 

@@ -103,9 +103,15 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
 
-    retention_days: float = Field(
-        90, ge=0, description="heartbeat runs, journal entries and scored messages older than "
-        "this are pruned (0 keeps everything)"
+    heartbeat_retention_days: float = Field(
+        90, ge=0, description="heartbeat runs and their actions older than this are pruned "
+        "(0 keeps them all)"
+    )
+    journal_retention_days: float = Field(
+        0, ge=0, description="journal entries older than this are pruned (0 keeps them all)"
+    )
+    message_retention_days: float = Field(
+        0, ge=0, description="messages older than this are pruned (0 keeps them all)"
     )
 
     host: str = Field(

@@ -163,10 +163,7 @@ class SQLiteStore:
 
 
 def _split_sql(script: str) -> list[str]:
-    """Split a migration into statements (ours contain no semicolons inside literals)."""
-    statements = []
-    for part in script.split(";"):
-        lines = [ln for ln in part.splitlines() if ln.strip() and not ln.strip().startswith("--")]
-        if lines:
-            statements.append("\n".join(lines))
-    return statements
+    """Split a migration into statements: comment lines first (they may hold ';'), then on ';'
+    (our migrations have no semicolons inside string literals)."""
+    code = "\n".join(ln for ln in script.splitlines() if not ln.strip().startswith("--"))
+    return [part.strip() for part in code.split(";") if part.strip()]

@@ -252,6 +252,14 @@ def claim_due(
                 break
             if _take_lease(tx, lease_name(thread_id), owner, now, ttl):
                 claimed.append(thread_id)
+                # The slot is taken: hide it from other workers' claims until the run records
+                # its real next due time (or, if the holder dies, until its lease expires).
+                # Without this every other worker found it due and leased and recorded a
+                # skipped/busy run for it (tests/test_workers.py).
+                tx.execute(
+                    "UPDATE thread_sessions SET heartbeat_next_due = ? WHERE thread_id = ?",
+                    (now + ttl, thread_id),
+                )
             else:
                 busy.append(thread_id)
     return claimed, busy
@@ -458,13 +466,22 @@ def outcome_counts(db: SessionDB) -> dict[str, int]:
 # -- what the agent has already done (validation inputs) ------------------------------------
 
 
+HISTORY_HORIZON = 30 * 86_400.0
+
+
 def agent_history(db: SessionDB, *, since: float) -> dict[str, Any]:
-    """Sent (and dry-run) actions across all threads: the Ledger agent is one for all of them."""
+    """What the agent did lately, across all threads (the Ledger agent is one for all of them).
+
+    Votes, own posts and answered comments look back ``HISTORY_HORIZON`` (a bounded, indexed
+    read however long the service has run: a repeated vote on an older post is a no-op on the
+    Ledger anyway); duplicate text and the daily comment count look back to ``since`` (24 h).
+    """
     rows = db.read().execute(
         "SELECT type, payload_json, state, ledger_id, content_hash, updated_at "
-        "FROM heartbeat_actions WHERE state IN ('sent', 'pending') OR "
-        "(state = 'dry_run' AND updated_at >= ?) ORDER BY id",
-        (since,),
+        "FROM heartbeat_actions WHERE updated_at >= ? "
+        "AND (state IN ('sent', 'pending') OR (state = 'dry_run' AND updated_at >= ?)) "
+        "ORDER BY id",
+        (since - HISTORY_HORIZON, since),
     ).fetchall()
     voted: set[str] = set()
     answered: set[str] = set()
