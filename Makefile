@@ -22,6 +22,7 @@ run: $(STAMP)
 	$(PY) -m uvicorn crt_api:app --host $(HOST) --port $(PORT)
 
 test: $(STAMP)
+	./scripts/ensure-browser.sh
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
