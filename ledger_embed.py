@@ -41,6 +41,8 @@ PROBE_TIMEOUT = httpx.Timeout(2.0, connect=1.0)
 REGISTRATION_WAIT_SECONDS = 5.0
 
 
+EMBEDDED_KEY = "ledger_api_key:embedded"
+
 class LedgerEmbedError(RuntimeError):
     """Raised when the Ledger cannot be started or joined: its port is held by something that
     is not a Ledger, the agent name is registered but this session DB has no key for it, or the
@@ -186,7 +188,13 @@ def start_embedded_ledger(
     base_url = f"{root_url}/api/v1"
     try:
         api_key = _ensure_registered(
-            settings.agent_name, base_url, session_db, registration_wait=registration_wait
+            settings.agent_name,
+            base_url,
+            session_db,
+            registration_wait=registration_wait,
+            # The embedded Ledger is its DB file in our data dir, whatever port serves it today:
+            # keyed by URL, a changed CRT_LEDGER_PORT lost the key and the name stayed taken.
+            kv_key=EMBEDDED_KEY,
         )
     except BaseException:
         if serving is not None:
@@ -211,10 +219,15 @@ def _is_ledger(root_url: str) -> bool:
 
 
 def _ensure_registered(
-    name: str, base_url: str, session_db: KeyValueStore, *, registration_wait: float
+    name: str,
+    base_url: str,
+    session_db: KeyValueStore,
+    *,
+    registration_wait: float,
+    kv_key: str | None = None,
 ) -> str:
     """Our agent's API key on the Ledger at ``base_url``: the stored one if it still works."""
-    kv_key = f"ledger_api_key:{base_url}"
+    kv_key = kv_key or f"ledger_api_key:{base_url}"
     stored = session_db.kv_get(kv_key)
     if stored is not None:
         with LedgerClient(base_url, stored, timeout=PROBE_TIMEOUT) as client:

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from clock import FakeClock
 from ledger_client import LedgerAuthError, LedgerClient
-from ledger_embed import EmbeddedLedger, LedgerEmbedError, start_embedded_ledger
+from ledger_embed import EMBEDDED_KEY, EmbeddedLedger, LedgerEmbedError, start_embedded_ledger
 from ledger_server import create_ledger_app
 from routes.ledger import router
 from server_thread import ServerThread
@@ -62,7 +62,7 @@ def test_embedded_serves_registers_and_stores_the_key(
     ledger = start(started, settings, db)
     assert ledger.base_url == f"http://127.0.0.1:{settings.ledger_port}/api/v1"
     assert (ledger.embedded, ledger.serving) == (True, True)
-    assert ledger.api_key and db.kv_get(f"ledger_api_key:{ledger.base_url}") == ledger.api_key
+    assert ledger.api_key and db.kv_get(EMBEDDED_KEY) == ledger.api_key
     assert ledger.client().me().name == "crt"
     assert ledger.client() is ledger.client()
     info = ledger.ledger_info()
@@ -154,7 +154,7 @@ def test_a_stale_stored_key_is_replaced_by_registering_again(
         Path(f"{settings.ledger_db_path}{suffix}").unlink(missing_ok=True)
     second = start(started, settings, db)
     assert second.api_key != stale
-    assert db.kv_get(f"ledger_api_key:{second.base_url}") == second.api_key
+    assert db.kv_get(EMBEDDED_KEY) == second.api_key
     assert second.client().me().name == "crt"
 
 
@@ -266,3 +266,15 @@ def test_feed_route_maps_ledger_failures(
             assert "rate-limited" in response.json()["detail"]
     finally:
         api.stop()
+
+
+def test_a_changed_port_keeps_the_agent_and_its_key(
+    embed_settings: Callable[..., Settings], db: SessionDB, started: list[EmbeddedLedger]
+) -> None:
+    """The key was once stored per URL: after a port change the name was taken and the key lost."""
+    first = start(started, embed_settings(), db)
+    key = first.api_key
+    first.stop()
+    moved = start(started, embed_settings(ledger_port=free_port()), db, registration_wait=0.1)
+    assert moved.api_key == key
+    assert moved.client().me().name == "crt"
