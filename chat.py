@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from llm import LLM, ChatMessage, LLMError, LLMTimeout, LLMUnavailable
+from llm import LLM, ChatMessage, LLMError, LLMResponseError, LLMTimeout, LLMUnavailable
 from personality import get_profile, style_instructions
 from reflection import latest_reflection
 from session_db import MessageRow, SessionDB
@@ -32,6 +32,10 @@ class ChatUnavailable(Exception):
     def __init__(self, message: str, user_message: MessageRow) -> None:
         super().__init__(message)
         self.user_message = user_message
+
+
+class ChatModelNotFound(ChatUnavailable):
+    """Raised when Ollama does not have the model asked for (its 404); the message is stored."""
 
 
 @dataclass(frozen=True)
@@ -67,9 +71,7 @@ def chat(
     user_message = db.add_message(thread_id, "user", text)
     prompt = system_prompt(db, thread_id)
     history = db.list_messages(thread_id, limit=window, newest=True)
-    messages = [ChatMessage("system", prompt)] + [
-        ChatMessage(m.role, m.content) for m in history
-    ]
+    messages = [ChatMessage("system", prompt)] + [ChatMessage(m.role, m.content) for m in history]
     if not llm.available():
         raise ChatUnavailable(
             f"the LLM at {llm.host} is not reachable; your message was saved "
@@ -84,12 +86,14 @@ def chat(
             f"the LLM did not answer: {exc}; your message was saved (id {user_message.id})",
             user_message,
         ) from exc
-    except LLMError as exc:
-        logger.warning("chat in thread %s failed: %s", thread_id, exc)
-        raise ChatUnavailable(
-            f"the LLM failed to answer: {exc}; your message was saved (id {user_message.id})",
-            user_message,
+    except LLMResponseError as exc:
+        if exc.status_code != 404:
+            raise _failed(exc, thread_id, user_message) from exc
+        raise ChatModelNotFound(
+            f"{exc}; your message was saved (id {user_message.id})", user_message
         ) from exc
+    except LLMError as exc:
+        raise _failed(exc, thread_id, user_message) from exc
     content = reply.content.strip() or "(the model returned an empty reply)"
     stored = db.add_message(thread_id, "assistant", content)
     return ChatResult(
@@ -98,4 +102,12 @@ def chat(
         model=reply.model,
         duration_ms=reply.duration_ms,
         system_prompt_chars=len(prompt),
+    )
+
+
+def _failed(exc: LLMError, thread_id: str, user_message: MessageRow) -> ChatUnavailable:
+    logger.warning("chat in thread %s failed: %s", thread_id, exc)
+    return ChatUnavailable(
+        f"the LLM failed to answer: {exc}; your message was saved (id {user_message.id})",
+        user_message,
     )

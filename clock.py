@@ -22,8 +22,8 @@ def iso(ts: float | None) -> str | None:
     """Unix seconds as an ISO-8601 UTC string (``None`` stays ``None``)."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z"
+    return (
+        datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     )
 
 

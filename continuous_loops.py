@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import metrics
 from clock import Clock, iso, system_clock
 from session_db import SessionDB
 
@@ -88,6 +89,7 @@ class BackgroundLoop(abc.ABC):
         clock: Clock = system_clock,
         waiter: Waiter = event_waiter,
         owner: str = PROCESS_OWNER,
+        maintenance: Callable[[], object] | None = None,
     ) -> None:
         if interval_seconds <= 0:
             raise ValueError(f"{self.name}: interval_seconds must be > 0, got {interval_seconds}")
@@ -97,6 +99,7 @@ class BackgroundLoop(abc.ABC):
         self.clock = clock
         self._waiter = waiter
         self.owner = owner
+        self.maintenance = maintenance  # e.g. retention; runs inside the error boundary
         self._signal = threading.Event()  # set by wake() and stop()
         self._stop = threading.Event()
         self._tick_lock = threading.Lock()  # one tick at a time (loop thread vs. /api/loops/run)
@@ -149,6 +152,8 @@ class BackgroundLoop(abc.ABC):
             now = self.clock()
             leased = False
             try:
+                if self.maintenance is not None:
+                    self.maintenance()
                 if not self.has_work():
                     self.last_error = None
                     return self._finish(TickOutcome.OK, {"idle": True}, started, now)
@@ -158,9 +163,7 @@ class BackgroundLoop(abc.ABC):
                     )
                     if not leased:
                         holder = self.db.lease_holder(self.lease_name)
-                        logger.debug(
-                            "%s pass skipped: lease held by %s", self.log_prefix, holder
-                        )
+                        logger.debug("%s pass skipped: lease held by %s", self.log_prefix, holder)
                         return self._finish(
                             TickOutcome.LEASE_HELD, {"holder": holder and holder[0]}, started, now
                         )
@@ -193,6 +196,7 @@ class BackgroundLoop(abc.ABC):
         self.last_tick_at = now
         self.last_tick_ms = duration_ms
         self.last_result = {"outcome": outcome.value, **detail}
+        metrics.observe_loop_tick(self.name, outcome.value, duration_ms / 1000)
         return TickResult(outcome, detail, duration_ms)
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -222,13 +226,9 @@ class BackgroundLoop(abc.ABC):
             self._stop.clear()
             self._signal.clear()
             self._state = LoopState.RUNNING
-            self._thread = threading.Thread(
-                target=self.run, name=f"{self.name}-loop", daemon=True
-            )
+            self._thread = threading.Thread(target=self.run, name=f"{self.name}-loop", daemon=True)
             self._thread.start()
-        logger.info(
-            "%s started (interval %.0fs)", self.log_prefix, self.interval_seconds
-        )
+        logger.info("%s started (interval %.0fs)", self.log_prefix, self.interval_seconds)
         return True
 
     def stop(self, timeout: float = 5.0) -> bool:
@@ -390,8 +390,19 @@ def build_loops(
     from journal import SelfReplyService
     from personality import PersonalityService
     from reflection import ReflectionService
+    from retention import RetentionJob, RetentionPolicy
 
     common: dict[str, Any] = {"db": session_db, "clock": clock, "waiter": waiter}
+    retention = RetentionJob(
+        session_db,
+        RetentionPolicy(
+            heartbeat_days=settings.heartbeat_retention_days,
+            journal_days=settings.journal_retention_days,
+            message_days=settings.message_retention_days,
+        ),
+        clock=clock,
+        owner=PROCESS_OWNER,
+    )
     reflection = ReflectionLoop(
         ReflectionService(
             session_db,
@@ -402,6 +413,7 @@ def build_loops(
         ),
         interval_seconds=settings.reflection_loop_seconds,
         enabled=settings.reflection_loop_enabled,
+        maintenance=retention.maybe_run,
         **common,
     )
     personality = PersonalityLoop(
@@ -429,6 +441,7 @@ def build_loops(
         max_concurrency=settings.heartbeat_max_concurrency,
         interval_seconds=settings.heartbeat_loop_seconds,
         enabled=settings.heartbeat_loop_enabled,
+        maintenance=retention.maybe_run,
         **common,
     )
     return [reflection, personality, self_reply, heartbeat]

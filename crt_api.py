@@ -15,18 +15,20 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
 import anyio
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from continuous_loops import BackgroundLoop, build_loops
 from heartbeat.executor import HeartbeatRunner
 from ledger_embed import EmbeddedLedger, start_embedded_ledger
 from llm import build_llm
+from routes import dashboard, insights, journal, ledger, loops, system, threads
 from routes import heartbeat as heartbeat_routes
-from routes import insights, journal, ledger, loops, system, threads
+from routes import metrics as metrics_routes
+from routes.deps import ERROR_RESPONSES
 from session_db import SessionDB
 from settings import Settings, environment_snapshot, load_settings
 
@@ -34,6 +36,9 @@ logger = logging.getLogger("crt_api")
 
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(threadName)s] %(name)s: %(message)s"
 SHUTDOWN_JOIN_SECONDS = 10.0
+# The largest request body: far above a 32,000-character message or a 64 KiB HEARTBEAT.md,
+# even JSON-escaped.
+MAX_REQUEST_BYTES = 1024 * 1024
 
 
 def configure_logging(level: str) -> None:
@@ -55,9 +60,65 @@ def is_loopback(host: str | None) -> bool:
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host)
     except ValueError:
         return False
+    # A dual-stack listener (--host ::) sees local IPv4 clients as ::ffff:127.0.0.1.
+    mapped = getattr(address, "ipv4_mapped", None)
+    return bool((mapped or address).is_loopback)
+
+
+class BodySizeLimit:
+    """Refuse a request body over ``limit`` bytes with a JSON 413, declared or streamed.
+
+    (FastAPI's own ``max_body_size`` answers a declared oversize body in plain text.)
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    def _refusal(self, size: str) -> JSONResponse:
+        return JSONResponse(
+            {"detail": f"request body too large: {size} bytes, the limit is {self.limit} bytes"},
+            status_code=413,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            await self._refusal(declared.decode())(scope, receive, send)
+            return
+        received = 0
+        over = responded = False
+
+        async def limited() -> Message:
+            # A chunked body has no length to check up front: past the limit the app is told
+            # the client left, and whatever it answers is replaced by the 413 below.
+            nonlocal received, over
+            if over:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                over = True
+                return {"type": "http.disconnect"}
+            return message
+
+        async def guarded(message: Message) -> None:
+            nonlocal responded
+            if not over:
+                await send(message)
+            elif not responded:
+                responded = True
+                await self._refusal(f"over {self.limit}")(scope, receive, send)
+
+        await self.app(scope, limited, guarded)
+        if over and not responded:
+            await self._refusal(f"over {self.limit}")(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -68,7 +129,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         active = settings or load_settings()
         configure_logging(active.log_level)
         app.state.settings = active
-        logger.info("starting CRT Loops (data dir %s, env %s)", active.data_dir, environment_snapshot())
+        logger.info(
+            "starting CRT Loops (data dir %s, env %s)", active.data_dir, environment_snapshot()
+        )
         await anyio.to_thread.run_sync(_start, app, active)
         try:
             yield
@@ -89,10 +152,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def access_control(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        # /api needs the token when one is set; with none set, only loopback clients are served.
+        # /api and /metrics need the token when one is set; with none set, only loopback
+        # clients are served.
         path = request.url.path
         active: Settings | None = request.app.state.settings
-        if path.startswith("/api") and active is not None:
+        if (path.startswith("/api") or path == "/metrics") and active is not None:
             token = active.api_token.get_secret_value() if active.api_token else None
             client = request.client.host if request.client else None
             if token:
@@ -103,7 +167,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 )
                 if not ok:
                     return JSONResponse(
-                        {"detail": "missing or wrong bearer token (Authorization: Bearer <CRT_API_TOKEN>)"},
+                        {
+                            "detail": "missing or wrong bearer token "
+                            "(Authorization: Bearer <CRT_API_TOKEN>)"
+                        },
                         status_code=401,
                         headers={"WWW-Authenticate": "Bearer"},
                     )
@@ -118,8 +185,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 )
         return await call_next(request)
 
-    for module in (system, threads, journal, insights, loops, heartbeat_routes, ledger):
-        app.include_router(module.router)
+    # Bodies are refused with 413 while being read, before parsing: without a cap a 10 MB
+    # message was read, parsed and echoed back whole in its 422 (tests/test_fuzz_api.py).
+    app.add_middleware(BodySizeLimit, limit=MAX_REQUEST_BYTES)
+    for module in (
+        system,
+        threads,
+        journal,
+        insights,
+        loops,
+        heartbeat_routes,
+        ledger,
+        dashboard,
+        metrics_routes,
+    ):
+        app.include_router(module.router, responses=ERROR_RESPONSES)
     return app
 
 
@@ -144,7 +224,9 @@ def _start(app: FastAPI, settings: Settings) -> None:
     app.state.ledger = ledger_handle
 
     def runner_factory() -> HeartbeatRunner:
-        return HeartbeatRunner.from_app_state(settings=settings, db=db, llm=llm, ledger=ledger_handle)
+        return HeartbeatRunner.from_app_state(
+            settings=settings, db=db, llm=llm, ledger=ledger_handle
+        )
 
     built = build_loops(db, settings=settings, llm=llm, heartbeat_runner_factory=runner_factory)
     app.state.reflection_loop = built[0]
@@ -153,11 +235,17 @@ def _start(app: FastAPI, settings: Settings) -> None:
     app.state.heartbeat_loop = built[3]
     app.state.loops = {loop.name: loop for loop in built}
     app.state.heartbeat_loop.recover()
+    if built[0].maintenance is not None:
+        built[0].maintenance()  # retention once at startup, then hourly from the loops
     for loop in built:
         if loop.enabled:
             loop.start()
         else:
-            logger.info("%s disabled by its env var (start it with POST /api/loops/%s/start)", loop.log_prefix, loop.name)
+            logger.info(
+                "%s disabled by its env var (start it with POST /api/loops/%s/start)",
+                loop.log_prefix,
+                loop.name,
+            )
 
 
 def _stop(app: FastAPI) -> None:

@@ -34,6 +34,8 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+import metrics
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=3.0)
@@ -509,10 +511,12 @@ class LedgerClient:
             response = self._http.request(
                 method, url, params=params, json=json, headers=headers, timeout=self._timeout
             )
+            metrics.observe_ledger_request(method, response.status_code)
             response.raise_for_status()
         except httpx.HTTPStatusError as exc:
             raise _status_error(method, path, exc.response) from exc
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            metrics.observe_ledger_request(method, "error")
             raise LedgerUnavailable(
                 f"{method} {path}: cannot connect to the Ledger at {self.base_url}: {exc}",
                 connect_failed=True,
@@ -520,6 +524,7 @@ class LedgerClient:
         except httpx.TransportError as exc:
             # Timeouts, dropped connections, protocol errors: the request may have been received.
             kind = type(exc).__name__
+            metrics.observe_ledger_request(method, "error")
             raise LedgerUnavailable(f"{method} {path}: no answer from the Ledger ({kind})") from exc
         logger.debug("ledger %s %s -> %d", method, path, response.status_code)
         try:

@@ -29,6 +29,8 @@ import httpx
 import ollama
 import pydantic
 
+import metrics
+
 logger = logging.getLogger(__name__)
 
 PROBE_TTL_UP = 30.0
@@ -253,14 +255,19 @@ class OllamaLLM:
             )
             content = response.message.content or ""
             done_reason = response.done_reason
-        except Exception as exc:  # noqa: BLE001 - translated into our tree just below
+        except Exception as exc:
             error = _translate(exc, self.host, use_model)
+            metrics.observe_llm_call(
+                metrics.llm_outcome(error), time.perf_counter() - started, prompt_chars
+            )
             self.stats.failures += 1
             self.stats.last_error = str(error)
             if isinstance(error, LLMUnavailable):
                 self._mark_down(str(error))
             raise error from exc
         duration_ms = (time.perf_counter() - started) * 1000
+        outcome = "truncated" if done_reason == "length" else "ok"
+        metrics.observe_llm_call(outcome, duration_ms / 1000, prompt_chars)
         if done_reason == "length":
             self.stats.failures += 1
             self.stats.last_error = "reply cut short at num_predict"

@@ -51,7 +51,8 @@ def prune(db: SessionDB, policy: RetentionPolicy, *, now: float) -> dict[str, in
             "DELETE FROM heartbeat_runs WHERE rowid IN ("
             " SELECT r.rowid FROM heartbeat_runs r WHERE r.started_at < ?"
             " AND r.outcome != 'running'"
-            " AND r.run_id NOT IN (SELECT a.run_id FROM heartbeat_actions a WHERE a.state = 'pending')"
+            " AND r.run_id NOT IN (SELECT a.run_id FROM heartbeat_actions a"
+            "                      WHERE a.state = 'pending')"
             " AND r.started_at < (SELECT MAX(l.started_at) FROM heartbeat_runs l"
             "                     WHERE l.thread_id = r.thread_id)"
             " LIMIT ?)",
@@ -75,7 +76,9 @@ def prune(db: SessionDB, policy: RetentionPolicy, *, now: float) -> dict[str, in
     if any(counts.values()):
         logger.info(
             "retention: pruned %d heartbeat run(s), %d journal entr(ies), %d message(s)",
-            counts["heartbeat_runs"], counts["journal_entries"], counts["messages"],
+            counts["heartbeat_runs"],
+            counts["journal_entries"],
+            counts["messages"],
         )
     return counts
 

@@ -58,9 +58,13 @@ class ServerThread:
         sock.set_inheritable(True)
         self._sock = sock
         self.port = sock.getsockname()[1]
+        # No log_config / log_level / access_log=False here: uvicorn applies those to the global
+        # "uvicorn.*" loggers, which silenced the host server's own startup and access lines
+        # in the process serving the embedded Ledger (found by tests/test_workers.py).
         config = uvicorn.Config(
-            self.app, log_level="warning", lifespan="on", access_log=False, timeout_graceful_shutdown=3
+            self.app, log_config=None, log_level=None, lifespan="on", timeout_graceful_shutdown=3
         )
+        config.access_log = False  # read per connection; set after configure_logging() ran
         server = uvicorn.Server(config)
         # uvicorn installs signal handlers only on the main thread: this one leaves them alone.
         self._server = server

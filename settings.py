@@ -81,7 +81,9 @@ class Settings(BaseSettings):
 
     ledger_url: str | None = Field(None, description="base URL of another Ledger (.../api/v1)")
     ledger_api_key: SecretStr | None = Field(None, description="API key for that other Ledger")
-    ledger_port: int = Field(8787, ge=0, le=65535, description="loopback port of the embedded Ledger")
+    ledger_port: int = Field(
+        8787, ge=0, le=65535, description="loopback port of the embedded Ledger"
+    )
     ledger_post_cooldown_seconds: float = Field(
         1800, ge=0, description="embedded Ledger: one post per agent per this many seconds"
     )
@@ -104,8 +106,10 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
 
     heartbeat_retention_days: float = Field(
-        90, ge=0, description="heartbeat runs and their actions older than this are pruned "
-        "(0 keeps them all)"
+        90,
+        ge=0,
+        description="heartbeat runs and their actions older than this are pruned "
+        "(0 keeps them all)",
     )
     journal_retention_days: float = Field(
         0, ge=0, description="journal entries older than this are pruned (0 keeps them all)"
@@ -115,10 +119,16 @@ class Settings(BaseSettings):
     )
 
     host: str = Field(
-        "127.0.0.1", validation_alias=AliasChoices("HOST", "host"), description="make run: bind address"
+        "127.0.0.1",
+        validation_alias=AliasChoices("HOST", "host"),
+        description="make run: bind address",
     )
     port: int = Field(
-        8000, ge=0, le=65535, validation_alias=AliasChoices("PORT", "port"), description="make run: port"
+        8000,
+        ge=0,
+        le=65535,
+        validation_alias=AliasChoices("PORT", "port"),
+        description="make run: port",
     )
 
     @field_validator("ollama_host")
@@ -206,7 +216,7 @@ def documented_settings() -> list[tuple[str, Any, str]]:
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Read the environment (plus ``overrides``), or raise SettingsError naming each bad variable."""
+    """Read the environment (plus ``overrides``); SettingsError names each bad variable."""
     try:
         return Settings(**overrides)
     except ValidationError as exc:

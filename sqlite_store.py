@@ -13,6 +13,7 @@ Both the session DB and the embedded Ledger's DB are SQLiteStores.
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 import threading
 import time
@@ -162,8 +163,23 @@ class SQLiteStore:
         return int(row[0] or 0)
 
 
+_TRIGGER = re.compile(r"CREATE\s+(?:TEMP(?:ORARY)?\s+)?TRIGGER\b", re.IGNORECASE)
+_TRIGGER_END = re.compile(r"\bEND$", re.IGNORECASE)
+
+
 def _split_sql(script: str) -> list[str]:
     """Split a migration into statements: comment lines first (they may hold ';'), then on ';'
-    (our migrations have no semicolons inside string literals)."""
+    (our migrations have no semicolons inside string literals), keeping each ``CREATE TRIGGER``
+    whole: the statements of its ``BEGIN ... END`` body end in ';' too."""
     code = "\n".join(ln for ln in script.splitlines() if not ln.strip().startswith("--"))
-    return [part.strip() for part in code.split(";") if part.strip()]
+    statements: list[str] = []
+    pending: list[str] = []
+    for part in code.split(";"):
+        pending.append(part)
+        text = ";".join(pending).strip()
+        if _TRIGGER.match(text) and not _TRIGGER_END.search(text):
+            continue
+        if text:
+            statements.append(text)
+        pending = []
+    return statements

@@ -18,7 +18,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -26,9 +26,11 @@ import metrics
 from continuous_loops import PROCESS_OWNER
 from heartbeat import store
 from heartbeat.config import HeartbeatConfig
-from heartbeat.context import HeartbeatContext, add_ledger, gather_local
+from heartbeat.context import add_ledger, gather_local
 from heartbeat.decision import (
+    REDACTED,
     ValidationContext,
+    contains_secret,
     content_hash,
     decision_json_schema,
     parse_decision,
@@ -217,8 +219,12 @@ class HeartbeatRunner:
         state = RunState(run=run, config=config)
         try:
             store.start_run(
-                self.db, run_id=run.run_id, thread_id=thread_id, trigger=trigger,
-                dry_run=dry_run, now=now,
+                self.db,
+                run_id=run.run_id,
+                thread_id=thread_id,
+                trigger=trigger,
+                dry_run=dry_run,
+                now=now,
             )
             try:
                 self._pipeline(state, hb, trigger=trigger, now=now)
@@ -246,14 +252,27 @@ class HeartbeatRunner:
             self.db, run_id=run_id, thread_id=thread_id, trigger="schedule", dry_run=False, now=now
         )
         run = store.RunRecord(
-            run_id=run_id, thread_id=thread_id, trigger="schedule", outcome="skipped",
-            reason="busy", dry_run=False,
+            run_id=run_id,
+            thread_id=thread_id,
+            trigger="schedule",
+            outcome="skipped",
+            reason="busy",
+            dry_run=False,
             summary="another heartbeat for this thread was still running; retrying shortly",
-            started_at=now, finished_at=now, duration_ms=0.0, error=None, prompt_chars=None,
-            llm_ms=None, model=None,
+            started_at=now,
+            finished_at=now,
+            duration_ms=0.0,
+            error=None,
+            prompt_chars=None,
+            llm_ms=None,
+            model=None,
         )
         store.finish_run(
-            self.db, run, next_due=now + retry_in, failures=None, context_hash=None,
+            self.db,
+            run,
+            next_due=now + retry_in,
+            failures=None,
+            context_hash=None,
             update_last=False,
         )
         metrics.observe_heartbeat_run(run.outcome, run.reason, run.trigger, 0.0)
@@ -288,11 +307,16 @@ class HeartbeatRunner:
                 resent += 1
             else:
                 failed += 1
+        # Last, so no claim can start before the dead holder's run and actions are settled.
+        store.release_dead_leases(self.db)
         if interrupted or resent or failed:
             logger.info(
                 "%s recovery: %d interrupted run(s) closed, %d pending action(s) re-sent, "
                 "%d failed again",
-                PREFIX, interrupted, resent, failed,
+                PREFIX,
+                interrupted,
+                resent,
+                failed,
             )
         return {"interrupted": interrupted, "resent": resent, "failed": failed}
 
@@ -318,42 +342,59 @@ class HeartbeatRunner:
         window = config.active_window(self.default_timezone)
         if not forced and window is not None and not window.contains(now):
             self._set(
-                state, "skipped", "quiet_hours",
+                state,
+                "skipped",
+                "quiet_hours",
                 summary=f"outside active hours ({window.describe()})",
             )
             return
         try:
             instructions = load_instructions(self.heartbeat_md)
         except InstructionsError as exc:
-            self._set(state, "failed", "instructions_error", error=str(exc),
-                      summary="HEARTBEAT.md could not be read")
+            self._set(
+                state,
+                "failed",
+                "instructions_error",
+                error=str(exc),
+                summary="HEARTBEAT.md could not be read",
+            )
             return
         if instructions.effectively_empty:
             what = "missing" if instructions.missing else "effectively empty"
             self._set(
-                state, "skipped", "empty_instructions",
+                state,
+                "skipped",
+                "empty_instructions",
                 summary=f"HEARTBEAT.md is {what}: nothing to do (no LLM call)",
             )
             return
         if not self.llm.available():
             self._set(
-                state, "skipped", "llm_unavailable",
+                state,
+                "skipped",
+                "llm_unavailable",
                 summary=f"the LLM at {self.llm.host} is not reachable; no call made",
             )
             return
         history = store.agent_history(self.db, since=now - DAY)
         ctx = gather_local(self.db, state.run.thread_id, window=self.window)
         if self.ledger is None:
-            self._set(state, "failed", "ledger_error", error=self.ledger_error,
-                      summary="the Ledger is not available")
+            self._set(
+                state,
+                "failed",
+                "ledger_error",
+                error=self.ledger_error,
+                summary="the Ledger is not available",
+            )
             return
         try:
             add_ledger(
                 ctx, self.ledger, history["own_post_ids"], self.db, history["answered_comment_ids"]
             )
         except LedgerError as exc:
-            self._set(state, "failed", "ledger_error", error=str(exc),
-                      summary="could not read the Ledger")
+            self._set(
+                state, "failed", "ledger_error", error=str(exc), summary="could not read the Ledger"
+            )
             return
         state.context_hash = ctx.fingerprint(instructions.sha256, config.model_dump_json())
         if (
@@ -364,13 +405,18 @@ class HeartbeatRunner:
             and hb.last_outcome not in (None, "failed")
         ):
             self._set(
-                state, "skipped", "no_new_context",
+                state,
+                "skipped",
+                "no_new_context",
                 summary="nothing changed since the last heartbeat; no LLM call",
             )
             return
         prompt = build_prompt(
-            instructions=instructions.content, ctx=ctx, config=config,
-            agent_name=self.agent_name, now=now,
+            instructions=instructions.content,
+            ctx=ctx,
+            config=config,
+            agent_name=self.agent_name,
+            now=now,
         )
         state.run.prompt_chars = prompt.chars
         model = config.model_or(self.default_model)
@@ -394,8 +440,13 @@ class HeartbeatRunner:
             self._set(state, "failed", "invalid_decision", error=str(exc))
             return
         except LLMUnavailable as exc:
-            self._set(state, "skipped", "llm_unavailable", error=str(exc),
-                      summary="the LLM stopped answering")
+            self._set(
+                state,
+                "skipped",
+                "llm_unavailable",
+                error=str(exc),
+                summary="the LLM stopped answering",
+            )
             return
         except LLMError as exc:
             self._set(state, "failed", "llm_error", error=str(exc))
@@ -404,9 +455,14 @@ class HeartbeatRunner:
             state.run.llm_ms = (time.perf_counter() - llm_started) * 1000
         parsed = parse_decision(reply.content)
         if not parsed.ok or parsed.decision is None:
-            self._set(state, "failed", "invalid_decision",
-                      error=parsed.error or "the reply is not a decision",
-                      summary=f"could not use the model's reply: {str(reply.content)[:200]!r}")
+            self._set(
+                state,
+                "failed",
+                "invalid_decision",
+                error=parsed.error or "the reply is not a decision",
+                summary="could not use the model's reply: "
+                f"{self._redact(str(reply.content))[:200]!r}",
+            )
             return
         decision = parsed.decision
         vctx = ValidationContext(
@@ -421,9 +477,7 @@ class HeartbeatRunner:
             next_comment_allowed_at=_after(
                 history["last_comment_at"], self.limits.comment_cooldown
             ),
-            comments_left_today=max(
-                0, self.limits.comments_per_day - history["comments_last_24h"]
-            ),
+            comments_left_today=max(0, self.limits.comments_per_day - history["comments_last_24h"]),
             secrets=self.secrets,
             default_submolt=config.submolt,
         )
@@ -439,12 +493,13 @@ class HeartbeatRunner:
                     "type": item.action.type,
                     "payload": payload,
                     "state": ("dry_run" if state.run.dry_run else "pending")
-                    if item.allowed else "blocked",
+                    if item.allowed
+                    else "blocked",
                     "error": None if item.allowed else item.reason,
                     "idempotency_key": f"crt-{state.run.run_id}-{seq}",
-                    "content_hash": content_hash(
-                        (payload.get("title") or "") + "\n" + text
-                    ) if item.action.type != "vote" and item.allowed else None,
+                    "content_hash": content_hash((payload.get("title") or "") + "\n" + text)
+                    if item.action.type != "vote" and item.allowed
+                    else None,
                 }
             )
         for seq, rejected in enumerate(parsed.rejected, start=len(rows)):
@@ -460,11 +515,20 @@ class HeartbeatRunner:
                     "content_hash": None,
                 }
             )
+        for row in rows:
+            # A blocked action may carry a secret (that is why it was blocked): keep it out of
+            # the DB and the API (tests/test_access.py). Allowed actions never carry one.
+            if contains_secret("\n".join(_strings(row["payload"])), self.secrets):
+                row["payload"] = _redacted(row["payload"])
         # The outbox: written before anything is sent.
         store.add_actions(self.db, state.run.run_id, state.run.thread_id, rows)
         state.actions = rows
-        state.run.summary = decision.summary.strip()[:1000]
+        state.run.summary = self._redact(decision.summary.strip())[:1000]
         self._execute(state)
+
+    def _redact(self, text: str) -> str:
+        """``text``, or REDACTED when it carries a secret (a model that followed an injection)."""
+        return REDACTED if contains_secret(text, self.secrets) else text
 
     def _execute(self, state: RunState) -> None:
         rows = state.actions
@@ -479,14 +543,14 @@ class HeartbeatRunner:
                 rate_limited = True
                 failed += 1
                 row["state"], row["error"] = "failed", f"rate_limited: {exc}"
-                store.update_action(self.db, row["idempotency_key"], state="failed",
-                                    error=row["error"])
+                store.update_action(
+                    self.db, row["idempotency_key"], state="failed", error=row["error"]
+                )
                 continue
             except LedgerError as exc:
                 failed += 1
                 row["state"], row["error"] = "failed", str(exc)
-                store.update_action(self.db, row["idempotency_key"], state="failed",
-                                    error=str(exc))
+                store.update_action(self.db, row["idempotency_key"], state="failed", error=str(exc))
                 continue
             sent += 1
             row["state"] = "sent"
@@ -551,14 +615,29 @@ class HeartbeatRunner:
         p = row["payload"]
         tag = " (dry run)" if dry else ""
         if row["type"] == "post":
-            logger.info('%s Executed action%s: post (title: "%s", content: "%s")', PREFIX, tag,
-                        _clip(p.get("title")), _clip(p.get("content")))
+            logger.info(
+                '%s Executed action%s: post (title: "%s", content: "%s")',
+                PREFIX,
+                tag,
+                _clip(p.get("title")),
+                _clip(p.get("content")),
+            )
         elif row["type"] == "comment":
-            logger.info('%s Executed action%s: comment (post_id: "%s", content: "%s")', PREFIX,
-                        tag, p.get("post_id"), _clip(p.get("content")))
+            logger.info(
+                '%s Executed action%s: comment (post_id: "%s", content: "%s")',
+                PREFIX,
+                tag,
+                p.get("post_id"),
+                _clip(p.get("content")),
+            )
         else:
-            logger.info('%s Executed action%s: vote (post_id: "%s", direction: "%s")', PREFIX,
-                        tag, p.get("post_id"), p.get("direction"))
+            logger.info(
+                '%s Executed action%s: vote (post_id: "%s", direction: "%s")',
+                PREFIX,
+                tag,
+                p.get("post_id"),
+                p.get("direction"),
+            )
 
     # -- recording ---------------------------------------------------------------------------
 
@@ -579,7 +658,10 @@ class HeartbeatRunner:
         if outcome == "failed":
             logger.warning(
                 "%s Failed to run heartbeat: thread %s: %s (%s)",
-                PREFIX, state.run.thread_id, reason, (error or summary or "")[:300],
+                PREFIX,
+                state.run.thread_id,
+                reason,
+                (error or summary or "")[:300],
             )
 
     def _record(self, state: RunState, hb: store.ThreadHeartbeat, started: float) -> None:
@@ -595,7 +677,10 @@ class HeartbeatRunner:
                 if attempt == len(delays):
                     logger.error(
                         "%s Failed to run heartbeat: could not record run %s of %s: %s",
-                        PREFIX, state.run.run_id, state.run.thread_id, exc,
+                        PREFIX,
+                        state.run.run_id,
+                        state.run.thread_id,
+                        exc,
                     )
                     raise
                 threading.Event().wait(delays[attempt])
@@ -630,9 +715,36 @@ class HeartbeatRunner:
         metrics.observe_heartbeat_run(run.outcome, run.reason, run.trigger, run.duration_ms / 1000)
         logger.info(
             "%s heartbeat for thread %s: %s%s in %.0f ms",
-            PREFIX, run.thread_id, run.outcome, f"/{run.reason}" if run.reason else "",
+            PREFIX,
+            run.thread_id,
+            run.outcome,
+            f"/{run.reason}" if run.reason else "",
             run.duration_ms,
         )
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every string in a JSON-like value (keys included)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield str(key)
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def _redacted(value: Any) -> Any:
+    """``value`` with every string in it replaced by REDACTED (keys kept)."""
+    if isinstance(value, str):
+        return REDACTED
+    if isinstance(value, dict):
+        return {key: _redacted(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_redacted(item) for item in value]
+    return value
 
 
 def _after(ts: float | None, gap: float) -> float | None:

@@ -8,7 +8,6 @@ instructions or the rules), and the size actually sent is recorded in the run.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -18,6 +17,10 @@ from heartbeat.decision import UNTRUSTED_CLOSE, UNTRUSTED_OPEN
 from llm import ChatMessage
 
 MAX_PROMPT_CHARS = 12_000
+# Look-alike angle quotes replace '<' and '>' in fence-like runs inside untrusted text, so a post
+# cannot close (or open) the untrusted fence early; a reader still sees what was written.
+LOOKALIKE_LT = "\u2039"
+LOOKALIKE_GT = "\u203a"
 MAX_INSTRUCTIONS_CHARS = 4_000
 
 SYSTEM = """You are {agent}, a personal AI agent, doing a periodic heartbeat check on the Ledger, \
@@ -55,8 +58,8 @@ class Prompt:
 def defuse(text: str) -> str:
     """Untrusted text with the fence markers neutralised."""
     for marker in (UNTRUSTED_OPEN, UNTRUSTED_CLOSE):
-        text = text.replace(marker, marker.replace("<", "‹").replace(">", "›"))
-    return text.replace("<<<", "‹‹‹").replace(">>>", "›››")
+        text = text.replace(marker, marker.replace("<", LOOKALIKE_LT).replace(">", LOOKALIKE_GT))
+    return text.replace("<<<", LOOKALIKE_LT * 3).replace(">>>", LOOKALIKE_GT * 3)
 
 
 def _feed_block(ctx: HeartbeatContext, snippet_chars: int, max_posts: int) -> str:
@@ -109,7 +112,13 @@ def build_prompt(
         (0, 5, 80, 4),
     ):
         user = _user_message(
-            instructions, ctx, when, snippet_chars, max_posts, message_chars, max_messages
+            instructions=instructions,
+            ctx=ctx,
+            when=when,
+            snippet_chars=snippet_chars,
+            max_posts=max_posts,
+            message_chars=message_chars,
+            max_messages=max_messages,
         )
         prompt = Prompt([ChatMessage("system", system), ChatMessage("user", user)])
         if prompt.chars <= max_chars:
@@ -120,6 +129,7 @@ def build_prompt(
 
 
 def _user_message(
+    *,
     instructions: str,
     ctx: HeartbeatContext,
     when: str,
@@ -129,9 +139,10 @@ def _user_message(
     max_messages: int,
 ) -> str:
     messages = ctx.messages[-max_messages:] if max_messages else []
-    convo = "\n".join(
-        f"- [{m.role} #{m.id}] {snippet(m.content, message_chars)}" for m in messages
-    ) or "(no messages yet)"
+    convo = (
+        "\n".join(f"- [{m.role} #{m.id}] {snippet(m.content, message_chars)}" for m in messages)
+        or "(no messages yet)"
+    )
     runs = "\n".join(f"- {r}" for r in ctx.recent_runs) or "(none yet)"
     actions = "\n".join(f"- {a}" for a in ctx.recent_actions) or "(none yet)"
     parts = [
@@ -157,8 +168,3 @@ def _user_message(
         "Decide now. Reply with the JSON object only.",
     ]
     return "\n\n".join(parts)
-
-
-def schema_hint(schema: dict[str, object]) -> str:
-    """The JSON schema as compact text (for logs and debugging)."""
-    return json.dumps(schema, separators=(",", ":"))

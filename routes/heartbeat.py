@@ -19,6 +19,7 @@ from heartbeat.config import ConfigPatch, HeartbeatConfig, merge_config
 from heartbeat.executor import HeartbeatBusy, HeartbeatRunner, HeartbeatThreadNotFound
 from heartbeat.instructions import (
     MAX_BYTES,
+    Instructions,
     InstructionsConflict,
     InstructionsError,
     InstructionsInvalid,
@@ -27,6 +28,7 @@ from heartbeat.instructions import (
     write_instructions,
 )
 from heartbeat.loop import HeartbeatLoop
+from routes import responses as out
 from routes.deps import DB, ExistingThread, ThreadId
 
 router = APIRouter(tags=["heartbeat"])
@@ -62,7 +64,15 @@ async def json_body(request: Request, *, max_bytes: int = MAX_BODY_BYTES) -> Any
     try:
         value = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise HTTPException(status_code=422, detail=f"request body is not valid JSON: {exc}") from exc
+        raise HTTPException(
+            status_code=422, detail=f"request body is not valid JSON: {exc}"
+        ) from exc
+    except RecursionError as exc:
+        # json.loads recurses per nesting level: "[[[[..." 100k deep was a 500
+        # (tests/test_fuzz_api.py).
+        raise HTTPException(
+            status_code=422, detail="request body is not valid JSON: it nests too deeply"
+        ) from exc
     if not isinstance(value, dict):
         raise HTTPException(status_code=422, detail="request body must be a JSON object")
     return value
@@ -70,7 +80,11 @@ async def json_body(request: Request, *, max_bytes: int = MAX_BODY_BYTES) -> Any
 
 def _errors(exc: ValidationError) -> list[dict[str, Any]]:
     return [
-        {"loc": ["body", *[str(p) for p in e.get("loc", ())]], "msg": e.get("msg"), "type": e.get("type")}
+        {
+            "loc": ["body", *[str(p) for p in e.get("loc", ())]],
+            "msg": e.get("msg"),
+            "type": e.get("type"),
+        }
         for e in exc.errors()
     ]
 
@@ -78,7 +92,11 @@ def _errors(exc: ValidationError) -> list[dict[str, Any]]:
 # -- loop status and control -------------------------------------------------------------
 
 
-@router.get("/api/heartbeat/status", summary="Heartbeat loop state, schedule and run counts")
+@router.get(
+    "/api/heartbeat/status",
+    summary="Heartbeat loop state, schedule and run counts",
+    response_model=out.HeartbeatStatus,
+)
 def status(request: Request, db: DB) -> dict[str, Any]:
     loop = heartbeat_loop(request)
     base = loop.status()
@@ -93,7 +111,11 @@ def status(request: Request, db: DB) -> dict[str, Any]:
     }
 
 
-@router.post("/api/heartbeat/start", summary="Start the heartbeat loop (even if the env left it off)")
+@router.post(
+    "/api/heartbeat/start",
+    summary="Start the heartbeat loop (even if the env left it off)",
+    response_model=out.LoopStarted,
+)
 def start(request: Request) -> dict[str, Any]:
     loop = heartbeat_loop(request)
     try:
@@ -103,7 +125,11 @@ def start(request: Request) -> dict[str, Any]:
     return {"started": started, **loop.status()}
 
 
-@router.post("/api/heartbeat/stop", summary="Stop the heartbeat loop; returns once it stopped")
+@router.post(
+    "/api/heartbeat/stop",
+    summary="Stop the heartbeat loop; returns once it stopped",
+    response_model=out.LoopStopped,
+)
 def stop(request: Request) -> dict[str, Any]:
     loop = heartbeat_loop(request)
     stopped = loop.stop(timeout=30.0)
@@ -134,6 +160,7 @@ def config_view(db: Any, thread_id: str) -> dict[str, Any]:
 @router.get(
     "/api/threads/{thread_id}/heartbeat/config",
     summary="A thread's heartbeat config and last run (404 for an unknown thread)",
+    response_model=out.HeartbeatConfigView,
 )
 def get_config(thread_id: ExistingThread, db: DB) -> dict[str, Any]:
     return config_view(db, thread_id)
@@ -142,6 +169,7 @@ def get_config(thread_id: ExistingThread, db: DB) -> dict[str, Any]:
 @router.post(
     "/api/threads/{thread_id}/heartbeat/config",
     summary="Partially update a thread's heartbeat config (creates the thread if needed)",
+    response_model=out.HeartbeatConfigView,
     openapi_extra={
         "requestBody": {
             "content": {
@@ -182,6 +210,7 @@ async def _save_config(
 @router.post(
     "/api/threads/{thread_id}/heartbeat/run-now",
     summary="Run one heartbeat now, synchronously; 409 if one is already running",
+    response_model=out.HeartbeatRun,
 )
 def run_now(
     thread_id: ExistingThread,
@@ -198,7 +227,9 @@ def run_now(
 
 
 @router.get(
-    "/api/threads/{thread_id}/heartbeat/history", summary="A thread's heartbeat runs, newest first"
+    "/api/threads/{thread_id}/heartbeat/history",
+    summary="A thread's heartbeat runs, newest first",
+    response_model=out.HeartbeatHistory,
 )
 def history(
     thread_id: ExistingThread,
@@ -212,22 +243,13 @@ def history(
 # -- HEARTBEAT.md --------------------------------------------------------------------------
 
 
-def _instructions_view(doc: Any) -> dict[str, Any]:
-    return {
-        "content": doc.content,
-        "path": str(doc.path),
-        "exists": not doc.missing,
-        "last_modified": iso(doc.last_modified),
-        "sha256": doc.sha256,
-        "effectively_empty": doc.effectively_empty,
-        "sections": [
-            s if isinstance(s, dict) else getattr(s, "as_dict", lambda: s)() for s in doc.sections
-        ],
-        "max_bytes": MAX_BYTES,
-    }
+def _instructions_view(doc: Instructions) -> dict[str, Any]:
+    return {**doc.as_dict(), "exists": not doc.missing, "max_bytes": MAX_BYTES}
 
 
-@router.get("/api/heartbeat/heartbeat.md", summary="Read HEARTBEAT.md")
+@router.get(
+    "/api/heartbeat/heartbeat.md", summary="Read HEARTBEAT.md", response_model=out.HeartbeatMd
+)
 def get_heartbeat_md(request: Request) -> dict[str, Any]:
     try:
         doc = load_instructions(request.app.state.settings.heartbeat_md_path)
@@ -239,6 +261,7 @@ def get_heartbeat_md(request: Request) -> dict[str, Any]:
 @router.post(
     "/api/heartbeat/heartbeat.md",
     summary="Replace HEARTBEAT.md atomically (JSON body, any Content-Type)",
+    response_model=out.HeartbeatMd,
     openapi_extra={
         "requestBody": {
             "content": {
@@ -287,4 +310,3 @@ async def post_heartbeat_md(request: Request) -> dict[str, Any]:
     if loop is not None:
         loop.wake()
     return _instructions_view(doc)
-

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends
 
 from personality import personality_view
 from reflection import reflection_view
+from routes import responses as out
 from routes.deps import DB, ExistingThread, get_settings
 from settings import Settings
 
@@ -19,11 +20,16 @@ AppSettings = Annotated[Settings, Depends(get_settings)]
 @router.get(
     "/reflection",
     summary="Importance since the last reflection, the latest reflection, the topic scorecard",
+    response_model=out.ReflectionView,
 )
 def get_reflection(thread_id: ExistingThread, db: DB, settings: AppSettings) -> dict[str, Any]:
     return reflection_view(db, thread_id, threshold=settings.reflection_threshold)
 
 
-@router.get("/personality", summary="The thread's style profile, its version and recent history")
+@router.get(
+    "/personality",
+    summary="The thread's style profile, its version and recent history",
+    response_model=out.PersonalityView,
+)
 def get_personality(thread_id: ExistingThread, db: DB) -> dict[str, Any]:
     return personality_view(db, thread_id)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 import journal
-from routes.deps import DB, ExistingThread, get_settings
+from routes import responses as out
+from routes.deps import DB, MAX_SQL_INT, ExistingThread, get_settings
 from settings import Settings
 
 router = APIRouter(prefix="/api/threads/{thread_id}/journal", tags=["journal"])
@@ -17,7 +18,10 @@ AppSettings = Annotated[Settings, Depends(get_settings)]
 
 
 class CommentIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"content": "Was it really the deadline?"}]},
+    )
     content: str = Field(
         min_length=1,
         max_length=journal.MAX_COMMENT_CHARS,
@@ -29,7 +33,9 @@ class CommentIn(BaseModel):
 class JournalSettingsIn(BaseModel):
     """Partial update: omitted fields keep their value."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"self_reply": "on"}]}
+    )
     self_reply: Literal["default", "on", "off"] | None = Field(
         None,
         description="default: the configured chance; on: chance 1 (the minimum gap still "
@@ -37,12 +43,16 @@ class JournalSettingsIn(BaseModel):
     )
 
 
-@router.get("", summary="The thread's journal entries, newest first")
+@router.get(
+    "", summary="The thread's journal entries, newest first", response_model=out.JournalList
+)
 def list_journal(
     thread_id: ExistingThread,
     db: DB,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    before: Annotated[int | None, Query(ge=1, description="entries with a smaller id")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=MAX_SQL_INT, description="entries with a smaller id")
+    ] = None,
 ) -> dict[str, Any]:
     entries = journal.list_entries(db, thread_id, limit=limit, before_id=before)
     return {
@@ -56,9 +66,13 @@ def list_journal(
     "/{entry_id}/reply",
     status_code=201,
     summary="A person's comment on a journal entry (the agent answers it on its next pass)",
+    response_model=out.JournalEntry,
 )
 def reply_to_entry(
-    thread_id: ExistingThread, entry_id: int, body: CommentIn, db: DB
+    thread_id: ExistingThread,
+    entry_id: Annotated[int, Path(ge=1, le=MAX_SQL_INT)],
+    body: CommentIn,
+    db: DB,
 ) -> dict[str, Any]:
     if not body.content.strip():
         raise HTTPException(
@@ -78,7 +92,11 @@ def reply_to_entry(
     return entry.as_dict()
 
 
-@router.get("/settings", summary="The thread's journal settings and the policy they result in")
+@router.get(
+    "/settings",
+    summary="The thread's journal settings and the policy they result in",
+    response_model=out.JournalSettings,
+)
 def get_journal_settings(
     thread_id: ExistingThread, db: DB, settings: AppSettings
 ) -> dict[str, Any]:
@@ -90,7 +108,11 @@ def get_journal_settings(
     )
 
 
-@router.post("/settings", summary="Change the thread's journal settings (partial update)")
+@router.post(
+    "/settings",
+    summary="Change the thread's journal settings (partial update)",
+    response_model=out.JournalSettings,
+)
 def set_journal_settings(
     thread_id: ExistingThread, body: JournalSettingsIn, db: DB, settings: AppSettings
 ) -> dict[str, Any]:

@@ -17,9 +17,11 @@ from ledger_client import (
     LedgerError,
     LedgerHTTPError,
     LedgerRateLimited,
+    LedgerRejected,
     LedgerUnavailable,
 )
 from ledger_embed import EmbeddedLedger, LedgerEmbedError
+from routes import responses as out
 
 router = APIRouter(prefix="/api/ledger", tags=["ledger"])
 
@@ -31,7 +33,9 @@ def _ledger(request: Request) -> EmbeddedLedger:
     return ledger
 
 
-@router.get("/feed", summary="The Ledger's feed, as our agent sees it")
+@router.get(
+    "/feed", summary="The Ledger's feed, as our agent sees it", response_model=out.LedgerFeed
+)
 def ledger_feed(
     request: Request,
     sort: Annotated[str, Query(pattern="^(hot|new|top)$")] = "hot",
@@ -54,6 +58,16 @@ def ledger_feed(
             status_code=502,
             detail="the Ledger rejected our API key (check CRT_LEDGER_API_KEY)",
         ) from exc
+    except LedgerRejected as exc:
+        if exc.status_code not in (400, 422):
+            raise HTTPException(
+                status_code=502, detail=f"the Ledger answered HTTP {exc.status_code}: {exc.error}"
+            ) from exc
+        # sort and limit are checked above, so what the Ledger refused is the opaque cursor: the
+        # client's mistake, not a bad gateway (a fuzzed cursor got a 502, tests/test_fuzz_api.py).
+        raise HTTPException(
+            status_code=422, detail=f"cursor: the Ledger refused the request: {exc.error}"
+        ) from exc
     except LedgerHTTPError as exc:
         raise HTTPException(
             status_code=502, detail=f"the Ledger answered HTTP {exc.status_code}: {exc.error}"
@@ -68,6 +82,10 @@ def ledger_feed(
     }
 
 
-@router.get("/status", summary="Where the Ledger is, who we are on it, and whether it answers")
+@router.get(
+    "/status",
+    summary="Where the Ledger is, who we are on it, and whether it answers",
+    response_model=out.LedgerStatus,
+)
 def ledger_status(request: Request) -> dict[str, Any]:
     return _ledger(request).ledger_info()

@@ -8,18 +8,23 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from continuous_loops import LOOP_NAMES, BackgroundLoop, LoopStateError
+from routes import responses as out
 from routes.deps import valid_thread_id
 
 router = APIRouter(prefix="/api/loops", tags=["loops"])
 
 LoopName = Literal["reflection", "personality", "journal_self_reply", "heartbeat"]
+THINKING_LOOPS: tuple[LoopName, ...] = ("reflection", "personality", "journal_self_reply")
 
 
 class RunLoopsIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"thread_id": "default", "loops": ["reflection"]}]},
+    )
     thread_id: str = Field("default", examples=["default"])
     loops: list[LoopName] = Field(
-        default_factory=lambda: ["reflection", "personality", "journal_self_reply"],
+        default_factory=lambda: list(THINKING_LOOPS),
         description="which loops to run for this thread now, in order",
         max_length=4,
     )
@@ -42,12 +47,16 @@ def get_loop(request: Request, name: str) -> BackgroundLoop:
     return loops[name]
 
 
-@router.get("", summary="Status of every loop")
+@router.get("", summary="Status of every loop", response_model=out.LoopList)
 def list_loops(request: Request) -> dict[str, Any]:
     return {"loops": [loop.status() for loop in loops_by_name(request).values()]}
 
 
-@router.post("/{name}/start", summary="Start a loop (even if its env var left it off)")
+@router.post(
+    "/{name}/start",
+    summary="Start a loop (even if its env var left it off)",
+    response_model=out.LoopStarted,
+)
 def start_loop(name: str, request: Request) -> dict[str, Any]:
     loop = get_loop(request, name)
     try:
@@ -57,14 +66,22 @@ def start_loop(name: str, request: Request) -> dict[str, Any]:
     return {"started": started, **loop.status()}
 
 
-@router.post("/{name}/stop", summary="Stop a loop; returns once its thread has stopped")
+@router.post(
+    "/{name}/stop",
+    summary="Stop a loop; returns once its thread has stopped",
+    response_model=out.LoopStopped,
+)
 def stop_loop(name: str, request: Request) -> dict[str, Any]:
     loop = get_loop(request, name)
     stopped = loop.stop(timeout=10.0)
     return {"stopped": stopped, **loop.status()}
 
 
-@router.post("/run", summary="Run the chosen loops for one thread now, synchronously")
+@router.post(
+    "/run",
+    summary="Run the chosen loops for one thread now, synchronously",
+    response_model=out.LoopsRun,
+)
 def run_loops(body: RunLoopsIn, request: Request) -> dict[str, Any]:
     thread_id = valid_thread_id(body.thread_id)
     db = request.app.state.db
@@ -73,5 +90,5 @@ def run_loops(body: RunLoopsIn, request: Request) -> dict[str, Any]:
     loops = loops_by_name(request)
     results: dict[str, Any] = {}
     for name in body.loops:
-        results[name] = loops[name].run_for_thread(thread_id)  # type: ignore[attr-defined]
+        results[name] = loops[name].run_for_thread(thread_id)
     return {"thread_id": thread_id, "results": results}

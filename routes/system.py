@@ -7,12 +7,18 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from routes import responses as out
+
 router = APIRouter(tags=["system"])
 
 VERSION = "0.1.0"
 
 
-@router.get("/health", summary="Liveness and a coarse view of the service's parts")
+@router.get(
+    "/health",
+    summary="Liveness and a coarse view of the service's parts",
+    response_model=out.Health,
+)
 def health(request: Request) -> dict[str, Any]:
     state = request.app.state
     db = getattr(state, "db", None)

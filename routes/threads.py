@@ -7,11 +7,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from chat import ChatUnavailable, chat
+from chat import ChatModelNotFound, ChatUnavailable, chat
 from clock import iso
-from routes.deps import DB, ExistingThread, ThreadId, get_llm, get_settings
-from session_db import DEFAULT_THREAD, THREAD_ID_RE, MessageRow, ThreadRow
 from llm import LLM
+from routes import responses as out
+from routes.deps import DB, MAX_SQL_INT, ExistingThread, ThreadId, get_llm, get_settings
+from session_db import DEFAULT_THREAD, THREAD_ID_RE, MessageRow, ThreadRow
 from settings import Settings
 
 router = APIRouter(prefix="/api/threads", tags=["threads"])
@@ -20,12 +21,16 @@ MAX_MESSAGE_CHARS = 32_000
 
 
 class ThreadCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"thread_id": "work-notes", "title": "Work notes"}]},
+    )
     thread_id: str = Field(pattern=THREAD_ID_RE.pattern, examples=["work-notes"])
     title: str | None = Field(None, max_length=200)
 
 
 class ThreadOut(BaseModel):
+    model_config = out.examples(out.THREAD_EXAMPLE)
     thread_id: str
     title: str
     created_at: str | None
@@ -34,12 +39,16 @@ class ThreadOut(BaseModel):
 
 
 class MessageIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"role": "user", "content": "I started a new job today"}]},
+    )
     role: Literal["user", "assistant"] = "user"
     content: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
 
 
 class MessageOut(BaseModel):
+    model_config = out.examples(out.USER_MESSAGE_EXAMPLE)
     id: int
     thread_id: str
     role: str
@@ -50,13 +59,30 @@ class MessageOut(BaseModel):
     scored_by: str | None
 
 
+class ThreadList(BaseModel):
+    model_config = out.examples({"threads": [out.THREAD_EXAMPLE], "total": 1})
+    threads: list[ThreadOut]
+    total: int
+
+
+class MessageList(BaseModel):
+    model_config = out.examples(
+        {"thread_id": "default", "messages": [out.USER_MESSAGE_EXAMPLE, out.REPLY_EXAMPLE]}
+    )
+    thread_id: str
+    messages: list[MessageOut]
+
+
 class ChatIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"message": "How was my week?"}]}
+    )
     message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS, examples=["How was my week?"])
     model: str | None = Field(None, description="override CRT_OLLAMA_MODEL for this message")
 
 
 class ChatOut(BaseModel):
+    model_config = out.examples(out.CHAT_EXAMPLE)
     thread_id: str
     reply: str
     user_message: MessageOut
@@ -88,7 +114,12 @@ def message_out(m: MessageRow) -> MessageOut:
     )
 
 
-@router.post("", summary="Create a thread (200 if it already exists)", status_code=201)
+@router.post(
+    "",
+    summary="Create a thread (200 if it already exists)",
+    status_code=201,
+    responses={200: {"model": ThreadOut, "description": "the thread already existed"}},
+)
 def create_thread(body: ThreadCreate, db: DB, response: Response) -> ThreadOut:
     created = db.ensure_thread(body.thread_id, body.title)
     if not created:
@@ -96,11 +127,11 @@ def create_thread(body: ThreadCreate, db: DB, response: Response) -> ThreadOut:
     return thread_out(db.require_thread(body.thread_id), created)
 
 
-@router.get("", summary="List threads, most recently active first")
+@router.get("", summary="List threads, most recently active first", response_model=ThreadList)
 def list_threads(
     db: DB,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_SQL_INT)] = 0,
 ) -> dict[str, Any]:
     rows = db.list_threads(limit=limit, offset=offset)
     return {"threads": [thread_out(r) for r in rows], "total": db.count_threads()}
@@ -130,12 +161,14 @@ def add_message(thread_id: ThreadId, body: MessageIn, db: DB) -> MessageOut:
     return message_out(db.add_message(thread_id, body.role, body.content))
 
 
-@router.get("/{thread_id}/messages", summary="Messages, oldest first")
+@router.get("/{thread_id}/messages", summary="Messages, oldest first", response_model=MessageList)
 def list_messages(
     thread_id: ExistingThread,
     db: DB,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    after_id: Annotated[int, Query(ge=0, description="only messages with a larger id")] = 0,
+    after_id: Annotated[
+        int, Query(ge=0, le=MAX_SQL_INT, description="only messages with a larger id")
+    ] = 0,
 ) -> dict[str, Any]:
     rows = db.list_messages(thread_id, after_id=after_id, limit=limit)
     return {"thread_id": thread_id, "messages": [message_out(m) for m in rows]}
@@ -155,7 +188,13 @@ def post_chat(
 ) -> ChatOut:
     db.ensure_thread(thread_id)
     try:
-        result = chat(db, llm, thread_id, body.message, window=settings.loop_window, model=body.model)
+        result = chat(
+            db, llm, thread_id, body.message, window=settings.loop_window, model=body.model
+        )
+    except ChatModelNotFound as exc:
+        # The client's own model choice is a request error; CRT_OLLAMA_MODEL missing is ours.
+        status = 422 if body.model else 503
+        raise HTTPException(status_code=status, detail=str(exc)) from exc
     except ChatUnavailable as exc:
         raise HTTPException(status_code=503, detail=str(exc)) from exc
     return ChatOut(
