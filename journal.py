@@ -50,10 +50,10 @@ from passes import (
     Candidate,
     LLMGate,
     PassResult,
+    has_new_rows,
     process_guarded,
     run_watermarked_pass,
     thread_watermark,
-    has_new_rows,
 )
 from session_db import SessionDB, ThreadNotFound, check_thread_id, dumps
 

@@ -43,6 +43,7 @@ REGISTRATION_WAIT_SECONDS = 5.0
 
 EMBEDDED_KEY = "ledger_api_key:embedded"
 
+
 class LedgerEmbedError(RuntimeError):
     """Raised when the Ledger cannot be started or joined: its port is held by something that
     is not a Ledger, the agent name is registered but this session DB has no key for it, or the

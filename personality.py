@@ -43,10 +43,10 @@ from passes import (
     Candidate,
     LLMGate,
     PassResult,
+    has_new_rows,
     process_guarded,
     run_watermarked_pass,
     thread_watermark,
-    has_new_rows,
 )
 from personality_signals import Signal, observe
 from session_db import MessageRow, SessionDB, dumps

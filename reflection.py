@@ -59,10 +59,10 @@ from passes import (
     Candidate,
     LLMGate,
     PassResult,
+    has_new_rows,
     process_guarded,
     run_watermarked_pass,
     thread_watermark,
-    has_new_rows,
 )
 from session_db import MessageRow, SessionDB
 from topics import topic_scorecard, word_set, words_of

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_ollama import FakeOllama
 
 from clock import FakeClock
-from fake_ollama import FakeOllama
 from session_db import SessionDB
 from settings import Settings
 

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clock import FakeClock
 from fake_ollama import FakeOllama
+
+from clock import FakeClock
 from heartbeat import store
 from heartbeat.config import merge_config
 from heartbeat.executor import HeartbeatRunner, LedgerLimits

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
 from conftest import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent

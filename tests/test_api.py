@@ -7,12 +7,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import heartbeat_scripts as hs
 import pytest
+from fake_ollama import FakeOllama, Reply
 from fastapi.testclient import TestClient
 
-import heartbeat_scripts as hs
 from crt_api import create_app
-from fake_ollama import FakeOllama, Reply
 from settings import Settings
 
 LOCAL = ("127.0.0.1", 50000)
@@ -54,7 +54,10 @@ def test_thread_crud(client: TestClient) -> None:
     assert r.status_code == 201 and r.json()["created"] is True
     r = client.post("/api/threads", json={"thread_id": "work"})
     assert r.status_code == 200 and r.json()["created"] is False
-    assert {t["thread_id"] for t in client.get("/api/threads").json()["threads"]} == {"default", "work"}
+    assert {t["thread_id"] for t in client.get("/api/threads").json()["threads"]} == {
+        "default",
+        "work",
+    }
     assert client.delete("/api/threads/work").status_code == 204
     assert client.delete("/api/threads/work").status_code == 404
     assert client.delete("/api/threads/default").status_code == 409
@@ -95,18 +98,24 @@ def test_chat_replies_and_stores_both_messages(client: TestClient, fake_ollama: 
     r = client.post("/api/threads/default/chat", json={"message": "Hi there"})
     assert r.status_code == 200, r.text
     assert r.json()["reply"] == "Nice to hear from you."
-    contents = [m["content"] for m in client.get("/api/threads/default/messages").json()["messages"]]
+    contents = [
+        m["content"] for m in client.get("/api/threads/default/messages").json()["messages"]
+    ]
     assert contents == ["Hi there", "Nice to hear from you."]
     system = fake_ollama.chat_calls[-1]["messages"][0]
     assert system["role"] == "system" and "personal AI agent" in system["content"]
 
 
-def test_chat_503_keeps_the_message_when_the_llm_is_down(client: TestClient, fake_ollama: FakeOllama) -> None:
+def test_chat_503_keeps_the_message_when_the_llm_is_down(
+    client: TestClient, fake_ollama: FakeOllama
+) -> None:
     fake_ollama.always(Reply(status=500, error="runner crashed"))
     r = client.post("/api/threads/default/chat", json={"message": "Are you there?"})
     assert r.status_code == 503
     assert "saved" in detail(r)
-    contents = [m["content"] for m in client.get("/api/threads/default/messages").json()["messages"]]
+    contents = [
+        m["content"] for m in client.get("/api/threads/default/messages").json()["messages"]
+    ]
     assert contents == ["Are you there?"]
 
 
@@ -150,7 +159,10 @@ def test_config_post_is_a_partial_update(client: TestClient) -> None:
     r = client.post("/api/threads/default/heartbeat/config", json={"temperature": 0.2})
     cfg = r.json()["config"]
     assert (cfg["enabled"], cfg["every_seconds"], cfg["target"], cfg["max_actions"]) == (
-        True, 3600, "post", 2,
+        True,
+        3600,
+        "post",
+        2,
     )
     assert cfg["temperature"] == 0.2
     assert r.json()["next_due_at"] is not None
@@ -170,7 +182,9 @@ def test_config_post_is_a_partial_update(client: TestClient) -> None:
         ({"enabled": "sometimes"}, "enabled"),
     ],
 )
-def test_config_validation_names_the_field(client: TestClient, patch: dict[str, Any], field: str) -> None:
+def test_config_validation_names_the_field(
+    client: TestClient, patch: dict[str, Any], field: str
+) -> None:
     r = client.post("/api/threads/newthread/heartbeat/config", json=patch)
     assert r.status_code == 422
     assert field in r.text
@@ -215,9 +229,13 @@ def test_heartbeat_md_read_write(client: TestClient, tmp_path: Path) -> None:
     assert r.status_code == 200 and r.json()["effectively_empty"] is True
     assert (tmp_path / "HEARTBEAT.md").read_text(encoding="utf-8") == "# Only a heading\n"
     sha = r.json()["sha256"]
-    r = client.post("/api/heartbeat/heartbeat.md", json={"content": "x", "expected_sha256": "0" * 64})
+    r = client.post(
+        "/api/heartbeat/heartbeat.md", json={"content": "x", "expected_sha256": "0" * 64}
+    )
     assert r.status_code == 409
-    r = client.post("/api/heartbeat/heartbeat.md", json={"content": "- a\n", "expected_sha256": sha})
+    r = client.post(
+        "/api/heartbeat/heartbeat.md", json={"content": "- a\n", "expected_sha256": sha}
+    )
     assert r.status_code == 200
     r = client.post("/api/heartbeat/heartbeat.md", json={"content": "x" * (65 * 1024)})
     assert r.status_code == 413

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import wait_for
 
 from clock import FakeClock
-from conftest import wait_for
 from continuous_loops import BackgroundLoop, LoopState, LoopStateError, TickOutcome
 from session_db import SessionDB
 

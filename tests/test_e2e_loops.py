@@ -7,12 +7,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from fastapi.testclient import TestClient
-
 import llm_scripts
 from conftest import wait_for
-from crt_api import create_app
 from fake_ollama import FakeOllama
+from fastapi.testclient import TestClient
+
+from crt_api import create_app
 from settings import Settings
 
 MESSAGES = [
@@ -41,7 +41,10 @@ def test_loops_think_about_a_thread_on_their_own(
     )
     with TestClient(create_app(settings), client=("127.0.0.1", 1)) as client:
         for text in MESSAGES:
-            assert client.post("/api/threads/lisbon/messages", json={"content": text}).status_code == 201
+            assert (
+                client.post("/api/threads/lisbon/messages", json={"content": text}).status_code
+                == 201
+            )
         for name in ("reflection", "personality", "journal_self_reply"):
             assert client.post(f"/api/loops/{name}/start").json()["running"] is True
 
@@ -73,7 +76,7 @@ def test_loops_think_about_a_thread_on_their_own(
         # The agent answers its entries and may continue each chain (at most 3 replies deep);
         # wait until the journal stops growing across several self-reply passes.
         def journal_ticks() -> int:
-            loops = {l["name"]: l for l in client.get("/api/loops").json()["loops"]}
+            loops = {lp["name"]: lp for lp in client.get("/api/loops").json()["loops"]}
             return int(loops["journal_self_reply"]["ticks"])
 
         def settled() -> bool:
@@ -87,7 +90,7 @@ def test_loops_think_about_a_thread_on_their_own(
         assert 2 <= len(replies) <= 6  # both entries answered; chains capped at 3
 
         # Nothing new from here on: further passes make no LLM call and write nothing.
-        loops = {l["name"]: l for l in client.get("/api/loops").json()["loops"]}
+        loops = {lp["name"]: lp for lp in client.get("/api/loops").json()["loops"]}
         ticks = {name: loops[name]["ticks"] for name in ("reflection", "personality")}
         ticks["journal_self_reply"] = loops["journal_self_reply"]["ticks"]
         calls = len(fake_ollama.chat_calls)

@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import heartbeat_scripts as hs
+import pytest
 from fake_ollama import FakeOllama, Reply
 from hb_env import HeartbeatEnv, heartbeat_env
+
 from heartbeat import store
 from heartbeat.executor import BACKOFF_STEPS, HeartbeatBusy, LedgerLimits
 from server_thread import ServerThread
@@ -191,11 +191,22 @@ def test_replies_to_comments_on_own_posts_first_and_only_once(env: HeartbeatEnv)
     run = env.run()
     assert run.outcome == "acted", run.actions
     # answered: not shown again, and a second reply is refused
-    answer(env, decide({"type": "comment", "post_id": own, "parent_id": comment.id,
-                        "content": "Because, again."}))
+    answer(
+        env,
+        decide(
+            {
+                "type": "comment",
+                "post_id": own,
+                "parent_id": comment.id,
+                "content": "Because, again.",
+            }
+        ),
+    )
     run = env.run()
     assert run.outcome == "silent"
-    assert f"comment_id={comment.id}" not in hs.prompt_text(env.fake.calls_for("HeartbeatDecision")[-1])
+    assert f"comment_id={comment.id}" not in hs.prompt_text(
+        env.fake.calls_for("HeartbeatDecision")[-1]
+    )
 
 
 def test_activity_survives_a_failed_run(env: HeartbeatEnv) -> None:
@@ -214,7 +225,9 @@ def test_activity_survives_a_failed_run(env: HeartbeatEnv) -> None:
 # -- gates -----------------------------------------------------------------------------------
 
 
-def test_disabled_thread_is_skipped_by_the_schedule_but_run_now_is_forced(env: HeartbeatEnv) -> None:
+def test_disabled_thread_is_skipped_by_the_schedule_but_run_now_is_forced(
+    env: HeartbeatEnv,
+) -> None:
     env.configure(enabled=False)
     answer(env, "HEARTBEAT_OK")
     run = env.run(trigger="schedule")
@@ -239,8 +252,12 @@ def test_quiet_hours_skip_and_reschedule_to_the_window(env: HeartbeatEnv) -> Non
     assert env.run(trigger="schedule").reason != "quiet_hours"
 
 
-@pytest.mark.parametrize("content", [None, "", "# HEARTBEAT\n\n## Checklist\n- \n<!-- nothing -->\n"])
-def test_effectively_empty_instructions_skip_without_llm(env: HeartbeatEnv, content: str | None) -> None:
+@pytest.mark.parametrize(
+    "content", [None, "", "# HEARTBEAT\n\n## Checklist\n- \n<!-- nothing -->\n"]
+)
+def test_effectively_empty_instructions_skip_without_llm(
+    env: HeartbeatEnv, content: str | None
+) -> None:
     if content is None:
         env.md.unlink()
     else:
@@ -290,12 +307,28 @@ def test_busy_thread_refuses_run_now_and_schedule_retries_shortly(env: Heartbeat
 
 def test_recovery_closes_interrupted_runs_and_resends_pending_once(env: HeartbeatEnv) -> None:
     # A crash between the outbox write and the Ledger call: simulate its leftovers exactly.
-    store.start_run(env.db, run_id="r1", thread_id="default", trigger="schedule",
-                    dry_run=False, now=env.clock.now)
-    store.add_actions(env.db, "r1", "default", [{
-        "seq": 0, "type": "post", "payload": {"submolt": "general", "title": "T", "content": "C"},
-        "state": "pending", "idempotency_key": "crt-r1-0",
-    }])
+    store.start_run(
+        env.db,
+        run_id="r1",
+        thread_id="default",
+        trigger="schedule",
+        dry_run=False,
+        now=env.clock.now,
+    )
+    store.add_actions(
+        env.db,
+        "r1",
+        "default",
+        [
+            {
+                "seq": 0,
+                "type": "post",
+                "payload": {"submolt": "general", "title": "T", "content": "C"},
+                "state": "pending",
+                "idempotency_key": "crt-r1-0",
+            }
+        ],
+    )
     # ... and the same key already landed once before the crash (the Ledger deduplicates).
     env.ledger.create_post("general", "T", "C", idempotency_key="crt-r1-0")
     # The crashed holder was a process on this host that no longer exists.
@@ -315,8 +348,14 @@ def test_recovery_closes_interrupted_runs_and_resends_pending_once(env: Heartbea
 
 
 def test_recovery_leaves_a_live_holders_run_until_its_lease_expires(env: HeartbeatEnv) -> None:
-    store.start_run(env.db, run_id="r2", thread_id="default", trigger="schedule",
-                    dry_run=False, now=env.clock.now)
+    store.start_run(
+        env.db,
+        run_id="r2",
+        thread_id="default",
+        trigger="schedule",
+        dry_run=False,
+        now=env.clock.now,
+    )
     assert store.take_thread_lease(env.db, "default", "other-host:4242:x", 600)
     assert env.runner.recover()["interrupted"] == 0  # another machine may still be running it
     env.clock.advance(601)
@@ -354,14 +393,29 @@ def test_consecutive_failures_back_off_and_reset_on_success(env: HeartbeatEnv) -
         (Reply(status=429, error="too many requests"), "failed", "llm_error"),
         (Reply(raw_body=b"<html>bad gateway</html>"), "failed", "llm_error"),
         (Reply(raw_body=b'{"error": "out of memory"}'), "failed", "llm_error"),
-        (Reply(content='{"actions": [{"type": "post", "title": "cut', done_reason="length"),
-         "failed", "invalid_decision"),
+        (
+            Reply(content='{"actions": [{"type": "post", "title": "cut', done_reason="length"),
+            "failed",
+            "invalid_decision",
+        ),
         (Reply(content="I think I will post something nice today."), "failed", "invalid_decision"),
         (Reply(content='{"action": null}'), "silent", None),
-        (Reply(content=decide({"type": "vote", "post_id": "nope", "direction": "sideways"})),
-         "silent", "invalid"),
+        (
+            Reply(content=decide({"type": "vote", "post_id": "nope", "direction": "sideways"})),
+            "silent",
+            "invalid",
+        ),
     ],
-    ids=["500", "429", "garbage", "error-in-200", "cut-short", "prose", "legacy-null", "bad-actions"],
+    ids=[
+        "500",
+        "429",
+        "garbage",
+        "error-in-200",
+        "cut-short",
+        "prose",
+        "legacy-null",
+        "bad-actions",
+    ],
 )
 def test_ollama_faults(env: HeartbeatEnv, reply: Reply, outcome: str, reason: str | None) -> None:
     answer(env, reply)
@@ -424,8 +478,9 @@ def test_ledger_refused(env: HeartbeatEnv) -> None:
 
 def test_ledger_429_with_retry_after(tmp_path: Path, fake_ollama: FakeOllama) -> None:
     # The runner does not know the cooldown ahead (an external Ledger), so the Ledger says 429.
-    with heartbeat_env(tmp_path, fake_ollama, post_cooldown=1800,
-                       known_limits=LedgerLimits(0, 0, 50)) as env:
+    with heartbeat_env(
+        tmp_path, fake_ollama, post_cooldown=1800, known_limits=LedgerLimits(0, 0, 50)
+    ) as env:
         env.configure(enabled=True)
         hs.install(fake_ollama, hs.poster)
         assert env.run().outcome == "acted"
@@ -473,7 +528,10 @@ def test_ledger_500_and_slow(tmp_path: Path, fake_ollama: FakeOllama, mode: str)
         env.configure(enabled=True)
         good = env.runner.ledger
         env.runner.ledger = LedgerClient(
-            bad.url + "/api/v1", "k", max_retries=1, backoff_base=0.01,
+            bad.url + "/api/v1",
+            "k",
+            max_retries=1,
+            backoff_base=0.01,
             timeout=httpx.Timeout(0.3, connect=0.3),
         )
         run = env.run()
@@ -541,8 +599,26 @@ def test_run_records_are_json_friendly(env: HeartbeatEnv) -> None:
     assert json.loads(json.dumps(record))["outcome"] == "acted"
     assert record["started_at"].endswith("Z") and record["finished_at"].endswith("Z")
     assert set(record) >= {
-        "run_id", "thread_id", "trigger", "outcome", "reason", "dry_run", "summary", "actions",
-        "started_at", "finished_at", "duration_ms", "error",
+        "run_id",
+        "thread_id",
+        "trigger",
+        "outcome",
+        "reason",
+        "dry_run",
+        "summary",
+        "actions",
+        "started_at",
+        "finished_at",
+        "duration_ms",
+        "error",
     }
-    assert set(record["actions"][0]) >= {"type", "title", "content", "submolt", "state",
-                                          "ledger_id", "error", "idempotency_key"}
+    assert set(record["actions"][0]) >= {
+        "type",
+        "title",
+        "content",
+        "submolt",
+        "state",
+        "ledger_id",
+        "error",
+        "idempotency_key",
+    }

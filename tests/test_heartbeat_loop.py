@@ -9,12 +9,12 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 import heartbeat_scripts as hs
+import pytest
 from conftest import wait_for
 from fake_ollama import FakeOllama, Reply
 from hb_env import HeartbeatEnv, heartbeat_env
+
 from heartbeat import store
 from heartbeat.loop import BUSY_RETRY_SECONDS, HeartbeatLoop
 
@@ -44,7 +44,9 @@ def test_sleeps_the_full_interval_when_nothing_is_enabled(env: HeartbeatEnv) -> 
     assert env.fake.chat_calls == []
 
 
-def test_newly_enabled_thread_runs_within_a_minute(env: HeartbeatEnv, caplog: pytest.LogCaptureFixture) -> None:
+def test_newly_enabled_thread_runs_within_a_minute(
+    env: HeartbeatEnv, caplog: pytest.LogCaptureFixture
+) -> None:
     loop = make_loop(env)
     env.configure(enabled=True, every_seconds=3600)
     delay = loop.next_delay()
@@ -136,8 +138,9 @@ def test_runner_that_cannot_be_built_is_reported_and_retried(env: HeartbeatEnv) 
             raise RuntimeError("no Ledger key")
         return env.runner
 
-    loop = HeartbeatLoop(runner_factory=factory, interval_seconds=1800, enabled=True,
-                         db=env.db, clock=env.clock)
+    loop = HeartbeatLoop(
+        runner_factory=factory, interval_seconds=1800, enabled=True, db=env.db, clock=env.clock
+    )
     result = loop.tick()
     assert result.outcome.value == "failed"
     assert "no Ledger key" in (loop.status()["last_error"] or "")
@@ -146,8 +149,9 @@ def test_runner_that_cannot_be_built_is_reported_and_retried(env: HeartbeatEnv) 
 
 
 def test_wake_cuts_the_sleep_short(env: HeartbeatEnv) -> None:
-    loop = HeartbeatLoop(runner_factory=lambda: env.runner, interval_seconds=1800, enabled=True,
-                         db=env.db)
+    loop = HeartbeatLoop(
+        runner_factory=lambda: env.runner, interval_seconds=1800, enabled=True, db=env.db
+    )
     loop.start()
     try:
         wait_for(lambda: loop.ticks >= 1)

@@ -27,7 +27,9 @@ def test_session_db_open_close_cycles_leak_nothing(tmp_path: Path) -> None:
     assert open_fds() <= before
 
 
-def test_app_lifespan_cycles_leak_nothing(make_settings: Callable[..., Settings], tmp_path: Path) -> None:
+def test_app_lifespan_cycles_leak_nothing(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
     settings = make_settings(heartbeat_loop_enabled=True)
     with TestClient(create_app(settings), client=("127.0.0.1", 1)) as client:
         assert client.get("/health").status_code == 200

@@ -6,8 +6,8 @@ import json
 import socket
 
 import pytest
-
 from fake_ollama import FakeOllama, Reply
+
 from llm import (
     ChatMessage,
     DisabledLLM,
@@ -128,7 +128,9 @@ def test_fake_streams_protocol_faithfully(fake_ollama: FakeOllama) -> None:
 
     fake_ollama.always("one two three")
     client = ollama.Client(host=fake_ollama.url, timeout=httpx.Timeout(5, connect=2))
-    parts = [c.message.content for c in client.chat(model="llama3.2:latest", messages=[], stream=True)]
+    parts = [
+        c.message.content for c in client.chat(model="llama3.2:latest", messages=[], stream=True)
+    ]
     assert "".join(p or "" for p in parts) == "one two three"
     fake_ollama.always(Reply(content="one two", stream_error="GPU out of memory"))
     with pytest.raises(ollama.ResponseError) as info:

@@ -16,10 +16,20 @@ def add_run(db: SessionDB, run_id: str, thread: str, at: float, *, pending: bool
     with db.write() as tx:
         tx.execute("UPDATE heartbeat_runs SET outcome='silent' WHERE run_id=?", (run_id,))
     if pending:
-        store.add_actions(db, run_id, thread, [{
-            "seq": 0, "type": "vote", "payload": {"post_id": "p", "direction": "up"},
-            "state": "pending", "idempotency_key": f"k-{run_id}",
-        }])
+        store.add_actions(
+            db,
+            run_id,
+            thread,
+            [
+                {
+                    "seq": 0,
+                    "type": "vote",
+                    "payload": {"post_id": "p", "direction": "up"},
+                    "state": "pending",
+                    "idempotency_key": f"k-{run_id}",
+                }
+            ],
+        )
 
 
 def count(db: SessionDB, table: str) -> int:
@@ -77,8 +87,13 @@ def test_a_simulated_year_stays_bounded(tmp_path: Path) -> None:
                     "INSERT INTO heartbeat_runs (run_id, thread_id, trigger, outcome, started_at, "
                     "finished_at, summary) VALUES (?, ?, 'schedule', 'silent', ?, ?, ?)",
                     [
-                        (f"{day}-{t}-{k}", t, clock.now + k * 1800, clock.now + k * 1800,
-                         "nothing new worth saying")
+                        (
+                            f"{day}-{t}-{k}",
+                            t,
+                            clock.now + k * 1800,
+                            clock.now + k * 1800,
+                            "nothing new worth saying",
+                        )
                         for t in threads
                         for k in range(per_day)
                     ],

@@ -8,10 +8,9 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import heartbeat_scripts
 import httpx
 import pytest
-
-import heartbeat_scripts
 from conftest import wait_for
 from fake_ollama import FakeOllama
 from service import Service

@@ -86,9 +86,11 @@ def test_watermark_query_sees_only_new_work(db: SessionDB) -> None:
 
 
 def test_watermark_query_uses_the_primary_key(db: SessionDB) -> None:
-    plan = db.read().execute(
-        "EXPLAIN QUERY PLAN SELECT thread_id FROM messages WHERE id > 5"
-    ).fetchall()
+    plan = (
+        db.read()
+        .execute("EXPLAIN QUERY PLAN SELECT thread_id FROM messages WHERE id > 5")
+        .fetchall()
+    )
     assert any("USING INTEGER PRIMARY KEY" in str(tuple(r)) for r in plan)
 
 
@@ -103,7 +105,9 @@ def test_four_threads_read_modify_write_lose_nothing(tmp_path: Path) -> None:
         try:
             for _ in range(per_thread):
                 with db.write() as tx:
-                    value = int(tx.execute("SELECT value FROM kv WHERE key='counter'").fetchone()[0])
+                    value = int(
+                        tx.execute("SELECT value FROM kv WHERE key='counter'").fetchone()[0]
+                    )
                     tx.execute("UPDATE kv SET value = ? WHERE key='counter'", (str(value + 1),))
         except BaseException as exc:  # collected and asserted below
             errors.append(exc)
@@ -157,5 +161,7 @@ def test_delete_thread_cascades(db: SessionDB) -> None:
     db.ensure_thread("gone")
     db.add_message("gone", "user", "bye")
     assert db.delete_thread("gone")
-    assert db.read().execute("SELECT COUNT(*) FROM messages WHERE thread_id='gone'").fetchone()[0] == 0
+    assert (
+        db.read().execute("SELECT COUNT(*) FROM messages WHERE thread_id='gone'").fetchone()[0] == 0
+    )
     assert not db.delete_thread("gone")
