@@ -596,8 +596,9 @@ def pending_actions(db: SessionDB) -> list[ActionRecord]:
     return [_action(r) for r in rows]
 
 
-def release_dead_leases(db: SessionDB) -> int:
-    """Delete every lease whose holder is a process on this host that no longer runs.
+def release_dead_leases(db: SessionDB, *, due_by: float) -> int:
+    """Delete every lease whose holder is a process on this host that no longer runs; a thread
+    it had claimed is due again by ``due_by`` at the latest (a claim hid it until ``now + ttl``).
 
     A SIGKILLed holder's lease otherwise blocked its thread (run-now answered 409, scheduled
     runs were recorded busy) until the lease expired, minutes after the restart
@@ -608,6 +609,15 @@ def release_dead_leases(db: SessionDB) -> int:
     if dead:
         with db.write() as tx:
             tx.executemany("DELETE FROM leases WHERE name = ? AND owner = ?", dead)
+            tx.executemany(
+                "UPDATE thread_sessions SET heartbeat_next_due = MIN(heartbeat_next_due, ?) "
+                "WHERE thread_id = ? AND heartbeat_next_due IS NOT NULL",
+                [
+                    (due_by, name[len(LEASE_PREFIX) :])
+                    for name, _ in dead
+                    if name.startswith(LEASE_PREFIX)
+                ],
+            )
     return len(dead)
 
 

@@ -1,0 +1,279 @@
+"""Heartbeat overhead: one full scheduled heartbeat minus the LLM's own round trip.
+
+Real pieces, in one process: the session DB, the embedded Ledger (real uvicorn on a loopback
+port, its own SQLite file), ``OllamaLLM`` talking to the fake Ollama over HTTP (answering at
+once with a new post each time), and ``HeartbeatRunner.from_app_state`` exactly as ``crt_api``
+builds it. Each measured run is what the loop does: ``claim_due`` (the lease) then
+``runner.run(..., lease_held=True)``: gates, context (DB + Ledger /home + feed), prompt, the LLM
+call, parsing, validation, the outbox, the Ledger post, the records and the next due time.
+
+Overhead = wall time of claim + run, minus the run record's ``llm_ms`` (the ollama client's
+call, including the fake's HTTP round trip). The Ledger's server side runs in this process, so
+its CPU is counted, as it is in the service.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import pstats
+import random
+import time
+from typing import Any
+
+from bench.common import (
+    BenchContext,
+    BenchResult,
+    distribution,
+    make_settings,
+    seed_messages,
+    seed_threads,
+    service_logging,
+    thread_ids,
+    write_heartbeat_md,
+)
+
+THREADS = 20
+WARMUP = 5
+RUNS = 120
+TARGET_P50_MS = 10.0
+#: Past outbox rows for the "aged" phase: ~3 months of a busy agent (half comments, half votes,
+#: some posts), all sent, spread over the last 90 days.
+AGED_ACTIONS = 20_000
+
+
+def build(tmp: Any, fake_url: str, **overrides: Any) -> tuple[Any, Any, Any, Any]:
+    """(settings, db, ledger, runner) wired like crt_api's startup."""
+    from heartbeat.executor import HeartbeatRunner
+    from ledger_embed import start_embedded_ledger
+    from llm import build_llm
+    from session_db import SessionDB
+
+    values: dict[str, Any] = {
+        "ollama_host": fake_url,
+        "ledger_post_cooldown_seconds": 0,
+        "ledger_comment_cooldown_seconds": 0,
+        "ledger_comments_per_day": 1_000_000,
+        "ledger_requests_per_minute": 1_000_000,
+    }
+    values.update(overrides)
+    settings = make_settings(tmp, **values)
+    write_heartbeat_md(settings.workspace)
+    db = SessionDB(settings.session_db_path)
+    llm = build_llm(
+        enabled=True,
+        host=settings.ollama_host,
+        model=settings.ollama_model,
+        timeout_seconds=settings.llm_timeout_seconds,
+    )
+    ledger = start_embedded_ledger(settings, db)
+    runner = HeartbeatRunner.from_app_state(settings=settings, db=db, llm=llm, ledger=ledger)
+    return settings, db, ledger, runner
+
+
+def one_scheduled_run(runner: Any, db: Any, thread_id: str) -> tuple[float, Any]:
+    """Make ``thread_id`` due, then claim and run it as the loop does; (wall ms, record)."""
+    from heartbeat import store
+
+    now = time.time()
+    store.set_next_due(db, thread_id, now - 1)  # setup, not timed
+    t0 = time.perf_counter()
+    claimed, _ = store.claim_due(
+        db, now=time.time(), owner=runner.owner, ttl=runner.lease_ttl, limit=1
+    )
+    if claimed != [thread_id]:
+        raise RuntimeError(f"expected to claim {thread_id}, got {claimed}")
+    record = runner.run(thread_id, trigger="schedule", lease_held=True)
+    return (time.perf_counter() - t0) * 1000, record
+
+
+def seed_outbox(db: Any, ids: list[str], n: int, *, now: float) -> None:
+    """``n`` sent actions from past runs, spread evenly over the last 90 days, within what the
+    Ledger allows an agent (Moltbook's caps: <= 48 posts and <= 50 comments a day): 5% posts,
+    20% comments (with a parent, i.e. answers to activity), 75% votes. Two actions per run."""
+    import uuid
+
+    from session_db import dumps
+
+    span = 90 * 86_400.0
+    kinds = ["vote"] * 15 + ["comment"] * 4 + ["post"]
+    with db.write() as tx:
+        for k in range(0, n, 2):
+            run_id = uuid.uuid4().hex
+            tid = ids[k % len(ids)]
+            at = now - span + span * k / n
+            tx.execute(
+                "INSERT INTO heartbeat_runs (run_id, thread_id, trigger, outcome, summary, "
+                "started_at, finished_at, duration_ms) VALUES (?, ?, 'schedule', 'acted', "
+                "'seeded', ?, ?, 5)",
+                (run_id, tid, at, at),
+            )
+            for seq in range(2):
+                kind = kinds[(k + seq) % len(kinds)]
+                post_id = f"old{k}-{seq}"
+                if kind == "post":
+                    payload: dict[str, Any] = {
+                        "submolt": "general",
+                        "title": f"Old note {k}",
+                        "content": f"Body {k}",
+                    }
+                    ledger_id = f"mine{k}"
+                elif kind == "comment":
+                    payload = {
+                        "post_id": post_id,
+                        "content": f"Old comment {k}",
+                        "parent_id": f"c{k}",
+                    }
+                    ledger_id = f"cm{k}"
+                else:
+                    payload = {"post_id": post_id, "direction": "up"}
+                    ledger_id = post_id
+                tx.execute(
+                    "INSERT INTO heartbeat_actions (run_id, thread_id, seq, type, payload_json, "
+                    "state, ledger_id, idempotency_key, content_hash, created_at, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?, 'sent', ?, ?, ?, ?, ?)",
+                    (
+                        run_id,
+                        tid,
+                        seq,
+                        kind,
+                        dumps(payload),
+                        ledger_id,
+                        f"crt-{run_id}-{seq}",
+                        None if kind == "vote" else uuid.uuid4().hex,
+                        at,
+                        at,
+                    ),
+                )
+
+
+def measure(runner: Any, db: Any, fake: Any, ids: list[str], runs: int) -> dict[str, Any]:
+    overheads: list[float] = []
+    walls: list[float] = []
+    llm_ms: list[float] = []
+    outcomes: dict[str, int] = {}
+    prompt_ok = 0
+    for i in range(runs):
+        wall, record = one_scheduled_run(runner, db, ids[i % len(ids)])
+        walls.append(wall)
+        llm_ms.append(record.llm_ms or 0.0)
+        overheads.append(wall - (record.llm_ms or 0.0))
+        key = record.outcome + (f"/{record.reason}" if record.reason else "")
+        outcomes[key] = outcomes.get(key, 0) + 1
+        sent = fake.chat_calls[-1]
+        chars = sum(len(m.get("content", "")) for m in sent.get("messages", []))
+        prompt_ok += int(record.prompt_chars == chars)
+    return {
+        "overhead": overheads,
+        "wall": walls,
+        "llm": llm_ms,
+        "outcomes": outcomes,
+        "prompt_ok": prompt_ok,
+    }
+
+
+def profile(runner: Any, db: Any, ids: list[str], n: int = 20) -> list[str]:
+    prof = cProfile.Profile()
+    prof.enable()
+    for i in range(n):
+        one_scheduled_run(runner, db, ids[i % len(ids)])
+    prof.disable()
+    buf = io.StringIO()
+    pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(25)
+    return buf.getvalue().splitlines()[:60]
+
+
+def run(ctx: BenchContext) -> BenchResult:
+    from fake_ollama import FakeOllama
+    from heartbeat_scripts import install, poster
+
+    result = BenchResult("heartbeat", "Heartbeat overhead: one full run minus the LLM's round trip")
+    tmp = ctx.scratch("heartbeat")
+    runs = 30 if ctx.quick else RUNS
+    rng = random.Random(4)
+    with service_logging(tmp / "bench.log"), FakeOllama() as fake:
+        install(fake, poster)
+        _settings, db, ledger, runner = build(tmp, fake.url)
+        try:
+            ids = thread_ids(THREADS, "hb")
+            from heartbeat.config import HeartbeatConfig
+
+            now = time.time()
+            seed_threads(
+                db,
+                ids,
+                now=now,
+                heartbeat=HeartbeatConfig(enabled=True, every_seconds=3600),
+                next_due=lambda i, t: now + 3600,
+            )
+            seed_messages(db, ids, 30, now=now, rng=rng, scored=True)
+            for i in range(WARMUP):
+                one_scheduled_run(runner, db, ids[i % THREADS])
+            calls_before = len(fake.chat_calls)
+            fresh = measure(runner, db, fake, ids, runs)
+            llm_calls = len(fake.chat_calls) - calls_before
+            fresh_profile = profile(runner, db, ids)
+            # The same, once the outbox holds months of history.
+            seed_outbox(db, ids, 4_000 if ctx.quick else AGED_ACTIONS, now=time.time())
+            one_scheduled_run(runner, db, ids[0])
+            aged = measure(runner, db, fake, ids, runs // 2)
+            aged_profile = profile(runner, db, ids)
+        finally:
+            ledger.stop()
+            db.close()
+    dist = distribution(fresh["overhead"], 2)
+    aged_dist = distribution(aged["overhead"], 2)
+    result.add(
+        "overhead_p50",
+        dist["p50"],
+        "ms",
+        "<=",
+        TARGET_P50_MS,
+        note="claim + run wall time minus the record's llm_ms (fresh DB)",
+    )
+    result.add("overhead_p95", dist["p95"], "ms")
+    result.add(
+        "overhead_p50_aged",
+        aged_dist["p50"],
+        "ms",
+        "<=",
+        TARGET_P50_MS,
+        note=f"same, with {AGED_ACTIONS:,} past actions in the outbox",
+    )
+    result.add("overhead_p95_aged", aged_dist["p95"], "ms")
+    result.add(
+        "llm_round_trip_p50",
+        distribution(fresh["llm"], 2)["p50"],
+        "ms",
+        note="fake Ollama via the ollama client (subtracted)",
+    )
+    total = runs + runs // 2
+    acted = fresh["outcomes"].get("acted", 0) + aged["outcomes"].get("acted", 0)
+    result.add(
+        "acted_runs", acted, "runs", "==", total, note="every measured run posted to the Ledger"
+    )
+    result.add(
+        "prompt_chars_recorded",
+        fresh["prompt_ok"] + aged["prompt_ok"],
+        "runs",
+        "==",
+        total,
+        note="run record's prompt_chars equals the characters the fake received",
+    )
+    result.details = {
+        "runs": runs,
+        "llm_calls": llm_calls,
+        "overhead_ms": dist,
+        "overhead_ms_aged": aged_dist,
+        "wall_ms": distribution(fresh["wall"], 2),
+        "llm_ms": distribution(fresh["llm"], 2),
+        "outcomes": fresh["outcomes"],
+        "outcomes_aged": aged["outcomes"],
+        "version_probes": fake.version_calls,
+        "profile_fresh": fresh_profile,
+        "profile_aged": aged_profile,
+    }
+    if ctx.verbose:
+        print("\n".join(fresh_profile))
+        print("\n".join(aged_profile))
+    return result
