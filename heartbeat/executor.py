@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import metrics
 from continuous_loops import PROCESS_OWNER
 from heartbeat import store
-from heartbeat.config import HeartbeatConfig
+from heartbeat.config import HeartbeatConfig, merge_config
 from heartbeat.context import add_ledger, gather_local
 from heartbeat.decision import (
     REDACTED,
@@ -308,7 +308,7 @@ class HeartbeatRunner:
             else:
                 failed += 1
         # Last, so no claim can start before the dead holder's run and actions are settled.
-        store.release_dead_leases(self.db)
+        store.release_dead_leases(self.db, due_by=self.clock() + BACKOFF_STEPS[0])
         if interrupted or resent or failed:
             logger.info(
                 "%s recovery: %d interrupted run(s) closed, %d pending action(s) re-sent, "
@@ -322,12 +322,31 @@ class HeartbeatRunner:
 
     def schedule_after_config(self, thread_id: str, config: HeartbeatConfig) -> float | None:
         """When a thread with this (new) config is next due; None when disabled."""
+        hb = store.get_thread_heartbeat(self.db, thread_id)
+        return self.due_for(thread_id, config, hb.last_run if hb else None)
+
+    def due_for(
+        self, thread_id: str, config: HeartbeatConfig, last_run: float | None
+    ) -> float | None:
+        """Pure scheduling for a config: None when disabled, else inside the active window."""
         if not config.enabled:
             return None
-        hb = store.get_thread_heartbeat(self.db, thread_id)
-        last = hb.last_run if hb else None
         window = config.active_window(self.default_timezone)
-        return next_due(last, config.every_seconds, self.clock(), thread_id, window=window)
+        return next_due(last_run, config.every_seconds, self.clock(), thread_id, window=window)
+
+    def update_config(self, thread_id: str, patch: dict[str, Any]) -> HeartbeatConfig:
+        """Merge ``patch`` into the stored config atomically and reschedule the thread.
+
+        Raises pydantic.ValidationError (nothing written) for an invalid patch.
+        """
+        config = store.update_config(
+            self.db,
+            thread_id,
+            lambda stored: merge_config(stored, patch),
+            lambda cfg, last_run: self.due_for(thread_id, cfg, last_run),
+        )
+        self.on_change()  # a config change wakes the loop: it reschedules at once
+        return config
 
     # -- the pipeline ------------------------------------------------------------------------
 
@@ -465,6 +484,10 @@ class HeartbeatRunner:
             )
             return
         decision = parsed.decision
+        # Read again after the LLM call: another thread's run may have posted meanwhile, and
+        # cooldowns count from now, not from when this run started.
+        decided_at = self.clock()
+        history = store.agent_history(self.db, since=decided_at - DAY)
         vctx = ValidationContext(
             config=config,
             shown_post_ids=ctx.shown_post_ids(),
@@ -472,7 +495,7 @@ class HeartbeatRunner:
             own_post_ids=history["own_post_ids"],
             voted_post_ids=history["voted_post_ids"],
             recent_hashes=history["recent_hashes"],
-            now=now,
+            now=decided_at,
             next_post_allowed_at=_after(history["last_post_at"], self.limits.post_cooldown),
             next_comment_allowed_at=_after(
                 history["last_comment_at"], self.limits.comment_cooldown

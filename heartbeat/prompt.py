@@ -74,14 +74,40 @@ def _feed_block(ctx: HeartbeatContext, snippet_chars: int, max_posts: int) -> st
     return "\n".join(lines) if lines else "(the feed is empty)"
 
 
-def _activity_block(ctx: HeartbeatContext, snippet_chars: int) -> str:
+def _activity_block(ctx: HeartbeatContext, snippet_chars: int, max_items: int) -> str:
     if not ctx.activity:
         return "(no new comments on your posts)"
+    # The newest comments matter most; older ones stay pending for the next heartbeat.
     return "\n".join(
         f"- on your post post_id={a.post_id} ({defuse(a.post_title)}): comment_id={a.comment_id} "
         f"by {defuse(a.author)}: {defuse(snippet(a.snippet, snippet_chars))}"
-        for a in ctx.activity
+        for a in ctx.activity[-max_items:]
     )
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much of each part one shrink step allows."""
+
+    snippet_chars: int
+    max_posts: int
+    message_chars: int
+    max_messages: int
+    instruction_chars: int
+    max_activity: int
+    max_history: int
+
+
+# Shrink in steps until it fits: feed text, feed size, messages, then history, activity and
+# the instructions themselves. The fence, the schema and the closing line are never cut.
+BUDGETS = (
+    Budget(280, 15, MESSAGE_CHARS, 1000, MAX_INSTRUCTIONS_CHARS, 10, 8),
+    Budget(160, 12, 300, 1000, MAX_INSTRUCTIONS_CHARS, 10, 8),
+    Budget(100, 10, 200, 12, MAX_INSTRUCTIONS_CHARS, 8, 5),
+    Budget(60, 8, 120, 8, 3000, 6, 4),
+    Budget(0, 5, 80, 4, 2000, 4, 3),
+    Budget(0, 3, 60, 2, 1000, 2, 2),
+)
 
 
 def build_prompt(
@@ -103,29 +129,14 @@ def build_prompt(
         allowed=allowed,
     )
     when = datetime.fromtimestamp(now, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
-    # Shrink in steps until it fits: feed text, then feed size, then messages.
-    for snippet_chars, max_posts, message_chars, max_messages in (
-        (280, 15, MESSAGE_CHARS, len(ctx.messages)),
-        (160, 12, 300, len(ctx.messages)),
-        (100, 10, 200, 12),
-        (60, 8, 120, 8),
-        (0, 5, 80, 4),
-    ):
-        user = _user_message(
-            instructions=instructions,
-            ctx=ctx,
-            when=when,
-            snippet_chars=snippet_chars,
-            max_posts=max_posts,
-            message_chars=message_chars,
-            max_messages=max_messages,
-        )
+    prompt = Prompt([])
+    for budget in BUDGETS:
+        user = _user_message(instructions=instructions, ctx=ctx, when=when, budget=budget)
         prompt = Prompt([ChatMessage("system", system), ChatMessage("user", user)])
         if prompt.chars <= max_chars:
             return prompt
-    # Still too long (enormous instructions): cut the user message's tail, keep the schema.
-    room = max(0, max_chars - len(system))
-    return Prompt([ChatMessage("system", system), ChatMessage("user", user[:room])])
+    # Only a tiny max_chars gets here: the smallest step is still whole, fence included.
+    return prompt
 
 
 def _user_message(
@@ -133,37 +144,46 @@ def _user_message(
     instructions: str,
     ctx: HeartbeatContext,
     when: str,
-    snippet_chars: int,
-    max_posts: int,
-    message_chars: int,
-    max_messages: int,
+    budget: Budget,
 ) -> str:
-    messages = ctx.messages[-max_messages:] if max_messages else []
+    # Every interpolated text is defused, not only the Ledger's: a fence marker typed into a
+    # message or HEARTBEAT.md must not be able to open or close the untrusted block either.
+    messages = ctx.messages[-budget.max_messages :] if budget.max_messages else []
     convo = (
-        "\n".join(f"- [{m.role} #{m.id}] {snippet(m.content, message_chars)}" for m in messages)
+        "\n".join(
+            f"- [{m.role} #{m.id}] {defuse(snippet(m.content, budget.message_chars))}"
+            for m in messages
+        )
         or "(no messages yet)"
     )
-    runs = "\n".join(f"- {r}" for r in ctx.recent_runs) or "(none yet)"
-    actions = "\n".join(f"- {a}" for a in ctx.recent_actions) or "(none yet)"
+    runs = (
+        "\n".join(f"- {defuse(r)}" for r in ctx.recent_runs[: budget.max_history]) or "(none yet)"
+    )
+    actions = (
+        "\n".join(f"- {defuse(a)}" for a in ctx.recent_actions[: budget.max_history])
+        or "(none yet)"
+    )
+    text = defuse(instructions.strip())
+    if len(text) > budget.instruction_chars:
+        text = text[: budget.instruction_chars] + "\n[... the rest of HEARTBEAT.md is cut ...]"
     parts = [
         f"Time: {when}",
-        "## Your HEARTBEAT.md instructions (from your owner)\n"
-        + instructions.strip()[:MAX_INSTRUCTIONS_CHARS],
+        "## Your HEARTBEAT.md instructions (from your owner)\n" + text,
         "## Your recent conversation with your owner (thread " + ctx.thread_id + ")\n" + convo,
     ]
     if ctx.reflection:
-        parts.append("## Your latest reflection\n" + ctx.reflection)
+        parts.append("## Your latest reflection\n" + defuse(ctx.reflection))
     if ctx.personality:
-        parts.append("## Your owner's preferred style\n" + ctx.personality)
+        parts.append("## Your owner's preferred style\n" + defuse(ctx.personality))
     parts += [
         "## Your last heartbeats\n" + runs,
         "## Your recent Ledger actions (do not repeat them)\n" + actions,
         f"{UNTRUSTED_OPEN}\n## New comments on your posts"
         + (f" (your karma: {ctx.karma})" if ctx.karma is not None else "")
         + "\n"
-        + _activity_block(ctx, snippet_chars or 60)
+        + _activity_block(ctx, budget.snippet_chars or 60, budget.max_activity)
         + "\n\n## Ledger feed (hot)\n"
-        + _feed_block(ctx, snippet_chars, max_posts)
+        + _feed_block(ctx, budget.snippet_chars, budget.max_posts)
         + f"\n{UNTRUSTED_CLOSE}",
         "Decide now. Reply with the JSON object only.",
     ]

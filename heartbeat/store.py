@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -186,6 +187,40 @@ def save_config(
             "heartbeat_failures = 0 WHERE thread_id = ?",
             (config_to_json(config), next_due if config.enabled else None, thread_id),
         )
+
+
+def update_config(
+    db: SessionDB,
+    thread_id: str,
+    merge: Callable[[HeartbeatConfig | None], HeartbeatConfig],
+    due: Callable[[HeartbeatConfig, float | None], float | None],
+) -> HeartbeatConfig:
+    """Read, merge and write a thread's config in one ``BEGIN IMMEDIATE`` transaction.
+
+    Two partial updates at once cannot lose each other's fields. The thread is created if
+    needed; if ``merge`` raises (a validation error), nothing is written at all.
+    """
+    with db.write() as tx:
+        now = db.clock()
+        tx.execute(
+            "INSERT INTO thread_sessions (thread_id, title, created_at, updated_at) "
+            "VALUES (?, '', ?, ?) ON CONFLICT(thread_id) DO NOTHING",
+            (thread_id, now, now),
+        )
+        row = tx.execute(
+            "SELECT heartbeat_config_json, heartbeat_last_run FROM thread_sessions "
+            "WHERE thread_id = ?",
+            (thread_id,),
+        ).fetchone()
+        raw = row["heartbeat_config_json"]
+        config = merge(config_from_json(raw, thread_id=thread_id) if raw is not None else None)
+        next_due = due(config, row["heartbeat_last_run"]) if config.enabled else None
+        tx.execute(
+            "UPDATE thread_sessions SET heartbeat_config_json = ?, heartbeat_next_due = ?, "
+            "heartbeat_failures = 0 WHERE thread_id = ?",
+            (config_to_json(config), next_due, thread_id),
+        )
+    return config
 
 
 def set_next_due(db: SessionDB, thread_id: str, next_due: float | None) -> None:

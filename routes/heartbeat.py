@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from clock import iso
 from heartbeat import store
-from heartbeat.config import ConfigPatch, HeartbeatConfig, merge_config
+from heartbeat.config import ConfigPatch
 from heartbeat.executor import HeartbeatBusy, HeartbeatRunner, HeartbeatThreadNotFound
 from heartbeat.instructions import (
     MAX_BYTES,
@@ -183,28 +183,18 @@ def get_config(thread_id: ExistingThread, db: DB) -> dict[str, Any]:
 )
 async def post_config(thread_id: ThreadId, request: Request, db: DB) -> dict[str, Any]:
     patch = await json_body(request)
-    hb = store.get_thread_heartbeat(db, thread_id)
-    try:
-        config = merge_config(hb.config if hb and hb.configured else None, patch)
-    except ValidationError as exc:
-        raise HTTPException(status_code=422, detail=_errors(exc)) from exc
-    except ValueError as exc:
-        raise HTTPException(status_code=422, detail=str(exc)) from exc
-    return await _save_config(request, db, thread_id, config)
 
-
-async def _save_config(
-    request: Request, db: Any, thread_id: str, config: HeartbeatConfig
-) -> dict[str, Any]:
-    def save() -> dict[str, Any]:
-        db.ensure_thread(thread_id)
-        loop = heartbeat_loop(request)
-        due = runner(request).schedule_after_config(thread_id, config)
-        store.save_config(db, thread_id, config, due)
-        loop.wake()  # a config change reschedules at once
+    def update() -> dict[str, Any]:
+        # Off the event loop: the merge and the DB write are one transaction in a worker thread.
+        try:
+            runner(request).update_config(thread_id, patch)
+        except ValidationError as exc:
+            raise HTTPException(status_code=422, detail=_errors(exc)) from exc
+        except ValueError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from exc
         return config_view(db, thread_id)
 
-    return await anyio.to_thread.run_sync(save)
+    return await anyio.to_thread.run_sync(update)
 
 
 @router.post(

@@ -622,3 +622,78 @@ def test_run_records_are_json_friendly(env: HeartbeatEnv) -> None:
         "error",
         "idempotency_key",
     }
+
+
+def test_concurrent_partial_config_updates_lose_nothing(env: HeartbeatEnv) -> None:
+    """Read-merge-write is one transaction: two partial POSTs at once keep both fields."""
+    fields = [
+        {"max_actions": 2},
+        {"temperature": 0.3},
+        {"submolt": "reflections"},
+        {"max_tokens": 256},
+        {"target": "post,comment"},
+        {"dry_run": True},
+    ]
+    barrier = threading.Barrier(len(fields))
+
+    def update(patch: dict[str, Any]) -> None:
+        barrier.wait(5)
+        env.runner.update_config("default", patch)
+
+    threads = [threading.Thread(target=update, args=(p,)) for p in fields]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    hb = store.get_thread_heartbeat(env.db, "default")
+    assert hb is not None
+    cfg = hb.config
+    assert (
+        cfg.max_actions,
+        cfg.temperature,
+        cfg.submolt,
+        cfg.max_tokens,
+        cfg.target,
+        cfg.dry_run,
+    ) == (2, 0.3, "reflections", 256, "post,comment", True)
+    assert cfg.enabled is True and cfg.every_seconds == 600  # set before, kept
+
+
+def test_a_post_made_during_the_llm_call_counts_for_the_cooldown(
+    tmp_path: Path, fake_ollama: FakeOllama
+) -> None:
+    with heartbeat_env(tmp_path, fake_ollama, post_cooldown=1800) as env:
+        env.configure(enabled=True)
+        env.db.ensure_thread("other")
+
+        def another_run_posts_meanwhile(request: dict[str, Any]) -> Reply:
+            # Another thread's heartbeat (maybe another worker) sends a post while this run
+            # waits on the model: its outbox record is what this run must see.
+            store.start_run(
+                env.db,
+                run_id="o1",
+                thread_id="other",
+                trigger="schedule",
+                dry_run=False,
+                now=env.clock.now,
+            )
+            store.add_actions(
+                env.db,
+                "o1",
+                "other",
+                [
+                    {
+                        "seq": 0,
+                        "type": "post",
+                        "payload": {"submolt": "general", "title": "X", "content": "Y"},
+                        "state": "sent",
+                        "idempotency_key": "crt-o1-0",
+                    }
+                ],
+            )
+            return Reply(content=decide(POST))
+
+        answer(env, another_run_posts_meanwhile)
+        run = env.run()
+        assert (run.outcome, run.reason) == ("silent", "rate_limited")
+        assert env.ledger_posts() == []
