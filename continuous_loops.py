@@ -30,10 +30,8 @@ from session_db import SessionDB
 
 if TYPE_CHECKING:
     from heartbeat.loop import HeartbeatLoop
-    from journal import SelfReplyService
     from llm import LLM
-    from personality import PersonalityService
-    from reflection import ReflectionService
+    from passes import WatermarkedService
     from settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -300,75 +298,43 @@ class BackgroundLoop(abc.ABC):
         }
 
 
-class ReflectionLoop(BackgroundLoop):
+class ServiceLoop(BackgroundLoop):
+    """A loop whose passes are a thinking service's (reflection, personality, self-reply)."""
+
+    def __init__(self, service: WatermarkedService, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.service = service
+
+    def has_work(self) -> bool:
+        return self.service.has_work()
+
+    def do_tick(self) -> Mapping[str, Any]:
+        return self.service.run_pass(keepalive=self.keepalive).as_dict()
+
+    def run_for_thread(self, thread_id: str) -> Mapping[str, Any]:
+        with self._tick_lock:
+            return self.service.process_thread(thread_id).as_dict()
+
+
+class ReflectionLoop(ServiceLoop):
     """Scores new messages and writes reflection entries (see reflection.py)."""
 
     name = "reflection"
     log_prefix = "[REFLECTION_LOOP]"
 
-    def __init__(self, service: ReflectionService, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.service = service
 
-    def has_work(self) -> bool:
-        return self.service.has_work()
-
-    def do_tick(self) -> Mapping[str, Any]:
-        return self.service.run_pass(keepalive=self.keepalive).as_dict()
-
-    def run_for_thread(self, thread_id: str) -> Mapping[str, Any]:
-        with self._tick_lock:
-            return _as_mapping(self.service.process_thread(thread_id))
-
-
-class PersonalityLoop(BackgroundLoop):
+class PersonalityLoop(ServiceLoop):
     """Keeps each thread's personality/style profile current (see personality.py)."""
 
     name = "personality"
     log_prefix = "[PERSONALITY_LOOP]"
 
-    def __init__(self, service: PersonalityService, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.service = service
 
-    def has_work(self) -> bool:
-        return self.service.has_work()
-
-    def do_tick(self) -> Mapping[str, Any]:
-        return self.service.run_pass(keepalive=self.keepalive).as_dict()
-
-    def run_for_thread(self, thread_id: str) -> Mapping[str, Any]:
-        with self._tick_lock:
-            return _as_mapping(self.service.process_thread(thread_id))
-
-
-class SelfReplyLoop(BackgroundLoop):
+class SelfReplyLoop(ServiceLoop):
     """Answers people's journal comments, and sometimes the agent's own entries (journal.py)."""
 
     name = "journal_self_reply"
     log_prefix = "[JOURNAL_SELF_REPLY_LOOP]"
-
-    def __init__(self, service: SelfReplyService, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.service = service
-
-    def has_work(self) -> bool:
-        return self.service.has_work()
-
-    def do_tick(self) -> Mapping[str, Any]:
-        return self.service.run_pass(keepalive=self.keepalive).as_dict()
-
-    def run_for_thread(self, thread_id: str) -> Mapping[str, Any]:
-        with self._tick_lock:
-            return _as_mapping(self.service.process_thread(thread_id))
-
-
-def _as_mapping(result: Any) -> Mapping[str, Any]:
-    if hasattr(result, "as_dict"):
-        return dict(result.as_dict())
-    if isinstance(result, Mapping):
-        return result
-    return {"result": result}
 
 
 LOOP_NAMES = ("reflection", "personality", "journal_self_reply", "heartbeat")

@@ -38,7 +38,6 @@ import json
 import logging
 import random
 import sqlite3
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,9 +49,7 @@ from passes import (
     Candidate,
     LLMGate,
     PassResult,
-    has_new_rows,
-    process_guarded,
-    run_watermarked_pass,
+    WatermarkedService,
     thread_watermark,
 )
 from session_db import SessionDB, ThreadNotFound, check_thread_id, dumps
@@ -304,8 +301,13 @@ def _chain(conn: sqlite3.Connection, entry_id: int) -> list[JournalEntry]:
     return [_entry(r) for r in rows]
 
 
-class SelfReplyService:
+class SelfReplyService(WatermarkedService):
     """Answers people's comments and sometimes follows up the agent's own entries."""
+
+    loop = LOOP
+    log_prefix = LOG_PREFIX
+    table = "journal_entries"
+    fallback = "template"
 
     def __init__(
         self,
@@ -330,41 +332,24 @@ class SelfReplyService:
         self.rng = rng
         self.clock = clock
 
-    def has_work(self) -> bool:
-        """Cheap and read-only: is there anything new for a pass to look at?"""
-        return has_new_rows(self.db, LOOP, "journal_entries")
+    def candidates(self) -> list[Candidate]:
+        return _candidates(self.db)
 
-    def run_pass(self, *, keepalive: Callable[[], bool] = lambda: True) -> PassResult:
-        result = PassResult(LOOP)
-        gate = LLMGate(self.llm, LOG_PREFIX, result, fallback="template")
-        return run_watermarked_pass(
-            self.db,
-            loop=LOOP,
-            log_prefix=LOG_PREFIX,
-            table="journal_entries",
-            find_candidates=lambda: _candidates(self.db),
-            process=lambda c: self._process(c, gate, result, force=False),
-            keepalive=keepalive,
-            result=result,
-        )
+    def process(self, cand: Candidate, gate: LLMGate, result: PassResult) -> bool:
+        return self._process(cand, gate, result, force=False)
 
     def process_thread(self, thread_id: str, *, force: bool = True) -> PassResult:
         """Run this thread now. ``force`` (the default for a manual run) skips the dice and the
         minimum gap and looks at the whole thread; ``off``, the chain cap and "already answered"
         still hold."""
         self.db.require_thread(thread_id)
-        result = PassResult(LOOP, threads_seen=1)
-        gate = LLMGate(self.llm, LOG_PREFIX, result, fallback="template")
         conn = self.db.read()
         wm = thread_watermark(conn, LOOP, thread_id)
         row = conn.execute(
             "SELECT MAX(id) FROM journal_entries WHERE thread_id = ?", (thread_id,)
         ).fetchone()
         candidate = Candidate(thread_id, 0 if force else wm, max(wm, int(row[0] or 0)))
-        process_guarded(
-            lambda c: self._process(c, gate, result, force=force), candidate, result, LOG_PREFIX
-        )
-        return result
+        return self.run_one(candidate, lambda c, g, r: self._process(c, g, r, force=force))
 
     # -- one thread ----------------------------------------------------------------------
 

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import abc
 import json
 import logging
 import re
@@ -299,3 +300,61 @@ def parse_reply(content: str, model_cls: type[M]) -> M:
             f"the model's {model_cls.__name__} does not validate: {exc.error_count()} error(s), "
             f"first: {exc.errors()[0]['msg']}"
         ) from exc
+
+
+class WatermarkedService(abc.ABC):
+    """What the three thinking services share: a read-only "anything new?" check, a pass over
+    the threads above the watermark, and a manual run for one thread. Subclasses set the
+    class attributes and implement :meth:`process`."""
+
+    loop: str
+    log_prefix: str
+    table: str  # "messages" or "journal_entries": what the watermark runs over
+    fallback: str  # what an LLM failure falls back to, for the log line
+    db: SessionDB
+    llm: LLM
+
+    def has_work(self) -> bool:
+        """Cheap and read-only: is there anything new for a pass to look at?"""
+        return has_new_rows(self.db, self.loop, self.table)
+
+    def candidates(self) -> Sequence[Candidate]:
+        """Threads with unprocessed rows (default: messages above the loop's watermarks)."""
+        return [Candidate(*row) for row in self.db.threads_with_new_messages(self.loop)]
+
+    @abc.abstractmethod
+    def process(self, cand: Candidate, gate: LLMGate, result: PassResult) -> bool:
+        """One thread's work inside a pass; True when the thread is done (watermark moves)."""
+
+    def run_pass(self, *, keepalive: Callable[[], bool] = lambda: True) -> PassResult:
+        result = PassResult(self.loop)
+        gate = LLMGate(self.llm, self.log_prefix, result, fallback=self.fallback)
+        return run_watermarked_pass(
+            self.db,
+            loop=self.loop,
+            log_prefix=self.log_prefix,
+            table=self.table,
+            find_candidates=self.candidates,
+            process=lambda c: self.process(c, gate, result),
+            keepalive=keepalive,
+            result=result,
+        )
+
+    def run_one(
+        self, candidate: Candidate, process: Callable[[Candidate, LLMGate, PassResult], bool]
+    ) -> PassResult:
+        """Run ``process`` for one thread now, inside the same error boundary as a pass."""
+        result = PassResult(self.loop, threads_seen=1)
+        gate = LLMGate(self.llm, self.log_prefix, result, fallback=self.fallback)
+        process_guarded(lambda c: process(c, gate, result), candidate, result, self.log_prefix)
+        return result
+
+    def process_thread(self, thread_id: str) -> PassResult:
+        """This thread's unprocessed messages, now (``POST /api/loops/run``)."""
+        return self.run_one(self.message_candidate(thread_id), self.process)
+
+    def message_candidate(self, thread_id: str) -> Candidate:
+        """The thread's unprocessed messages, for a manual run."""
+        self.db.require_thread(thread_id)
+        wm = thread_watermark(self.db.read(), self.loop, thread_id)
+        return Candidate(thread_id, wm, max(wm, self.db.latest_message_id(thread_id)))

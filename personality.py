@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -43,9 +43,7 @@ from passes import (
     Candidate,
     LLMGate,
     PassResult,
-    has_new_rows,
-    process_guarded,
-    run_watermarked_pass,
+    WatermarkedService,
     thread_watermark,
 )
 from personality_signals import Signal, observe
@@ -186,8 +184,13 @@ def llm_signals(update: PersonalityUpdate) -> list[Signal]:
     return out
 
 
-class PersonalityService:
+class PersonalityService(WatermarkedService):
     """Keeps each thread's profile current from its new messages."""
+
+    loop = LOOP
+    log_prefix = LOG_PREFIX
+    table = "messages"
+    fallback = "heuristics alone"
 
     def __init__(self, db: SessionDB, llm: LLM, *, window: int, clock: Clock) -> None:
         if window < 1:
@@ -197,37 +200,7 @@ class PersonalityService:
         self.window = window
         self.clock = clock
 
-    def has_work(self) -> bool:
-        """Cheap and read-only: is there anything new for a pass to look at?"""
-        return has_new_rows(self.db, LOOP, "messages")
-
-    def run_pass(self, *, keepalive: Callable[[], bool] = lambda: True) -> PassResult:
-        result = PassResult(LOOP)
-        gate = LLMGate(self.llm, LOG_PREFIX, result, fallback="heuristics alone")
-        return run_watermarked_pass(
-            self.db,
-            loop=LOOP,
-            log_prefix=LOG_PREFIX,
-            table="messages",
-            find_candidates=lambda: [
-                Candidate(*row) for row in self.db.threads_with_new_messages(LOOP)
-            ],
-            process=lambda c: self._process(c, gate, result),
-            keepalive=keepalive,
-            result=result,
-        )
-
-    def process_thread(self, thread_id: str) -> PassResult:
-        """Fold this thread's unprocessed messages into its profile now."""
-        self.db.require_thread(thread_id)
-        result = PassResult(LOOP, threads_seen=1)
-        gate = LLMGate(self.llm, LOG_PREFIX, result, fallback="heuristics alone")
-        wm = thread_watermark(self.db.read(), LOOP, thread_id)
-        candidate = Candidate(thread_id, wm, max(wm, self.db.latest_message_id(thread_id)))
-        process_guarded(lambda c: self._process(c, gate, result), candidate, result, LOG_PREFIX)
-        return result
-
-    def _process(self, cand: Candidate, gate: LLMGate, result: PassResult) -> bool:
+    def process(self, cand: Candidate, gate: LLMGate, result: PassResult) -> bool:
         conn = self.db.read()
         rows = conn.execute(
             "SELECT id, thread_id, role, content, created_at, importance, importance_reason, "

@@ -47,7 +47,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -59,9 +59,7 @@ from passes import (
     Candidate,
     LLMGate,
     PassResult,
-    has_new_rows,
-    process_guarded,
-    run_watermarked_pass,
+    WatermarkedService,
     thread_watermark,
 )
 from session_db import MessageRow, SessionDB
@@ -230,8 +228,13 @@ def _render(messages: Sequence[MessageRow], *, with_importance: bool = False) ->
 # -- the service ---------------------------------------------------------------------------
 
 
-class ReflectionService:
+class ReflectionService(WatermarkedService):
     """Scores new messages and writes a reflection entry once enough importance accumulated."""
+
+    loop = LOOP
+    log_prefix = LOG_PREFIX
+    table = "messages"
+    fallback = "heuristic"
 
     def __init__(
         self, db: SessionDB, llm: LLM, *, window: int, threshold: int, clock: Clock
@@ -244,37 +247,7 @@ class ReflectionService:
         self.threshold = threshold
         self.clock = clock
 
-    def has_work(self) -> bool:
-        """Cheap and read-only: is there anything new for a pass to look at?"""
-        return has_new_rows(self.db, LOOP, "messages")
-
-    def run_pass(self, *, keepalive: Callable[[], bool] = lambda: True) -> PassResult:
-        result = PassResult(LOOP)
-        gate = LLMGate(self.llm, LOG_PREFIX, result, fallback="heuristic")
-        return run_watermarked_pass(
-            self.db,
-            loop=LOOP,
-            log_prefix=LOG_PREFIX,
-            table="messages",
-            find_candidates=lambda: [
-                Candidate(*row) for row in self.db.threads_with_new_messages(LOOP)
-            ],
-            process=lambda c: self._process(c, gate, result),
-            keepalive=keepalive,
-            result=result,
-        )
-
-    def process_thread(self, thread_id: str) -> PassResult:
-        """Score and maybe reflect on this thread's unprocessed messages now."""
-        self.db.require_thread(thread_id)
-        result = PassResult(LOOP, threads_seen=1)
-        gate = LLMGate(self.llm, LOG_PREFIX, result, fallback="heuristic")
-        wm = thread_watermark(self.db.read(), LOOP, thread_id)
-        candidate = Candidate(thread_id, wm, max(wm, self.db.latest_message_id(thread_id)))
-        process_guarded(lambda c: self._process(c, gate, result), candidate, result, LOG_PREFIX)
-        return result
-
-    def _process(self, cand: Candidate, gate: LLMGate, result: PassResult) -> bool:
+    def process(self, cand: Candidate, gate: LLMGate, result: PassResult) -> bool:
         conn = self.db.read()
         new = [
             MessageRow(*r)

@@ -30,6 +30,7 @@ from heartbeat.instructions import (
 from heartbeat.loop import HeartbeatLoop
 from routes import responses as out
 from routes.deps import DB, ExistingThread, ThreadId
+from routes.loops import start_loop, stop_loop
 
 router = APIRouter(tags=["heartbeat"])
 
@@ -117,12 +118,7 @@ def status(request: Request, db: DB) -> dict[str, Any]:
     response_model=out.LoopStarted,
 )
 def start(request: Request) -> dict[str, Any]:
-    loop = heartbeat_loop(request)
-    try:
-        started = loop.start()
-    except RuntimeError as exc:
-        raise HTTPException(status_code=409, detail=str(exc)) from exc
-    return {"started": started, **loop.status()}
+    return start_loop("heartbeat", request)
 
 
 @router.post(
@@ -131,9 +127,7 @@ def start(request: Request) -> dict[str, Any]:
     response_model=out.LoopStopped,
 )
 def stop(request: Request) -> dict[str, Any]:
-    loop = heartbeat_loop(request)
-    stopped = loop.stop(timeout=30.0)
-    return {"stopped": stopped, **loop.status()}
+    return stop_loop("heartbeat", request)
 
 
 # -- per-thread config, run-now, history --------------------------------------------------

@@ -11,6 +11,8 @@ from continuous_loops import LOOP_NAMES, BackgroundLoop, LoopStateError
 from routes import responses as out
 from routes.deps import valid_thread_id
 
+STOP_TIMEOUT_SECONDS = 30.0
+
 router = APIRouter(prefix="/api/loops", tags=["loops"])
 
 LoopName = Literal["reflection", "personality", "journal_self_reply", "heartbeat"]
@@ -73,7 +75,8 @@ def start_loop(name: str, request: Request) -> dict[str, Any]:
 )
 def stop_loop(name: str, request: Request) -> dict[str, Any]:
     loop = get_loop(request, name)
-    stopped = loop.stop(timeout=10.0)
+    # A heartbeat in flight finishes its LLM call and records it first.
+    stopped = loop.stop(timeout=STOP_TIMEOUT_SECONDS)
     return {"stopped": stopped, **loop.status()}
 
 
