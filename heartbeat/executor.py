@@ -395,6 +395,7 @@ class HeartbeatRunner:
                 summary=f"the LLM at {self.llm.host} is not reachable; no call made",
             )
             return
+        history_at = self.clock()
         history = store.agent_history(self.db, since=now - DAY)
         ctx = gather_local(self.db, state.run.thread_id, window=self.window)
         if self.ledger is None:
@@ -487,7 +488,10 @@ class HeartbeatRunner:
         # Read again after the LLM call: another thread's run may have posted meanwhile, and
         # cooldowns count from now, not from when this run started.
         decided_at = self.clock()
-        history = store.agent_history(self.db, since=decided_at - DAY)
+        history = store.merge_history(
+            history,
+            store.agent_history(self.db, since=decided_at - DAY, changed_after=history_at),
+        )
         vctx = ValidationContext(
             config=config,
             shown_post_ids=ctx.shown_post_ids(),

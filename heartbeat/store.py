@@ -512,7 +512,9 @@ def outcome_counts(db: SessionDB) -> dict[str, int]:
 HISTORY_HORIZON = 30 * 86_400.0
 
 
-def agent_history(db: SessionDB, *, since: float) -> dict[str, Any]:
+def agent_history(
+    db: SessionDB, *, since: float, changed_after: float | None = None
+) -> dict[str, Any]:
     """What the agent did lately, across all threads (the Ledger agent is one for all of them).
 
     Votes, own posts and answered comments look back ``HISTORY_HORIZON`` (a bounded, indexed
@@ -525,6 +527,9 @@ def agent_history(db: SessionDB, *, since: float) -> dict[str, Any]:
     """
     conn = db.read()
     horizon = since - HISTORY_HORIZON
+    if changed_after is not None:
+        # Only what changed since an earlier read (see merge_history): a short indexed range.
+        horizon, since = max(horizon, changed_after), max(since, changed_after)
     sent = "FROM heartbeat_actions WHERE state = 'sent' AND type = ? AND updated_at >= ?"
 
     def strings(sql: str, *args: Any) -> set[str]:
@@ -560,6 +565,21 @@ def agent_history(db: SessionDB, *, since: float) -> dict[str, Any]:
         "last_comment_at": last_comment_at,
         "comments_last_24h": comments_today,
     }
+
+
+def merge_history(first: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:
+    """An earlier agent_history read updated with a ``changed_after`` read of what came since.
+
+    The comment count may count a row twice at the boundary: conservative, it blocks early.
+    """
+    merged = dict(first)
+    for key in ("voted_post_ids", "answered_comment_ids", "own_post_ids", "recent_hashes"):
+        merged[key] = first[key] | later[key]
+    for key in ("last_post_at", "last_comment_at"):
+        values = [v for v in (first[key], later[key]) if v is not None]
+        merged[key] = max(values) if values else None
+    merged["comments_last_24h"] = first["comments_last_24h"] + later["comments_last_24h"]
+    return merged
 
 
 def recent_thread_actions(db: SessionDB, thread_id: str, limit: int = 10) -> list[ActionRecord]:
