@@ -130,7 +130,6 @@ class HeartbeatRunner:
         self.lease_ttl = llm_timeout + 120.0
         self._llm_slots = threading.BoundedSemaphore(max(1, max_concurrency))
         self.on_change: Callable[[], None] = lambda: None
-        self.durations_ms: list[float] = []
 
     @classmethod
     def from_app_state(
@@ -737,8 +736,6 @@ class HeartbeatRunner:
         store.finish_run(
             self.db, run, next_due=due, failures=failures, context_hash=state.context_hash
         )
-        self.durations_ms.append(run.duration_ms - (run.llm_ms or 0.0))
-        del self.durations_ms[:-1000]
         metrics.observe_heartbeat_run(run.outcome, run.reason, run.trigger, run.duration_ms / 1000)
         logger.info(
             "%s heartbeat for thread %s: %s%s in %.0f ms",
