@@ -1,1 +1,0 @@
-"""The dashboard's static files (HTML, CSS, JS modules), shipped as package data."""
