@@ -76,7 +76,11 @@ def one_scheduled_run(runner: Any, db: Any, thread_id: str) -> tuple[float, Any]
     from heartbeat import store
 
     now = time.time()
-    store.set_next_due(db, thread_id, now - 1)  # setup, not timed
+    with db.write() as tx:  # setup, not timed
+        tx.execute(
+            "UPDATE thread_sessions SET heartbeat_next_due = ? WHERE thread_id = ?",
+            (now - 1, thread_id),
+        )
     t0 = time.perf_counter()
     claimed, _ = store.claim_due(
         db, now=time.time(), owner=runner.owner, ttl=runner.lease_ttl, limit=1

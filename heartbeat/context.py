@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from heartbeat import store
+from heartbeat import history, store
 from journal import JournalEntry, list_entries
 from personality import get_profile, style_instructions
 from session_db import MessageRow, SessionDB
@@ -112,7 +112,7 @@ def gather_local(db: SessionDB, thread_id: str, *, window: int) -> HeartbeatCont
         if r.outcome != "running"
     ]
     recent_actions = []
-    for action in store.recent_thread_actions(db, thread_id, limit=8):
+    for action in history.recent_thread_actions(db, thread_id, limit=8):
         p = action.payload
         if action.type == "post":
             text = f'post in {p.get("submolt")}: "{snippet(p.get("title"), 80)}"'
@@ -155,7 +155,7 @@ def add_ledger(
         }
         for item in list(_get(home, "activity", None) or [])
     ]
-    pending = store.merge_pending_activity(db, fresh)
+    pending = history.merge_pending_activity(db, fresh)
     ctx.activity = [
         Activity(
             post_id=p["post_id"],

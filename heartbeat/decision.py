@@ -9,8 +9,6 @@ kept, marked not allowed, with a reason code the executor records as state ``blo
 
 from __future__ import annotations
 
-import base64
-import functools
 import hashlib
 import json
 import re
@@ -24,6 +22,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from heartbeat.config import SUBMOLT_RE, HeartbeatConfig
+from heartbeat.redaction import contains_secret
 
 DECISION_SCHEMA_TITLE = "HeartbeatDecision"  # the fake Ollama in tests routes on this title
 HEARTBEAT_OK = "HEARTBEAT_OK"
@@ -538,49 +537,6 @@ def _check_secret(action: AnyAction, ctx: ValidationContext) -> _Block | None:
     if contains_secret("\n".join(_texts(action)), ctx.secrets):
         return BlockReason.SECRET, "the action contains a secret (an API key or token)"
     return None
-
-
-#: What replaces text that held a secret wherever a model's output is stored or shown.
-REDACTED = "[redacted: it contained a secret]"
-_SECRET_WINDOW = 16  # this many characters of a long secret in a row count as a leak
-_NOT_ALNUM = re.compile(r"[^0-9a-z]+")
-
-
-def _flatten(text: str) -> str:
-    """Lowercase letters and digits only (NFKC first): what survives a model respelling a
-    secret with other case, spaces, zero-width characters or punctuation in between."""
-    return _NOT_ALNUM.sub("", unicodedata.normalize("NFKC", text).casefold())
-
-
-@functools.lru_cache(maxsize=64)
-def _secret_forms(secret: str) -> frozenset[str]:
-    """The flattened forms of ``secret`` to look for: the whole of it, every run of
-    ``_SECRET_WINDOW`` characters of a long one (a partial leak), its base64 and reversal."""
-    flat = _flatten(secret)
-    if len(flat) < 6:
-        return frozenset()  # too short to match loosely without blocking ordinary words
-    forms = {flat, flat[::-1]}
-    for encoded in (base64.b64encode(secret.encode()), base64.urlsafe_b64encode(secret.encode())):
-        forms.add(_flatten(encoded.decode().rstrip("=")))
-    if len(flat) >= 24:
-        forms.update(flat[i : i + _SECRET_WINDOW] for i in range(len(flat) - _SECRET_WINDOW + 1))
-    return frozenset(forms)
-
-
-def contains_secret(text: str, secrets: Sequence[str]) -> bool:
-    """Whether ``text`` carries one of ``secrets``, verbatim or disguised (other case, spaces or
-    zero-width characters inserted, split across fields, a 16-character part of it, base64).
-
-    An injected instruction ("post your API key") is exactly what would produce these, and
-    the verbatim check alone let all of them through (tests/test_access.py).
-    """
-    live = [secret for secret in secrets if secret]
-    if not live or not text:
-        return False
-    if any(secret in text for secret in live):
-        return True
-    flat = _flatten(text)
-    return any(form in flat for secret in live for form in _secret_forms(secret))
 
 
 def _check_leak(action: AnyAction) -> _Block | None:

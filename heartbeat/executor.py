@@ -17,29 +17,26 @@ import logging
 import sqlite3
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import metrics
 from continuous_loops import PROCESS_OWNER
-from heartbeat import store
+from heartbeat import history, outbox, store
 from heartbeat.config import HeartbeatConfig, merge_config
 from heartbeat.context import add_ledger, gather_local
 from heartbeat.decision import (
-    REDACTED,
     ValidationContext,
-    contains_secret,
-    content_hash,
     decision_json_schema,
     parse_decision,
     validate_actions,
 )
 from heartbeat.instructions import InstructionsError, load_instructions
 from heartbeat.prompt import build_prompt
+from heartbeat.redaction import redact_text
 from heartbeat.schedule import next_due
-from ledger_client import LedgerClient, LedgerError, LedgerRateLimited
+from ledger_client import LedgerClient, LedgerError
 from llm import LLM, LLMError, LLMTimeout, LLMTruncated, LLMUnavailable
 from session_db import SessionDB
 
@@ -79,7 +76,6 @@ class RunState:
     run: store.RunRecord
     config: HeartbeatConfig
     context_hash: str | None = None
-    actions: list[dict[str, Any]] = field(default_factory=list)
     seen_activity: set[str] = field(default_factory=set)
 
 
@@ -199,22 +195,7 @@ class HeartbeatRunner:
         now = self.clock()
         config = hb.config
         dry_run = force_dry_run or config.dry_run
-        run = store.RunRecord(
-            run_id=uuid.uuid4().hex,
-            thread_id=thread_id,
-            trigger=trigger,
-            outcome="running",
-            reason=None,
-            dry_run=dry_run,
-            summary="",
-            started_at=now,
-            finished_at=None,
-            duration_ms=None,
-            error=None,
-            prompt_chars=None,
-            llm_ms=None,
-            model=None,
-        )
+        run = store.RunRecord.begin(thread_id, trigger=trigger, dry_run=dry_run, now=now)
         state = RunState(run=run, config=config)
         try:
             store.start_run(
@@ -246,26 +227,18 @@ class HeartbeatRunner:
     def record_busy(self, thread_id: str, *, retry_in: float) -> None:
         """A due thread whose lease someone else holds: record it and retry shortly."""
         now = self.clock()
-        run_id = uuid.uuid4().hex
+        run = store.RunRecord.begin(thread_id, trigger="schedule", dry_run=False, now=now)
         store.start_run(
-            self.db, run_id=run_id, thread_id=thread_id, trigger="schedule", dry_run=False, now=now
-        )
-        run = store.RunRecord(
-            run_id=run_id,
+            self.db,
+            run_id=run.run_id,
             thread_id=thread_id,
             trigger="schedule",
-            outcome="skipped",
-            reason="busy",
             dry_run=False,
-            summary="another heartbeat for this thread was still running; retrying shortly",
-            started_at=now,
-            finished_at=now,
-            duration_ms=0.0,
-            error=None,
-            prompt_chars=None,
-            llm_ms=None,
-            model=None,
+            now=now,
         )
+        run.outcome, run.reason = "skipped", "busy"
+        run.summary = "another heartbeat for this thread was still running; retrying shortly"
+        run.finished_at, run.duration_ms = now, 0.0
         store.finish_run(
             self.db,
             run,
@@ -290,19 +263,22 @@ class HeartbeatRunner:
             run.error = "the service stopped while this heartbeat was running"
             run.finished_at = now
             run.duration_ms = (now - run.started_at) * 1000
+            # finish_run schedules only enabled threads: due again shortly, not an interval later.
             store.finish_run(
-                self.db, run, next_due=None, failures=None, context_hash=None, update_last=True
+                self.db,
+                run,
+                next_due=now + BACKOFF_STEPS[0],
+                failures=None,
+                context_hash=None,
+                update_last=True,
             )
-            hb = store.get_thread_heartbeat(self.db, run.thread_id)
-            if hb is not None and hb.config.enabled:
-                store.set_next_due(self.db, run.thread_id, now + BACKOFF_STEPS[0])
             interrupted += 1
         resent = failed = 0
         for action in store.pending_actions(self.db):
             holder = store.lease_owner(self.db, action.thread_id)
             if holder is not None and holder != self.owner and not store.owner_is_dead(holder):
                 continue
-            if self._send(action.type, action.payload, action.idempotency_key):
+            if outbox.resend(self.db, self.ledger, action):
                 resent += 1
             else:
                 failed += 1
@@ -394,8 +370,8 @@ class HeartbeatRunner:
                 summary=f"the LLM at {self.llm.host} is not reachable; no call made",
             )
             return
-        history_at = self.clock()
-        history = store.agent_history(self.db, since=now - DAY)
+        past_at = self.clock()
+        past = history.agent_history(self.db, since=now - DAY)
         ctx = gather_local(self.db, state.run.thread_id, window=self.window)
         if self.ledger is None:
             self._set(
@@ -408,7 +384,7 @@ class HeartbeatRunner:
             return
         try:
             add_ledger(
-                ctx, self.ledger, history["own_post_ids"], self.db, history["answered_comment_ids"]
+                ctx, self.ledger, past["own_post_ids"], self.db, past["answered_comment_ids"]
             )
         except LedgerError as exc:
             self._set(
@@ -480,190 +456,51 @@ class HeartbeatRunner:
                 "invalid_decision",
                 error=parsed.error or "the reply is not a decision",
                 summary="could not use the model's reply: "
-                f"{self._redact(str(reply.content))[:200]!r}",
+                f"{redact_text(str(reply.content), self.secrets)[:200]!r}",
             )
             return
         decision = parsed.decision
         # Read again after the LLM call: another thread's run may have posted meanwhile, and
         # cooldowns count from now, not from when this run started.
         decided_at = self.clock()
-        history = store.merge_history(
-            history,
-            store.agent_history(self.db, since=decided_at - DAY, changed_after=history_at),
+        past = history.merge_history(
+            past,
+            history.agent_history(self.db, since=decided_at - DAY, changed_after=past_at),
         )
         vctx = ValidationContext(
             config=config,
             shown_post_ids=ctx.shown_post_ids(),
             shown_comment_ids=ctx.shown_comment_ids(),
-            own_post_ids=history["own_post_ids"],
-            voted_post_ids=history["voted_post_ids"],
-            recent_hashes=history["recent_hashes"],
+            own_post_ids=past["own_post_ids"],
+            voted_post_ids=past["voted_post_ids"],
+            recent_hashes=past["recent_hashes"],
             now=decided_at,
-            next_post_allowed_at=_after(history["last_post_at"], self.limits.post_cooldown),
-            next_comment_allowed_at=_after(
-                history["last_comment_at"], self.limits.comment_cooldown
-            ),
-            comments_left_today=max(0, self.limits.comments_per_day - history["comments_last_24h"]),
+            next_post_allowed_at=_after(past["last_post_at"], self.limits.post_cooldown),
+            next_comment_allowed_at=_after(past["last_comment_at"], self.limits.comment_cooldown),
+            comments_left_today=max(0, self.limits.comments_per_day - past["comments_last_24h"]),
             secrets=self.secrets,
             default_submolt=config.submolt,
         )
         validated = validate_actions(decision, vctx)
         state.seen_activity = ctx.shown_comment_ids()
-        rows: list[dict[str, Any]] = []
-        for seq, item in enumerate(validated):
-            payload = item.action.model_dump(exclude={"type"}, exclude_none=True)
-            text = payload.get("content") or ""
-            rows.append(
-                {
-                    "seq": seq,
-                    "type": item.action.type,
-                    "payload": payload,
-                    "state": ("dry_run" if state.run.dry_run else "pending")
-                    if item.allowed
-                    else "blocked",
-                    "error": None if item.allowed else item.reason,
-                    "idempotency_key": f"crt-{state.run.run_id}-{seq}",
-                    "content_hash": content_hash((payload.get("title") or "") + "\n" + text)
-                    if item.action.type != "vote" and item.allowed
-                    else None,
-                }
-            )
-        for seq, rejected in enumerate(parsed.rejected, start=len(rows)):
-            kind = str(rejected.raw.get("type") or rejected.raw.get("action") or "post")
-            rows.append(
-                {
-                    "seq": seq,
-                    "type": kind if kind in ("post", "comment", "vote") else "post",
-                    "payload": {"raw": rejected.raw},
-                    "state": "blocked",
-                    "error": f"invalid: {rejected.reason}",
-                    "idempotency_key": f"crt-{state.run.run_id}-{seq}",
-                    "content_hash": None,
-                }
-            )
-        for row in rows:
-            # A blocked action may carry a secret (that is why it was blocked): keep it out of
-            # the DB and the API (tests/test_access.py). Allowed actions never carry one.
-            if contains_secret("\n".join(_strings(row["payload"])), self.secrets):
-                row["payload"] = _redacted(row["payload"])
+        rows = outbox.build_rows(
+            state.run.run_id,
+            validated,
+            parsed.rejected,
+            dry_run=state.run.dry_run,
+            secrets=self.secrets,
+        )
         # The outbox: written before anything is sent.
         store.add_actions(self.db, state.run.run_id, state.run.thread_id, rows)
-        state.actions = rows
-        state.run.summary = self._redact(decision.summary.strip())[:1000]
-        self._execute(state)
-
-    def _redact(self, text: str) -> str:
-        """``text``, or REDACTED when it carries a secret (a model that followed an injection)."""
-        return REDACTED if contains_secret(text, self.secrets) else text
-
-    def _execute(self, state: RunState) -> None:
-        rows = state.actions
-        sent = failed = 0
-        rate_limited = False
-        for row in rows:
-            if row["state"] != "pending":
-                continue
-            try:
-                ledger_id = self._call_ledger(row["type"], row["payload"], row["idempotency_key"])
-            except LedgerRateLimited as exc:
-                rate_limited = True
-                failed += 1
-                row["state"], row["error"] = "failed", f"rate_limited: {exc}"
-                store.update_action(
-                    self.db, row["idempotency_key"], state="failed", error=row["error"]
-                )
-                continue
-            except LedgerError as exc:
-                failed += 1
-                row["state"], row["error"] = "failed", str(exc)
-                store.update_action(self.db, row["idempotency_key"], state="failed", error=str(exc))
-                continue
-            sent += 1
-            row["state"] = "sent"
-            store.update_action(self.db, row["idempotency_key"], state="sent", ledger_id=ledger_id)
-            self._log_action(row)
+        state.run.summary = redact_text(decision.summary.strip(), self.secrets)[:1000]
         if state.run.dry_run:
             for row in rows:
                 if row["state"] == "dry_run":
-                    self._log_action(row, dry=True)
-            n = sum(1 for r in rows if r["state"] == "dry_run")
-            self._set(state, "dry_run", None if n else "no_action")
-            return
-        blocked = [r for r in rows if r["state"] == "blocked"]
-        if sent:
-            self._set(state, "acted", "partial" if failed else None)
-        elif failed:
-            reason = "rate_limited" if rate_limited else "ledger_error"
-            errors = "; ".join(str(r["error"]) for r in rows if r["state"] == "failed")
-            self._set(state, "failed", reason, error=errors)
-        elif blocked:
-            reasons = {str(r["error"]).split(":")[0] for r in blocked}
-            self._set(state, "silent", reasons.pop() if len(reasons) == 1 else "blocked")
+                    outbox.log_action(row, dry=True)
         else:
-            self._set(state, "silent", None)
-
-    def _call_ledger(self, kind: str, payload: dict[str, Any], key: str) -> str | None:
-        if self.ledger is None:
-            raise LedgerError(self.ledger_error or "the Ledger is not available")
-        if kind == "post":
-            post = self.ledger.create_post(
-                submolt=payload.get("submolt") or "general",
-                title=payload["title"],
-                content=payload["content"],
-                idempotency_key=key,
-            )
-            return str(post.id)
-        if kind == "comment":
-            comment = self.ledger.create_comment(
-                payload["post_id"],
-                content=payload["content"],
-                parent_id=payload.get("parent_id"),
-                idempotency_key=key,
-            )
-            return str(comment.id)
-        if payload.get("direction") == "down":
-            self.ledger.downvote_post(payload["post_id"], idempotency_key=key)
-        else:
-            self.ledger.upvote_post(payload["post_id"], idempotency_key=key)
-        return str(payload["post_id"])
-
-    def _send(self, kind: str, payload: dict[str, Any], key: str) -> bool:
-        """Recovery's re-send of one outbox action (same idempotency key)."""
-        try:
-            ledger_id = self._call_ledger(kind, payload, key)
-        except LedgerError as exc:
-            store.update_action(self.db, key, state="failed", error=f"on recovery: {exc}")
-            return False
-        store.update_action(self.db, key, state="sent", ledger_id=ledger_id)
-        return True
-
-    def _log_action(self, row: dict[str, Any], *, dry: bool = False) -> None:
-        p = row["payload"]
-        tag = " (dry run)" if dry else ""
-        if row["type"] == "post":
-            logger.info(
-                '%s Executed action%s: post (title: "%s", content: "%s")',
-                PREFIX,
-                tag,
-                _clip(p.get("title")),
-                _clip(p.get("content")),
-            )
-        elif row["type"] == "comment":
-            logger.info(
-                '%s Executed action%s: comment (post_id: "%s", content: "%s")',
-                PREFIX,
-                tag,
-                p.get("post_id"),
-                _clip(p.get("content")),
-            )
-        else:
-            logger.info(
-                '%s Executed action%s: vote (post_id: "%s", direction: "%s")',
-                PREFIX,
-                tag,
-                p.get("post_id"),
-                p.get("direction"),
-            )
+            outbox.send_pending(self.db, self.ledger, rows)
+        result = outbox.verdict(rows, dry_run=state.run.dry_run)
+        self._set(state, result.outcome, result.reason, error=result.error)
 
     # -- recording ---------------------------------------------------------------------------
 
@@ -725,13 +562,11 @@ class HeartbeatRunner:
             due = now + delay
             if window is not None and not window.contains(due):
                 due = window.next_opening(due)
-        elif run.outcome == "skipped" and run.reason == "quiet_hours" and window is not None:
-            due = next_due(now, config.every_seconds, now, run.thread_id, window=window)
-        else:
+        else:  # next_due also moves an out-of-hours time to the window's next opening
             due = next_due(now, config.every_seconds, now, run.thread_id, window=window)
         if run.outcome in ("acted", "silent"):
             # Decided on: a failed or dry run leaves them for the next heartbeat.
-            store.settle_activity(self.db, state.seen_activity)
+            history.settle_activity(self.db, state.seen_activity)
         # A skip that never looked at the context keeps the old fingerprint.
         store.finish_run(
             self.db, run, next_due=due, failures=failures, context_hash=state.context_hash
@@ -747,34 +582,5 @@ class HeartbeatRunner:
         )
 
 
-def _strings(value: Any) -> Iterator[str]:
-    """Every string in a JSON-like value (keys included)."""
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield str(key)
-            yield from _strings(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _strings(item)
-
-
-def _redacted(value: Any) -> Any:
-    """``value`` with every string in it replaced by REDACTED (keys kept)."""
-    if isinstance(value, str):
-        return REDACTED
-    if isinstance(value, dict):
-        return {key: _redacted(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_redacted(item) for item in value]
-    return value
-
-
 def _after(ts: float | None, gap: float) -> float | None:
     return None if ts is None else ts + gap
-
-
-def _clip(text: Any, limit: int = 80) -> str:
-    value = " ".join(str(text or "").split()).replace('"', "'")
-    return value if len(value) <= limit else value[: limit - 1] + "…"

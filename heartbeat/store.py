@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import sqlite3
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,6 +71,26 @@ class RunRecord:
     model: str | None
     actions: list[ActionRecord] = field(default_factory=list)
 
+    @classmethod
+    def begin(cls, thread_id: str, *, trigger: str, dry_run: bool, now: float) -> RunRecord:
+        """A new run, ``running`` until its outcome is set."""
+        return cls(
+            run_id=uuid.uuid4().hex,
+            thread_id=thread_id,
+            trigger=trigger,
+            outcome="running",
+            reason=None,
+            dry_run=dry_run,
+            summary="",
+            started_at=now,
+            finished_at=None,
+            duration_ms=None,
+            error=None,
+            prompt_chars=None,
+            llm_ms=None,
+            model=None,
+        )
+
     def as_api(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
@@ -107,7 +128,7 @@ class ThreadHeartbeat:
     context_hash: str | None
 
 
-def _action(row: sqlite3.Row) -> ActionRecord:
+def action_from_row(row: sqlite3.Row) -> ActionRecord:
     return ActionRecord(
         id=row["id"],
         run_id=row["run_id"],
@@ -177,18 +198,6 @@ def get_thread_heartbeat(db: SessionDB, thread_id: str) -> ThreadHeartbeat | Non
     )
 
 
-def save_config(
-    db: SessionDB, thread_id: str, config: HeartbeatConfig, next_due: float | None
-) -> None:
-    """Store a thread's config and when it is next due (NULL: not scheduled)."""
-    with db.write() as tx:
-        tx.execute(
-            "UPDATE thread_sessions SET heartbeat_config_json = ?, heartbeat_next_due = ?, "
-            "heartbeat_failures = 0 WHERE thread_id = ?",
-            (config_to_json(config), next_due if config.enabled else None, thread_id),
-        )
-
-
 def update_config(
     db: SessionDB,
     thread_id: str,
@@ -221,17 +230,6 @@ def update_config(
             (config_to_json(config), next_due, thread_id),
         )
     return config
-
-
-def set_next_due(db: SessionDB, thread_id: str, next_due: float | None) -> None:
-    with db.write() as tx:
-        tx.execute(
-            "UPDATE thread_sessions SET heartbeat_next_due = ? WHERE thread_id = ?",
-            (next_due, thread_id),
-        )
-
-
-# -- scheduling ----------------------------------------------------------------------------
 
 
 def earliest_due(db: SessionDB) -> tuple[str, float] | None:
@@ -464,7 +462,7 @@ def list_actions(db: SessionDB, run_id: str) -> list[ActionRecord]:
     rows = db.read().execute(
         "SELECT * FROM heartbeat_actions WHERE run_id = ? ORDER BY seq", (run_id,)
     )
-    return [_action(r) for r in rows]
+    return [action_from_row(r) for r in rows]
 
 
 def get_run(db: SessionDB, run_id: str) -> RunRecord | None:
@@ -494,7 +492,7 @@ def list_runs(db: SessionDB, thread_id: str, *, limit: int = 20) -> list[RunReco
         for a in db.read().execute(
             f"SELECT * FROM heartbeat_actions WHERE run_id IN ({marks}) ORDER BY seq", ids
         ):
-            by_run.setdefault(a["run_id"], []).append(_action(a))
+            by_run.setdefault(a["run_id"], []).append(action_from_row(a))
         for run in runs:
             run.actions = by_run.get(run.run_id, [])
     return runs
@@ -504,134 +502,6 @@ def outcome_counts(db: SessionDB) -> dict[str, int]:
     # Kept by triggers (migration 4): GROUP BY over every run cost 35 ms at 200,000 runs.
     rows = db.read().execute("SELECT outcome, n FROM heartbeat_run_counts WHERE n > 0")
     return {r[0]: int(r[1]) for r in rows}
-
-
-# -- what the agent has already done (validation inputs) ------------------------------------
-
-
-HISTORY_HORIZON = 30 * 86_400.0
-
-
-def agent_history(
-    db: SessionDB, *, since: float, changed_after: float | None = None
-) -> dict[str, Any]:
-    """What the agent did lately, across all threads (the Ledger agent is one for all of them).
-
-    Votes, own posts and answered comments look back ``HISTORY_HORIZON`` (a bounded, indexed
-    read however long the service has run: a repeated vote on an older post is a no-op on the
-    Ledger anyway); duplicate text and the daily comment count look back to ``since`` (24 h).
-
-    Each piece is one query over the covering index ``ix_hb_actions_sent`` (migration 3) that
-    SQLite folds into a single JSON array: decoding every payload in Python cost 28-35 ms per
-    heartbeat with 20,000 past actions, this ~2 ms (bench/heartbeat.py).
-    """
-    conn = db.read()
-    horizon = since - HISTORY_HORIZON
-    if changed_after is not None:
-        # Only what changed since an earlier read (see merge_history): a short indexed range.
-        horizon, since = max(horizon, changed_after), max(since, changed_after)
-    sent = "FROM heartbeat_actions WHERE state = 'sent' AND type = ? AND updated_at >= ?"
-
-    def strings(sql: str, *args: Any) -> set[str]:
-        values = json.loads(conn.execute(sql, args).fetchone()[0] or "[]")
-        return {str(v) for v in values if v}
-
-    # A sent vote's ledger_id is the post it voted on (HeartbeatRunner._call_ledger), so the
-    # votes come from the index alone, without reading a payload.
-    voted = strings(f"SELECT json_group_array(ledger_id) {sent}", "vote", horizon)
-    own_posts = strings(f"SELECT json_group_array(ledger_id) {sent}", "post", horizon)
-    parent = "SELECT json_group_array(json_extract(payload_json, '$.parent_id')) "
-    answered = strings(parent + sent, "comment", horizon) | strings(
-        parent + "FROM heartbeat_actions WHERE state = 'pending' AND type = 'comment' "
-        "AND updated_at >= ?",
-        horizon,
-    )
-    hashes = strings(
-        "SELECT json_group_array(content_hash) FROM heartbeat_actions WHERE updated_at >= ? "
-        "AND state IN ('sent', 'pending', 'dry_run') AND content_hash IS NOT NULL",
-        since,
-    )
-    last_post_at = conn.execute(f"SELECT MAX(updated_at) {sent}", ("post", horizon)).fetchone()[0]
-    last_comment_at = conn.execute(
-        f"SELECT MAX(updated_at) {sent}", ("comment", horizon)
-    ).fetchone()[0]
-    comments_today = int(conn.execute(f"SELECT COUNT(*) {sent}", ("comment", since)).fetchone()[0])
-    return {
-        "voted_post_ids": voted,
-        "answered_comment_ids": answered,
-        "own_post_ids": own_posts,
-        "recent_hashes": hashes,
-        "last_post_at": last_post_at,
-        "last_comment_at": last_comment_at,
-        "comments_last_24h": comments_today,
-    }
-
-
-def merge_history(first: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:
-    """An earlier agent_history read updated with a ``changed_after`` read of what came since.
-
-    The comment count may count a row twice at the boundary: conservative, it blocks early.
-    """
-    merged = dict(first)
-    for key in ("voted_post_ids", "answered_comment_ids", "own_post_ids", "recent_hashes"):
-        merged[key] = first[key] | later[key]
-    for key in ("last_post_at", "last_comment_at"):
-        values = [v for v in (first[key], later[key]) if v is not None]
-        merged[key] = max(values) if values else None
-    merged["comments_last_24h"] = first["comments_last_24h"] + later["comments_last_24h"]
-    return merged
-
-
-def recent_thread_actions(db: SessionDB, thread_id: str, limit: int = 10) -> list[ActionRecord]:
-    # In ix_hb_actions_thread's order, so LIMIT stops early: ORDER BY id alone sorted every
-    # action of the thread (1.5 ms per heartbeat at 2,000 actions, 0.015 ms now).
-    rows = db.read().execute(
-        "SELECT * FROM heartbeat_actions WHERE thread_id = ? AND state IN ('sent', 'dry_run') "
-        "ORDER BY created_at DESC, id DESC LIMIT ?",
-        (thread_id, limit),
-    )
-    return [_action(r) for r in rows]
-
-
-# -- activity on the agent's posts ------------------------------------------------------------
-
-PENDING_ACTIVITY_KEY = "heartbeat:pending_activity"
-MAX_PENDING_ACTIVITY = 50
-
-
-def merge_pending_activity(db: SessionDB, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Add newly seen activity to the unanswered list and return it (oldest first).
-
-    The Ledger's ``/home`` shows each new comment once; keeping them here means a heartbeat that
-    fails after reading them does not lose them: they stay until a run has decided on them.
-    """
-    with db.write() as tx:
-        row = tx.execute("SELECT value FROM kv WHERE key = ?", (PENDING_ACTIVITY_KEY,)).fetchone()
-        pending: list[dict[str, Any]] = json.loads(row[0]) if row else []
-        known = {p.get("comment_id") for p in pending}
-        pending += [i for i in items if i.get("comment_id") not in known]
-        pending = pending[-MAX_PENDING_ACTIVITY:]
-        tx.execute(
-            "INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE "
-            "SET value = excluded.value, updated_at = excluded.updated_at",
-            (PENDING_ACTIVITY_KEY, dumps(pending), db.clock()),
-        )
-    return pending
-
-
-def settle_activity(db: SessionDB, comment_ids: set[str]) -> None:
-    """Drop activity a finished run has seen and decided on."""
-    if not comment_ids:
-        return
-    with db.write() as tx:
-        row = tx.execute("SELECT value FROM kv WHERE key = ?", (PENDING_ACTIVITY_KEY,)).fetchone()
-        if row is None:
-            return
-        pending = [p for p in json.loads(row[0]) if p.get("comment_id") not in comment_ids]
-        tx.execute(
-            "UPDATE kv SET value = ?, updated_at = ? WHERE key = ?",
-            (dumps(pending), db.clock(), PENDING_ACTIVITY_KEY),
-        )
 
 
 # -- recovery ------------------------------------------------------------------------------
@@ -648,7 +518,7 @@ def pending_actions(db: SessionDB) -> list[ActionRecord]:
         .execute("SELECT * FROM heartbeat_actions WHERE state = 'pending' ORDER BY id")
         .fetchall()
     )
-    return [_action(r) for r in rows]
+    return [action_from_row(r) for r in rows]
 
 
 def release_dead_leases(db: SessionDB, *, due_by: float) -> int:

@@ -13,7 +13,6 @@ from fake_ollama import FakeOllama
 
 from clock import FakeClock
 from heartbeat import store
-from heartbeat.config import merge_config
 from heartbeat.executor import HeartbeatRunner, LedgerLimits
 from ledger_client import LedgerClient
 from ledger_server import create_ledger_app
@@ -51,12 +50,8 @@ class HeartbeatEnv:
         return self.tmp / "HEARTBEAT.md"
 
     def configure(self, thread_id: str = "default", **patch: Any) -> None:
-        self.db.ensure_thread(thread_id)
-        hb = store.get_thread_heartbeat(self.db, thread_id)
-        assert hb is not None
-        config = merge_config(hb.config if hb.configured else None, patch)
-        due = self.runner.schedule_after_config(thread_id, config)
-        store.save_config(self.db, thread_id, config, due)
+        """Partial config update through the same path as the API's POST."""
+        self.runner.update_config(thread_id, patch)
 
     def run(self, thread_id: str = "default", **kwargs: Any) -> store.RunRecord:
         kwargs.setdefault("trigger", "manual")
