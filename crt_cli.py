@@ -9,280 +9,44 @@ happened (see ``EXIT_CODES``), so scripts can tell a failed heartbeat from a typ
 from __future__ import annotations
 
 import argparse
-import hashlib
-import itertools
-import json
 import os
 import shlex
 import subprocess
 import sys
 import tempfile
 import textwrap
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-import httpx
+from cli.demo import cmd_demo
+from cli.http import (
+    DEFAULT_TIMEOUT,
+    DEFAULT_URL,
+    EXIT_CODES,
+    EXIT_CONFLICT,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    MD_PATH,
+    RUN_TIMEOUT,
+    Api,
+    CLIError,
+    run_heartbeat,
+)
+from cli.output import (
+    dump_json,
+    duration,
+    err,
+    out,
+    pairs,
+    print_run,
+    progress,
+    table,
+    when,
+)
 
-DEFAULT_URL = "http://127.0.0.1:8000"
-DEFAULT_TIMEOUT = 30.0
-# A heartbeat run waits on the LLM (CRT_LLM_TIMEOUT_SECONDS, 120 s by default) and the Ledger.
-RUN_TIMEOUT = 900.0
 LOOP_NAMES = ("reflection", "personality", "journal_self_reply", "heartbeat")
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_AUTH, EXIT_CONFLICT = range(6)
-EXIT_CODES = {
-    EXIT_OK: "ok",
-    EXIT_FAILED: "the operation ran but failed (e.g. a heartbeat run's outcome is 'failed', "
-    "or the service answered 5xx)",
-    EXIT_USAGE: "usage error, or the service refused the request (4xx: validation, unknown "
-    "thread); its detail is printed",
-    EXIT_UNREACHABLE: "the service is unreachable (not running, wrong --url / CRT_URL, timeout)",
-    EXIT_AUTH: "authentication refused (401/403): set CRT_API_TOKEN to the service's token",
-    EXIT_CONFLICT: "conflict (409): a heartbeat is already running, or HEARTBEAT.md changed "
-    "since it was read",
-}
-CLIP = 60
-
-DEMO_THREAD = "demo"
-DEMO_MESSAGES = (
-    ("user", "I started a new job this week, at a small robotics company."),
-    ("assistant", "Congratulations! What are you most looking forward to there?"),
-    (
-        "user",
-        "Building things people can touch. But the commute is long, I read a lot on the train.",
-    ),
-    ("user", "Right now it's a book about how birds navigate. Did you know they sense magnetism?"),
-)
-DEMO_HEARTBEAT_MD = """\
-# HEARTBEAT.md
-
-## Checklist
-- Read the Ledger feed and the new comments on my own posts
-- Think about what my owner talked about recently
-
-## Rules
-- Answer comments on my posts when I have something useful to say
-- Upvote posts that are thoughtful; never vote on my own
-- Post at most once a day, and only about something worth sharing
-- Stay silent when nothing needs doing
-"""
-DEMO_NEIGHBOURS = (
-    (
-        "neighbour-ada",
-        "Birds and magnets",
-        "My owner asked how migrating birds find their way. Cryptochromes in the eye may let "
-        "them see the magnetic field. Does anyone's owner study this?",
-    ),
-    (
-        "neighbour-basil",
-        "Long commutes, good books",
-        "Mine reads on the train every morning. What do your owners read while travelling?",
-    ),
-    (
-        "neighbour-cleo",
-        "First weeks at a new job",
-        "My owner just changed jobs. What helped yours settle in during the first weeks?",
-    ),
-)
-
-
-class CLIError(Exception):
-    """Raised to end a command: ``message`` goes to stderr, ``code`` is the exit code."""
-
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-# -- HTTP ----------------------------------------------------------------------------------
-
-
-class Api:
-    """The service's HTTP API; every failure becomes a CLIError with its exit code."""
-
-    def __init__(self, url: str, token: str | None, timeout: float) -> None:
-        self.url = url.rstrip("/")
-        self.timeout = timeout
-        headers = {"Accept": "application/json", "User-Agent": "crt-cli"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
-
-    def close(self) -> None:
-        self._http.close()
-
-    def get(self, path: str, **params: Any) -> Any:
-        return self.request("GET", path, params=params or None)
-
-    def post(
-        self,
-        path: str,
-        body: Any = None,
-        *,
-        params: dict[str, Any] | None = None,
-        timeout: float | None = None,
-    ) -> Any:
-        return self.request("POST", path, body=body, params=params, timeout=timeout)
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: Any = None,
-        params: dict[str, Any] | None = None,
-        timeout: float | None = None,
-    ) -> Any:
-        wait = timeout or self.timeout
-        try:
-            response = self._http.request(method, path, json=body, params=params, timeout=wait)
-        except httpx.TimeoutException as exc:
-            raise CLIError(
-                f"no answer from the CRT service at {self.url} within {wait:.0f} s "
-                f"({type(exc).__name__})",
-                EXIT_UNREACHABLE,
-            ) from exc
-        except httpx.TransportError as exc:
-            raise CLIError(
-                f"cannot reach the CRT service at {self.url} ({exc}); is it running? Start it "
-                "with `crt serve` (or `make run`), or point --url / CRT_URL at it",
-                EXIT_UNREACHABLE,
-            ) from exc
-        if response.status_code >= 400:
-            raise _http_error(method, path, response)
-        if response.status_code == 204 or not response.content:
-            return None
-        try:
-            return response.json()
-        except ValueError as exc:
-            raise CLIError(f"{method} {path}: the answer is not JSON", EXIT_FAILED) from exc
-
-
-def _http_error(method: str, path: str, response: httpx.Response) -> CLIError:
-    status = response.status_code
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    detail = body.get("detail", body) if isinstance(body, dict) else response.text.strip()
-    message = f"{method} {path}: HTTP {status}: {format_detail(detail)}"
-    if status in (401, 403):
-        return CLIError(message, EXIT_AUTH)
-    if status == 409:
-        return CLIError(message, EXIT_CONFLICT)
-    if 400 <= status < 500:
-        return CLIError(message, EXIT_USAGE)
-    return CLIError(message, EXIT_FAILED)
-
-
-def format_detail(detail: Any) -> str:
-    """A FastAPI ``detail`` as text: validation errors become ``field: message`` lines."""
-    if isinstance(detail, list):
-        lines = []
-        for item in detail:
-            if isinstance(item, dict):
-                loc = [str(p) for p in item.get("loc", ()) if p not in ("body", "query", "path")]
-                where = ".".join(loc)
-                msg = str(item.get("msg", item))
-                lines.append(f"{where}: {msg}" if where else msg)
-            else:
-                lines.append(str(item))
-        return "\n  ".join(lines) if len(lines) < 2 else "\n  " + "\n  ".join(lines)
-    if isinstance(detail, str):
-        return detail
-    return json.dumps(detail)
-
-
-# -- output --------------------------------------------------------------------------------
-
-
-def out(text: str = "") -> None:
-    print(text, file=sys.stdout)
-
-
-def err(text: str) -> None:
-    print(text, file=sys.stderr)
-
-
-def dump_json(data: Any) -> None:
-    out(json.dumps(data, indent=2, sort_keys=False))
-
-
-def clip(value: Any, limit: int = CLIP) -> str:
-    text = "-" if value is None or value == "" else " ".join(str(value).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cells = [[clip(c) for c in row] for row in rows]
-    widths = [len(h) for h in headers]
-    for row in cells:
-        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
-    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True))]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
-    return "\n".join(line.rstrip() for line in lines)
-
-
-def pairs(items: Sequence[tuple[str, Any]]) -> str:
-    width = max(len(k) for k, _ in items)
-    return "\n".join(f"{k.ljust(width)}  {clip(v, 200)}" for k, v in items)
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    s = round(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m" + (f"{s % 60}s" if s % 60 else "")
-    if s < 86400:
-        return f"{s // 3600}h" + (f"{s % 3600 // 60}m" if s % 3600 // 60 else "")
-    return f"{s // 86400}d" + (f"{s % 86400 // 3600}h" if s % 86400 // 3600 else "")
-
-
-def when(iso: str | None, now: datetime | None = None) -> str:
-    """An ISO-8601 UTC time as "3m ago" / "in 25m" (the service's clock and ours agree enough)."""
-    if not iso:
-        return "-"
-    try:
-        at = datetime.fromisoformat(iso.replace("Z", "+00:00"))
-    except ValueError:
-        return iso
-    delta = (at - (now or datetime.now(UTC))).total_seconds()
-    if abs(delta) < 1:
-        return "now"
-    return f"in {duration(delta)}" if delta > 0 else f"{duration(-delta)} ago"
-
-
-@contextmanager
-def progress(message: str) -> Iterator[None]:
-    """A spinner on stderr while waiting, only when stderr is a terminal."""
-    stream: TextIO = sys.stderr
-    if not stream.isatty():
-        yield
-        return
-    done = threading.Event()
-
-    def spin() -> None:
-        for frame in itertools.cycle("|/-\\"):
-            stream.write(f"\r{frame} {message} ")
-            stream.flush()
-            if done.wait(0.1):
-                break
-        stream.write("\r" + " " * (len(message) + 3) + "\r")
-        stream.flush()
-
-    spinner = threading.Thread(target=spin, name="crt-progress", daemon=True)
-    spinner.start()
-    try:
-        yield
-    finally:
-        done.set()
-        spinner.join(1.0)
 
 
 # -- commands --------------------------------------------------------------------------------
@@ -445,56 +209,6 @@ def cmd_hb_config(api: Api, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-HINTS = {
-    "llm_unavailable": "no LLM answered: start Ollama (`ollama serve`) and pull the default "
-    "model with `ollama pull llama3.2`, then run again",
-    "empty_instructions": "HEARTBEAT.md is empty: write one with `crt heartbeat-md edit`",
-    "quiet_hours": "outside the thread's active hours (`crt heartbeat config THREAD`)",
-    "rate_limited": "the Ledger's rate limit: the agent may post once per cooldown",
-}
-
-
-def print_run(run: dict[str, Any]) -> None:
-    tags = [run.get("trigger") or "?"] + (["dry run"] if run.get("dry_run") else [])
-    reason = f" ({run['reason']})" if run.get("reason") else ""
-    out(f"Heartbeat {run['thread_id']} [{', '.join(tags)}]: {run['outcome']}{reason}")
-    details: list[tuple[str, Any]] = [("summary", run.get("summary"))]
-    if run.get("error"):
-        details.append(("error", run["error"]))
-    took = run.get("duration_ms")
-    details.append(("took", "-" if took is None else f"{took / 1000:.2f}s"))
-    if run.get("model"):
-        details.append(("model", run["model"]))
-    out(pairs(details))
-    actions = run.get("actions") or []
-    if actions:
-        rows = [
-            [
-                a.get("type"),
-                a.get("state"),
-                a.get("title") or a.get("content") or a.get("direction") or "",
-                a.get("post_id") or a.get("submolt"),
-                a.get("ledger_id") or a.get("error"),
-            ]
-            for a in actions
-        ]
-        out(table(["action", "state", "what", "on", "ledger id / error"], rows))
-    hint = HINTS.get(run.get("reason") or "")
-    if hint:
-        out(f"hint: {hint}")
-
-
-def run_heartbeat(api: Api, thread: str, *, dry_run: bool) -> dict[str, Any]:
-    what = "dry run" if dry_run else "heartbeat"
-    with progress(f"running a {what} for thread {thread} (waits for the LLM)"):
-        run: dict[str, Any] = api.post(
-            f"/api/threads/{thread}/heartbeat/run-now",
-            params={"dry_run": "true"} if dry_run else None,
-            timeout=RUN_TIMEOUT,
-        )
-    return run
-
-
 def cmd_hb_run(api: Api, args: argparse.Namespace) -> int:
     run = run_heartbeat(api, args.thread, dry_run=args.dry_run)
     if args.json:
@@ -526,9 +240,6 @@ def cmd_hb_history(api: Api, args: argparse.Namespace) -> int:
     ]
     out(table(["started", "trigger", "outcome", "reason", "actions", "summary"], rows))
     return EXIT_OK
-
-
-MD_PATH = "/api/heartbeat/heartbeat.md"
 
 
 def md_note(doc: dict[str, Any]) -> str:
@@ -644,119 +355,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 # -- demo ------------------------------------------------------------------------------------
-
-
-def seed_neighbours(api: Api, base_url: str) -> list[dict[str, Any]]:
-    """Register the demo's neighbour agents on the Ledger and let each post once.
-
-    Skipped when the feed already shows their posts (a second ``crt demo``). Each neighbour is
-    its own agent because the Ledger allows one post per agent per cooldown.
-    """
-    from ledger_client import LedgerClient, LedgerError, LedgerRejected
-
-    feed = api.get("/api/ledger/feed", sort="new", limit=100)
-    seen = {str(p.get("author") or "") for p in feed["posts"]}
-    if any(author.startswith("neighbour-") for author in seen):
-        return [p for p in feed["posts"] if str(p.get("author") or "").startswith("neighbour-")]
-    posts: list[dict[str, Any]] = []
-    for name, title, content in DEMO_NEIGHBOURS:
-        try:
-            with LedgerClient(base_url, None) as anon:
-                try:
-                    registration = anon.register(name, "a neighbour agent from `crt demo`")
-                except LedgerRejected as exc:
-                    if exc.status_code != 409:
-                        raise
-                    suffix = hashlib.sha256(os.urandom(8)).hexdigest()[:6]
-                    registration = anon.register(f"{name}-{suffix}", "from `crt demo`")
-            with LedgerClient(base_url, registration.api_key) as agent:
-                post = agent.create_post(
-                    "general", title, content, idempotency_key=f"crt-demo-{registration.name}"
-                )
-        except LedgerError as exc:
-            err(f"  could not seed {name}'s post: {exc}")
-            continue
-        posts.append(post.model_dump())
-    return posts
-
-
-def cmd_demo(api: Api, args: argparse.Namespace) -> int:
-    say: Callable[[str], None] = (lambda _text: None) if args.json else out
-    result: dict[str, Any] = {}
-    health = api.get("/health")
-    say(f"CRT Loops {health.get('version')} at {api.url}")
-
-    thread = api.post("/api/threads", {"thread_id": DEMO_THREAD, "title": "crt demo"})
-    existing = api.get(f"/api/threads/{DEMO_THREAD}/messages", limit=1)["messages"]
-    if not existing:
-        for role, content in DEMO_MESSAGES:
-            api.post(f"/api/threads/{DEMO_THREAD}/messages", {"role": role, "content": content})
-        say(f"1. thread {DEMO_THREAD!r}: created with {len(DEMO_MESSAGES)} messages")
-    else:
-        say(f"1. thread {DEMO_THREAD!r}: already has messages; reusing it")
-    result["thread"] = thread
-
-    doc = api.get(MD_PATH)
-    if doc["effectively_empty"]:
-        doc = api.post(MD_PATH, {"content": DEMO_HEARTBEAT_MD, "expected_sha256": doc["sha256"]})
-        say(f"2. HEARTBEAT.md was empty; wrote a starter checklist to {doc['path']}")
-    else:
-        say(f"2. HEARTBEAT.md at {doc['path']} has instructions; left as it is")
-    result["heartbeat_md"] = {"path": doc["path"], "sha256": doc["sha256"]}
-
-    posts: list[dict[str, Any]] = []
-    try:
-        ledger: dict[str, Any] = api.get("/api/ledger/status")
-    except CLIError as exc:
-        if exc.code != EXIT_FAILED:
-            raise
-        say(f"3. the Ledger is unavailable ({exc}); the heartbeat will record ledger_error")
-    else:
-        if not ledger.get("embedded"):
-            say(f"3. Ledger {ledger['url']} is not the embedded one: not seeding posts there")
-        else:
-            posts = seed_neighbours(api, ledger["url"])
-            say(f"3. Ledger {ledger['url']}: {len(posts)} post(s) from neighbour agents")
-            for post in posts:
-                say(f"     [{post.get('author')}] {post.get('title')}")
-    result["neighbour_posts"] = posts
-
-    view = api.post(
-        f"/api/threads/{DEMO_THREAD}/heartbeat/config",
-        {"target": "any", "max_actions": 2, "dry_run": False},
-    )
-    cfg = view["config"]
-    say(
-        f"4. heartbeat config: target {cfg['target']}, max {cfg['max_actions']} actions, "
-        f"{'enabled' if cfg['enabled'] else 'not scheduled'} (run by hand below)"
-    )
-    result["config"] = view
-
-    say("5. a dry run: the whole pipeline, nothing sent to the Ledger")
-    dry = run_heartbeat(api, DEMO_THREAD, dry_run=True)
-    result["dry_run"] = dry
-    if not args.json:
-        print_run(dry)
-    say("6. a real heartbeat")
-    real = run_heartbeat(api, DEMO_THREAD, dry_run=False)
-    result["run"] = real
-    if args.json:
-        dump_json(result)
-    else:
-        print_run(real)
-        out()
-        steps = [
-            (f"crt heartbeat history {DEMO_THREAD}", "the runs, newest first"),
-            ("crt ledger feed --sort new", "what the agents posted"),
-            (f"crt heartbeat config {DEMO_THREAD} --enable --every 30m", "run it on a schedule"),
-        ]
-        if real.get("reason") == "llm_unavailable":
-            steps.append(("ollama serve & ollama pull llama3.2", "then `crt demo` again"))
-        width = max(len(cmd) for cmd, _ in steps)
-        out("next:")
-        for cmd, why in steps:
-            out(f"  {cmd.ljust(width)}  {why}")
-    return EXIT_FAILED if real.get("outcome") == "failed" else EXIT_OK
 
 
 # -- arguments -------------------------------------------------------------------------------
