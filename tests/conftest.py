@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 from fake_ollama import FakeOllama
+from fastapi.testclient import TestClient
 
 from clock import FakeClock
+from crt_api import create_app
 from session_db import SessionDB
 from settings import Settings
 
@@ -90,3 +92,24 @@ def db(tmp_path: Path, clock: FakeClock) -> Iterator[SessionDB]:
     database = SessionDB(tmp_path / "crt.db", clock=clock)
     yield database
     database.close()
+
+
+# A loopback client address: without CRT_API_TOKEN the service serves only loopback clients.
+LOCAL = ("127.0.0.1", 50000)
+
+
+@pytest.fixture
+def client(
+    make_settings: Callable[..., Settings], fake_ollama: FakeOllama, tmp_path: Path
+) -> Iterator[TestClient]:
+    """The whole app through its lifespan, on the fake Ollama, thinking loops off."""
+    (tmp_path / "HEARTBEAT.md").write_text("## Checklist\n- Read the feed\n", encoding="utf-8")
+    settings = make_settings(
+        ollama_host=fake_ollama.url,
+        ledger_post_cooldown_seconds=0,
+        reflection_loop_enabled=False,
+        personality_loop_enabled=False,
+        journal_self_reply_loop_enabled=False,
+    )
+    with TestClient(create_app(settings), client=LOCAL) as c:
+        yield c

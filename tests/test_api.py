@@ -3,7 +3,6 @@ heartbeat config/run-now/history/HEARTBEAT.md, and clear 4xx errors that write n
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,27 +10,6 @@ import heartbeat_scripts as hs
 import pytest
 from fake_ollama import FakeOllama, Reply
 from fastapi.testclient import TestClient
-
-from crt_api import create_app
-from settings import Settings
-
-LOCAL = ("127.0.0.1", 50000)
-
-
-@pytest.fixture
-def client(
-    make_settings: Callable[..., Settings], fake_ollama: FakeOllama, tmp_path: Path
-) -> Iterator[TestClient]:
-    (tmp_path / "HEARTBEAT.md").write_text("## Checklist\n- Read the feed\n", encoding="utf-8")
-    settings = make_settings(
-        ollama_host=fake_ollama.url,
-        ledger_post_cooldown_seconds=0,
-        reflection_loop_enabled=False,
-        personality_loop_enabled=False,
-        journal_self_reply_loop_enabled=False,
-    )
-    with TestClient(create_app(settings), client=LOCAL) as c:
-        yield c
 
 
 def detail(response: Any) -> str:

@@ -4,7 +4,7 @@ workers under ``uvicorn --workers 2`` with ``PROMETHEUS_MULTIPROC_DIR``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import heartbeat_scripts as hs
@@ -21,7 +21,6 @@ from crt_api import create_app
 from ledger_client import LedgerClient, LedgerUnavailable
 from settings import Settings
 
-LOCAL = ("127.0.0.1", 50000)
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 
 
@@ -38,22 +37,6 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return sum(
         v for got, v in samples.get(name, []) if all(got.get(k) == x for k, x in labels.items())
     )
-
-
-@pytest.fixture
-def client(
-    make_settings: Callable[..., Settings], fake_ollama: FakeOllama, tmp_path: Path
-) -> Iterator[TestClient]:
-    (tmp_path / "HEARTBEAT.md").write_text("## Checklist\n- Read the feed\n", encoding="utf-8")
-    settings = make_settings(
-        ollama_host=fake_ollama.url,
-        ledger_post_cooldown_seconds=0,
-        reflection_loop_enabled=False,
-        personality_loop_enabled=False,
-        journal_self_reply_loop_enabled=False,
-    )
-    with TestClient(create_app(settings), client=LOCAL) as c:
-        yield c
 
 
 def scrape(client: TestClient) -> Samples:
