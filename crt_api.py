@@ -146,6 +146,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.db = None
+    app.state.ledger_error = None
     app.state.loops = None
 
     @app.middleware("http")
@@ -225,7 +226,11 @@ def _start(app: FastAPI, settings: Settings) -> None:
 
     def runner_factory() -> HeartbeatRunner:
         return HeartbeatRunner.from_app_state(
-            settings=settings, db=db, llm=llm, ledger=ledger_handle
+            settings=settings,
+            db=db,
+            llm=llm,
+            ledger=ledger_handle,
+            ledger_error=app.state.ledger_error,
         )
 
     built = build_loops(db, settings=settings, llm=llm, heartbeat_runner_factory=runner_factory)

@@ -135,6 +135,7 @@ class HeartbeatRunner:
         db: SessionDB,
         llm: LLM,
         ledger: EmbeddedLedger | None,
+        ledger_error: str | None = None,
     ) -> HeartbeatRunner:
         client = ledger.client() if ledger is not None else None
         secrets = [ledger.api_key] if ledger is not None and ledger.api_key else []
@@ -164,7 +165,9 @@ class HeartbeatRunner:
             max_concurrency=settings.heartbeat_max_concurrency,
             limits=limits,
             secrets=secrets,
-            ledger_error=None if client else "the Ledger is not available (see startup log)",
+            ledger_error=None
+            if client
+            else f"the Ledger did not start: {ledger_error or 'see the startup log'}",
         )
 
     # -- public --------------------------------------------------------------------------------

@@ -29,7 +29,13 @@ router = APIRouter(prefix="/api/ledger", tags=["ledger"])
 def _ledger(request: Request) -> EmbeddedLedger:
     ledger: EmbeddedLedger | None = getattr(request.app.state, "ledger", None)
     if ledger is None:
-        raise HTTPException(status_code=503, detail="the Ledger is not started (service starting?)")
+        failed = getattr(request.app.state, "ledger_error", None)
+        detail = (
+            f"the Ledger did not start: {failed}"
+            if failed
+            else "the Ledger is not started yet (service starting?)"
+        )
+        raise HTTPException(status_code=503, detail=detail)
     return ledger
 
 

@@ -3,13 +3,18 @@ heartbeat config/run-now/history/HEARTBEAT.md, and clear 4xx errors that write n
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import heartbeat_scripts as hs
 import pytest
+from conftest import LOCAL
 from fake_ollama import FakeOllama, Reply
 from fastapi.testclient import TestClient
+
+from crt_api import create_app
+from settings import Settings
 
 
 def detail(response: Any) -> str:
@@ -233,3 +238,28 @@ def test_health_is_open_and_minimal(client: TestClient) -> None:
     body = client.get("/health").json()
     assert body["status"] == "ok" and body["db"] == "ok"
     assert set(body) == {"status", "version", "uptime_seconds", "db", "loops"}
+
+
+def test_a_ledger_that_cannot_start_is_explained_not_hidden(
+    make_settings: Callable[..., Settings], fake_ollama: FakeOllama, tmp_path: Path
+) -> None:
+    """The port is taken by something that is not a Ledger: the service still runs, and both
+    the Ledger status and the heartbeat's record say why, not just "see the log"."""
+    import socket
+
+    (tmp_path / "HEARTBEAT.md").write_text("## Checklist\n- Read the feed\n", encoding="utf-8")
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen(1)
+    port = squatter.getsockname()[1]
+    try:
+        settings = make_settings(ollama_host=fake_ollama.url, ledger_port=port)
+        with TestClient(create_app(settings), client=LOCAL) as client:
+            r = client.get("/api/ledger/status")
+            assert r.status_code == 503
+            assert "did not start" in detail(r) and str(port) in detail(r)
+            run = client.post("/api/threads/default/heartbeat/run-now").json()
+            assert (run["outcome"], run["reason"]) == ("failed", "ledger_error")
+            assert str(port) in run["error"]
+    finally:
+        squatter.close()
