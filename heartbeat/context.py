@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from heartbeat import history, store
-from journal import JournalEntry, list_entries
 from personality import get_profile, style_instructions
+from reflection import latest_reflection
 from session_db import MessageRow, SessionDB
 
 FEED_LIMIT = 15
@@ -101,9 +101,7 @@ def _get(obj: Any, name: str, default: Any = None) -> Any:
 def gather_local(db: SessionDB, thread_id: str, *, window: int) -> HeartbeatContext:
     """The thread's own side of the context (no network)."""
     messages = db.list_messages(thread_id, limit=window, newest=True)
-    reflection_entry: JournalEntry | None = next(
-        (e for e in list_entries(db, thread_id, limit=20) if e.entry_type == "reflection"), None
-    )
+    reflection_entry = latest_reflection(db, thread_id)
     profile = get_profile(db, thread_id)
     runs = store.list_runs(db, thread_id, limit=5)
     recent_runs = [

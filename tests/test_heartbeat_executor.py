@@ -697,3 +697,34 @@ def test_a_post_made_during_the_llm_call_counts_for_the_cooldown(
         run = env.run()
         assert (run.outcome, run.reason) == ("silent", "rate_limited")
         assert env.ledger_posts() == []
+
+
+def test_prompt_shows_the_latest_reflection_however_much_journal_followed(
+    env: HeartbeatEnv,
+) -> None:
+    """It once looked only at the 20 newest journal entries, so a busy journal hid it."""
+    from journal import insert_entry
+
+    with env.db.write() as tx:
+        now = env.clock.now
+        insert_entry(
+            tx,
+            thread_id="default",
+            entry_type="reflection",
+            title="Insight",
+            body="I keep coming back to gardening.",
+            created_at=now,
+        )
+        for i in range(25):
+            insert_entry(
+                tx,
+                thread_id="default",
+                entry_type="self_reply",
+                title=f"Reply {i}",
+                body="More thoughts.",
+                created_at=now,
+            )
+    answer(env, "HEARTBEAT_OK")
+    env.run()
+    prompt = hs.prompt_text(env.fake.calls_for("HeartbeatDecision")[-1])
+    assert "I keep coming back to gardening." in prompt
