@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx
@@ -86,8 +86,6 @@ class LLMStats:
     calls: int = 0
     failures: int = 0
     last_error: str | None = None
-    last_prompt_chars: int = 0
-    by_outcome: dict[str, int] = field(default_factory=dict)
 
 
 class LLM(Protocol):
@@ -243,7 +241,6 @@ class OllamaLLM:
         prompt_chars = sum(len(m.content) for m in messages)
         started = time.perf_counter()
         self.stats.calls += 1
-        self.stats.last_prompt_chars = prompt_chars
         try:
             response = self._get_client().chat(
                 model=use_model,
@@ -275,13 +272,6 @@ class OllamaLLM:
                 f"the reply from {use_model} was cut at num_predict={max_tokens} "
                 "(done_reason=length); raise max_tokens"
             )
-        if schema is not None:
-            try:
-                json.loads(content)
-            except ValueError:
-                # Structured output should guarantee JSON; callers still parse leniently, so this
-                # is only noted, not raised: the caller's parser decides.
-                logger.debug("reply from %s is not plain JSON despite a schema", use_model)
         self.stats.last_error = None
         return LLMReply(
             content=content,
