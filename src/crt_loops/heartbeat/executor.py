@@ -6,7 +6,8 @@
 The runner holds the lease and the run's error boundary; the parts live in their own modules:
 heartbeat/gates.py (each check that can stop a run), heartbeat/pipeline.py (the steps),
 heartbeat/recording.py (the run's record and next due time), heartbeat/recovery.py (what a
-crash left behind) and heartbeat/schedule.py (the pure time maths). Gates are cheap and recorded
+crash left behind), heartbeat/updates.py (config changes) and heartbeat/schedule.py (the pure
+time maths). Gates are cheap and recorded
 as ``skipped`` with a reason and no LLM call. Run-now (``trigger=manual``) bypasses the
 schedule, the active hours and the unchanged-context gate, never validation, the target or rate
 limits. Every action is written to the outbox with its idempotency key before it is sent; the
@@ -24,13 +25,13 @@ from typing import TYPE_CHECKING, Any
 
 from crt_loops.core.enums import RunReason, Trigger
 from crt_loops.db import heartbeats
-from crt_loops.heartbeat import recording, recovery
-from crt_loops.heartbeat.config import HeartbeatConfig, merge_config
+from crt_loops.heartbeat import recording, recovery, updates
+from crt_loops.heartbeat.config import HeartbeatConfig
 from crt_loops.heartbeat.deps import LedgerLimits, RunnerDeps, RunnerOptions, from_settings
 from crt_loops.heartbeat.gates import fail
 from crt_loops.heartbeat.pipeline import Pipeline
 from crt_loops.heartbeat.recording import RunState
-from crt_loops.heartbeat.schedule import BACKOFF_STEPS, next_due
+from crt_loops.heartbeat.schedule import BACKOFF_STEPS
 
 if TYPE_CHECKING:
     from crt_loops.db.session import SessionDB
@@ -189,30 +190,17 @@ class HeartbeatRunner:
 
     # -- configs -----------------------------------------------------------------------------
 
-    def schedule_after_config(self, thread_id: str, config: HeartbeatConfig) -> float | None:
-        """When a thread with this (new) config is next due; None when disabled."""
-        hb = heartbeats.get_thread_heartbeat(self.db, thread_id)
-        return self.due_for(thread_id, config, hb.last_run if hb else None)
-
-    def due_for(
-        self, thread_id: str, config: HeartbeatConfig, last_run: float | None
-    ) -> float | None:
-        """Pure scheduling for a config: None when disabled, else inside the active window."""
-        if not config.enabled:
-            return None
-        window = config.active_window(self.options.default_timezone)
-        return next_due(last_run, config.every_seconds, self.clock(), thread_id, window=window)
-
     def update_config(self, thread_id: str, patch: dict[str, Any]) -> HeartbeatConfig:
         """Merge ``patch`` into the stored config atomically and reschedule the thread.
 
         Raises pydantic.ValidationError (nothing written) for an invalid patch.
         """
-        config = heartbeats.update_config(
+        config = updates.update_config(
             self.db,
             thread_id,
-            lambda stored: merge_config(stored, patch),
-            lambda cfg, last_run: self.due_for(thread_id, cfg, last_run),
+            patch,
+            clock=self.clock,
+            default_timezone=self.options.default_timezone,
         )
         self.on_change()  # a config change wakes the loop: it reschedules at once
         return config
