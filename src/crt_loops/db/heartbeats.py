@@ -17,6 +17,7 @@ from typing import Any
 
 from crt_loops.core.clock import iso
 from crt_loops.core.identity import owner_is_dead
+from crt_loops.db.leases import drop_lease, take_lease
 from crt_loops.db.session import SessionDB, dumps
 from crt_loops.heartbeat.config import HeartbeatConfig, config_from_json, config_to_json
 
@@ -166,16 +167,12 @@ def _run(row: sqlite3.Row) -> RunRecord:
 
 
 def get_thread_heartbeat(db: SessionDB, thread_id: str) -> ThreadHeartbeat | None:
-    row = (
-        db.read()
-        .execute(
-            "SELECT thread_id, heartbeat_config_json, heartbeat_last_run, heartbeat_last_summary, "
-            "heartbeat_last_actions_json, heartbeat_last_outcome, heartbeat_last_reason, "
-            "heartbeat_next_due, heartbeat_failures, heartbeat_context_hash "
-            "FROM thread_sessions WHERE thread_id = ?",
-            (thread_id,),
-        )
-        .fetchone()
+    row = db.query_one(
+        "SELECT thread_id, heartbeat_config_json, heartbeat_last_run, heartbeat_last_summary, "
+        "heartbeat_last_actions_json, heartbeat_last_outcome, heartbeat_last_reason, "
+        "heartbeat_next_due, heartbeat_failures, heartbeat_context_hash "
+        "FROM thread_sessions WHERE thread_id = ?",
+        (thread_id,),
     )
     if row is None:
         return None
@@ -231,23 +228,16 @@ def update_config(
 
 def earliest_due(db: SessionDB) -> tuple[str, float] | None:
     """The enabled thread due first (an index lookup, not a scan)."""
-    row = (
-        db.read()
-        .execute(
-            "SELECT thread_id, heartbeat_next_due FROM thread_sessions "
-            "WHERE heartbeat_next_due IS NOT NULL ORDER BY heartbeat_next_due LIMIT 1"
-        )
-        .fetchone()
+    row = db.query_one(
+        "SELECT thread_id, heartbeat_next_due FROM thread_sessions "
+        "WHERE heartbeat_next_due IS NOT NULL ORDER BY heartbeat_next_due LIMIT 1"
     )
     return (row[0], float(row[1])) if row else None
 
 
 def count_scheduled(db: SessionDB) -> int:
-    return int(
-        db.read()
-        .execute("SELECT COUNT(*) FROM thread_sessions WHERE heartbeat_next_due IS NOT NULL")
-        .fetchone()[0]
-    )
+    row = db.query_one("SELECT COUNT(*) FROM thread_sessions WHERE heartbeat_next_due IS NOT NULL")
+    return int(row[0]) if row else 0
 
 
 def lease_name(thread_id: str) -> str:
@@ -281,7 +271,9 @@ def claim_due(
                 continue
             if len(claimed) >= limit:
                 break
-            if _take_lease(tx, lease_name(thread_id), owner, now, ttl):
+            # Not re-entrant, even for the same owner: a thread whose heartbeat is in flight in
+            # this very process must not be claimed again by the next refill of the pool.
+            if take_lease(tx, lease_name(thread_id), owner, now, ttl, renew=False):
                 claimed.append(thread_id)
                 # The slot is taken: hide it from other workers' claims until the run records
                 # its real next due time (or, if the holder dies, until its lease expires).
@@ -296,22 +288,9 @@ def claim_due(
     return claimed, busy
 
 
-def _take_lease(tx: sqlite3.Connection, name: str, owner: str, now: float, ttl: float) -> bool:
-    # Not re-entrant, even for the same owner: a thread whose heartbeat is in flight in this
-    # very process must not be claimed again by the next refill of the pool.
-    row = tx.execute(
-        "INSERT INTO leases (name, owner, acquired_at, expires_at) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT(name) DO UPDATE SET owner = excluded.owner, "
-        "acquired_at = excluded.acquired_at, expires_at = excluded.expires_at "
-        "WHERE leases.expires_at < ? RETURNING owner",
-        (name, owner, now, now + ttl, now),
-    ).fetchone()
-    return row is not None
-
-
 def take_thread_lease(db: SessionDB, thread_id: str, owner: str, ttl: float) -> bool:
     with db.write() as tx:
-        return _take_lease(tx, lease_name(thread_id), owner, db.clock(), ttl)
+        return take_lease(tx, lease_name(thread_id), owner, db.clock(), ttl, renew=False)
 
 
 def release_thread_lease(db: SessionDB, thread_id: str, owner: str) -> None:
@@ -434,14 +413,12 @@ def finish_run(
 
 
 def list_actions(db: SessionDB, run_id: str) -> list[ActionRecord]:
-    rows = db.read().execute(
-        "SELECT * FROM heartbeat_actions WHERE run_id = ? ORDER BY seq", (run_id,)
-    )
+    rows = db.query("SELECT * FROM heartbeat_actions WHERE run_id = ? ORDER BY seq", (run_id,))
     return [action_from_row(r) for r in rows]
 
 
 def get_run(db: SessionDB, run_id: str) -> RunRecord | None:
-    row = db.read().execute("SELECT * FROM heartbeat_runs WHERE run_id = ?", (run_id,)).fetchone()
+    row = db.query_one("SELECT * FROM heartbeat_runs WHERE run_id = ?", (run_id,))
     if row is None:
         return None
     run = _run(row)
@@ -450,21 +427,17 @@ def get_run(db: SessionDB, run_id: str) -> RunRecord | None:
 
 
 def list_runs(db: SessionDB, thread_id: str, *, limit: int = 20) -> list[RunRecord]:
-    rows = (
-        db.read()
-        .execute(
-            "SELECT * FROM heartbeat_runs WHERE thread_id = ? ORDER BY started_at DESC, rowid DESC "
-            "LIMIT ?",
-            (thread_id, limit),
-        )
-        .fetchall()
+    rows = db.query(
+        "SELECT * FROM heartbeat_runs WHERE thread_id = ? ORDER BY started_at DESC, rowid DESC "
+        "LIMIT ?",
+        (thread_id, limit),
     )
     runs = [_run(r) for r in rows]
     if runs:
         ids = [r.run_id for r in runs]
         marks = ",".join("?" * len(ids))
         by_run: dict[str, list[ActionRecord]] = {}
-        for a in db.read().execute(
+        for a in db.query(
             f"SELECT * FROM heartbeat_actions WHERE run_id IN ({marks}) ORDER BY seq", ids
         ):
             by_run.setdefault(a["run_id"], []).append(action_from_row(a))
@@ -475,7 +448,7 @@ def list_runs(db: SessionDB, thread_id: str, *, limit: int = 20) -> list[RunReco
 
 def outcome_counts(db: SessionDB) -> dict[str, int]:
     # Kept by triggers (migration 4): GROUP BY over every run cost 35 ms at 200,000 runs.
-    rows = db.read().execute("SELECT outcome, n FROM heartbeat_run_counts WHERE n > 0")
+    rows = db.query("SELECT outcome, n FROM heartbeat_run_counts WHERE n > 0")
     return {r[0]: int(r[1]) for r in rows}
 
 
@@ -483,16 +456,12 @@ def outcome_counts(db: SessionDB) -> dict[str, int]:
 
 
 def running_runs(db: SessionDB) -> list[RunRecord]:
-    rows = db.read().execute("SELECT * FROM heartbeat_runs WHERE outcome = 'running'").fetchall()
+    rows = db.query("SELECT * FROM heartbeat_runs WHERE outcome = 'running'")
     return [_run(r) for r in rows]
 
 
 def pending_actions(db: SessionDB) -> list[ActionRecord]:
-    rows = (
-        db.read()
-        .execute("SELECT * FROM heartbeat_actions WHERE state = 'pending' ORDER BY id")
-        .fetchall()
-    )
+    rows = db.query("SELECT * FROM heartbeat_actions WHERE state = 'pending' ORDER BY id")
     return [action_from_row(r) for r in rows]
 
 
@@ -504,11 +473,12 @@ def release_dead_leases(db: SessionDB, *, due_by: float) -> int:
     runs were recorded busy) until the lease expired, minutes after the restart
     (tests/test_crash_safety.py).
     """
-    rows = db.read().execute("SELECT name, owner FROM leases").fetchall()
+    rows = db.query("SELECT name, owner FROM leases")
     dead = [(str(name), str(owner)) for name, owner in rows if owner_is_dead(str(owner))]
     if dead:
         with db.write() as tx:
-            tx.executemany("DELETE FROM leases WHERE name = ? AND owner = ?", dead)
+            for name, owner in dead:
+                drop_lease(tx, name, owner)
             tx.executemany(
                 "UPDATE thread_sessions SET heartbeat_next_due = MIN(heartbeat_next_due, ?) "
                 "WHERE thread_id = ? AND heartbeat_next_due IS NOT NULL",

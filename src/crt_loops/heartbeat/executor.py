@@ -14,7 +14,6 @@ No DB transaction is open across an LLM or Ledger call.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from crt_loops.core import metrics
 from crt_loops.core.identity import PROCESS_OWNER, owner_is_dead
 from crt_loops.db import agent_history, heartbeats
+from crt_loops.db.errors import DatabaseUnavailable
 from crt_loops.db.session import SessionDB
 from crt_loops.heartbeat import outbox
 from crt_loops.heartbeat.config import HeartbeatConfig, merge_config
@@ -212,7 +212,7 @@ class HeartbeatRunner:
             )
             try:
                 self._pipeline(state, hb, trigger=trigger, now=now)
-            except sqlite3.OperationalError as exc:  # e.g. locked past the busy timeout
+            except DatabaseUnavailable as exc:  # e.g. locked past the busy timeout
                 logger.error("%s Failed to run heartbeat: %s: database: %s", PREFIX, thread_id, exc)
                 self._set(state, "failed", "db_error", error=f"database: {exc}")
             except Exception as exc:  # the run's error boundary: a failure is an outcome
@@ -222,7 +222,7 @@ class HeartbeatRunner:
         finally:
             try:
                 heartbeats.release_thread_lease(self.db, thread_id, self.owner)
-            except sqlite3.OperationalError as exc:  # the lease expires on its own
+            except DatabaseUnavailable as exc:  # the lease expires on its own
                 logger.warning("%s could not release the lease of %s: %s", PREFIX, thread_id, exc)
         self.on_change()
         finished = heartbeats.get_run(self.db, run.run_id)
@@ -540,7 +540,7 @@ class HeartbeatRunner:
             try:
                 self._finish(state, hb, started)
                 return
-            except sqlite3.OperationalError as exc:
+            except DatabaseUnavailable as exc:
                 if attempt == len(delays):
                     logger.error(
                         "%s Failed to run heartbeat: could not record run %s of %s: %s",
