@@ -17,7 +17,7 @@ from typing import Any
 
 from crt_loops.core.clock import iso
 from crt_loops.core.identity import owner_is_dead
-from crt_loops.db.leases import drop_lease, take_lease
+from crt_loops.db.leases import drop_lease, take_lease, take_leases
 from crt_loops.db.session import SessionDB, dumps
 from crt_loops.heartbeat.config import HeartbeatConfig, config_from_json, config_to_json
 
@@ -258,33 +258,39 @@ def claim_due(
     ``busy`` are due threads whose lease someone else holds (a run-now, or another worker);
     ``exclude`` are threads the caller is already running.
     """
-    claimed: list[str] = []
+    wanted: list[str] = []
     busy: list[str] = []
     with db.write() as tx:
         due = tx.execute(
-            "SELECT thread_id FROM thread_sessions WHERE heartbeat_next_due IS NOT NULL "
-            "AND heartbeat_next_due <= ? ORDER BY heartbeat_next_due LIMIT ?",
-            (now, limit * 4 + len(exclude)),
+            "SELECT t.thread_id, l.expires_at >= :now FROM thread_sessions t "
+            "LEFT JOIN leases l ON l.name = :prefix || t.thread_id "
+            "WHERE t.heartbeat_next_due IS NOT NULL AND t.heartbeat_next_due <= :now "
+            "ORDER BY t.heartbeat_next_due LIMIT :window",
+            {"now": now, "prefix": LEASE_PREFIX, "window": limit * 4 + len(exclude)},
         ).fetchall()
-        for (thread_id,) in due:
+        for thread_id, held in due:
             if thread_id in exclude:
                 continue
-            if len(claimed) >= limit:
+            if len(wanted) >= limit:
                 break
-            # Not re-entrant, even for the same owner: a thread whose heartbeat is in flight in
-            # this very process must not be claimed again by the next refill of the pool.
-            if take_lease(tx, lease_name(thread_id), owner, now, ttl, renew=False):
-                claimed.append(thread_id)
-                # The slot is taken: hide it from other workers' claims until the run records
-                # its real next due time (or, if the holder dies, until its lease expires).
-                # Without this every other worker found it due and leased and recorded a
-                # skipped/busy run for it (tests/test_workers.py).
-                tx.execute(
-                    "UPDATE thread_sessions SET heartbeat_next_due = ? WHERE thread_id = ?",
-                    (now + ttl, thread_id),
-                )
-            else:
-                busy.append(thread_id)
+            (busy if held else wanted).append(thread_id)
+        # The claim itself is the one conditional upsert: the read above only picks candidates,
+        # so on a backend whose writers run concurrently a lease taken meanwhile loses us the
+        # thread (it is busy) instead of giving it to two workers. Not re-entrant, even for the
+        # same owner: a thread whose heartbeat is in flight in this very process must not be
+        # claimed again by the next refill of the pool.
+        taken = take_leases(tx, [lease_name(t) for t in wanted], owner, now, ttl, renew=False)
+        claimed = [t for t in wanted if lease_name(t) in taken]
+        busy += [t for t in wanted if lease_name(t) not in taken]
+        # The slot is taken: hide it from other workers' claims until the run records its real
+        # next due time (or, if the holder dies, until its lease expires). Without this every
+        # other worker found it due and leased and recorded a skipped/busy run for it
+        # (tests/test_workers.py).
+        if claimed:
+            tx.executemany(
+                "UPDATE thread_sessions SET heartbeat_next_due = ? WHERE thread_id = ?",
+                [(now + ttl, t) for t in claimed],
+            )
     return claimed, busy
 
 

@@ -8,28 +8,49 @@ so two processes racing for it cannot both win, whatever the backend's isolation
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
+from typing import Any
 
 
-def take_lease(
-    tx: sqlite3.Connection, name: str, owner: str, now: float, ttl: float, *, renew: bool
-) -> bool:
-    """Take ``name`` for ``owner`` until ``now + ttl`` inside the caller's transaction.
+def take_leases(
+    tx: sqlite3.Connection,
+    names: Sequence[str],
+    owner: str,
+    now: float,
+    ttl: float,
+    *,
+    renew: bool,
+) -> set[str]:
+    """Take each of ``names`` for ``owner`` until ``now + ttl``, in one statement inside the
+    caller's transaction; returns the names ``owner`` holds now.
 
     Free or expired leases are taken; one held by ``owner`` itself is extended (keeping its
-    ``acquired_at``) only with ``renew``. Returns whether ``owner`` holds it now.
+    ``acquired_at``) only with ``renew``. The statement's own ``WHERE`` decides, on the row as
+    it is when the statement runs, so what the caller read before cannot make two owners win.
     """
-    row = tx.execute(
-        "INSERT INTO leases (name, owner, acquired_at, expires_at) "
-        "VALUES (:name, :owner, :now, :expires) "
+    if not names:
+        return set()
+    params: dict[str, Any] = {f"name{i}": name for i, name in enumerate(names)}
+    params.update(owner=owner, now=now, expires=now + ttl, renew=int(renew))
+    rows = ", ".join(f"(:name{i}, :owner, :now, :expires)" for i in range(len(names)))
+    taken = tx.execute(
+        f"INSERT INTO leases (name, owner, acquired_at, expires_at) VALUES {rows} "
         "ON CONFLICT(name) DO UPDATE SET owner = excluded.owner, "
         "  acquired_at = CASE WHEN :renew AND leases.owner = excluded.owner "
         "                     THEN leases.acquired_at ELSE excluded.acquired_at END, "
         "  expires_at = excluded.expires_at "
         "WHERE leases.expires_at < :now OR (:renew AND leases.owner = excluded.owner) "
-        "RETURNING owner",
-        {"name": name, "owner": owner, "now": now, "expires": now + ttl, "renew": int(renew)},
-    ).fetchone()
-    return row is not None
+        "RETURNING name",
+        params,
+    ).fetchall()
+    return {str(r[0]) for r in taken}
+
+
+def take_lease(
+    tx: sqlite3.Connection, name: str, owner: str, now: float, ttl: float, *, renew: bool
+) -> bool:
+    """:func:`take_leases` for one name: whether ``owner`` holds it now."""
+    return name in take_leases(tx, [name], owner, now, ttl, renew=renew)
 
 
 def drop_lease(tx: sqlite3.Connection, name: str, owner: str) -> None:

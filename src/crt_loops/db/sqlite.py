@@ -119,12 +119,15 @@ class SQLiteStore:
         with translated():
             conn.execute("COMMIT")
 
-    @staticmethod
-    def _rollback(conn: sqlite3.Connection) -> None:
-        # A failed COMMIT (SQLITE_FULL, an I/O error) may already have ended the transaction;
-        # the error that got us here is the one worth raising.
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
+    def _rollback(self, conn: sqlite3.Connection) -> None:
+        # The error that got us here is the one worth raising, so nothing here may replace it:
+        # a failed statement may already have ended the transaction, and close() from another
+        # thread discards it with the connection.
+        try:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        except sqlite3.ProgrammingError:
+            logger.info("%s: closed inside a transaction, nothing to roll back", self.path)
 
     def read(self) -> sqlite3.Connection:
         """This thread's connection for reads (autocommit: each statement is its own snapshot).
