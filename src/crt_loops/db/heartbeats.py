@@ -18,7 +18,7 @@ from typing import Any
 from crt_loops.core.clock import iso
 from crt_loops.core.identity import owner_is_dead
 from crt_loops.db.leases import drop_lease, take_lease, take_leases
-from crt_loops.db.session import SessionDB, dumps
+from crt_loops.db.session import SessionDB, dumps, insert_thread
 from crt_loops.heartbeat.config import HeartbeatConfig, config_from_json, config_to_json
 
 LEASE_PREFIX = "hb:"
@@ -205,11 +205,7 @@ def update_config(
     """
     with db.write() as tx:
         now = db.clock()
-        tx.execute(
-            "INSERT INTO thread_sessions (thread_id, title, created_at, updated_at) "
-            "VALUES (?, '', ?, ?) ON CONFLICT(thread_id) DO NOTHING",
-            (thread_id, now, now),
-        )
+        insert_thread(tx, thread_id, "", now)
         row = tx.execute(
             "SELECT heartbeat_config_json, heartbeat_last_run FROM thread_sessions "
             "WHERE thread_id = ?",

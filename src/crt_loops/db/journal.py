@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crt_loops.core.clock import iso
-from crt_loops.db.session import SessionDB, ThreadNotFound, dumps
+from crt_loops.db.session import SessionDB, ThreadNotFound, dumps, require_thread_in
 
 ENTRY_TYPES = ("reflection", "personality", "self_reply", "comment")
 SELF_REPLY_MODES = ("default", "on", "off")
@@ -133,10 +133,7 @@ def add_comment(
 ) -> JournalEntry:
     """A comment on one of the thread's entries; raises ThreadNotFound or EntryNotFound."""
     with db.write() as tx:
-        if not tx.execute(
-            "SELECT 1 FROM thread_sessions WHERE thread_id = ?", (thread_id,)
-        ).fetchone():
-            raise ThreadNotFound(f"thread {thread_id!r} does not exist")
+        require_thread_in(tx, thread_id)
         owner = tx.execute(
             "SELECT thread_id FROM journal_entries WHERE id = ?", (entry_id,)
         ).fetchone()

@@ -52,6 +52,22 @@ def check_thread_id(thread_id: str) -> str:
     return thread_id
 
 
+def insert_thread(tx: sqlite3.Connection, thread_id: str, title: str, now: float) -> bool:
+    """Create the thread inside the caller's transaction unless it exists; True if created."""
+    cur = tx.execute(
+        "INSERT INTO thread_sessions (thread_id, title, created_at, updated_at) "
+        "VALUES (?, ?, ?, ?) ON CONFLICT(thread_id) DO NOTHING",
+        (thread_id, title, now, now),
+    )
+    return cur.rowcount == 1
+
+
+def require_thread_in(tx: sqlite3.Connection, thread_id: str) -> None:
+    """Raise ThreadNotFound unless the thread exists (inside the caller's transaction)."""
+    if not tx.execute("SELECT 1 FROM thread_sessions WHERE thread_id = ?", (thread_id,)).fetchone():
+        raise ThreadNotFound(f"thread {thread_id!r} does not exist")
+
+
 @dataclass(frozen=True)
 class ThreadRow:
     thread_id: str
@@ -105,12 +121,7 @@ class SessionDB(SQLiteStore):
         check_thread_id(thread_id)
         now = self.clock()
         with self.write() as tx:
-            cur = tx.execute(
-                "INSERT INTO thread_sessions (thread_id, title, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT(thread_id) DO NOTHING",
-                (thread_id, title or "", now, now),
-            )
-            created = cur.rowcount == 1
+            created = insert_thread(tx, thread_id, title or "", now)
             if not created and title is not None:
                 tx.execute(
                     "UPDATE thread_sessions SET title = ?, updated_at = ? WHERE thread_id = ?",
@@ -160,10 +171,7 @@ class SessionDB(SQLiteStore):
         """Append a message; the thread must exist."""
         now = self.clock()
         with self.write() as tx:
-            if not tx.execute(
-                "SELECT 1 FROM thread_sessions WHERE thread_id = ?", (thread_id,)
-            ).fetchone():
-                raise ThreadNotFound(f"thread {thread_id!r} does not exist")
+            require_thread_in(tx, thread_id)
             row = tx.execute(
                 "INSERT INTO messages (thread_id, role, content, created_at) VALUES (?, ?, ?, ?) "
                 "RETURNING *",
