@@ -22,6 +22,14 @@ from crt_loops.db.session import SessionDB, dumps, insert_thread
 from crt_loops.heartbeat.config import HeartbeatConfig, config_from_json, config_to_json
 
 LEASE_PREFIX = "hb:"
+# Due threads in due order, each with whether an unexpired lease holds it (bench/scheduler.py
+# checks its plan walks ix_threads_hb_due).
+CLAIM_CANDIDATES_SQL = (
+    "SELECT t.thread_id, l.expires_at >= :now FROM thread_sessions t "
+    "LEFT JOIN leases l ON l.name = :prefix || t.thread_id "
+    "WHERE t.heartbeat_next_due IS NOT NULL AND t.heartbeat_next_due <= :now "
+    "ORDER BY t.heartbeat_next_due LIMIT :window"
+)
 
 
 @dataclass
@@ -258,10 +266,7 @@ def claim_due(
     busy: list[str] = []
     with db.write() as tx:
         due = tx.execute(
-            "SELECT t.thread_id, l.expires_at >= :now FROM thread_sessions t "
-            "LEFT JOIN leases l ON l.name = :prefix || t.thread_id "
-            "WHERE t.heartbeat_next_due IS NOT NULL AND t.heartbeat_next_due <= :now "
-            "ORDER BY t.heartbeat_next_due LIMIT :window",
+            CLAIM_CANDIDATES_SQL,
             {"now": now, "prefix": LEASE_PREFIX, "window": limit * 4 + len(exclude)},
         ).fetchall()
         for thread_id, held in due:
