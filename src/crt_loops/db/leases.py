@@ -9,7 +9,36 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
+
+from crt_loops.db.sqlite import SQLiteStore
+
+
+@dataclass(frozen=True)
+class Lease:
+    name: str
+    owner: str
+    acquired_at: float
+    expires_at: float
+
+
+_LEASE_COLUMNS = "name, owner, acquired_at, expires_at"
+
+
+def _lease(row: sqlite3.Row) -> Lease:
+    return Lease(str(row[0]), str(row[1]), float(row[2]), float(row[3]))
+
+
+def get_lease(store: SQLiteStore, name: str) -> Lease | None:
+    """The lease row of ``name``, expired or not."""
+    row = store.query_one(f"SELECT {_LEASE_COLUMNS} FROM leases WHERE name = ?", (name,))
+    return _lease(row) if row else None
+
+
+def all_leases(store: SQLiteStore) -> list[Lease]:
+    """Every lease row, expired or not (recovery looks for holders that died)."""
+    return [_lease(r) for r in store.query(f"SELECT {_LEASE_COLUMNS} FROM leases")]
 
 
 def take_leases(
