@@ -17,7 +17,7 @@ from typing import Any
 
 from crt_loops.core.clock import iso
 from crt_loops.core.identity import owner_is_dead
-from crt_loops.db.leases import all_leases, drop_lease, take_lease, take_leases
+from crt_loops.db.leases import drop_lease, take_lease, take_leases
 from crt_loops.db.session import SessionDB, dumps, insert_thread
 from crt_loops.heartbeat.config import HeartbeatConfig, config_from_json, config_to_json
 
@@ -480,7 +480,8 @@ def release_dead_leases(db: SessionDB, *, due_by: float) -> int:
     runs were recorded busy) until the lease expired, minutes after the restart
     (tests/test_crash_safety.py).
     """
-    dead = [(x.name, x.owner) for x in all_leases(db) if owner_is_dead(x.owner)]
+    rows = db.query("SELECT name, owner FROM leases")
+    dead = [(str(name), str(owner)) for name, owner in rows if owner_is_dead(str(owner))]
     if dead:
         with db.write() as tx:
             for name, owner in dead:

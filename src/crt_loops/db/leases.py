@@ -36,11 +36,6 @@ def get_lease(store: SQLiteStore, name: str) -> Lease | None:
     return _lease(row) if row else None
 
 
-def all_leases(store: SQLiteStore) -> list[Lease]:
-    """Every lease row, expired or not (recovery looks for holders that died)."""
-    return [_lease(r) for r in store.query(f"SELECT {_LEASE_COLUMNS} FROM leases")]
-
-
 def take_leases(
     tx: sqlite3.Connection,
     names: Sequence[str],
