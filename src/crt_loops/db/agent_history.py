@@ -11,12 +11,14 @@ import json
 import sqlite3
 from typing import Any
 
+from crt_loops.core.enums import ActionState
 from crt_loops.db.errors import translated
 from crt_loops.db.heartbeats import ActionRecord, action_from_row
 from crt_loops.db.leases import kv_read, kv_write
 from crt_loops.db.session import SessionDB, dumps
 
 HISTORY_HORIZON = 30 * 86_400.0
+SENT, PENDING, DRY_RUN = ActionState.SENT, ActionState.PENDING, ActionState.DRY_RUN
 
 
 def agent_history(
@@ -43,7 +45,9 @@ def _agent_history(
     if changed_after is not None:
         # Only what changed since an earlier read (see merge_history): a short indexed range.
         horizon, since = max(horizon, changed_after), max(since, changed_after)
-    sent = "FROM heartbeat_actions WHERE state = 'sent' AND type = ? AND updated_at >= ?"
+    # States are spelled into the SQL, not bound: only then can SQLite use the partial covering
+    # index (WHERE state = 'sent').
+    sent = f"FROM heartbeat_actions WHERE state = '{SENT}' AND type = ? AND updated_at >= ?"
 
     def strings(sql: str, *args: Any) -> set[str]:
         values = json.loads(conn.execute(sql, args).fetchone()[0] or "[]")
@@ -55,13 +59,13 @@ def _agent_history(
     own_posts = strings(f"SELECT json_group_array(ledger_id) {sent}", "post", horizon)
     parent = "SELECT json_group_array(json_extract(payload_json, '$.parent_id')) "
     answered = strings(parent + sent, "comment", horizon) | strings(
-        parent + "FROM heartbeat_actions WHERE state = 'pending' AND type = 'comment' "
+        parent + f"FROM heartbeat_actions WHERE state = '{PENDING}' AND type = 'comment' "
         "AND updated_at >= ?",
         horizon,
     )
     hashes = strings(
         "SELECT json_group_array(content_hash) FROM heartbeat_actions WHERE updated_at >= ? "
-        "AND state IN ('sent', 'pending', 'dry_run') AND content_hash IS NOT NULL",
+        f"AND state IN ('{SENT}', '{PENDING}', '{DRY_RUN}') AND content_hash IS NOT NULL",
         since,
     )
     last_post_at = conn.execute(f"SELECT MAX(updated_at) {sent}", ("post", horizon)).fetchone()[0]
@@ -99,7 +103,7 @@ def recent_thread_actions(db: SessionDB, thread_id: str, limit: int = 10) -> lis
     # In ix_hb_actions_thread's order, so LIMIT stops early: ORDER BY id alone sorted every
     # action of the thread (1.5 ms per heartbeat at 2,000 actions, 0.015 ms now).
     rows = db.query(
-        "SELECT * FROM heartbeat_actions WHERE thread_id = ? AND state IN ('sent', 'dry_run') "
+        f"SELECT * FROM heartbeat_actions WHERE thread_id = ? AND state IN ('{SENT}', '{DRY_RUN}') "
         "ORDER BY created_at DESC, id DESC LIMIT ?",
         (thread_id, limit),
     )

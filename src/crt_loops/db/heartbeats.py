@@ -3,7 +3,7 @@
 Every function is one short transaction; none waits on the network. A run is written as
 ``running`` before anything else happens, its actions are written to the outbox (``pending``)
 before they are sent, and each is updated right after its Ledger call, so a crash at any moment
-leaves something recovery can finish (DESIGN §5 steps 7-8).
+leaves something recovery can finish (docs/architecture.md §5 steps 7-8).
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from crt_loops.core.clock import iso
+from crt_loops.core.enums import ActionState, RunOutcome, RunReason, Trigger
 from crt_loops.core.identity import owner_is_dead
 from crt_loops.db.leases import drop_lease, take_lease, take_leases
 from crt_loops.db.session import SessionDB, dumps, insert_thread
@@ -32,15 +33,35 @@ CLAIM_CANDIDATES_SQL = (
 )
 
 
+@dataclass(frozen=True)
+class OutboxRow:
+    """One action as the outbox writes it: before it is sent, and after each state change.
+
+    Immutable: a state change is a new row (``dataclasses.replace``), so the run's list of rows
+    always says what was written last.
+    """
+
+    seq: int
+    type: str
+    payload: dict[str, Any]
+    state: ActionState
+    idempotency_key: str
+    error: str | None = None
+    content_hash: str | None = None
+    ledger_id: str | None = None
+
+
 @dataclass
 class ActionRecord:
+    """One outbox action as read back from the DB."""
+
     id: int
     run_id: str
     thread_id: str
     seq: int
     type: str
     payload: dict[str, Any]
-    state: str
+    state: ActionState
     ledger_id: str | None
     error: str | None
     idempotency_key: str
@@ -61,11 +82,13 @@ class ActionRecord:
 
 @dataclass
 class RunRecord:
+    """One heartbeat run: ``running`` while in flight, then its outcome."""
+
     run_id: str
     thread_id: str
-    trigger: str
-    outcome: str
-    reason: str | None
+    trigger: Trigger
+    outcome: RunOutcome
+    reason: RunReason | None
     dry_run: bool
     summary: str
     started_at: float
@@ -78,13 +101,13 @@ class RunRecord:
     actions: list[ActionRecord] = field(default_factory=list)
 
     @classmethod
-    def begin(cls, thread_id: str, *, trigger: str, dry_run: bool, now: float) -> RunRecord:
+    def begin(cls, thread_id: str, *, trigger: Trigger, dry_run: bool, now: float) -> RunRecord:
         """A new run, ``running`` until its outcome is set."""
         return cls(
             run_id=uuid.uuid4().hex,
             thread_id=thread_id,
-            trigger=trigger,
-            outcome="running",
+            trigger=Trigger(trigger),
+            outcome=RunOutcome.RUNNING,
             reason=None,
             dry_run=dry_run,
             summary="",
@@ -127,8 +150,8 @@ class ThreadHeartbeat:
     last_run: float | None
     last_summary: str | None
     last_actions: list[dict[str, Any]]
-    last_outcome: str | None
-    last_reason: str | None
+    last_outcome: RunOutcome | None
+    last_reason: RunReason | None
     next_due: float | None
     failures: int
     context_hash: str | None
@@ -142,7 +165,7 @@ def action_from_row(row: sqlite3.Row) -> ActionRecord:
         seq=row["seq"],
         type=row["type"],
         payload=json.loads(row["payload_json"]),
-        state=row["state"],
+        state=ActionState(row["state"]),
         ledger_id=row["ledger_id"],
         error=row["error"],
         idempotency_key=row["idempotency_key"],
@@ -156,9 +179,9 @@ def _run(row: sqlite3.Row) -> RunRecord:
     return RunRecord(
         run_id=row["run_id"],
         thread_id=row["thread_id"],
-        trigger=row["trigger"],
-        outcome=row["outcome"],
-        reason=row["reason"],
+        trigger=Trigger(row["trigger"]),
+        outcome=RunOutcome(row["outcome"]),
+        reason=_reason(row["reason"]),
         dry_run=bool(row["dry_run"]),
         summary=row["summary"],
         started_at=row["started_at"],
@@ -169,6 +192,14 @@ def _run(row: sqlite3.Row) -> RunRecord:
         llm_ms=row["llm_ms"],
         model=row["model"],
     )
+
+
+def _reason(value: str | None) -> RunReason | None:
+    return None if value is None else RunReason(value)
+
+
+def _outcome(value: str | None) -> RunOutcome | None:
+    return None if value is None else RunOutcome(value)
 
 
 # -- configs -----------------------------------------------------------------------------
@@ -192,8 +223,8 @@ def get_thread_heartbeat(db: SessionDB, thread_id: str) -> ThreadHeartbeat | Non
         last_run=row["heartbeat_last_run"],
         last_summary=row["heartbeat_last_summary"],
         last_actions=json.loads(row["heartbeat_last_actions_json"] or "[]"),
-        last_outcome=row["heartbeat_last_outcome"],
-        last_reason=row["heartbeat_last_reason"],
+        last_outcome=_outcome(row["heartbeat_last_outcome"]),
+        last_reason=_reason(row["heartbeat_last_reason"]),
         next_due=row["heartbeat_next_due"],
         failures=row["heartbeat_failures"],
         context_hash=row["heartbeat_context_hash"],
@@ -308,21 +339,18 @@ def release_thread_lease(db: SessionDB, thread_id: str, owner: str) -> None:
 
 
 def start_run(
-    db: SessionDB, *, run_id: str, thread_id: str, trigger: str, dry_run: bool, now: float
+    db: SessionDB, *, run_id: str, thread_id: str, trigger: Trigger, dry_run: bool, now: float
 ) -> None:
     with db.write() as tx:
         tx.execute(
             "INSERT INTO heartbeat_runs (run_id, thread_id, trigger, outcome, dry_run, started_at) "
-            "VALUES (?, ?, ?, 'running', ?, ?)",
-            (run_id, thread_id, trigger, int(dry_run), now),
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (run_id, thread_id, Trigger(trigger), RunOutcome.RUNNING, int(dry_run), now),
         )
 
 
-def add_actions(db: SessionDB, run_id: str, thread_id: str, rows: list[dict[str, Any]]) -> None:
-    """Write the run's actions to the outbox in one transaction, before any is sent.
-
-    Each row: seq, type, payload, state, error, idempotency_key, content_hash.
-    """
+def add_actions(db: SessionDB, run_id: str, thread_id: str, rows: Sequence[OutboxRow]) -> None:
+    """Write the run's actions to the outbox in one transaction, before any is sent."""
     now = db.clock()
     with db.write() as tx:
         tx.executemany(
@@ -333,13 +361,13 @@ def add_actions(db: SessionDB, run_id: str, thread_id: str, rows: list[dict[str,
                 (
                     run_id,
                     thread_id,
-                    r["seq"],
-                    r["type"],
-                    dumps(r["payload"]),
-                    r["state"],
-                    r.get("error"),
-                    r["idempotency_key"],
-                    r.get("content_hash"),
+                    r.seq,
+                    r.type,
+                    dumps(r.payload),
+                    ActionState(r.state),
+                    r.error,
+                    r.idempotency_key,
+                    r.content_hash,
                     now,
                     now,
                 )
@@ -352,7 +380,7 @@ def update_action(
     db: SessionDB,
     idempotency_key: str,
     *,
-    state: str,
+    state: ActionState,
     ledger_id: str | None = None,
     error: str | None = None,
 ) -> None:
@@ -360,7 +388,7 @@ def update_action(
         tx.execute(
             "UPDATE heartbeat_actions SET state = ?, ledger_id = COALESCE(?, ledger_id), "
             "error = ?, updated_at = ? WHERE idempotency_key = ?",
-            (state, ledger_id, error, db.clock(), idempotency_key),
+            (ActionState(state), ledger_id, error, db.clock(), idempotency_key),
         )
 
 
@@ -463,12 +491,17 @@ def outcome_counts(db: SessionDB) -> dict[str, int]:
 
 
 def running_runs(db: SessionDB) -> list[RunRecord]:
-    rows = db.query("SELECT * FROM heartbeat_runs WHERE outcome = 'running'")
+    # The value is spelled into the SQL, not bound: only then can SQLite use the partial index
+    # ix_hb_runs_running (WHERE outcome = 'running').
+    rows = db.query(f"SELECT * FROM heartbeat_runs WHERE outcome = '{RunOutcome.RUNNING}'")
     return [_run(r) for r in rows]
 
 
 def pending_actions(db: SessionDB) -> list[ActionRecord]:
-    rows = db.query("SELECT * FROM heartbeat_actions WHERE state = 'pending' ORDER BY id")
+    # Spelled into the SQL for the partial index ix_hb_actions_pending (as in running_runs).
+    rows = db.query(
+        f"SELECT * FROM heartbeat_actions WHERE state = '{ActionState.PENDING}' ORDER BY id"
+    )
     return [action_from_row(r) for r in rows]
 
 
