@@ -9,7 +9,31 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
+
+from crt_loops.db.sqlite import SQLiteStore
+
+
+@dataclass(frozen=True)
+class Lease:
+    name: str
+    owner: str
+    acquired_at: float
+    expires_at: float
+
+
+_LEASE_COLUMNS = "name, owner, acquired_at, expires_at"
+
+
+def _lease(row: sqlite3.Row) -> Lease:
+    return Lease(str(row[0]), str(row[1]), float(row[2]), float(row[3]))
+
+
+def get_lease(store: SQLiteStore, name: str) -> Lease | None:
+    """The lease row of ``name``, expired or not."""
+    row = store.query_one(f"SELECT {_LEASE_COLUMNS} FROM leases WHERE name = ?", (name,))
+    return _lease(row) if row else None
 
 
 def take_leases(

@@ -1,8 +1,8 @@
 """Personality records: each thread's profile (versioned), its change history and entries.
 
 A profile is saved only if its version is still the one the caller started from (optimistic
-concurrency: a manual run may have saved meanwhile), together with its history row, its
-journal entry and the thread's watermark, in one transaction.
+concurrency: a manual run may have saved meanwhile), decided by the write's own ``WHERE``, and
+together with its history row, its journal entry and the thread's watermark, in one transaction.
 """
 
 from __future__ import annotations
@@ -69,18 +69,22 @@ def save_profile(
     """Save ``profile`` as ``version`` and raise the thread's watermark to ``up_to_id``;
     False (nothing written) when the stored version is no longer ``expected_version``."""
     with db.write() as tx:
-        row = tx.execute(
-            "SELECT version FROM personality_profiles WHERE thread_id = ?", (thread_id,)
-        ).fetchone()
-        if (int(row[0]) if row else 0) != expected_version:
+        # The version check is the write's own WHERE (or the conflict of a first insert), so it
+        # holds whatever the isolation level: a profile saved meanwhile makes this a no-op.
+        if expected_version == 0:
+            cur = tx.execute(
+                "INSERT INTO personality_profiles (thread_id, profile_json, version, updated_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT(thread_id) DO NOTHING",
+                (thread_id, dumps(profile), version, now),
+            )
+        else:
+            cur = tx.execute(
+                "UPDATE personality_profiles SET profile_json = ?, version = ?, updated_at = ? "
+                "WHERE thread_id = ? AND version = ?",
+                (dumps(profile), version, now, thread_id, expected_version),
+            )
+        if cur.rowcount != 1:
             return False
-        tx.execute(
-            "INSERT INTO personality_profiles (thread_id, profile_json, version, updated_at) "
-            "VALUES (?, ?, ?, ?) ON CONFLICT(thread_id) DO UPDATE SET "
-            "profile_json = excluded.profile_json, version = excluded.version, "
-            "updated_at = excluded.updated_at",
-            (thread_id, dumps(profile), version, now),
-        )
         if change is not None:
             tx.execute(
                 "INSERT INTO personality_history (thread_id, created_at, changes_json, reason, "

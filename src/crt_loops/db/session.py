@@ -24,7 +24,7 @@ from typing import Any
 
 from crt_loops.db import progress
 from crt_loops.db.errors import DatabaseClosedError, translated
-from crt_loops.db.leases import drop_lease, kv_read, kv_write, take_lease
+from crt_loops.db.leases import drop_lease, get_lease, kv_read, kv_write, take_lease
 from crt_loops.db.migrations import MIGRATIONS
 from crt_loops.db.sqlite import BUSY_TIMEOUT_MS, SQLiteStore
 
@@ -251,10 +251,10 @@ class SessionDB(SQLiteStore):
             drop_lease(tx, name, owner)
 
     def lease_holder(self, name: str) -> tuple[str, float] | None:
-        row = self.query_one("SELECT owner, expires_at FROM leases WHERE name = ?", (name,))
-        if row is None or row[1] < self.clock():
+        lease = get_lease(self, name)
+        if lease is None or lease.expires_at < self.clock():
             return None
-        return str(row[0]), float(row[1])
+        return lease.owner, lease.expires_at
 
     # -- key/value -----------------------------------------------------------------------
 

@@ -1,0 +1,58 @@
+"""Repository writes whose decision is the write itself: stale profile saves, watermarks."""
+
+from __future__ import annotations
+
+from crt_loops.db import personality, progress
+from crt_loops.db.journal import list_entries
+from crt_loops.db.session import SessionDB
+
+
+def _save(db: SessionDB, *, expected: int, version: int, seen: int) -> bool:
+    change = personality.ProfileChange(
+        changes=[{"field": "tone", "old": "neutral", "new": "warm"}],
+        reason="tone: thanks",
+        public_profile={"tone": "warm"},
+        title="How I talk in this thread",
+        body="warmer",
+        meta={"version": version},
+    )
+    return personality.save_profile(
+        db,
+        loop="personality",
+        thread_id="default",
+        up_to_id=seen,
+        expected_version=expected,
+        profile={"tone": "warm", "messages_seen": seen},
+        version=version,
+        now=db.clock(),
+        change=change,
+    )
+
+
+def test_a_stale_profile_save_writes_nothing(db: SessionDB) -> None:
+    assert _save(db, expected=0, version=1, seen=5)
+    assert not _save(db, expected=0, version=1, seen=9)  # a second "first" save
+    assert not _save(db, expected=2, version=3, seen=9)  # a version that was never stored
+    stored = personality.stored_profile(db, "default")
+    assert stored is not None and (stored.version, stored.profile["messages_seen"]) == (1, 5)
+    assert len(personality.history(db, "default", limit=10)) == 1
+    assert [e.entry_type for e in list_entries(db, "default")] == ["personality"]
+    assert db.thread_watermark("personality", "default") == 5
+    assert _save(db, expected=1, version=2, seen=9)
+    stored = personality.stored_profile(db, "default")
+    assert stored is not None and stored.version == 2
+    assert db.thread_watermark("personality", "default") == 9
+
+
+def test_watermarks_only_rise_and_candidates_follow_them(db: SessionDB) -> None:
+    first = db.add_message("default", "user", "one")
+    second = db.add_message("default", "user", "two")
+    assert progress.candidates(db, "reflection", "messages") == [
+        progress.Candidate("default", 0, second.id)
+    ]
+    db.set_thread_watermark("reflection", "default", second.id)
+    db.set_thread_watermark("reflection", "default", first.id)  # never lowers it
+    assert db.thread_watermark("reflection", "default") == second.id
+    assert progress.candidates(db, "reflection", "messages") == []
+    assert progress.first_unprocessed(db, "reflection", "messages", "default", 0) is None
+    assert progress.committed_high_id(db, "messages") == second.id
