@@ -33,10 +33,8 @@ from crt_loops.heartbeat.context import (
 from crt_loops.heartbeat.decision import (
     Decision,
     RejectedAction,
-    ValidationContext,
     decision_json_schema,
     parse_decision,
-    validate_actions,
 )
 from crt_loops.heartbeat.deps import RunnerOptions
 from crt_loops.heartbeat.gates import Verdict
@@ -44,6 +42,7 @@ from crt_loops.heartbeat.instructions import Instructions
 from crt_loops.heartbeat.prompt import build_prompt
 from crt_loops.heartbeat.recording import RunState
 from crt_loops.heartbeat.redaction import redact_text
+from crt_loops.heartbeat.validation import ValidationContext, validate_actions
 from crt_loops.ledger.client import LedgerClient, LedgerError
 from crt_loops.llm.client import LLM, LLMError
 
