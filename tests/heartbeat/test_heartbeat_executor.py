@@ -706,7 +706,7 @@ def test_prompt_shows_the_latest_reflection_however_much_journal_followed(
     env: HeartbeatEnv,
 ) -> None:
     """It once looked only at the 20 newest journal entries, so a busy journal hid it."""
-    from crt_loops.mind.journal import insert_entry
+    from crt_loops.db.journal import insert_entry
 
     with env.db.write() as tx:
         now = env.clock.now

@@ -17,7 +17,6 @@ Ledger deduplicates on that key, so re-sending after a crash lands once.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from crt_loops.core.enums import RunReason, Trigger
 from crt_loops.db import heartbeats
+from crt_loops.db.errors import DatabaseUnavailable
 from crt_loops.heartbeat import recording, recovery, updates
 from crt_loops.heartbeat.config import HeartbeatConfig
 from crt_loops.heartbeat.deps import LedgerLimits, RunnerDeps, RunnerOptions, from_settings
@@ -148,7 +148,7 @@ class HeartbeatRunner:
         finally:
             try:
                 heartbeats.release_thread_lease(self.db, thread_id, self.owner)
-            except sqlite3.OperationalError as exc:  # the lease expires on its own
+            except DatabaseUnavailable as exc:  # the lease expires on its own
                 logger.warning("%s could not release the lease of %s: %s", PREFIX, thread_id, exc)
         self.on_change()
         finished = heartbeats.get_run(self.db, run.run_id)
@@ -170,7 +170,7 @@ class HeartbeatRunner:
         thread_id = state.run.thread_id
         try:
             verdict = pipeline.run(state, hb, forced=forced)
-        except sqlite3.OperationalError as exc:  # e.g. locked past the busy timeout
+        except DatabaseUnavailable as exc:  # e.g. locked past the busy timeout
             logger.error("%s Failed to run heartbeat: %s: database: %s", PREFIX, thread_id, exc)
             verdict = fail(RunReason.DB_ERROR, f"database: {exc}")
         except Exception as exc:  # a failure is an outcome; BaseException goes through

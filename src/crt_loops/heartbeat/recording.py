@@ -9,7 +9,6 @@ so a record is never dropped for a transient lock.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 from crt_loops.core import metrics
 from crt_loops.core.enums import RunOutcome, RunReason, Trigger
 from crt_loops.db import agent_history, heartbeats
+from crt_loops.db.errors import DatabaseUnavailable
 from crt_loops.db.session import SessionDB
 from crt_loops.heartbeat.config import HeartbeatConfig
 from crt_loops.heartbeat.gates import Verdict
@@ -95,7 +95,7 @@ def record(
         try:
             _finish(db, state, hb, started=started, now=clock(), default_timezone=default_timezone)
             return
-        except sqlite3.OperationalError as exc:
+        except DatabaseUnavailable as exc:
             if attempt == len(delays):
                 logger.error(
                     "%s Failed to run heartbeat: could not record run %s of %s: %s",
