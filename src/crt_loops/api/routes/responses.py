@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from crt_loops.core.enums import ActionState, LoopState, RunOutcome, TickOutcome, Trigger
 from crt_loops.heartbeat.config import HeartbeatConfig
 from crt_loops.ledger.client import Post
+from crt_loops.ledger.embed import EmbedState
 
 ISO = "2026-03-01T09:30:00Z"
 
@@ -358,7 +359,7 @@ class LedgerStatus(Out):
             "registered": True,
             "reachable": True,
             "error": None,
-            "state": "running",
+            "state": EmbedState.RUNNING,
         }
     )
     url: str = Field(description="the Ledger's base URL (ends in /api/v1)")
