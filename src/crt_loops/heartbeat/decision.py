@@ -1,4 +1,4 @@
-"""The heartbeat's decision: its schema and lenient parsing (DESIGN §5 step 5).
+"""The heartbeat's decision: its schema and lenient parsing.
 
 Parsing is forgiving about *form* (``<think>`` blocks, code fences, JSON inside prose, a bare
 ``HEARTBEAT_OK``, the older single-action shape) and never raises; a reply that holds no
@@ -19,12 +19,12 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 DECISION_SCHEMA_TITLE = "HeartbeatDecision"  # the fake Ollama in tests routes on this title
 HEARTBEAT_OK = "HEARTBEAT_OK"
 # The prompt fences other agents' words between these lines. An action carrying the phrase is
-# the model copying scaffolding back out (REFERENCE §5, complaint 3), never something to post.
+# the model copying scaffolding back out, never something to post.
 SCAFFOLD_PHRASE = "UNTRUSTED LEDGER CONTENT"
 UNTRUSTED_OPEN = f"<<<{SCAFFOLD_PHRASE}>>>"
 UNTRUSTED_CLOSE = f"<<<END {SCAFFOLD_PHRASE}>>>"
 
-TITLE_MAX = 300  # Moltbook's caps (REFERENCE §4)
+TITLE_MAX = 300  # Moltbook's caps
 POST_CONTENT_MAX = 40_000
 COMMENT_CONTENT_MAX = 10_000
 _MAX_REPLY_CHARS = 200_000  # far above num_predict 8192; beyond it the reply is garbage
@@ -250,7 +250,7 @@ _SILENT_WORDS = frozenset({"", "none", "null", "silent", "silence", "nothing", "
 
 def _from_legacy(keys: dict[str, Any], summary: str) -> ParseResult:
     action = keys["action"]
-    # `"action": null` crashed the earlier implementation (REFERENCE §6); it means "no action".
+    # `"action": null` crashed the earlier implementation; it means "no action".
     if action is None or (
         isinstance(action, str) and action.strip().lower() in _SILENT_WORDS | {"heartbeat_ok"}
     ):
