@@ -1,4 +1,4 @@
-"""Strict validation of a heartbeat's decision.
+"""Strict validation of a heartbeat's decision (docs/architecture.md §5 step 6).
 
 Every action that may not be sent is kept, marked not allowed, with a :class:`BlockReason` the
 outbox records as state ``blocked``: lengths, shown post ids only, the target, max actions, no
