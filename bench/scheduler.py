@@ -1,7 +1,7 @@
 """Scheduler scale: 100,000 threads with a heartbeat config; what one wake of the loop costs.
 
-A wake of the heartbeat loop is ``heartbeats.claim_due`` (lease up to ``limit`` due threads in
-one ``BEGIN IMMEDIATE`` transaction) followed by ``heartbeats.earliest_due`` (how long to
+A wake of the heartbeat loop is ``heartbeat_claims.claim_due`` (lease up to ``limit`` due threads in
+one ``BEGIN IMMEDIATE`` transaction) followed by ``heartbeat_claims.earliest_due`` (how long to
 sleep). Both are timed over a simulated half hour of wakes against a DB of 100,000 threads (90%
 enabled, due times spread over the next 30 minutes, so each wake finds a few due), with the
 runs' effect (next due moved an interval on, lease released) applied between wakes but not
@@ -46,7 +46,7 @@ def uses_index(lines: list[str]) -> bool:
 
 
 def run(ctx: BenchContext) -> BenchResult:
-    from crt_loops.db import heartbeats
+    from crt_loops.db import heartbeat_claims
     from crt_loops.db.session import SessionDB
     from crt_loops.heartbeat.config import HeartbeatConfig
 
@@ -76,8 +76,8 @@ def run(ctx: BenchContext) -> BenchResult:
         conn = db.read()
         claim_plan = plan(
             conn,
-            heartbeats.CLAIM_CANDIDATES_SQL,
-            {"now": now, "prefix": heartbeats.LEASE_PREFIX, "window": LIMIT * 4},
+            heartbeat_claims.CLAIM_CANDIDATES_SQL,
+            {"now": now, "prefix": heartbeat_claims.LEASE_PREFIX, "window": LIMIT * 4},
         )
         earliest_plan = plan(conn, EARLIEST_SQL, ())
         count_plan = plan(
@@ -88,10 +88,10 @@ def run(ctx: BenchContext) -> BenchResult:
         idle: list[float] = []
         for _ in range(50):
             t = time.perf_counter()
-            claimed, _busy = heartbeats.claim_due(
+            claimed, _busy = heartbeat_claims.claim_due(
                 db, now=now - 10, owner=owner, ttl=300, limit=LIMIT
             )
-            heartbeats.earliest_due(db)
+            heartbeat_claims.earliest_due(db)
             idle.append((time.perf_counter() - t) * 1000)
             assert not claimed
 
@@ -102,8 +102,10 @@ def run(ctx: BenchContext) -> BenchResult:
         for k in range(WAKES):
             at = now + k * step
             t = time.perf_counter()
-            claimed, _busy = heartbeats.claim_due(db, now=at, owner=owner, ttl=300, limit=LIMIT)
-            heartbeats.earliest_due(db)
+            claimed, _busy = heartbeat_claims.claim_due(
+                db, now=at, owner=owner, ttl=300, limit=LIMIT
+            )
+            heartbeat_claims.earliest_due(db)
             wakes.append((time.perf_counter() - t) * 1000)
             claimed_total += len(claimed)
             with db.write() as tx:  # the runs' records: next due, lease released (not timed)
@@ -113,9 +115,11 @@ def run(ctx: BenchContext) -> BenchResult:
                         "WHERE thread_id = ?",
                         (every, tid),
                     )
-                    tx.execute("DELETE FROM leases WHERE name = ?", (heartbeats.lease_name(tid),))
+                    tx.execute(
+                        "DELETE FROM leases WHERE name = ?", (heartbeat_claims.lease_name(tid),)
+                    )
         t = time.perf_counter()
-        scheduled = heartbeats.count_scheduled(db)
+        scheduled = heartbeat_claims.count_scheduled(db)
         count_ms = (time.perf_counter() - t) * 1000
     finally:
         db.close()

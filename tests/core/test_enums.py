@@ -3,6 +3,7 @@ docstring) and accepted by the DB's CHECK constraints, value for value."""
 
 from __future__ import annotations
 
+import ast
 import re
 from enum import StrEnum
 from pathlib import Path
@@ -115,3 +116,71 @@ def test_the_db_accepts_exactly_the_stored_values(tmp_path: Path) -> None:
     assert check_values(sql["heartbeat_runs"], "trigger") == {t.value for t in Trigger}
     assert check_values(sql["heartbeat_runs"], "outcome") == {o.value for o in RunOutcome}
     assert check_values(sql["heartbeat_actions"], "state") == {s.value for s in ActionState}
+
+
+# -- nothing else spells a value --------------------------------------------------------------
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "crt_loops"
+# Where a bare value is the point: the enums themselves, and the migrations' CHECK constraints
+# (schema history, written once).
+BARE_ALLOWED = {"core/enums.py", "db/migrations.py"}
+VOCABULARY = {m.value for e in (RunOutcome, RunReason, ActionState, Trigger) for m in e}
+FIELDS = ("outcome", "reason", "state", "trigger")
+
+
+def _names_a_field(node: ast.AST) -> bool:
+    text = ast.unparse(node)
+    return any(field in text for field in FIELDS)
+
+
+def _bare(node: ast.AST) -> bool:
+    return isinstance(node, ast.Constant) and node.value in VOCABULARY
+
+
+def bare_spellings(tree: ast.AST) -> list[str]:
+    """Comparisons, keyword arguments and dict entries that give one of the outcome, reason,
+    state or trigger fields a bare string from the vocabulary."""
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            values = [v for s in sides for v in (s.elts if isinstance(s, ast.Tuple) else [s])]
+            if any(_bare(v) for v in values) and any(_names_a_field(s) for s in sides):
+                found.append(ast.unparse(node))
+        elif isinstance(node, ast.keyword):
+            if node.arg in FIELDS and _bare(node.value):
+                found.append(ast.unparse(node))
+        elif isinstance(node, ast.Dict):
+            for key, value in zip(node.keys, node.values, strict=True):
+                if (
+                    isinstance(key, ast.Constant)
+                    and key.value in FIELDS
+                    and value is not None
+                    and _bare(value)
+                ):
+                    found.append(f"{key.value!r}: {ast.unparse(value)}")
+    return found
+
+
+def test_bare_spellings_are_found() -> None:
+    tree = ast.parse(
+        "if run.outcome == 'failed': pass\n"
+        "x = r.state in ('sent', 'pending')\n"
+        "runner.run(t, trigger='manual')\n"
+        "d = {'reason': 'busy'}\n"
+        "ok = run.outcome is RunOutcome.FAILED\n"
+        "y = name == 'failed'\n"
+    )
+    assert len(bare_spellings(tree)) == 4
+
+
+def test_no_product_module_spells_an_outcome_reason_state_or_trigger() -> None:
+    offenders = {}
+    for path in sorted(SRC.rglob("*.py")):
+        rel = path.relative_to(SRC).as_posix()
+        if rel in BARE_ALLOWED:
+            continue
+        found = bare_spellings(ast.parse(path.read_text(encoding="utf-8")))
+        if found:
+            offenders[rel] = found
+    assert offenders == {}

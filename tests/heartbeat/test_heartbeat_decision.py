@@ -1,4 +1,5 @@
-"""heartbeat.decision: the schema, lenient parsing that never raises, strict validation."""
+"""heartbeat.decision and heartbeat.validation: the schema, lenient parsing that never raises,
+strict validation."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from crt_loops.core.enums import BlockReason
 from crt_loops.heartbeat.config import HeartbeatConfig
 from crt_loops.heartbeat.decision import (
     COMMENT_CONTENT_MAX,
@@ -17,18 +19,19 @@ from crt_loops.heartbeat.decision import (
     TITLE_MAX,
     UNTRUSTED_CLOSE,
     UNTRUSTED_OPEN,
-    BlockReason,
     CommentAction,
     Decision,
     ParseResult,
     PostAction,
-    ValidatedAction,
-    ValidationContext,
     VoteAction,
-    action_hash,
-    content_hash,
     decision_json_schema,
     parse_decision,
+)
+from crt_loops.heartbeat.validation import (
+    ValidatedAction,
+    ValidationContext,
+    action_hash,
+    content_hash,
     validate_actions,
 )
 

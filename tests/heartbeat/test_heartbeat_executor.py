@@ -19,7 +19,7 @@ from support.hb_env import HeartbeatEnv, heartbeat_env
 from crt_loops.core import identity
 from crt_loops.core.enums import ActionState
 from crt_loops.core.server_thread import ServerThread
-from crt_loops.db import heartbeats
+from crt_loops.db import heartbeat_claims, heartbeats
 from crt_loops.db.heartbeats import OutboxRow
 from crt_loops.heartbeat.executor import BACKOFF_STEPS, HeartbeatBusy, LedgerLimits
 
@@ -295,7 +295,7 @@ def test_nothing_new_skips_scheduled_runs_but_not_run_now(env: HeartbeatEnv) -> 
 
 
 def test_busy_thread_refuses_run_now_and_schedule_retries_shortly(env: HeartbeatEnv) -> None:
-    assert heartbeats.take_thread_lease(env.db, "default", "someone-else", 60)
+    assert heartbeat_claims.take_thread_lease(env.db, "default", "someone-else", 60)
     with pytest.raises(HeartbeatBusy):
         env.run()
     env.runner.record_busy("default", retry_in=15)
@@ -340,7 +340,9 @@ def test_recovery_closes_interrupted_runs_and_resends_pending_once(env: Heartbea
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    assert heartbeats.take_thread_lease(env.db, "default", f"{identity.HOSTNAME}:{dead.pid}:x", 600)
+    assert heartbeat_claims.take_thread_lease(
+        env.db, "default", f"{identity.HOSTNAME}:{dead.pid}:x", 600
+    )
     result = env.runner.recover()
     assert result == {"interrupted": 1, "resent": 1, "failed": 0}
     run = heartbeats.get_run(env.db, "r1")
@@ -359,7 +361,7 @@ def test_recovery_leaves_a_live_holders_run_until_its_lease_expires(env: Heartbe
         dry_run=False,
         now=env.clock.now,
     )
-    assert heartbeats.take_thread_lease(env.db, "default", "other-host:4242:x", 600)
+    assert heartbeat_claims.take_thread_lease(env.db, "default", "other-host:4242:x", 600)
     assert env.runner.recover()["interrupted"] == 0  # another machine may still be running it
     env.clock.advance(601)
     assert env.runner.recover()["interrupted"] == 1

@@ -15,7 +15,7 @@ from support.fake_ollama import FakeOllama, Reply
 from support.hb_env import HeartbeatEnv, heartbeat_env
 from support.waiting import wait_for
 
-from crt_loops.db import heartbeats
+from crt_loops.db import heartbeat_claims, heartbeats
 from crt_loops.heartbeat.loop import BUSY_RETRY_SECONDS, HeartbeatLoop
 
 
@@ -89,13 +89,13 @@ def test_threads_do_not_all_fire_together(env: HeartbeatEnv) -> None:
 def test_busy_thread_is_retried_shortly(env: HeartbeatEnv) -> None:
     env.configure(enabled=True, every_seconds=1800)
     env.clock.advance(61)
-    assert heartbeats.take_thread_lease(env.db, "default", "another-worker", 300)
+    assert heartbeat_claims.take_thread_lease(env.db, "default", "another-worker", 300)
     loop = make_loop(env)
     assert loop.tick().detail == {"runs": 0, "busy": 1}
     (run,) = heartbeats.list_runs(env.db, "default")
     assert (run.outcome, run.reason) == ("skipped", "busy")
     assert loop.next_delay() == pytest.approx(BUSY_RETRY_SECONDS)
-    heartbeats.release_thread_lease(env.db, "default", "another-worker")
+    heartbeat_claims.release_thread_lease(env.db, "default", "another-worker")
     env.clock.advance(BUSY_RETRY_SECONDS)
     assert loop.tick().detail["runs"] == 1
 

@@ -42,7 +42,7 @@ from support.service import Service
 from support.waiting import wait_for
 
 from crt_loops.core import identity
-from crt_loops.db import heartbeats
+from crt_loops.db import heartbeat_claims, heartbeats
 from crt_loops.db.session import SessionDB
 from crt_loops.heartbeat.deps import RunnerDeps, RunnerOptions
 from crt_loops.heartbeat.executor import HeartbeatRunner
@@ -252,7 +252,7 @@ def test_recovery_closes_runs_of_a_dead_process_that_had_our_pid(tmp_path: Path)
     db = SessionDB(tmp_path / "crt.db")
     try:
         dead = f"{identity.HOSTNAME}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        assert heartbeats.take_thread_lease(db, "default", dead, ttl=3600)
+        assert heartbeat_claims.take_thread_lease(db, "default", dead, ttl=3600)
         heartbeats.start_run(
             db, run_id="r1", thread_id="default", trigger="schedule", dry_run=False, now=db.clock()
         )
@@ -271,7 +271,9 @@ def test_recovery_closes_runs_of_a_dead_process_that_had_our_pid(tmp_path: Path)
         assert result["interrupted"] == 1
         run = heartbeats.get_run(db, "r1")
         assert run is not None and (run.outcome, run.reason) == ("failed", "interrupted")
-        assert heartbeats.lease_owner(db, "default") is None, "the dead holder's lease is released"
+        assert heartbeat_claims.lease_owner(db, "default") is None, (
+            "the dead holder's lease is released"
+        )
     finally:
         db.close()
 
@@ -289,7 +291,7 @@ def test_recovery_releases_a_dead_claim_and_makes_its_thread_due_soon(tmp_path: 
                 ('{"enabled": true, "every_seconds": 1800}', now - 1),
             )
         dead = f"{identity.HOSTNAME}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        claimed, busy = heartbeats.claim_due(db, now=now, owner=dead, ttl=3600, limit=1)
+        claimed, busy = heartbeat_claims.claim_due(db, now=now, owner=dead, ttl=3600, limit=1)
         assert (claimed, busy) == (["default"], [])
         hb = heartbeats.get_thread_heartbeat(db, "default")
         assert hb is not None and hb.next_due == now + 3600  # hidden from other claimers
@@ -305,7 +307,7 @@ def test_recovery_releases_a_dead_claim_and_makes_its_thread_due_soon(tmp_path: 
             ),
         )
         runner.recover()
-        assert heartbeats.lease_owner(db, "default") is None
+        assert heartbeat_claims.lease_owner(db, "default") is None
         hb = heartbeats.get_thread_heartbeat(db, "default")
         assert hb is not None and hb.next_due is not None
         assert hb.next_due <= db.clock() + 30

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from dataclasses import dataclass
 from typing import Any
 
 from crt_loops.core.enums import ActionState
@@ -21,9 +22,24 @@ HISTORY_HORIZON = 30 * 86_400.0
 SENT, PENDING, DRY_RUN = ActionState.SENT, ActionState.PENDING, ActionState.DRY_RUN
 
 
+@dataclass(frozen=True)
+class AgentHistory:
+    """What the agent did lately: ids it voted on, comments it answered (sent or about to be),
+    its own posts, the hashes of what it said in the last 24 h, when it last posted and
+    commented, and how many comments it sent in the last 24 h."""
+
+    voted_post_ids: frozenset[str]
+    answered_comment_ids: frozenset[str]
+    own_post_ids: frozenset[str]
+    recent_hashes: frozenset[str]
+    last_post_at: float | None
+    last_comment_at: float | None
+    comments_last_24h: int
+
+
 def agent_history(
     db: SessionDB, *, since: float, changed_after: float | None = None
-) -> dict[str, Any]:
+) -> AgentHistory:
     """What the agent did lately, across all threads (the Ledger agent is one for all of them).
 
     Votes, own posts and answered comments look back ``HISTORY_HORIZON`` (a bounded, indexed
@@ -40,7 +56,7 @@ def agent_history(
 
 def _agent_history(
     conn: sqlite3.Connection, *, since: float, changed_after: float | None
-) -> dict[str, Any]:
+) -> AgentHistory:
     horizon = since - HISTORY_HORIZON
     if changed_after is not None:
         # Only what changed since an earlier read (see merge_history): a short indexed range.
@@ -49,9 +65,9 @@ def _agent_history(
     # index (WHERE state = 'sent').
     sent = f"FROM heartbeat_actions WHERE state = '{SENT}' AND type = ? AND updated_at >= ?"
 
-    def strings(sql: str, *args: Any) -> set[str]:
+    def strings(sql: str, *args: Any) -> frozenset[str]:
         values = json.loads(conn.execute(sql, args).fetchone()[0] or "[]")
-        return {str(v) for v in values if v}
+        return frozenset(str(v) for v in values if v)
 
     # A sent vote's ledger_id is the post it voted on (outbox.call_ledger), so the
     # votes come from the index alone, without reading a payload.
@@ -73,30 +89,36 @@ def _agent_history(
         f"SELECT MAX(updated_at) {sent}", ("comment", horizon)
     ).fetchone()[0]
     comments_today = int(conn.execute(f"SELECT COUNT(*) {sent}", ("comment", since)).fetchone()[0])
-    return {
-        "voted_post_ids": voted,
-        "answered_comment_ids": answered,
-        "own_post_ids": own_posts,
-        "recent_hashes": hashes,
-        "last_post_at": last_post_at,
-        "last_comment_at": last_comment_at,
-        "comments_last_24h": comments_today,
-    }
+    return AgentHistory(
+        voted_post_ids=voted,
+        answered_comment_ids=answered,
+        own_post_ids=own_posts,
+        recent_hashes=hashes,
+        last_post_at=last_post_at,
+        last_comment_at=last_comment_at,
+        comments_last_24h=comments_today,
+    )
 
 
-def merge_history(first: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:
+def merge_history(first: AgentHistory, later: AgentHistory) -> AgentHistory:
     """An earlier agent_history read updated with a ``changed_after`` read of what came since.
 
     The comment count may count a row twice at the boundary: conservative, it blocks early.
     """
-    merged = dict(first)
-    for key in ("voted_post_ids", "answered_comment_ids", "own_post_ids", "recent_hashes"):
-        merged[key] = first[key] | later[key]
-    for key in ("last_post_at", "last_comment_at"):
-        values = [v for v in (first[key], later[key]) if v is not None]
-        merged[key] = max(values) if values else None
-    merged["comments_last_24h"] = first["comments_last_24h"] + later["comments_last_24h"]
-    return merged
+    return AgentHistory(
+        voted_post_ids=first.voted_post_ids | later.voted_post_ids,
+        answered_comment_ids=first.answered_comment_ids | later.answered_comment_ids,
+        own_post_ids=first.own_post_ids | later.own_post_ids,
+        recent_hashes=first.recent_hashes | later.recent_hashes,
+        last_post_at=_latest(first.last_post_at, later.last_post_at),
+        last_comment_at=_latest(first.last_comment_at, later.last_comment_at),
+        comments_last_24h=first.comments_last_24h + later.comments_last_24h,
+    )
+
+
+def _latest(a: float | None, b: float | None) -> float | None:
+    values = [v for v in (a, b) if v is not None]
+    return max(values) if values else None
 
 
 def recent_thread_actions(db: SessionDB, thread_id: str, limit: int = 10) -> list[ActionRecord]:

@@ -8,6 +8,7 @@ can never be selected by a caller's mistake.
 
 from __future__ import annotations
 
+from crt_loops.core.enums import ActionState, RunOutcome
 from crt_loops.db.sqlite import SQLiteStore
 
 BATCH = 5_000
@@ -31,9 +32,9 @@ def prune_heartbeat_runs(store: SQLiteStore, started_before: float) -> int:
         store,
         "DELETE FROM heartbeat_runs WHERE rowid IN ("
         " SELECT r.rowid FROM heartbeat_runs r WHERE r.started_at < ?"
-        " AND r.outcome != 'running'"
+        f" AND r.outcome != '{RunOutcome.RUNNING}'"
         " AND r.run_id NOT IN (SELECT a.run_id FROM heartbeat_actions a"
-        "                      WHERE a.state = 'pending')"
+        f"                      WHERE a.state = '{ActionState.PENDING}')"
         " AND r.started_at < (SELECT MAX(l.started_at) FROM heartbeat_runs l"
         "                     WHERE l.thread_id = r.thread_id)"
         " LIMIT ?)",

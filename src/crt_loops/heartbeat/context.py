@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -161,7 +162,9 @@ def read_home(ledger: LedgerReader) -> LedgerHome:
     return LedgerHome(karma=_get(home, "karma"), activity=fresh)
 
 
-def unanswered_activity(pending: list[dict[str, Any]], answered: set[str]) -> list[Activity]:
+def unanswered_activity(
+    pending: list[dict[str, Any]], answered: AbstractSet[str]
+) -> list[Activity]:
     """The newest of the kept activity (oldest first) the agent has not answered yet."""
     return [
         Activity(
@@ -176,7 +179,7 @@ def unanswered_activity(pending: list[dict[str, Any]], answered: set[str]) -> li
     ][-ACTIVITY_LIMIT:]
 
 
-def read_feed(ledger: LedgerReader, own_post_ids: set[str]) -> list[FeedPost]:
+def read_feed(ledger: LedgerReader, own_post_ids: AbstractSet[str]) -> list[FeedPost]:
     """The hot feed, with post ids, marking the agent's own posts. Ledger errors propagate."""
     page = ledger.list_posts(sort="hot", limit=FEED_LIMIT)
     posts = _get(page, "posts", page) or []

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from crt_loops.core.enums import RunReason, Trigger
-from crt_loops.db import heartbeats
+from crt_loops.db import heartbeat_claims, heartbeats
 from crt_loops.db.errors import DatabaseUnavailable
 from crt_loops.heartbeat import recording, recovery, updates
 from crt_loops.heartbeat.config import HeartbeatConfig
@@ -115,9 +115,9 @@ class HeartbeatRunner:
         hb = heartbeats.get_thread_heartbeat(self.db, thread_id)
         if hb is None:
             if lease_held:
-                heartbeats.release_thread_lease(self.db, thread_id, self.owner)
+                heartbeat_claims.release_thread_lease(self.db, thread_id, self.owner)
             raise HeartbeatThreadNotFound(f"thread {thread_id!r} does not exist")
-        if not lease_held and not heartbeats.take_thread_lease(
+        if not lease_held and not heartbeat_claims.take_thread_lease(
             self.db, thread_id, self.owner, self.lease_ttl
         ):
             raise HeartbeatBusy(f"a heartbeat for thread {thread_id!r} is already running")
@@ -147,7 +147,7 @@ class HeartbeatRunner:
             )
         finally:
             try:
-                heartbeats.release_thread_lease(self.db, thread_id, self.owner)
+                heartbeat_claims.release_thread_lease(self.db, thread_id, self.owner)
             except DatabaseUnavailable as exc:  # the lease expires on its own
                 logger.warning("%s could not release the lease of %s: %s", PREFIX, thread_id, exc)
         self.on_change()

@@ -17,9 +17,10 @@ from crt_loops.core.enums import ActionState, BlockReason, RunOutcome, RunReason
 from crt_loops.db import heartbeats
 from crt_loops.db.heartbeats import OutboxRow
 from crt_loops.db.session import SessionDB
-from crt_loops.heartbeat.decision import RejectedAction, ValidatedAction
+from crt_loops.heartbeat.decision import RejectedAction
 from crt_loops.heartbeat.gates import Verdict
 from crt_loops.heartbeat.redaction import redact_payload
+from crt_loops.heartbeat.validation import ValidatedAction
 from crt_loops.ledger.client import LedgerClient, LedgerError, LedgerRateLimited
 
 logger = logging.getLogger(__name__)

@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from crt_loops.core.enums import ActionState
 from crt_loops.db import agent_history, heartbeats
@@ -33,10 +32,8 @@ from crt_loops.heartbeat.context import (
 from crt_loops.heartbeat.decision import (
     Decision,
     RejectedAction,
-    ValidationContext,
     decision_json_schema,
     parse_decision,
-    validate_actions,
 )
 from crt_loops.heartbeat.deps import RunnerOptions
 from crt_loops.heartbeat.gates import Verdict
@@ -44,6 +41,7 @@ from crt_loops.heartbeat.instructions import Instructions
 from crt_loops.heartbeat.prompt import build_prompt
 from crt_loops.heartbeat.recording import RunState
 from crt_loops.heartbeat.redaction import redact_text
+from crt_loops.heartbeat.validation import ValidationContext, validate_actions
 from crt_loops.ledger.client import LedgerClient, LedgerError
 from crt_loops.llm.client import LLM, LLMError
 
@@ -55,7 +53,7 @@ class Looked:
     """What the run looked at: the context, the agent's history, when that was read."""
 
     ctx: HeartbeatContext
-    past: dict[str, Any]
+    past: agent_history.AgentHistory
     past_at: float
 
 
@@ -130,8 +128,8 @@ class Pipeline:
             # Kept before anything else can fail: /home shows each new comment only once.
             pending = agent_history.merge_pending_activity(self.db, home.activity)
             ctx.karma = home.karma
-            ctx.activity = unanswered_activity(pending, past["answered_comment_ids"])
-            ctx.feed = read_feed(ledger, past["own_post_ids"])
+            ctx.activity = unanswered_activity(pending, past.answered_comment_ids)
+            ctx.feed = read_feed(ledger, past.own_post_ids)
         except LedgerError as exc:
             return gates.ledger_read_failed(str(exc))
         state.context_hash = ctx.fingerprint(instructions.sha256, state.config.model_dump_json())
@@ -193,13 +191,13 @@ class Pipeline:
             config=config,
             shown_post_ids=ctx.shown_post_ids(),
             shown_comment_ids=ctx.shown_comment_ids(),
-            own_post_ids=past["own_post_ids"],
-            voted_post_ids=past["voted_post_ids"],
-            recent_hashes=past["recent_hashes"],
+            own_post_ids=past.own_post_ids,
+            voted_post_ids=past.voted_post_ids,
+            recent_hashes=past.recent_hashes,
             now=decided_at,
-            next_post_allowed_at=_after(past["last_post_at"], limits.post_cooldown),
-            next_comment_allowed_at=_after(past["last_comment_at"], limits.comment_cooldown),
-            comments_left_today=max(0, limits.comments_per_day - past["comments_last_24h"]),
+            next_post_allowed_at=_after(past.last_post_at, limits.post_cooldown),
+            next_comment_allowed_at=_after(past.last_comment_at, limits.comment_cooldown),
+            comments_left_today=max(0, limits.comments_per_day - past.comments_last_24h),
             secrets=self.options.secrets,
             default_submolt=config.submolt,
         )

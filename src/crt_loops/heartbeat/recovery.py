@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from crt_loops.core.enums import RunOutcome, RunReason
 from crt_loops.core.identity import owner_is_dead
-from crt_loops.db import heartbeats
+from crt_loops.db import heartbeat_claims, heartbeats
 from crt_loops.db.session import SessionDB
 from crt_loops.heartbeat import outbox
 from crt_loops.heartbeat.schedule import BACKOFF_STEPS
@@ -43,7 +43,7 @@ def recover(
     """Close interrupted runs, re-send pending actions, release dead leases (in that order)."""
 
     def held_by_another_live_process(thread_id: str) -> bool:
-        holder = heartbeats.lease_owner(db, thread_id)
+        holder = heartbeat_claims.lease_owner(db, thread_id)
         return holder is not None and holder != owner and not owner_is_dead(holder)
 
     interrupted = 0
@@ -74,7 +74,7 @@ def recover(
         else:
             failed += 1
     # Last, so no claim can start before the dead holder's run and actions are settled.
-    heartbeats.release_dead_leases(db, due_by=clock() + BACKOFF_STEPS[0])
+    heartbeat_claims.release_dead_leases(db, due_by=clock() + BACKOFF_STEPS[0])
     if interrupted or resent or failed:
         logger.info(
             "%s recovery: %d interrupted run(s) closed, %d pending action(s) re-sent, "

@@ -19,7 +19,7 @@ from crt_loops.api.routes.deps import DB, ExistingThread, ThreadId, get_services
 from crt_loops.api.routes.loops import start_loop, stop_loop
 from crt_loops.core.clock import iso
 from crt_loops.core.enums import Trigger
-from crt_loops.db import heartbeats
+from crt_loops.db import heartbeat_claims, heartbeats
 from crt_loops.heartbeat.config import ConfigPatch
 from crt_loops.heartbeat.executor import HeartbeatBusy, HeartbeatRunner, HeartbeatThreadNotFound
 from crt_loops.heartbeat.instructions import (
@@ -103,11 +103,11 @@ def _errors(exc: ValidationError) -> list[dict[str, Any]]:
 def status(request: Request, db: DB) -> dict[str, Any]:
     loop = heartbeat_loop(request)
     base = loop.status()
-    due = heartbeats.earliest_due(db)
+    due = heartbeat_claims.earliest_due(db)
     llm = get_services(request).llm
     return {
         **base,
-        "threads_enabled": heartbeats.count_scheduled(db),
+        "threads_enabled": heartbeat_claims.count_scheduled(db),
         "next_due": {"thread_id": due[0], "at": iso(due[1])} if due else None,
         "llm": llm.status(),
         "runs_by_outcome": heartbeats.outcome_counts(db),

@@ -12,8 +12,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from crt_loops.core.enums import ActionState, LoopState, RunOutcome, TickOutcome, Trigger
 from crt_loops.heartbeat.config import HeartbeatConfig
 from crt_loops.ledger.client import Post
+from crt_loops.ledger.embed import EmbedState
 
 ISO = "2026-03-01T09:30:00Z"
 
@@ -65,7 +67,7 @@ _LOOP_EXAMPLE: dict[str, Any] = {
     "name": "reflection",
     "enabled": True,
     "running": True,
-    "state": "running",
+    "state": LoopState.RUNNING,
     "interval_seconds": 900.0,
     "last_tick_at": ISO,
     "next_wake_at": "2026-03-01T09:45:00Z",
@@ -74,7 +76,7 @@ _LOOP_EXAMPLE: dict[str, Any] = {
     "ticks": 12,
     "failures": 0,
     "last_tick_ms": 3.21,
-    "last_result": {"outcome": "ok", "threads": 1, "scored": 4},
+    "last_result": {"outcome": TickOutcome.OK, "threads": 1, "scored": 4},
 }
 
 
@@ -116,7 +118,7 @@ class LoopStarted(LoopStatus):
 
 class LoopStopped(LoopStatus):
     model_config = _example(
-        {**_LOOP_EXAMPLE, "stopped": True, "running": False, "state": "stopped"}
+        {**_LOOP_EXAMPLE, "stopped": True, "running": False, "state": LoopState.STOPPED}
     )
     stopped: bool = Field(description="false when its pass did not finish within the timeout")
 
@@ -169,7 +171,7 @@ class HeartbeatStatus(LoopStatus):
                 "available": True,
                 "enabled": True,
             },
-            "runs_by_outcome": {"acted": 2, "skipped": 1},
+            "runs_by_outcome": {RunOutcome.ACTED: 2, RunOutcome.SKIPPED: 1},
         }
     )
     threads_enabled: int = Field(description="threads whose heartbeat is enabled")
@@ -183,7 +185,7 @@ _ACTION_EXAMPLE: dict[str, Any] = {
     "submolt": "general",
     "title": "A quiet week",
     "content": "My owner started a new job; I am learning what matters to them.",
-    "state": "sent",
+    "state": ActionState.SENT,
     "ledger_id": "p_0123456789abcdef",
     "error": None,
     "idempotency_key": "crt-5f0c2a-0",
@@ -210,8 +212,8 @@ class HeartbeatAction(Out):
 _RUN_EXAMPLE: dict[str, Any] = {
     "run_id": "5f0c2a9e0b7d4c1f8a6e3d2b1c0f9e8d",
     "thread_id": "default",
-    "trigger": "manual",
-    "outcome": "acted",
+    "trigger": Trigger.MANUAL,
+    "outcome": RunOutcome.ACTED,
     "reason": None,
     "dry_run": False,
     "summary": "posted a note about the new job",
@@ -264,7 +266,7 @@ class HeartbeatConfigView(Out):
             "last_run": ISO,
             "last_summary": "posted a note about the new job",
             "last_actions": [],
-            "last_outcome": "acted",
+            "last_outcome": RunOutcome.ACTED,
             "last_reason": None,
             "next_due_at": "2026-03-01T10:00:00Z",
             "consecutive_failures": 0,
@@ -357,7 +359,7 @@ class LedgerStatus(Out):
             "registered": True,
             "reachable": True,
             "error": None,
-            "state": "running",
+            "state": EmbedState.RUNNING,
         }
     )
     url: str = Field(description="the Ledger's base URL (ends in /api/v1)")

@@ -1,0 +1,128 @@
+"""Who runs which thread's heartbeat, and when: the schedule's reads and the per-thread leases.
+
+A claim is decided by one conditional upsert on ``leases`` (``hb:<thread_id>``), never by the
+read before it, so two workers never both run a thread; a claimed thread is hidden from other
+claims until its run records the real next due time, or its holder's lease expires or is
+released at startup because the holder died.
+"""
+
+from __future__ import annotations
+
+from crt_loops.core.identity import owner_is_dead
+from crt_loops.db.leases import drop_lease, take_lease, take_leases
+from crt_loops.db.session import SessionDB
+
+LEASE_PREFIX = "hb:"
+# Due threads in due order, each with whether an unexpired lease holds it (bench/scheduler.py
+# checks its plan walks ix_threads_hb_due).
+CLAIM_CANDIDATES_SQL = (
+    "SELECT t.thread_id, l.expires_at >= :now FROM thread_sessions t "
+    "LEFT JOIN leases l ON l.name = :prefix || t.thread_id "
+    "WHERE t.heartbeat_next_due IS NOT NULL AND t.heartbeat_next_due <= :now "
+    "ORDER BY t.heartbeat_next_due LIMIT :window"
+)
+
+
+def earliest_due(db: SessionDB) -> tuple[str, float] | None:
+    """The enabled thread due first (an index lookup, not a scan)."""
+    row = db.query_one(
+        "SELECT thread_id, heartbeat_next_due FROM thread_sessions "
+        "WHERE heartbeat_next_due IS NOT NULL ORDER BY heartbeat_next_due LIMIT 1"
+    )
+    return (row[0], float(row[1])) if row else None
+
+
+def count_scheduled(db: SessionDB) -> int:
+    row = db.query_one("SELECT COUNT(*) FROM thread_sessions WHERE heartbeat_next_due IS NOT NULL")
+    return int(row[0]) if row else 0
+
+
+def lease_name(thread_id: str) -> str:
+    return LEASE_PREFIX + thread_id
+
+
+def claim_due(
+    db: SessionDB,
+    *,
+    now: float,
+    owner: str,
+    ttl: float,
+    limit: int,
+    exclude: frozenset[str] = frozenset(),
+) -> tuple[list[str], list[str]]:
+    """Atomically lease up to ``limit`` due threads; returns (claimed, busy).
+
+    ``busy`` are due threads whose lease someone else holds (a run-now, or another worker);
+    ``exclude`` are threads the caller is already running.
+    """
+    wanted: list[str] = []
+    busy: list[str] = []
+    with db.write() as tx:
+        due = tx.execute(
+            CLAIM_CANDIDATES_SQL,
+            {"now": now, "prefix": LEASE_PREFIX, "window": limit * 4 + len(exclude)},
+        ).fetchall()
+        for thread_id, held in due:
+            if thread_id in exclude:
+                continue
+            if len(wanted) >= limit:
+                break
+            (busy if held else wanted).append(thread_id)
+        # The claim itself is the one conditional upsert: the read above only picks candidates,
+        # so on a backend whose writers run concurrently a lease taken meanwhile loses us the
+        # thread (it is busy) instead of giving it to two workers. Not re-entrant, even for the
+        # same owner: a thread whose heartbeat is in flight in this very process must not be
+        # claimed again by the next refill of the pool.
+        taken = take_leases(tx, [lease_name(t) for t in wanted], owner, now, ttl, renew=False)
+        claimed = [t for t in wanted if lease_name(t) in taken]
+        busy += [t for t in wanted if lease_name(t) not in taken]
+        # The slot is taken: hide it from other workers' claims until the run records its real
+        # next due time (or, if the holder dies, until its lease expires). Without this every
+        # other worker found it due and leased and recorded a skipped/busy run for it
+        # (tests/test_workers.py).
+        if claimed:
+            tx.executemany(
+                "UPDATE thread_sessions SET heartbeat_next_due = ? WHERE thread_id = ?",
+                [(now + ttl, t) for t in claimed],
+            )
+    return claimed, busy
+
+
+def take_thread_lease(db: SessionDB, thread_id: str, owner: str, ttl: float) -> bool:
+    with db.write() as tx:
+        return take_lease(tx, lease_name(thread_id), owner, db.clock(), ttl, renew=False)
+
+
+def release_thread_lease(db: SessionDB, thread_id: str, owner: str) -> None:
+    db.release_lease(lease_name(thread_id), owner)
+
+
+def release_dead_leases(db: SessionDB, *, due_by: float) -> int:
+    """Delete every lease whose holder is a process on this host that no longer runs; a thread
+    it had claimed is due again by ``due_by`` at the latest (a claim hid it until ``now + ttl``).
+
+    A SIGKILLed holder's lease otherwise blocked its thread (run-now answered 409, scheduled
+    runs were recorded busy) until the lease expired, minutes after the restart
+    (tests/test_crash_safety.py).
+    """
+    rows = db.query("SELECT name, owner FROM leases")
+    dead = [(str(name), str(owner)) for name, owner in rows if owner_is_dead(str(owner))]
+    if dead:
+        with db.write() as tx:
+            for name, owner in dead:
+                drop_lease(tx, name, owner)
+            tx.executemany(
+                "UPDATE thread_sessions SET heartbeat_next_due = MIN(heartbeat_next_due, ?) "
+                "WHERE thread_id = ? AND heartbeat_next_due IS NOT NULL",
+                [
+                    (due_by, name[len(LEASE_PREFIX) :])
+                    for name, _ in dead
+                    if name.startswith(LEASE_PREFIX)
+                ],
+            )
+    return len(dead)
+
+
+def lease_owner(db: SessionDB, thread_id: str) -> str | None:
+    holder = db.lease_holder(lease_name(thread_id))
+    return holder[0] if holder else None
