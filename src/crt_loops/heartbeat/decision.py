@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from crt_loops.edge.text import is_blank
 from crt_loops.heartbeat.config import SUBMOLT_RE, HeartbeatConfig
 from crt_loops.heartbeat.redaction import contains_secret
 
@@ -522,7 +523,7 @@ def _check_fields(action: AnyAction) -> _Block | None:
 
 
 def _check_text(name: str, text: str, cap: int) -> _Block | None:
-    if not text.strip():
+    if is_blank(text):
         return BlockReason.EMPTY, f"{name} is empty"
     if len(text) > cap:
         return BlockReason.TOO_LONG, f"{name} is {len(text)} characters; the limit is {cap}"
