@@ -2,8 +2,8 @@
 
 Exception tree::
 
-    InstructionsError        the file cannot be read or written (not a regular file: a directory or a FIFO,
-    │                        permission denied, invalid UTF-8, no such workspace directory)
+    InstructionsError        the file cannot be read or written (a directory or a FIFO at the
+    │                        path, permission denied, invalid UTF-8, no such workspace directory)
     ├── InstructionsTooLarge content over MAX_INSTRUCTIONS_BYTES (the file is left untouched)
     ├── InstructionsConflict the file changed since the editor loaded it (left untouched)
     └── InstructionsInvalid  content that is not storable text (invalid Unicode, NUL or other
