@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -26,6 +27,7 @@ from crt_loops.api.routes import metrics as metrics_routes
 from crt_loops.api.routes.deps import ERROR_RESPONSES
 from crt_loops.db.session import SessionDB
 from crt_loops.edge.stack import add_body_guards, add_browser_guards
+from crt_loops.edge.unavailable import database_error_handler
 from crt_loops.heartbeat.executor import HeartbeatRunner
 from crt_loops.ledger.embed import EmbeddedLedger, start_embedded_ledger
 from crt_loops.llm.client import build_llm
@@ -146,6 +148,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # Outermost: the Host allow-list (DNS rebinding), then the browser-origin checks (CSRF).
     add_browser_guards(app, host_names=host_names)
+    # A locked or full database is a JSON 503 with Retry-After, not a plain-text 500.
+    app.add_exception_handler(sqlite3.Error, database_error_handler())
     for module in (
         system,
         threads,

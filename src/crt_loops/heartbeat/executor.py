@@ -13,6 +13,7 @@ No DB transaction is open across an LLM or Ledger call.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
 import threading
@@ -25,7 +26,7 @@ from crt_loops.core import metrics
 from crt_loops.core.identity import PROCESS_OWNER, owner_is_dead
 from crt_loops.db import agent_history, heartbeats
 from crt_loops.db.session import SessionDB
-from crt_loops.heartbeat import outbox
+from crt_loops.heartbeat import late_record, outbox
 from crt_loops.heartbeat.config import HeartbeatConfig, merge_config
 from crt_loops.heartbeat.context import add_ledger, gather_local
 from crt_loops.heartbeat.decision import (
@@ -191,10 +192,6 @@ class HeartbeatRunner:
             if lease_held:
                 heartbeats.release_thread_lease(self.db, thread_id, self.owner)
             raise HeartbeatThreadNotFound(f"thread {thread_id!r} does not exist")
-        if not lease_held and not heartbeats.take_thread_lease(
-            self.db, thread_id, self.owner, self.lease_ttl
-        ):
-            raise HeartbeatBusy(f"a heartbeat for thread {thread_id!r} is already running")
         started = time.perf_counter()
         now = self.clock()
         config = hb.config
@@ -202,28 +199,41 @@ class HeartbeatRunner:
         run = heartbeats.RunRecord.begin(thread_id, trigger=trigger, dry_run=dry_run, now=now)
         state = RunState(run=run, config=config)
         try:
-            heartbeats.start_run(
-                self.db,
-                run_id=run.run_id,
-                thread_id=thread_id,
-                trigger=trigger,
-                dry_run=dry_run,
-                now=now,
-            )
+            if not lease_held and not heartbeats.take_thread_lease(
+                self.db, thread_id, self.owner, self.lease_ttl
+            ):
+                raise HeartbeatBusy(f"a heartbeat for thread {thread_id!r} is already running")
             try:
-                self._pipeline(state, hb, trigger=trigger, now=now)
-            except sqlite3.OperationalError as exc:  # e.g. locked past the busy timeout
-                logger.error("%s Failed to run heartbeat: %s: database: %s", PREFIX, thread_id, exc)
-                self._set(state, "failed", "db_error", error=f"database: {exc}")
-            except Exception as exc:  # the run's error boundary: a failure is an outcome
-                logger.exception("%s Failed to run heartbeat: %s: %s", PREFIX, thread_id, exc)
-                self._set(state, "failed", "internal_error", error=f"{type(exc).__name__}: {exc}")
-            self._record(state, hb, started)
-        finally:
-            try:
-                heartbeats.release_thread_lease(self.db, thread_id, self.owner)
-            except sqlite3.OperationalError as exc:  # the lease expires on its own
-                logger.warning("%s could not release the lease of %s: %s", PREFIX, thread_id, exc)
+                heartbeats.start_run(
+                    self.db,
+                    run_id=run.run_id,
+                    thread_id=thread_id,
+                    trigger=trigger,
+                    dry_run=dry_run,
+                    now=now,
+                )
+                try:
+                    self._pipeline(state, hb, trigger=trigger, now=now)
+                except sqlite3.OperationalError as exc:  # e.g. locked past the busy timeout
+                    logger.error(
+                        "%s Failed to run heartbeat: %s: database: %s", PREFIX, thread_id, exc
+                    )
+                    self._set(state, "failed", "db_error", error=f"database: {exc}")
+                except Exception as exc:  # the run's error boundary: a failure is an outcome
+                    logger.exception("%s Failed to run heartbeat: %s: %s", PREFIX, thread_id, exc)
+                    self._set(
+                        state, "failed", "internal_error", error=f"{type(exc).__name__}: {exc}"
+                    )
+                self._record(state, hb, started)
+            finally:
+                try:
+                    heartbeats.release_thread_lease(self.db, thread_id, self.owner)
+                except sqlite3.OperationalError as exc:  # the lease expires on its own
+                    logger.warning("%s lease of %s not released: %s", PREFIX, thread_id, exc)
+        except sqlite3.Error as exc:  # locked or full: the run must still reach the history
+            finish = functools.partial(self._finish, state, hb, started)
+            late_record.record_when_writable(self.db, state, exc, mark=self._set, finish=finish)
+            raise
         self.on_change()
         finished = heartbeats.get_run(self.db, run.run_id)
         return finished or run

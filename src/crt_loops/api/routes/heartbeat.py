@@ -7,6 +7,7 @@ Bodies are read as JSON whatever their Content-Type: the seed's HEARTBEAT.md POS
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Annotated, Any
 
 import anyio
@@ -18,6 +19,7 @@ from crt_loops.api.routes.deps import DB, ExistingThread, ThreadId
 from crt_loops.api.routes.loops import start_loop, stop_loop
 from crt_loops.core.clock import iso
 from crt_loops.db import heartbeats
+from crt_loops.db.availability import classify
 from crt_loops.heartbeat.config import ConfigPatch
 from crt_loops.heartbeat.executor import HeartbeatBusy, HeartbeatRunner, HeartbeatThreadNotFound
 from crt_loops.heartbeat.instructions import (
@@ -207,6 +209,16 @@ def run_now(
         raise HTTPException(status_code=409, detail=str(exc)) from exc
     except HeartbeatThreadNotFound as exc:
         raise HTTPException(status_code=404, detail=str(exc)) from exc
+    except sqlite3.Error as exc:
+        failure = classify(exc)
+        if failure is None:
+            raise
+        raise HTTPException(
+            status_code=503,
+            detail=f"{failure.sentence()}; the run is recorded as failed/db_error once the "
+            "database is writable again (see the thread's heartbeat history)",
+            headers={"Retry-After": str(failure.retry_after)},
+        ) from exc
     return record.as_api()
 
 
