@@ -43,8 +43,9 @@ _TRUSTED_SITES = frozenset({"same-origin", "none"})
 def same_origin(origin: str, host_header: str) -> bool:
     """True when ``origin`` (``http://host:port``) names the host and port of ``host_header``.
 
-    A Host without a port (a reverse proxy on the default port) is compared by name only; the
-    scheme is not compared, since a TLS-terminating proxy forwards ``https`` pages over ``http``.
+    A Host without a port means the browser used its scheme's default port, so the Origin must
+    not name another one; the scheme itself is not compared, since a TLS-terminating proxy
+    forwards ``https`` pages to us over ``http``.
     """
     try:
         parts = urlsplit(origin)
@@ -57,9 +58,8 @@ def same_origin(origin: str, host_header: str) -> bool:
     host, port = split_host(host_header)
     if origin_host != host:
         return False
-    if port is None:
-        return True
-    return (origin_port or _DEFAULT_PORTS[parts.scheme]) == port
+    effective = origin_port or _DEFAULT_PORTS[parts.scheme]
+    return effective == (port or _DEFAULT_PORTS[parts.scheme])
 
 
 def is_json_content_type(value: bytes | None) -> bool:
