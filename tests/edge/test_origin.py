@@ -45,7 +45,7 @@ def snapshot(client: TestClient) -> dict[str, Any]:
         "md": client.get("/api/heartbeat/heartbeat.md").json()["sha256"],
         "threads": client.get("/api/threads").json(),
         "config": client.get("/api/threads/default/heartbeat/config").json()["config"],
-        "loops": [(l["name"], l["running"]) for l in client.get("/api/loops").json()["loops"]],
+        "loops": [(x["name"], x["running"]) for x in client.get("/api/loops").json()["loops"]],
         "runs": client.get("/api/threads/default/heartbeat/history").json()["runs"],
         "messages": client.get("/api/threads/default/messages").json(),
     }
