@@ -54,13 +54,16 @@ class DeferredWrites:
         self.clock = clock
         self._lock = threading.Lock()
         self._pending: list[_Pending] = []
+        self._in_flight = 0  # taken out of _pending by flush() while they are tried
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._closed = False
 
     @property
     def pending(self) -> int:
-        return len(self._pending)
+        """Writes not made yet, the ones being tried right now included."""
+        with self._lock:
+            return len(self._pending) + self._in_flight
 
     def submit(self, what: str, write: Callable[[], None]) -> None:
         """Retry ``write`` until it succeeds; ``what`` names it in the log."""
@@ -80,9 +83,12 @@ class DeferredWrites:
         """Try every pending write once now; return how many are still pending."""
         with self._lock:
             batch, self._pending = self._pending, []
+            self._in_flight = len(batch)
         kept: list[_Pending] = []
         for item in batch:
             if self._attempt(item):
+                with self._lock:
+                    self._in_flight -= 1
                 continue
             if self.clock() - item.since > self.max_age:
                 logger.error(
@@ -96,6 +102,7 @@ class DeferredWrites:
             kept.append(item)
         with self._lock:
             self._pending = kept + self._pending
+            self._in_flight = 0
             return len(self._pending)
 
     def _attempt(self, item: _Pending) -> bool:
