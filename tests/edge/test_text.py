@@ -186,3 +186,12 @@ def test_the_ledger_client_never_sends_bidi_controls() -> None:
         post = client.create_post("general", "a\u202eb", "c\u2066d")
     assert sent[0]["title"] == "ab" and sent[0]["content"] == "cd"
     assert (post.title, post.content) == ("ab", "cd")
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x1b", "\x7f", "\x07"])
+def test_heartbeat_md_refuses_control_characters(client: TestClient, char: str) -> None:
+    before = client.get("/api/heartbeat/heartbeat.md").json()
+    r = client.post("/api/heartbeat/heartbeat.md", json={"content": f"## Rules\n- a{char}b\n"})
+    assert r.status_code == 422, r.text
+    assert "U+00" in json.dumps(r.json()["detail"])
+    assert client.get("/api/heartbeat/heartbeat.md").json() == before
