@@ -28,7 +28,8 @@ class RequestBodyTooLarge(HTTPException):
     def __init__(self, limit: int) -> None:
         super().__init__(
             status_code=413,
-            detail=f"request body too large: over {limit} bytes, the limit is {limit} bytes",
+            detail=f"request body too large: more than {limit} bytes arrived, the limit is "
+            f"{limit} bytes",
         )
         self.limit = limit
 
