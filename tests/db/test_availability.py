@@ -13,6 +13,7 @@ import pytest
 from support.waiting import wait_for
 
 from crt_loops.db.availability import DbProblem, classify, probe_write
+from crt_loops.db.errors import ConstraintViolation, DatabaseError
 from crt_loops.db.sqlite import SQLiteStore
 
 MIGRATIONS = [(1, "CREATE TABLE notes (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")]
@@ -48,7 +49,7 @@ def count(store: SQLiteStore) -> int:
 def test_a_held_write_lock_is_busy_and_remembered_until_a_write_succeeds(
     store: SQLiteStore, locker: sqlite3.Connection
 ) -> None:
-    with pytest.raises(sqlite3.OperationalError) as caught:
+    with pytest.raises(DatabaseError) as caught:
         insert(store)
     failure = classify(caught.value)
     assert failure is not None and failure.problem is DbProblem.BUSY and failure.retry_after == 5
@@ -64,7 +65,7 @@ def test_a_full_database_is_full_and_holds_no_lock(store: SQLiteStore, tmp_path:
     conn = store.conn()
     pages = conn.execute("PRAGMA page_count").fetchone()[0]
     conn.execute(f"PRAGMA max_page_count = {pages}")
-    with pytest.raises(sqlite3.OperationalError) as caught:
+    with pytest.raises(DatabaseError) as caught:
         insert(store, b"x" * 200_000)
     failure = classify(caught.value)
     assert failure is not None and failure.problem is DbProblem.FULL, caught.value
@@ -80,8 +81,8 @@ def test_a_full_database_is_full_and_holds_no_lock(store: SQLiteStore, tmp_path:
 
 
 def test_other_errors_are_bugs_not_passing_problems(store: SQLiteStore) -> None:
-    with pytest.raises(sqlite3.OperationalError) as caught:
-        store.read().execute("SELECT nope FROM notes")
+    with pytest.raises(DatabaseError) as caught:
+        store.query("SELECT nope FROM notes")
     assert classify(caught.value) is None
     assert classify(ValueError("x")) is None
 
@@ -113,7 +114,7 @@ def test_a_deferred_write_that_fails_for_good_is_logged_and_dropped(
     store: SQLiteStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     def broken() -> None:
-        raise sqlite3.IntegrityError("NOT NULL constraint failed")
+        raise ConstraintViolation("NOT NULL constraint failed")
 
     store.deferred.submit("a broken record", broken)
     wait_for(lambda: store.deferred.pending == 0, timeout=10)

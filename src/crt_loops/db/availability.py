@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from crt_loops.db.errors import DatabaseBusy, DatabaseClosedError, DatabaseError, DatabaseFull
+
 __all__ = ["DbProblem", "DbUnavailable", "WriteHealth", "classify", "probe_write"]
 
 # SQLite's primary result codes (the low byte of an extended code).
@@ -80,7 +82,17 @@ class DbUnavailable:
 
 
 def classify(exc: BaseException, *, now: float | None = None) -> DbUnavailable | None:
-    """The passing problem behind a SQLite error, or None for any other error (a bug)."""
+    """The passing problem behind a database error (the driver's ``sqlite3.Error``, or the
+    :mod:`crt_loops.db.errors` exception it was translated to), or None for any other error:
+    a bug, a broken constraint, a closed store."""
+    if isinstance(exc, DatabaseError) and not isinstance(exc, DatabaseClosedError):
+        cause = exc.__cause__
+        if isinstance(cause, sqlite3.Error):
+            return classify(cause, now=now)
+        if isinstance(exc, DatabaseBusy | DatabaseFull):
+            kind = DbProblem.BUSY if isinstance(exc, DatabaseBusy) else DbProblem.FULL
+            return DbUnavailable(kind, str(exc)[:200], time.time() if now is None else now)
+        return None
     if not isinstance(exc, sqlite3.Error):
         return None
     code = getattr(exc, "sqlite_errorcode", None)

@@ -1,11 +1,16 @@
 """SQLiteStore: one SQLite file, safe across threads and processes.
 
-Transaction discipline (REFERENCE §2): every connection runs in autocommit mode
+Transaction discipline (docs/storage.md): every connection runs in autocommit mode
 (``isolation_level=None``) with WAL, a busy timeout and foreign keys; every transaction that
 writes starts with ``BEGIN IMMEDIATE`` through :meth:`SQLiteStore.write`, so a read-then-write
 can neither lose an update nor fail with "database is locked" when another writer got in between.
 Each thread gets its own connection, created inside that thread. Schema changes are numbered
 migrations, applied once even when several processes start together.
+
+Driver errors leave :meth:`~SQLiteStore.write`, :meth:`~SQLiteStore.snapshot`,
+:meth:`~SQLiteStore.query` and :meth:`~SQLiteStore.query_one` as the exceptions of
+:mod:`crt_loops.db.errors`. :meth:`~SQLiteStore.read` hands out the raw connection: only the
+storage modules use it.
 
 Both the session DB and the embedded Ledger's DB are SQLiteStores.
 """
@@ -21,19 +26,19 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from crt_loops.db.availability import DbUnavailable, WriteHealth, classify, probe_write
 from crt_loops.db.deferred import DeferredWrites
+from crt_loops.db.errors import DatabaseClosedError, translate, translated
+
+__all__ = ["BUSY_TIMEOUT_MS", "DatabaseClosedError", "SQLiteStore"]
 
 logger = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 5000
 #: How long ``/health`` waits for the write lock before it calls the database busy.
 PROBE_TIMEOUT_SECONDS = 0.25
-
-
-class DatabaseClosedError(RuntimeError):
-    """Raised when a store is used after :meth:`SQLiteStore.close`."""
 
 
 class SQLiteStore:
@@ -86,7 +91,8 @@ class SQLiteStore:
             raise DatabaseClosedError(f"database {self.path} is closed")
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self._connect()
+            with translated():
+                conn = self._connect()
             self._local.conn = conn
             with self._lock:
                 alive = []
@@ -104,7 +110,9 @@ class SQLiteStore:
     def write(self) -> Iterator[sqlite3.Connection]:
         """A ``BEGIN IMMEDIATE`` transaction: committed on success, rolled back on any error.
 
-        A failure that may pass (locked, disk full: see :mod:`crt_loops.db.availability`) is
+        A driver error inside the block, or from BEGIN or COMMIT, leaves as a
+        :class:`~crt_loops.db.errors.DatabaseError`; any other exception passes unchanged. A
+        failure that may pass (locked, disk full: see :mod:`crt_loops.db.availability`) is
         remembered in ``write_health`` until a later write commits.
         """
         conn = self.conn()
@@ -112,9 +120,13 @@ class SQLiteStore:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             self._note_failure(exc)
-            raise
+            raise translate(exc) from exc
         try:
             yield conn
+        except sqlite3.Error as exc:
+            self._note_failure(exc)
+            self._rollback(conn)
+            raise translate(exc) from exc
         except BaseException as exc:
             self._note_failure(exc)
             self._rollback(conn)
@@ -123,23 +135,16 @@ class SQLiteStore:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             # A COMMIT that fails (disk full while writing the WAL) leaves the transaction
-            # open, holding the write lock for every other connection: end it here.
+            # open, holding the write lock against every other connection: end it here.
             self._note_failure(exc)
             self._rollback(conn)
-            raise
+            raise translate(exc) from exc
         self.write_health.succeeded()
 
     def _note_failure(self, exc: BaseException) -> None:
         failure = classify(exc)
         if failure is not None:
             self.write_health.failed(failure)
-
-    def _rollback(self, conn: sqlite3.Connection) -> None:
-        if conn.in_transaction:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error as exc:
-                logger.warning("%s: rollback failed: %s", self.path, exc)
 
     def availability(self, probe_timeout: float = PROBE_TIMEOUT_SECONDS) -> DbUnavailable | None:
         """None when a write could be made now; else why not (the write lock is held, or the
@@ -149,19 +154,49 @@ class SQLiteStore:
         probed = probe_write(self.path, probe_timeout) if str(self.path) != ":memory:" else None
         return probed or self.write_health.failure
 
+    def _rollback(self, conn: sqlite3.Connection) -> None:
+        # The error that got us here is the one worth raising, so nothing here may replace it:
+        # a failed statement may already have ended the transaction, and close() from another
+        # thread discards it with the connection.
+        try:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        except sqlite3.ProgrammingError:
+            logger.info("%s: closed inside a transaction, nothing to roll back", self.path)
+
     def read(self) -> sqlite3.Connection:
-        """This thread's connection for reads (autocommit: each statement is its own snapshot)."""
+        """This thread's connection for reads (autocommit: each statement is its own snapshot).
+
+        Errors of statements run on it are the driver's: prefer :meth:`query`.
+        """
         return self.conn()
+
+    def query(self, sql: str, args: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
+        """Every row of one read statement (its own snapshot)."""
+        conn = self.conn()
+        with translated():
+            return conn.execute(sql, args).fetchall()
+
+    def query_one(self, sql: str, args: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Row | None:
+        """The first row of one read statement, or None."""
+        conn = self.conn()
+        with translated():
+            row: sqlite3.Row | None = conn.execute(sql, args).fetchone()
+            return row
 
     @contextmanager
     def snapshot(self) -> Iterator[sqlite3.Connection]:
         """A read transaction: several SELECTs that see one consistent state."""
         conn = self.conn()
-        conn.execute("BEGIN")
+        with translated():
+            conn.execute("BEGIN")
         try:
             yield conn
+        except sqlite3.Error as exc:
+            raise translate(exc) from exc
         finally:
-            conn.execute("COMMIT")
+            with translated():
+                conn.execute("COMMIT")
 
     def close(self) -> None:
         """Close every connection. Idempotent and one-way: later use raises DatabaseClosedError."""
@@ -183,13 +218,12 @@ class SQLiteStore:
 
     def migrate(self) -> int:
         """Apply pending migrations; return the schema version."""
-        conn = self.conn()
-        with self.write():
+        with self.write() as conn:
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
                 "applied_at REAL NOT NULL)"
             )
-        applied = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
+        applied = {r[0] for r in self.query("SELECT version FROM schema_migrations")}
         for version, sql in self._migrations:
             if version in applied:
                 continue
@@ -206,8 +240,8 @@ class SQLiteStore:
                     (version, self.clock()),
                 )
             logger.info("%s: applied migration %d", self.path, version)
-        row = conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
-        return int(row[0] or 0)
+        row = self.query_one("SELECT MAX(version) FROM schema_migrations")
+        return int(row[0] or 0) if row else 0
 
 
 _TRIGGER = re.compile(r"CREATE\s+(?:TEMP(?:ORARY)?\s+)?TRIGGER\b", re.IGNORECASE)

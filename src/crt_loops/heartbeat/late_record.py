@@ -2,23 +2,22 @@
 
 With the session DB locked by another connection past the busy timeout, or the disk full, a
 run-now could neither take its lease nor write its record: the client got an error and the run
-never appeared in the history. Now the run is marked ``failed``/``db_error`` and its record is
-handed to the store's :class:`~crt_loops.db.deferred.DeferredWrites`, which writes it (the row
-first, if even that had failed) as soon as the database is writable again.
+never appeared in the history. Now the run gets the verdict ``failed``/``db_error`` and its
+record is handed to the store's :class:`~crt_loops.db.deferred.DeferredWrites`, which writes it
+(the row first, if even that had failed) as soon as the database is writable again.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
+from crt_loops.core.enums import RunOutcome, RunReason
 from crt_loops.db import heartbeats
 from crt_loops.db.availability import classify
 from crt_loops.db.session import SessionDB
-
-if TYPE_CHECKING:
-    from crt_loops.heartbeat.executor import RunState
+from crt_loops.heartbeat import recording
+from crt_loops.heartbeat.gates import fail
+from crt_loops.heartbeat.recording import RunState
 
 __all__ = ["record_when_writable"]
 
@@ -26,20 +25,26 @@ __all__ = ["record_when_writable"]
 def record_when_writable(
     db: SessionDB,
     state: RunState,
-    exc: sqlite3.Error,
+    hb: heartbeats.ThreadHeartbeat,
+    exc: Exception,
     *,
-    mark: Callable[..., None],
-    finish: Callable[[], None],
+    started: float,
+    clock: Callable[[], float],
+    default_timezone: str | None,
 ) -> bool:
-    """Mark the run failed/db_error (``mark(state, "failed", "db_error", error=...)``, the
-    runner's own outcome setter) and queue its record (``finish()``, after inserting the run's
-    row if it is missing). False, and nothing queued, when ``exc`` is not a passing database
-    problem: that is a bug for the caller to raise."""
+    """Give the run the verdict failed/db_error and queue its record. False, and nothing
+    queued, when ``exc`` is not a passing database problem (a bug, for the caller to raise)."""
     if classify(exc) is None:
         return False
     run = state.run
-    ended = "" if run.outcome in ("running", "failed") else f"; the run had ended {run.outcome}"
-    mark(state, "failed", "db_error", error=f"database: {exc}{ended}; recorded once writable")
+    ended = (
+        ""
+        if run.outcome in (RunOutcome.RUNNING, RunOutcome.FAILED)
+        else f"; the run had ended {run.outcome}"
+    )
+    recording.apply(
+        state, fail(RunReason.DB_ERROR, f"database: {exc}{ended}; recorded once writable")
+    )
 
     def write() -> None:
         if heartbeats.get_run(db, run.run_id) is None:
@@ -51,7 +56,9 @@ def record_when_writable(
                 dry_run=run.dry_run,
                 now=run.started_at,
             )
-        finish()
+        recording.record(
+            db, state, hb, started=started, clock=clock, default_timezone=default_timezone
+        )
 
     db.deferred.submit(f"heartbeat run {run.run_id} of thread {run.thread_id} (db_error)", write)
     return True

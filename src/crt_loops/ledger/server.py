@@ -46,6 +46,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from crt_loops.db.errors import DatabaseError
 from crt_loops.edge.stack import add_body_guards, add_browser_guards
 from crt_loops.edge.unavailable import database_error_handler
 from crt_loops.ledger import rules
@@ -507,7 +508,7 @@ def create_ledger_app(settings: Settings, *, clock: Callable[[], float] = time.t
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(sqlite3.Error, database_error_handler(_envelope_refusal))
+    app.add_exception_handler(DatabaseError, database_error_handler(_envelope_refusal))
     app.add_exception_handler(Exception, _unexpected)
     # The same edge as the API's: bodies capped while streamed, no unstorable text, and no
     # other web page or rebound host name (see crt_loops.edge).

@@ -8,12 +8,14 @@ says which.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request, Response
 
 from crt_loops.api.routes import responses as out
-from crt_loops.db.session import SessionDB
+
+if TYPE_CHECKING:
+    from crt_loops.api.services import Services
 
 router = APIRouter(tags=["system"])
 
@@ -26,11 +28,11 @@ VERSION = "0.1.0"
     response_model=out.Health,
 )
 def health(request: Request, response: Response) -> dict[str, Any]:
-    state = request.app.state
-    db: SessionDB | None = getattr(state, "db", None)
+    services: Services | None = getattr(request.app.state, "services", None)
+    db = services.db if services is not None else None
     db_ok = db is not None and not db.closed
-    loops = getattr(state, "loops", None) or {}
-    started = getattr(state, "started_at", None)
+    loops = services.loops if services is not None else {}
+    started = services.started_at if services is not None else None
     problem = db.availability() if db is not None and db_ok else None
     if problem is not None:
         response.status_code = 503
