@@ -69,6 +69,9 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
             "ollama_host": "http://127.0.0.1:9",  # nothing listens: the LLM is "down"
             "ledger_port": 0,
             "llm_timeout_seconds": 10,
+            # TestClient sends "Host: testserver"; the service answers only to the names it
+            # is configured with, so the tests configure that one.
+            "allowed_hosts": ("testserver",),
         }
         values.update(overrides)
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]

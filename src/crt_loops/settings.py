@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 import zoneinfo
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "CRT_"
 
@@ -101,6 +101,11 @@ class Settings(BaseSettings):
         "crt", pattern=r"^[A-Za-z0-9_-]{2,32}$", description="the agent's name on the Ledger"
     )
     timezone: str | None = Field(None, description="default IANA zone for active hours")
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="extra host names the API and the Ledger answer to, comma-separated "
+        "(a reverse proxy's or a LAN name); localhost, 127.0.0.1, [::1] and HOST always work",
+    )
     api_token: SecretStr | None = Field(
         None, description="when set, every /api request needs Authorization: Bearer <token>"
     )
@@ -172,6 +177,26 @@ class Settings(BaseSettings):
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return level
 
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part for part in value.replace(",", " ").split() if part]
+        if not isinstance(value, list | tuple):
+            return value
+        names = []
+        for raw in value:
+            name = str(raw).strip().lower()
+            if not name:
+                continue
+            if "/" in name or "@" in name or "*" in name:
+                raise ValueError(
+                    f"{raw!r} is not a host name: list names such as crt.lan or 192.168.1.5, "
+                    "without a scheme, path or wildcard"
+                )
+            names.append(name)
+        return tuple(names)
+
     @field_validator("api_token", "ledger_api_key")
     @classmethod
     def _blank_secret_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
@@ -190,6 +215,11 @@ class Settings(BaseSettings):
     @property
     def heartbeat_md_path(self) -> Path:
         return self.workspace / "HEARTBEAT.md"
+
+    @property
+    def host_names(self) -> tuple[str, ...]:
+        """The names the edge accepts beside the loopback ones: HOST and CRT_ALLOWED_HOSTS."""
+        return (self.host, *self.allowed_hosts)
 
     @property
     def ledger_embedded(self) -> bool:

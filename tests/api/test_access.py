@@ -333,6 +333,7 @@ def test_the_startup_log_masks_the_token_from_the_environment(
     monkeypatch.setenv("CRT_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("CRT_WORKSPACE", str(tmp_path))
     monkeypatch.setenv("CRT_OLLAMA_HOST", "http://127.0.0.1:9")
+    monkeypatch.setenv("CRT_ALLOWED_HOSTS", "testserver")  # TestClient's Host
     for loop in ("REFLECTION", "PERSONALITY", "JOURNAL_SELF_REPLY"):
         monkeypatch.setenv(f"CRT_{loop}_LOOP_ENABLED", "false")
     with TestClient(create_app(), client=LOCAL) as client:

@@ -237,7 +237,17 @@ def test_heartbeat_loop_start_stop_via_api(client: TestClient) -> None:
 def test_health_is_open_and_minimal(client: TestClient) -> None:
     body = client.get("/health").json()
     assert body["status"] == "ok" and body["db"] == "ok"
-    assert set(body) == {"status", "version", "uptime_seconds", "db", "loops"}
+    assert set(body) == {
+        "status",
+        "version",
+        "uptime_seconds",
+        "db",
+        "db_problem",
+        "db_error",
+        "db_pending_writes",
+        "loops",
+    }
+    assert (body["db_problem"], body["db_error"], body["db_pending_writes"]) == (None, None, 0)
 
 
 def test_a_ledger_that_cannot_start_is_explained_not_hidden(

@@ -271,3 +271,61 @@ def test_write_through_a_symlink_keeps_the_link(tmp_path: Path) -> None:
     doc = write_instructions(link, "- new\n")
     assert link.is_symlink() and real.read_text() == "- new\n"
     assert doc.content == "- new\n"
+
+
+# -- plain text in a regular file ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("## Rules\n- a\x00b", "U+0000 (NUL)"),
+        ("## Rules\n- \x1b[31mred", "U+001B (ESCAPE)"),
+        ("x\x7f", "U+007F (DELETE)"),
+        ("c1 \x85 next line", "U+0085"),
+        ("form\x0cfeed", "U+000C (FORM FEED)"),
+    ],
+)
+def test_control_characters_are_refused_and_the_file_is_untouched(
+    md: Path, text: str, named: str
+) -> None:
+    md.write_text("## Checklist\n- keep me\n", encoding="utf-8")
+    with pytest.raises(InstructionsInvalid, match="control character") as caught:
+        write_instructions(md, text)
+    assert named in str(caught.value) and "not changed" in str(caught.value)
+    assert md.read_text(encoding="utf-8") == "## Checklist\n- keep me\n"
+
+
+def test_tabs_newlines_and_carriage_returns_are_text(md: Path) -> None:
+    doc = write_instructions(md, "## Checklist\r\n- a\tb\r\n")
+    assert doc.content == "## Checklist\r\n- a\tb\r\n"
+
+
+def test_a_fifo_at_the_path_does_not_block_the_reader_or_the_writer(md: Path) -> None:
+    os.mkfifo(md)
+    done = threading.Event()
+    errors: list[str] = []
+
+    def read_and_write() -> None:
+        for action in (lambda: load_instructions(md), lambda: write_instructions(md, "- x")):
+            try:
+                action()
+            except InstructionsError as exc:
+                errors.append(str(exc))
+        done.set()
+
+    worker = threading.Thread(target=read_and_write, name="fifo-reader", daemon=True)
+    worker.start()
+    if not done.wait(5):
+        # Unblock the reader (open a writer end) so the thread ends, then fail.
+        os.close(os.open(md, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail("reading HEARTBEAT.md blocked on a FIFO")
+    assert len(errors) == 2 and all("FIFO (named pipe), not a regular file" in e for e in errors)
+    assert md.is_fifo()  # the writer refused to replace it
+
+
+def test_a_device_at_the_path_is_refused(tmp_path: Path) -> None:
+    link = tmp_path / "HEARTBEAT.md"
+    link.symlink_to("/dev/zero")
+    with pytest.raises(InstructionsError, match="is a device, not a regular file"):
+        load_instructions(link)

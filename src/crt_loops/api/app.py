@@ -17,13 +17,15 @@ from contextlib import asynccontextmanager
 import anyio
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crt_loops.api.routes import dashboard, insights, journal, ledger, loops, system, threads
 from crt_loops.api.routes import heartbeat as heartbeat_routes
 from crt_loops.api.routes import metrics as metrics_routes
 from crt_loops.api.routes.deps import ERROR_RESPONSES
 from crt_loops.api.services import Services
+from crt_loops.db.errors import DatabaseError
+from crt_loops.edge.stack import add_body_guards, add_browser_guards
+from crt_loops.edge.unavailable import database_error_handler
 from crt_loops.settings import Settings, environment_snapshot, load_settings
 
 logger = logging.getLogger("crt_api")
@@ -61,59 +63,6 @@ def is_loopback(host: str | None) -> bool:
     return bool((mapped or address).is_loopback)
 
 
-class BodySizeLimit:
-    """Refuse a request body over ``limit`` bytes with a JSON 413, declared or streamed.
-
-    (FastAPI's own ``max_body_size`` answers a declared oversize body in plain text.)
-    """
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    def _refusal(self, size: str) -> JSONResponse:
-        return JSONResponse(
-            {"detail": f"request body too large: {size} bytes, the limit is {self.limit} bytes"},
-            status_code=413,
-        )
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope["headers"]).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.limit:
-            await self._refusal(declared.decode())(scope, receive, send)
-            return
-        received = 0
-        over = responded = False
-
-        async def limited() -> Message:
-            # A chunked body has no length to check up front: past the limit the app is told
-            # the client left, and whatever it answers is replaced by the 413 below.
-            nonlocal received, over
-            if over:
-                return {"type": "http.disconnect"}
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.limit:
-                over = True
-                return {"type": "http.disconnect"}
-            return message
-
-        async def guarded(message: Message) -> None:
-            nonlocal responded
-            if not over:
-                await send(message)
-            elif not responded:
-                responded = True
-                await self._refusal(f"over {self.limit}")(scope, receive, send)
-
-        await self.app(scope, limited, guarded)
-        if over and not responded:
-            await self._refusal(f"over {self.limit}")(scope, receive, send)
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app. ``settings`` default to the environment, read when the app starts."""
 
@@ -143,6 +92,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.services = None
+
+    # Bodies are refused with 413 while being read, before parsing: without a cap a 10 MB
+    # message was read, parsed and echoed back whole in its 422 (tests/api/test_fuzz_api.py).
+    # Then 422 for text that cannot be stored: a lone surrogate in a config's model was
+    # committed, and every later read of that config was a 500.
+    add_body_guards(app, limit=MAX_REQUEST_BYTES)
 
     @app.middleware("http")
     async def access_control(
@@ -181,9 +136,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 )
         return await call_next(request)
 
-    # Bodies are refused with 413 while being read, before parsing: without a cap a 10 MB
-    # message was read, parsed and echoed back whole in its 422 (tests/test_fuzz_api.py).
-    app.add_middleware(BodySizeLimit, limit=MAX_REQUEST_BYTES)
+    def host_names() -> tuple[str, ...]:
+        active: Settings | None = app.state.settings
+        return active.host_names if active is not None else ()
+
+    # Outermost: the Host allow-list (DNS rebinding), then the browser-origin checks (CSRF).
+    add_browser_guards(app, host_names=host_names)
+    # A locked or full database is a JSON 503 with Retry-After, not a plain-text 500.
+    app.add_exception_handler(DatabaseError, database_error_handler())
     for module in (
         system,
         threads,

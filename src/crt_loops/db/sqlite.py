@@ -28,6 +28,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from crt_loops.db.availability import DbUnavailable, WriteHealth, classify, probe_write
+from crt_loops.db.deferred import DeferredWrites
 from crt_loops.db.errors import DatabaseClosedError, translate, translated
 
 __all__ = ["BUSY_TIMEOUT_MS", "DatabaseClosedError", "SQLiteStore"]
@@ -35,6 +37,8 @@ __all__ = ["BUSY_TIMEOUT_MS", "DatabaseClosedError", "SQLiteStore"]
 logger = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 5000
+#: How long ``/health`` waits for the write lock before it calls the database busy.
+PROBE_TIMEOUT_SECONDS = 0.25
 
 
 class SQLiteStore:
@@ -56,6 +60,10 @@ class SQLiteStore:
         # (owning thread, connection): pruned when threads die, all closed by close().
         self._connections: list[tuple[weakref.ref[threading.Thread], sqlite3.Connection]] = []
         self._closed = False
+        #: The latest failed write (locked, disk full, ...) until a write succeeds again.
+        self.write_health = WriteHealth()
+        #: Writes to retry once the database is writable again (see crt_loops.db.deferred).
+        self.deferred = DeferredWrites(self.path.name)
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._migrations = list(migrations)
@@ -103,21 +111,48 @@ class SQLiteStore:
         """A ``BEGIN IMMEDIATE`` transaction: committed on success, rolled back on any error.
 
         A driver error inside the block, or from BEGIN or COMMIT, leaves as a
-        :class:`~crt_loops.db.errors.DatabaseError`; any other exception passes unchanged.
+        :class:`~crt_loops.db.errors.DatabaseError`; any other exception passes unchanged. A
+        failure that may pass (locked, disk full: see :mod:`crt_loops.db.availability`) is
+        remembered in ``write_health`` until a later write commits.
         """
         conn = self.conn()
-        with translated():
+        try:
             conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            self._note_failure(exc)
+            raise translate(exc) from exc
         try:
             yield conn
         except sqlite3.Error as exc:
+            self._note_failure(exc)
             self._rollback(conn)
             raise translate(exc) from exc
-        except BaseException:
+        except BaseException as exc:
+            self._note_failure(exc)
             self._rollback(conn)
             raise
-        with translated():
+        try:
             conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            # A COMMIT that fails (disk full while writing the WAL) leaves the transaction
+            # open, holding the write lock against every other connection: end it here.
+            self._note_failure(exc)
+            self._rollback(conn)
+            raise translate(exc) from exc
+        self.write_health.succeeded()
+
+    def _note_failure(self, exc: BaseException) -> None:
+        failure = classify(exc)
+        if failure is not None:
+            self.write_health.failed(failure)
+
+    def availability(self, probe_timeout: float = PROBE_TIMEOUT_SECONDS) -> DbUnavailable | None:
+        """None when a write could be made now; else why not (the write lock is held, or the
+        latest write failed and none has succeeded since)."""
+        if self._closed:
+            return None
+        probed = probe_write(self.path, probe_timeout) if str(self.path) != ":memory:" else None
+        return probed or self.write_health.failure
 
     def _rollback(self, conn: sqlite3.Connection) -> None:
         # The error that got us here is the one worth raising, so nothing here may replace it:
@@ -165,6 +200,7 @@ class SQLiteStore:
 
     def close(self) -> None:
         """Close every connection. Idempotent and one-way: later use raises DatabaseClosedError."""
+        self.deferred.close()
         with self._lock:
             if self._closed:
                 return

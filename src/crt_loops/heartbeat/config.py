@@ -34,6 +34,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from crt_loops.edge.text import is_blank
 from crt_loops.heartbeat.schedule import ActiveWindow
 
 logger = logging.getLogger(__name__)
@@ -247,7 +248,7 @@ class HeartbeatConfig(BaseModel):
     @classmethod
     def _model(cls, value: object) -> object:
         if isinstance(value, str):
-            value = value.strip() or None
+            value = None if is_blank(value) else value.strip()
             if value is not None and not _MODEL_NAME_RE.fullmatch(value):
                 raise ValueError("a model name is 1-200 characters with no spaces")
         return value

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from crt_loops.core.enums import RunReason, Trigger
 from crt_loops.db import heartbeat_claims, heartbeats
 from crt_loops.db.errors import DatabaseUnavailable
-from crt_loops.heartbeat import recording, recovery, updates
+from crt_loops.heartbeat import late_record, recording, recovery, updates
 from crt_loops.heartbeat.config import HeartbeatConfig
 from crt_loops.heartbeat.deps import LedgerLimits, RunnerDeps, RunnerOptions, from_settings
 from crt_loops.heartbeat.gates import fail
@@ -117,10 +117,6 @@ class HeartbeatRunner:
             if lease_held:
                 heartbeat_claims.release_thread_lease(self.db, thread_id, self.owner)
             raise HeartbeatThreadNotFound(f"thread {thread_id!r} does not exist")
-        if not lease_held and not heartbeat_claims.take_thread_lease(
-            self.db, thread_id, self.owner, self.lease_ttl
-        ):
-            raise HeartbeatBusy(f"a heartbeat for thread {thread_id!r} is already running")
         started = time.perf_counter()
         now = self.clock()
         config = hb.config
@@ -128,15 +124,40 @@ class HeartbeatRunner:
         run = heartbeats.RunRecord.begin(thread_id, trigger=trigger, dry_run=dry_run, now=now)
         state = RunState(run=run, config=config)
         try:
+            if not lease_held and not heartbeat_claims.take_thread_lease(
+                self.db, thread_id, self.owner, self.lease_ttl
+            ):
+                raise HeartbeatBusy(f"a heartbeat for thread {thread_id!r} is already running")
+            self._run_leased(state, hb, started=started)
+        except DatabaseUnavailable as exc:  # locked or full: the run must still reach the history
+            late_record.record_when_writable(
+                self.db,
+                state,
+                hb,
+                exc,
+                started=started,
+                clock=self.clock,
+                default_timezone=self.options.default_timezone,
+            )
+            raise
+        self.on_change()
+        finished = heartbeats.get_run(self.db, run.run_id)
+        return finished or run
+
+    def _run_leased(
+        self, state: RunState, hb: heartbeats.ThreadHeartbeat, *, started: float
+    ) -> None:
+        run = state.run
+        try:
             heartbeats.start_run(
                 self.db,
                 run_id=run.run_id,
-                thread_id=thread_id,
-                trigger=trigger,
-                dry_run=dry_run,
-                now=now,
+                thread_id=run.thread_id,
+                trigger=run.trigger,
+                dry_run=run.dry_run,
+                now=run.started_at,
             )
-            self._run_pipeline(state, hb, forced=trigger is Trigger.MANUAL)
+            self._run_pipeline(state, hb, forced=run.trigger is Trigger.MANUAL)
             recording.record(
                 self.db,
                 state,
@@ -147,12 +168,11 @@ class HeartbeatRunner:
             )
         finally:
             try:
-                heartbeat_claims.release_thread_lease(self.db, thread_id, self.owner)
+                heartbeat_claims.release_thread_lease(self.db, run.thread_id, self.owner)
             except DatabaseUnavailable as exc:  # the lease expires on its own
-                logger.warning("%s could not release the lease of %s: %s", PREFIX, thread_id, exc)
-        self.on_change()
-        finished = heartbeats.get_run(self.db, run.run_id)
-        return finished or run
+                logger.warning(
+                    "%s could not release the lease of %s: %s", PREFIX, run.thread_id, exc
+                )
 
     def _run_pipeline(
         self, state: RunState, hb: heartbeats.ThreadHeartbeat, *, forced: bool

@@ -2,11 +2,12 @@
 
 Exception tree::
 
-    InstructionsError        the file cannot be read or written (a directory at the path,
-    │                        permission denied, invalid UTF-8, no such workspace directory)
+    InstructionsError        the file cannot be read or written (a directory or a FIFO at the
+    │                        path, permission denied, invalid UTF-8, no such workspace directory)
     ├── InstructionsTooLarge content over MAX_INSTRUCTIONS_BYTES (the file is left untouched)
     ├── InstructionsConflict the file changed since the editor loaded it (left untouched)
-    └── InstructionsInvalid  content that cannot be stored as UTF-8 text
+    └── InstructionsInvalid  content that is not storable text (invalid Unicode, NUL or other
+                             control characters besides tab and newline)
 
 A missing file is not an error: it reads as empty (``missing=True``), and an *effectively empty*
 file (only blank lines, headings, HTML comments, empty list items, rules) means the run is
@@ -21,12 +22,15 @@ import hashlib
 import logging
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from crt_loops.edge.text import describe, find_control
 
 __all__ = [
     "MAX_BYTES",
@@ -146,9 +150,7 @@ def load_instructions(path: Path | str) -> Instructions:
     """
     target = Path(path)
     try:
-        with target.open("rb") as handle:
-            modified = os.fstat(handle.fileno()).st_mtime
-            data = handle.read(_MAX_READ_BYTES + 1)
+        data, modified = _read_regular(target)
     except FileNotFoundError:
         return Instructions(
             content="",
@@ -158,8 +160,6 @@ def load_instructions(path: Path | str) -> Instructions:
             effectively_empty=True,
             missing=True,
         )
-    except IsADirectoryError as exc:
-        raise InstructionsError(f"{target} is a directory, not a HEARTBEAT.md file") from exc
     except PermissionError as exc:
         raise InstructionsError(f"no permission to read {target}") from exc
     except OSError as exc:
@@ -184,6 +184,36 @@ def load_instructions(path: Path | str) -> Instructions:
     )
 
 
+def _read_regular(target: Path) -> tuple[bytes, float]:
+    """The first ``_MAX_READ_BYTES + 1`` bytes of ``target`` and its mtime, if it is a regular
+    file. O_NONBLOCK, then a stat of what was opened: a FIFO put at the path would otherwise
+    block the reader (a whole heartbeat run, or an API worker) until something writes to it."""
+    fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a directory" if stat.S_ISDIR(info.st_mode) else _kind(info.st_mode)
+            raise InstructionsError(
+                f"{target} is {kind}, not a regular file; HEARTBEAT.md must be a plain text file"
+            )
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(_MAX_READ_BYTES + 1)
+    finally:
+        os.close(fd)
+    return data, info.st_mtime
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a special file"
+
+
 def write_instructions(
     path: Path | str, content: str, *, expected_sha256: str | None = None
 ) -> Instructions:
@@ -202,6 +232,15 @@ def write_instructions(
         raise InstructionsInvalid(
             f"content is not valid Unicode text (character {exc.start}); the file was not changed"
         ) from exc
+    control = find_control(content)
+    if control is not None:
+        offset, char = control
+        line = content.count("\n", 0, offset) + 1
+        raise InstructionsInvalid(
+            f"content has the control character {describe(char)} at character {offset} (line "
+            f"{line}); HEARTBEAT.md is text: tabs and newlines are fine, NUL and other control "
+            "characters are not. The file was not changed."
+        )
     if len(data) > MAX_INSTRUCTIONS_BYTES:
         raise InstructionsTooLarge(len(data))
     target = Path(path)
@@ -209,6 +248,13 @@ def write_instructions(
         # Keep the link (people keep HEARTBEAT.md in a dotfiles repo) and replace what it names.
         target = target.resolve()
     directory = target.parent
+    with contextlib.suppress(FileNotFoundError):
+        mode = target.stat().st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else _kind(mode)
+            raise InstructionsError(
+                f"{target} is {kind}, not a regular file; remove it, then save HEARTBEAT.md again"
+            )
     if not directory.is_dir():
         raise InstructionsError(f"the directory {directory} does not exist")
     with _directory_lock(directory):

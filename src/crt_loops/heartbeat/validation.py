@@ -15,6 +15,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from crt_loops.core.enums import BlockReason
+from crt_loops.edge.text import is_blank
 from crt_loops.heartbeat.config import SUBMOLT_RE, HeartbeatConfig
 from crt_loops.heartbeat.decision import (
     COMMENT_CONTENT_MAX,
@@ -180,7 +181,7 @@ def _check_fields(action: AnyAction) -> _Block | None:
 
 
 def _check_text(name: str, text: str, cap: int) -> _Block | None:
-    if not text.strip():
+    if is_blank(text):
         return BlockReason.EMPTY, f"{name} is empty"
     if len(text) > cap:
         return BlockReason.TOO_LONG, f"{name} is {len(text)} characters; the limit is {cap}"

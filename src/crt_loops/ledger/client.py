@@ -35,6 +35,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from crt_loops.core import metrics
+from crt_loops.edge.text import strip_bidi
 
 logger = logging.getLogger(__name__)
 
@@ -363,9 +364,11 @@ class LedgerClient:
         url: str | None = None,
         idempotency_key: str | None = None,
     ) -> Post:
-        body: dict[str, Any] = {"submolt": submolt, "title": title}
+        # Bidi overrides would let a post display in another order than it reads to the
+        # agent; they never leave this client (any Ledger, not only ours).
+        body: dict[str, Any] = {"submolt": submolt, "title": strip_bidi(title)}
         if content is not None:
-            body["content"] = content
+            body["content"] = strip_bidi(content)
         if url is not None:
             body["url"] = url
         data = self._request("POST", "/posts", json=body, idempotency_key=idempotency_key)
@@ -396,7 +399,7 @@ class LedgerClient:
         parent_id: str | None = None,
         idempotency_key: str | None = None,
     ) -> Comment:
-        body: dict[str, Any] = {"content": content}
+        body: dict[str, Any] = {"content": strip_bidi(content)}
         if parent_id is not None:
             body["parent_id"] = parent_id
         data = self._request(

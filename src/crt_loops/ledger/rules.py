@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
+from crt_loops.edge.text import is_blank, strip_bidi
 from crt_loops.ledger.errors import ApiError, bad_request
 
 AGENT_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{2,32}$")
@@ -44,8 +45,10 @@ def submolt_name(name: str) -> str:
 
 
 def text(field: str, value: str, cap: int, *, required: bool = True) -> str:
-    """``value`` if it is within ``cap`` characters (and not blank when required)."""
-    if required and not value.strip():
+    """``value`` without bidi controls, if it is within ``cap`` characters (and, when
+    required, shows something: only spaces, zero-width or blank-looking characters is empty)."""
+    value = strip_bidi(value)
+    if required and is_blank(value):
         raise bad_request(f"{field} must not be empty", f"send a non-blank {field}")
     if len(value) > cap:
         raise bad_request(

@@ -37,7 +37,7 @@ import functools
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -46,8 +46,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
 
+from crt_loops.db.errors import DatabaseError
+from crt_loops.edge.stack import add_body_guards, add_browser_guards
+from crt_loops.edge.unavailable import database_error_handler
 from crt_loops.ledger import rules
 from crt_loops.ledger.errors import ApiError, bad_request, not_found
 from crt_loops.ledger.limits import (
@@ -470,28 +472,21 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-class BodySizeLimit:
-    """Refuse a declared body over ``limit`` bytes with 413 before anything reads it."""
-
-    def __init__(self, app: ASGIApp, limit: int = rules.MAX_BODY_BYTES) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            for name, value in scope["headers"]:
-                if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                    response = JSONResponse(
-                        {
-                            "success": False,
-                            "error": f"request body too large ({int(value)} > {self.limit} bytes)",
-                            "hint": "posts are capped at 40,000 characters, comments at 10,000",
-                        },
-                        status_code=413,
-                    )
-                    await response(scope, receive, send)
-                    return
-        await self.app(scope, receive, send)
+def _envelope_refusal(
+    status: int,
+    message: str,
+    *,
+    loc: Sequence[str | int] | None = None,
+    hint: str = "",
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """An edge guard's refusal (wrong Host or Origin, too large, invalid text) as an envelope."""
+    body: dict[str, Any] = {"success": False, "error": message, "hint": hint}
+    if loc is not None:
+        where = ".".join(str(part) for part in loc)
+        body["error"] = f"invalid request: {where}: {message}"
+        body["details"] = [{"loc": [str(part) for part in loc], "msg": message}]
+    return JSONResponse(body, status_code=status, headers=dict(headers or {}))
 
 
 def create_ledger_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> FastAPI:
@@ -514,8 +509,17 @@ def create_ledger_app(settings: Settings, *, clock: Callable[[], float] = time.t
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DatabaseError, database_error_handler(_envelope_refusal))
     app.add_exception_handler(Exception, _unexpected)
-    app.add_middleware(BodySizeLimit)
+    # The same edge as the API's: bodies capped while streamed, no unstorable text, and no
+    # other web page or rebound host name (see crt_loops.edge).
+    add_body_guards(
+        app,
+        limit=rules.MAX_BODY_BYTES,
+        refuse=_envelope_refusal,
+        hint="posts are capped at 40,000 characters, comments at 10,000",
+    )
+    add_browser_guards(app, host_names=settings.host_names, refuse=_envelope_refusal)
     return app
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, HTTPException, Path, Request
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from crt_loops.db.session import THREAD_ID_RE, SessionDB
+from crt_loops.edge.text import is_blank
 
 if TYPE_CHECKING:
     from crt_loops.api.services import Services
@@ -21,6 +22,24 @@ MAX_SQL_INT = 2**63 - 1
 THREAD_ID_RULE = (
     "thread_id must be 1-64 characters of letters, digits, '_' or '-' (^[A-Za-z0-9_-]{1,64}$)"
 )
+
+
+def _visible(value: str) -> str:
+    # "\u3000" (ideographic space), "\u2800" (braille blank) or zero-width characters passed a
+    # plain min_length check and were stored as text that shows nothing.
+    if is_blank(value):
+        raise ValueError("must not be empty or only invisible characters (spaces, zero-width)")
+    return value
+
+
+def _blank_is_none(value: str | None) -> str | None:
+    return None if value is None or is_blank(value) else value
+
+
+#: Required text a person must be able to see: blank or invisible-only text is a 422.
+VisibleText = Annotated[str, AfterValidator(_visible)]
+#: Optional text where blank or invisible-only means "not given".
+OptionalText = Annotated[str | None, AfterValidator(_blank_is_none)]
 
 
 def get_services(request: Request) -> Services:

@@ -20,6 +20,8 @@ from crt_loops.api.routes.loops import start_loop, stop_loop
 from crt_loops.core.clock import iso
 from crt_loops.core.enums import Trigger
 from crt_loops.db import heartbeat_claims, heartbeats
+from crt_loops.db.availability import classify
+from crt_loops.db.errors import DatabaseError
 from crt_loops.heartbeat.config import ConfigPatch
 from crt_loops.heartbeat.executor import HeartbeatBusy, HeartbeatRunner, HeartbeatThreadNotFound
 from crt_loops.heartbeat.instructions import (
@@ -209,6 +211,16 @@ def run_now(
         raise HTTPException(status_code=409, detail=str(exc)) from exc
     except HeartbeatThreadNotFound as exc:
         raise HTTPException(status_code=404, detail=str(exc)) from exc
+    except DatabaseError as exc:
+        failure = classify(exc)
+        if failure is None:
+            raise
+        raise HTTPException(
+            status_code=503,
+            detail=f"{failure.sentence()}; the run is recorded as failed/db_error once the "
+            "database is writable again (see the thread's heartbeat history)",
+            headers={"Retry-After": str(failure.retry_after)},
+        ) from exc
     return record.as_api()
 
 

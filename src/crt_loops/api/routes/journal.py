@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from crt_loops.api.routes import responses as out
-from crt_loops.api.routes.deps import DB, MAX_SQL_INT, ExistingThread, get_settings
+from crt_loops.api.routes.deps import DB, MAX_SQL_INT, ExistingThread, VisibleText, get_settings
 from crt_loops.mind import journal
 from crt_loops.settings import Settings
 
@@ -22,7 +22,7 @@ class CommentIn(BaseModel):
         extra="forbid",
         json_schema_extra={"examples": [{"content": "Was it really the deadline?"}]},
     )
-    content: str = Field(
+    content: VisibleText = Field(
         min_length=1,
         max_length=journal.MAX_COMMENT_CHARS,
         description="the person's comment on the entry",
@@ -74,17 +74,6 @@ def reply_to_entry(
     body: CommentIn,
     db: DB,
 ) -> dict[str, Any]:
-    if not body.content.strip():
-        raise HTTPException(
-            status_code=422,
-            detail=[
-                {
-                    "loc": ["body", "content"],
-                    "msg": "content must not be blank",
-                    "type": "value_error",
-                }
-            ],
-        )
     try:
         entry = journal.add_comment(db, thread_id, entry_id, body.content)
     except journal.EntryNotFound as exc:

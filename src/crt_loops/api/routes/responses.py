@@ -46,6 +46,9 @@ class Health(Out):
             "version": "0.1.0",
             "uptime_seconds": 42.5,
             "db": "ok",
+            "db_problem": None,
+            "db_error": None,
+            "db_pending_writes": 0,
             "loops": {
                 "reflection": True,
                 "personality": True,
@@ -54,10 +57,16 @@ class Health(Out):
             },
         }
     )
-    status: str = Field(description="ok, or starting while the DB is not open yet")
+    status: str = Field(
+        description="ok; starting while the DB is not open yet; degraded (HTTP 503) while the "
+        "DB cannot take writes"
+    )
     version: str
     uptime_seconds: float | None
-    db: str = Field(description="ok or unavailable")
+    db: str = Field(description="ok, unavailable (not open yet) or degraded")
+    db_problem: str | None = Field(description="busy, full, io_error or read_only; null when ok")
+    db_error: str | None = Field(description="what is wrong with the DB, in a sentence")
+    db_pending_writes: int = Field(description="records waiting for the DB to be writable")
     loops: dict[str, bool] = Field(description="loop name -> whether its thread is running")
 
 

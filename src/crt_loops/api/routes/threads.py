@@ -12,7 +12,9 @@ from crt_loops.api.routes.deps import (
     DB,
     MAX_SQL_INT,
     ExistingThread,
+    OptionalText,
     ThreadId,
+    VisibleText,
     get_llm,
     get_settings,
 )
@@ -33,7 +35,7 @@ class ThreadCreate(BaseModel):
         json_schema_extra={"examples": [{"thread_id": "work-notes", "title": "Work notes"}]},
     )
     thread_id: str = Field(pattern=THREAD_ID_RE.pattern, examples=["work-notes"])
-    title: str | None = Field(None, max_length=200)
+    title: OptionalText = Field(None, max_length=200)
 
 
 class ThreadOut(BaseModel):
@@ -51,7 +53,7 @@ class MessageIn(BaseModel):
         json_schema_extra={"examples": [{"role": "user", "content": "I started a new job today"}]},
     )
     role: Literal["user", "assistant"] = "user"
-    content: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+    content: VisibleText = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
 
 
 class MessageOut(BaseModel):
@@ -84,7 +86,9 @@ class ChatIn(BaseModel):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"message": "How was my week?"}]}
     )
-    message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS, examples=["How was my week?"])
+    message: VisibleText = Field(
+        min_length=1, max_length=MAX_MESSAGE_CHARS, examples=["How was my week?"]
+    )
     model: str | None = Field(None, description="override CRT_OLLAMA_MODEL for this message")
 
 
