@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from heartbeat.private_data import (
+from crt_loops.heartbeat.private_data import (
     PrivateKind,
     allowed_kinds,
     find_leak,

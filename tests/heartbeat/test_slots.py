@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from heartbeat.slots import SlotPool
+from crt_loops.heartbeat.slots import SlotPool
 
 
 def test_acquire_within_size_then_a_bounded_wait_fails() -> None:

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from clock import FakeClock
-from ledger.feed_cache import FeedBudgetExhausted, FeedCache, RequestBudget, feed_budget
+from support.clock import FakeClock
+from crt_loops.ledger.feed_cache import FeedBudgetExhausted, FeedCache, RequestBudget, feed_budget
 
 
 def test_budget_is_a_sliding_window() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ledger.identity import (
+from crt_loops.ledger.identity import (
     LedgerIdentityError,
     identity_path,
     load_or_create_secret,
