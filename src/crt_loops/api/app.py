@@ -27,6 +27,7 @@ from crt_loops.api.routes import metrics as metrics_routes
 from crt_loops.api.routes.deps import ERROR_RESPONSES
 from crt_loops.db.session import SessionDB
 from crt_loops.heartbeat.executor import HeartbeatRunner
+from crt_loops.heartbeat.loop import HeartbeatLoop
 from crt_loops.ledger.embed import EmbeddedLedger, start_embedded_ledger
 from crt_loops.llm.client import build_llm
 from crt_loops.loops.runner import BackgroundLoop, build_loops
@@ -256,6 +257,9 @@ def _start(app: FastAPI, settings: Settings) -> None:
 def _stop(app: FastAPI) -> None:
     """Blocking shutdown steps, each bounded; safe to run after a partial startup."""
     loops_map: dict[str, BackgroundLoop] = getattr(app.state, "loops", None) or {}
+    heartbeat_loop: HeartbeatLoop | None = getattr(app.state, "heartbeat_loop", None)
+    if heartbeat_loop is not None:
+        heartbeat_loop.close_runs()
     for loop in loops_map.values():
         loop.stop(timeout=SHUTDOWN_JOIN_SECONDS)
     ledger_handle: EmbeddedLedger | None = getattr(app.state, "ledger", None)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from crt_loops.core import metrics
+from crt_loops.core.clock import iso
 from crt_loops.db.session import SessionDB
 from crt_loops.heartbeat import history, outbox, store
 from crt_loops.heartbeat.config import HeartbeatConfig, merge_config
@@ -36,7 +37,8 @@ from crt_loops.heartbeat.instructions import InstructionsError, load_instruction
 from crt_loops.heartbeat.prompt import build_prompt
 from crt_loops.heartbeat.redaction import redact_text
 from crt_loops.heartbeat.schedule import next_due
-from crt_loops.ledger.client import LedgerClient, LedgerError
+from crt_loops.heartbeat.slots import SlotPool
+from crt_loops.ledger.client import LedgerClient, LedgerError, LedgerRateLimited
 from crt_loops.llm.client import LLM, LLMError, LLMTimeout, LLMTruncated, LLMUnavailable
 from crt_loops.loops.runner import PROCESS_OWNER
 
@@ -57,6 +59,16 @@ DEFAULT_COMMENT_COOLDOWN = 20.0
 DEFAULT_COMMENTS_PER_DAY = 50
 
 RECORD_RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0)
+# A 429 that does not say when to come back: Moltbook's limits reset each minute.
+DEFAULT_RATE_LIMIT_RETRY_SECONDS = 60.0
+# A run-now waits this long for an LLM slot, then answers 429: a request must not hold one of
+# the server's worker threads while a slow model finishes other runs (50 waiting run-nows froze
+# /health and the dashboard for minutes).
+MANUAL_SLOT_WAIT_SECONDS = 5.0
+# Run-nows admitted at once beyond the LLM slots; the rest are refused before they take a thread.
+MANUAL_QUEUE = 2
+# What a refused run-now tells the client to wait before trying again.
+MANUAL_RETRY_AFTER_SECONDS = 10
 
 Trigger = Literal["schedule", "manual"]
 
@@ -77,6 +89,7 @@ class RunState:
     config: HeartbeatConfig
     context_hash: str | None = None
     seen_activity: set[str] = field(default_factory=set)
+    retry_at: float | None = None  # a Ledger 429's "try again at", for the next due time
 
 
 @dataclass
@@ -124,7 +137,10 @@ class HeartbeatRunner:
         self.secrets = [s for s in (secrets or []) if s]
         # A claim must outlive the LLM call plus the Ledger calls; a dead holder's expires.
         self.lease_ttl = llm_timeout + 120.0
-        self._llm_slots = threading.BoundedSemaphore(max(1, max_concurrency))
+        self._llm_slots = SlotPool(max(1, max_concurrency))
+        #: Manual runs in flight; the route refuses a run-now when none is free.
+        self.manual_admission = SlotPool(max(1, max_concurrency) + MANUAL_QUEUE)
+        self.manual_slot_wait = MANUAL_SLOT_WAIT_SECONDS
         self.on_change: Callable[[], None] = lambda: None
 
     @classmethod
@@ -226,6 +242,12 @@ class HeartbeatRunner:
         self.on_change()
         finished = store.get_run(self.db, run.run_id)
         return finished or run
+
+    def close(self) -> None:
+        """At shutdown: runs waiting for an LLM slot give up at once (recorded skipped/busy)
+        and no new run-now is admitted. Runs already talking to the model finish. Idempotent."""
+        self._llm_slots.close()
+        self.manual_admission.close()
 
     def record_busy(self, thread_id: str, *, retry_in: float) -> None:
         """A due thread whose lease someone else holds: record it and retry shortly."""
@@ -389,6 +411,9 @@ class HeartbeatRunner:
             add_ledger(
                 ctx, self.ledger, past["own_post_ids"], self.db, past["answered_comment_ids"]
             )
+        except LedgerRateLimited as exc:
+            self._rate_limited(state, exc, "reading the Ledger")
+            return
         except LedgerError as exc:
             self._set(
                 state, "failed", "ledger_error", error=str(exc), summary="could not read the Ledger"
@@ -419,9 +444,22 @@ class HeartbeatRunner:
         state.run.prompt_chars = prompt.chars
         model = config.model_or(self.default_model)
         state.run.model = model
+        wait = self.manual_slot_wait if forced else None
+        if not self._llm_slots.acquire(wait):
+            closing = self._llm_slots.closed
+            self._set(
+                state,
+                "skipped",
+                "busy",
+                summary="the service is shutting down; no LLM call made"
+                if closing
+                else f"every LLM slot stayed busy for {wait:.0f} s (other heartbeats are "
+                f"thinking); no LLM call made, try again in {MANUAL_RETRY_AFTER_SECONDS} s",
+            )
+            return
         llm_started = time.perf_counter()
         try:
-            with self._llm_slots:
+            with self._llm_slots.holding():
                 reply = self.llm.chat(
                     prompt.messages,
                     model=model,
@@ -496,16 +534,35 @@ class HeartbeatRunner:
         # The outbox: written before anything is sent.
         store.add_actions(self.db, state.run.run_id, state.run.thread_id, rows)
         state.run.summary = redact_text(decision.summary.strip(), self.secrets)[:1000]
+        retry_after: float | None = None
         if state.run.dry_run:
             for row in rows:
                 if row["state"] == "dry_run":
                     outbox.log_action(row, dry=True)
         else:
-            outbox.send_pending(self.db, self.ledger, rows)
+            retry_after = outbox.send_pending(self.db, self.ledger, rows)
         result = outbox.verdict(rows, dry_run=state.run.dry_run)
-        self._set(state, result.outcome, result.reason, error=result.error)
+        error = result.error
+        if result.reason == "rate_limited":
+            state.retry_at = self.clock() + (retry_after or DEFAULT_RATE_LIMIT_RETRY_SECONDS)
+            error = f"{error}; may retry at {iso(state.retry_at)}"
+        self._set(state, result.outcome, result.reason, error=error)
 
     # -- recording ---------------------------------------------------------------------------
+
+    def _rate_limited(self, state: RunState, exc: LedgerRateLimited, doing: str) -> None:
+        """A Ledger 429: failed/rate_limited with the time it may retry, never ledger_error."""
+        wait = exc.retry_after_seconds
+        retry_in = wait if wait is not None and wait > 0 else DEFAULT_RATE_LIMIT_RETRY_SECONDS
+        state.retry_at = self.clock() + retry_in
+        self._set(
+            state,
+            "failed",
+            "rate_limited",
+            error=f"{exc}; may retry at {iso(state.retry_at)}",
+            summary=f"the Ledger rate-limited us while {doing}; "
+            f"the next try is at {iso(state.retry_at)}",
+        )
 
     def _set(
         self,
@@ -558,11 +615,19 @@ class HeartbeatRunner:
         run.duration_ms = (time.perf_counter() - started) * 1000
         failures = hb.failures + 1 if run.outcome == "failed" else 0
         window = config.active_window(self.default_timezone)
+        # No LLM slot (or shutdown) means nothing was tried: the schedule and the last-run
+        # columns stay as they were, so the thread is not pushed back a whole interval.
+        untried = run.outcome == "skipped" and run.reason == "busy"
         if not config.enabled:
             due: float | None = None
+        elif untried:
+            due = hb.next_due if hb.next_due is not None else now + BACKOFF_STEPS[0]
+            failures = hb.failures
         elif run.outcome == "failed":
             delay = min(BACKOFF_STEPS[min(failures, len(BACKOFF_STEPS)) - 1], config.every_seconds)
             due = now + delay
+            if state.retry_at is not None:
+                due = max(due, state.retry_at)  # the Ledger said when it takes requests again
             if window is not None and not window.contains(due):
                 due = window.next_opening(due)
         else:  # next_due also moves an out-of-hours time to the window's next opening
@@ -572,7 +637,12 @@ class HeartbeatRunner:
             history.settle_activity(self.db, state.seen_activity)
         # A skip that never looked at the context keeps the old fingerprint.
         store.finish_run(
-            self.db, run, next_due=due, failures=failures, context_hash=state.context_hash
+            self.db,
+            run,
+            next_due=due,
+            failures=failures,
+            context_hash=state.context_hash,
+            update_last=not untried,
         )
         metrics.observe_heartbeat_run(run.outcome, run.reason, run.trigger, run.duration_ms / 1000)
         logger.info(

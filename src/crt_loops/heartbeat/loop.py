@@ -73,6 +73,14 @@ class HeartbeatLoop(BackgroundLoop):
                 self._runner.on_change = self.wake
             return self._runner
 
+    def close_runs(self) -> None:
+        """At shutdown, before stop(): heartbeats waiting for an LLM slot give up at once, so
+        neither this loop nor a run-now request keeps shutdown waiting behind the model."""
+        with self._runner_lock:
+            runner = self._runner
+        if runner is not None:
+            runner.close()
+
     def recover(self) -> dict[str, Any]:
         """Startup recovery: interrupted runs closed, pending outbox actions re-sent."""
         try:

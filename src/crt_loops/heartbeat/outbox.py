@@ -107,8 +107,14 @@ def call_ledger(
     return str(payload["post_id"])
 
 
-def send_pending(db: SessionDB, ledger: LedgerClient | None, rows: list[dict[str, Any]]) -> None:
-    """Send every ``pending`` row in order, recording each result as soon as it is known."""
+def send_pending(
+    db: SessionDB, ledger: LedgerClient | None, rows: list[dict[str, Any]]
+) -> float | None:
+    """Send every ``pending`` row in order, recording each result as soon as it is known.
+
+    Returns the longest wait a Ledger 429 asked for (seconds), or None when none did.
+    """
+    retry_after: float | None = None
     for row in rows:
         if row["state"] != "pending":
             continue
@@ -116,6 +122,8 @@ def send_pending(db: SessionDB, ledger: LedgerClient | None, rows: list[dict[str
             ledger_id = call_ledger(ledger, row["type"], row["payload"], row["idempotency_key"])
         except LedgerRateLimited as exc:
             row["state"], row["error"] = "failed", f"rate_limited: {exc}"
+            if exc.retry_after_seconds is not None:
+                retry_after = max(retry_after or 0.0, exc.retry_after_seconds)
         except LedgerError as exc:
             row["state"], row["error"] = "failed", str(exc)
         else:
@@ -128,6 +136,7 @@ def send_pending(db: SessionDB, ledger: LedgerClient | None, rows: list[dict[str
             ledger_id=row.get("ledger_id"),
             error=row["error"],
         )
+    return retry_after
 
 
 def resend(db: SessionDB, ledger: LedgerClient | None, action: store.ActionRecord) -> bool:

@@ -19,7 +19,12 @@ from crt_loops.api.routes.loops import start_loop, stop_loop
 from crt_loops.core.clock import iso
 from crt_loops.heartbeat import store
 from crt_loops.heartbeat.config import ConfigPatch
-from crt_loops.heartbeat.executor import HeartbeatBusy, HeartbeatRunner, HeartbeatThreadNotFound
+from crt_loops.heartbeat.executor import (
+    MANUAL_RETRY_AFTER_SECONDS,
+    HeartbeatBusy,
+    HeartbeatRunner,
+    HeartbeatThreadNotFound,
+)
 from crt_loops.heartbeat.instructions import (
     MAX_BYTES,
     Instructions,
@@ -193,21 +198,45 @@ async def post_config(thread_id: ThreadId, request: Request, db: DB) -> dict[str
 
 @router.post(
     "/api/threads/{thread_id}/heartbeat/run-now",
-    summary="Run one heartbeat now, synchronously; 409 if one is already running",
+    summary="Run one heartbeat now, synchronously; 409 if one is already running, 429 with "
+    "Retry-After when every LLM slot stays busy",
     response_model=out.HeartbeatRun,
 )
-def run_now(
+async def run_now(
     thread_id: ExistingThread,
     request: Request,
     dry_run: Annotated[bool, Query(description="force a dry run: nothing is sent")] = False,
 ) -> dict[str, Any]:
+    hb_runner = runner(request)
+    # Admission happens here, on the event loop: a refused run-now never takes a worker thread,
+    # so any number of them leave /health, reads and the dashboard their threads.
+    if not hb_runner.manual_admission.acquire(0):
+        raise _slots_busy(
+            "too many manual heartbeats are already running or waiting for the LLM; "
+            f"try again in {MANUAL_RETRY_AFTER_SECONDS} s"
+        )
     try:
-        record = runner(request).run(thread_id, trigger="manual", force_dry_run=dry_run)
+        record = await anyio.to_thread.run_sync(
+            lambda: hb_runner.run(thread_id, trigger="manual", force_dry_run=dry_run)
+        )
     except HeartbeatBusy as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from exc
     except HeartbeatThreadNotFound as exc:
         raise HTTPException(status_code=404, detail=str(exc)) from exc
+    finally:
+        hb_runner.manual_admission.release()
+    if record.outcome == "skipped" and record.reason == "busy":
+        # The run is in the history as skipped/busy; the caller learns when to come back.
+        raise _slots_busy(f"{record.summary} (run {record.run_id})")
     return record.as_api()
+
+
+def _slots_busy(detail: str) -> HTTPException:
+    return HTTPException(
+        status_code=429,
+        detail=detail,
+        headers={"Retry-After": str(MANUAL_RETRY_AFTER_SECONDS)},
+    )
 
 
 @router.get(
