@@ -33,9 +33,7 @@ READ_LIMIT_SECONDS = 1.0
 @pytest.fixture
 def service(tmp_path: Path, fake_ollama: FakeOllama) -> Iterator[Service]:
     silence = heartbeat_scripts.decision([], "nothing to add")
-    fake_ollama.route(
-        "HeartbeatDecision", lambda req: Reply(content=silence, delay=MODEL_SECONDS)
-    )
+    fake_ollama.route("HeartbeatDecision", lambda req: Reply(content=silence, delay=MODEL_SECONDS))
     (tmp_path / "HEARTBEAT.md").write_text(HEARTBEAT_MD, encoding="utf-8")
     svc = Service(
         tmp_path,
@@ -120,14 +118,18 @@ def test_sigterm_during_a_flood_stops_in_bounded_time(service: Service) -> None:
         started = time.monotonic()
         code = service.stop(signal.SIGTERM, timeout=30)
         stopped = time.monotonic() - started
+        closed = 0
         for f in futures:
             try:
                 f.result(timeout=30)
             except httpx.HTTPError:
-                pass  # a connection the stopping server closed is an answer too
+                closed += 1  # a connection the stopping server closed is an answer too
     # uvicorn re-raises the SIGTERM it handled once its graceful shutdown is done.
     assert code in (0, -signal.SIGTERM), code
     assert "CRT Loops stopped" in service.log()
     # The running model call (3 s) may finish; nothing waits behind it for minutes.
     assert stopped < 12, stopped
-    print(f"\nSIGTERM with {FLOOD} run-nows pending: stopped in {stopped:.1f} s")
+    print(
+        f"\nSIGTERM with {FLOOD} run-nows pending: stopped in {stopped:.1f} s "
+        f"({closed} connections closed unanswered)"
+    )
