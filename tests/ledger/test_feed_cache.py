@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 
 import pytest
-
 from support.clock import FakeClock
+
 from crt_loops.ledger.feed_cache import FeedBudgetExhausted, FeedCache, RequestBudget, feed_budget
 
 

@@ -78,6 +78,7 @@ def test_embedded_serves_registers_and_stores_the_key(
         "agent_name": "crt",
         "registered": True,
         "reachable": True,
+        "identity_verified": True,
         "error": None,
         "state": "running",
     }

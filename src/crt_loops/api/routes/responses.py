@@ -356,6 +356,7 @@ class LedgerStatus(Out):
             "agent_name": "crt",
             "registered": True,
             "reachable": True,
+            "identity_verified": True,
             "error": None,
             "state": "running",
         }
@@ -365,7 +366,13 @@ class LedgerStatus(Out):
     serving: bool = Field(description="this process serves the embedded Ledger")
     agent_name: str
     registered: bool
-    reachable: bool
+    reachable: bool = Field(
+        description="it answers, and (embedded) proves it is this service's Ledger"
+    )
+    identity_verified: bool | None = Field(
+        None,
+        description="embedded Ledger only: it proved it holds this data dir's identity secret",
+    )
     error: str | None
     state: str
 
