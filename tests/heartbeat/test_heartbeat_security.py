@@ -14,7 +14,7 @@ from support import heartbeat_scripts as hs
 from support.fake_ollama import FakeOllama, Reply
 from support.hb_env import HeartbeatEnv, heartbeat_env
 
-from crt_loops.heartbeat import store
+from crt_loops.db import heartbeats as store
 from crt_loops.heartbeat.executor import LedgerLimits
 
 
