@@ -33,7 +33,9 @@ from crt_loops.ledger.client import (
     LedgerHTTPError,
     LedgerRejected,
     LedgerUnavailable,
+    PostPage,
 )
+from crt_loops.ledger.feed_cache import FeedCache, feed_budget
 from crt_loops.ledger.identity import (
     LedgerIdentityError,
     load_or_create_secret,
@@ -86,9 +88,12 @@ class EmbeddedLedger:
         embedded: bool,
         server: ServerThread | None = None,
         data_dir: Path | None = None,
+        requests_per_minute: int = 100,
     ) -> None:
         self.base_url = base_url
         self.data_dir = data_dir
+        #: The dashboard's feed, within its share of the agent's per-minute Ledger budget.
+        self.feed_cache: FeedCache[PostPage] = FeedCache(feed_budget(requests_per_minute))
         self.api_key = api_key
         self.agent_name = agent_name
         self.embedded = embedded
@@ -187,6 +192,7 @@ def start_embedded_ledger(
             api_key=key,
             agent_name=settings.agent_name,
             embedded=False,
+            requests_per_minute=settings.ledger_requests_per_minute,
         )
 
     try:
@@ -246,6 +252,7 @@ def start_embedded_ledger(
         embedded=True,
         server=serving,
         data_dir=settings.data_dir,
+        requests_per_minute=settings.ledger_requests_per_minute,
     )
 
 

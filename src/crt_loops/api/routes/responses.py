@@ -339,12 +339,22 @@ class LedgerFeed(Out):
             "sort": "hot",
             "has_more": False,
             "next_cursor": None,
+            "age_seconds": 3.2,
+            "stale": False,
         }
     )
     posts: list[Post]
     sort: str
     has_more: bool
     next_cursor: str | None
+    age_seconds: float = Field(
+        0.0, description="how old this copy is: the feed is cached briefly to spare the budget"
+    )
+    stale: bool = Field(
+        False,
+        description="true: the dashboard's share of the Ledger budget is spent, so this is the "
+        "last copy fetched, older than the cache's few seconds",
+    )
 
 
 class LedgerStatus(Out):
