@@ -15,8 +15,6 @@ from crt_loops.heartbeat.decision import (
     DECISION_SCHEMA_TITLE,
     POST_CONTENT_MAX,
     TITLE_MAX,
-    UNTRUSTED_CLOSE,
-    UNTRUSTED_OPEN,
     BlockReason,
     CommentAction,
     Decision,
@@ -31,6 +29,7 @@ from crt_loops.heartbeat.decision import (
     parse_decision,
     validate_actions,
 )
+from crt_loops.heartbeat.fence import UNTRUSTED_CLOSE, UNTRUSTED_OPEN
 
 DECISION = {
     "summary": "one reply and one upvote",

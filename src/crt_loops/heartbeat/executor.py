@@ -36,6 +36,7 @@ from crt_loops.heartbeat.decision import (
     validate_actions,
 )
 from crt_loops.heartbeat.instructions import InstructionsError, load_instructions
+from crt_loops.heartbeat.private_data import allowed_kinds, find_private
 from crt_loops.heartbeat.prompt import build_prompt
 from crt_loops.heartbeat.redaction import redact_text
 from crt_loops.heartbeat.schedule import next_due
@@ -522,6 +523,12 @@ class HeartbeatRunner:
             comments_left_today=max(0, self.limits.comments_per_day - past["comments_last_24h"]),
             secrets=self.secrets,
             default_submolt=config.submolt,
+            # The owner's side of the conversation (and what the agent noted about it), never
+            # the Ledger's words: a number a stranger posted is not the owner's secret.
+            private=find_private(
+                [m.content for m in ctx.messages] + [ctx.reflection or "", ctx.personality or ""]
+            ),
+            private_allowed=allowed_kinds(instructions.content),
         )
         validated = validate_actions(decision, vctx)
         state.seen_activity = ctx.shown_comment_ids()
