@@ -27,7 +27,7 @@ def test_a_feed_flood_leaves_the_heartbeat_its_budget(
         codes[response.status_code] = codes.get(response.status_code, 0) + 1
         if response.status_code == 429:
             assert int(response.headers["Retry-After"]) >= 1
-    ledger = client.app.state.ledger  # type: ignore[attr-defined]
+    ledger = client.app.state.services.ledger  # type: ignore[attr-defined]
     # The feed spent at most its share (a fifth of 100 requests a minute), then refused.
     assert ledger.feed_cache.fetches <= 20
     assert codes[200] <= 20 and codes[429] >= FLOOD - 20, codes
@@ -41,7 +41,7 @@ def test_a_feed_flood_leaves_the_heartbeat_its_budget(
 
 def test_a_burst_for_one_page_is_served_from_the_cache(client: TestClient) -> None:
     first = client.get("/api/ledger/feed").json()
-    ledger = client.app.state.ledger  # type: ignore[attr-defined]
+    ledger = client.app.state.services.ledger  # type: ignore[attr-defined]
     for _ in range(50):
         again = client.get("/api/ledger/feed")
         assert again.status_code == 200
