@@ -77,6 +77,33 @@ def test_close_ends_a_scheduled_wait_at_once(env: HeartbeatEnv) -> None:
     assert not env.runner.manual_admission.acquire(0)  # no run-now is admitted after close
 
 
+def test_loops_run_for_the_heartbeat_is_bounded_too(env: HeartbeatEnv) -> None:
+    """POST /api/loops/run runs a scheduled-style heartbeat from a request thread."""
+    from crt_loops.heartbeat.loop import HeartbeatLoop
+
+    hs.install(env.fake, hs.silent)
+    loop = HeartbeatLoop(
+        runner_factory=lambda: env.runner, interval_seconds=1800, enabled=True, db=env.db
+    )
+    env.runner.manual_slot_wait = 0.2
+    assert env.runner._llm_slots.acquire(0)
+    try:
+        started = time.monotonic()
+        result = loop.run_for_thread("default")
+        assert time.monotonic() - started < 2.0
+        assert (result["outcome"], result["reason"]) == ("skipped", "busy")
+        # Every admission is in use: refused at once, without waiting at all.
+        taken = 0
+        while env.runner.manual_admission.acquire(0):
+            taken += 1
+        refused = loop.run_for_thread("default")
+        assert refused["reason"] == "busy" and "too many" in refused["summary"]
+        for _ in range(taken):
+            env.runner.manual_admission.release()
+    finally:
+        env.runner._llm_slots.release()
+
+
 # -- Ledger 429: rate_limited with the time it may retry -------------------------------------
 
 

@@ -92,6 +92,7 @@ class RunState:
     context_hash: str | None = None
     seen_activity: set[str] = field(default_factory=set)
     retry_at: float | None = None  # a Ledger 429's "try again at", for the next due time
+    slot_wait: float | None = None  # how long to wait for an LLM slot; None: until one frees
 
 
 @dataclass
@@ -197,11 +198,13 @@ class HeartbeatRunner:
         trigger: Trigger,
         force_dry_run: bool = False,
         lease_held: bool = False,
+        bounded_wait: bool = False,
     ) -> heartbeats.RunRecord:
         """One heartbeat; always returns the finished run record (failures are outcomes).
 
-        Raises HeartbeatBusy when another run holds the thread, HeartbeatThreadNotFound for an
-        unknown thread.
+        A manual run (or ``bounded_wait``) waits at most ``manual_slot_wait`` seconds for an LLM
+        slot, then is recorded skipped/busy. Raises HeartbeatBusy when another run holds the
+        thread, HeartbeatThreadNotFound for an unknown thread.
         """
         hb = heartbeats.get_thread_heartbeat(self.db, thread_id)
         if hb is None:
@@ -218,6 +221,9 @@ class HeartbeatRunner:
         dry_run = force_dry_run or config.dry_run
         run = heartbeats.RunRecord.begin(thread_id, trigger=trigger, dry_run=dry_run, now=now)
         state = RunState(run=run, config=config)
+        if trigger == "manual" or bounded_wait:
+            # Someone is waiting on an HTTP request: never longer than this for an LLM slot.
+            state.slot_wait = self.manual_slot_wait
         try:
             heartbeats.start_run(
                 self.db,
@@ -446,7 +452,7 @@ class HeartbeatRunner:
         state.run.prompt_chars = prompt.chars
         model = config.model_or(self.default_model)
         state.run.model = model
-        wait = self.manual_slot_wait if forced else None
+        wait = state.slot_wait
         if not self._llm_slots.acquire(wait):
             closing = self._llm_slots.closed
             self._set(
