@@ -19,6 +19,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 from crt_loops.core.clock import iso
+from crt_loops.core.enums import Trigger
 from crt_loops.db import heartbeats
 from crt_loops.loops.runner import BackgroundLoop
 
@@ -135,7 +136,7 @@ class HeartbeatLoop(BackgroundLoop):
 
     def _run_one(self, runner: HeartbeatRunner, thread_id: str) -> None:
         try:
-            runner.run(thread_id, trigger="schedule", lease_held=True)
+            runner.run(thread_id, trigger=Trigger.SCHEDULE, lease_held=True)
         except Exception as exc:  # the runner records its own failures; this is a last resort
             logger.exception("%s Failed to run heartbeat: %s: %s", PREFIX, thread_id, exc)
 
@@ -155,7 +156,7 @@ class HeartbeatLoop(BackgroundLoop):
                 "LLM; try again shortly",
             }
         try:
-            return runner.run(thread_id, trigger="schedule", bounded_wait=True).as_api()
+            return runner.run(thread_id, trigger=Trigger.SCHEDULE, bounded_wait=True).as_api()
         finally:
             runner.manual_admission.release()
 
