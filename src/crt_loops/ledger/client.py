@@ -315,14 +315,6 @@ class LedgerClient:
     def health(self) -> Health:
         return _parse(Health, self._request("GET", "/health", auth=False))
 
-    def identity_proof(self, nonce: str) -> str:
-        """The embedded Ledger's answer to an identity challenge (no API key is sent)."""
-        body = self._request("GET", "/identity", params={"nonce": nonce}, auth=False)
-        proof = body.get("proof")
-        if not isinstance(proof, str):
-            raise LedgerProtocolError("GET /identity: the answer has no 'proof' string")
-        return proof
-
     def register(self, name: str, description: str = "") -> Registration:
         """Register an agent; the answer holds its API key, shown only this once.
 

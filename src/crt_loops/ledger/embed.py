@@ -36,13 +36,7 @@ from crt_loops.ledger.client import (
     PostPage,
 )
 from crt_loops.ledger.feed_cache import FeedCache, feed_budget
-from crt_loops.ledger.identity import (
-    LedgerIdentityError,
-    load_or_create_secret,
-    new_nonce,
-    read_secret,
-    verify,
-)
+from crt_loops.ledger.identity import LedgerIdentityError, load_or_create_secret, refusal
 from crt_loops.ledger.server import create_ledger_app
 from crt_loops.settings import Settings
 
@@ -130,7 +124,7 @@ class EmbeddedLedger:
         identity_verified: bool | None = None
         if self.embedded and self.data_dir is not None and reachable:
             # Whatever holds the port now must still be our Ledger, or it is not "reachable".
-            refused = _identity_refusal(self.base_url.removesuffix("/api/v1"), self.data_dir)
+            refused = refusal(self.base_url.removesuffix("/api/v1"), self.data_dir)
             identity_verified = refused is None
             if refused is not None:
                 reachable, error = False, f"not this service's Ledger: {refused}"
@@ -218,7 +212,7 @@ def start_embedded_ledger(
             ) from exc
         # The key goes only to a Ledger that proves it holds our data dir's secret: whatever
         # answered /health here first used to be joined and handed the key.
-        refused = _identity_refusal(root_url, settings.data_dir, wait=REGISTRATION_WAIT_SECONDS)
+        refused = refusal(root_url, settings.data_dir, wait=REGISTRATION_WAIT_SECONDS)
         if refused is not None:
             raise LedgerEmbedError(
                 f"cannot serve the Ledger on {HOST}:{settings.ledger_port} ({exc}), and what "
@@ -254,36 +248,6 @@ def start_embedded_ledger(
         data_dir=settings.data_dir,
         requests_per_minute=settings.ledger_requests_per_minute,
     )
-
-
-def _identity_refusal(root_url: str, data_dir: Path, *, wait: float = 0.0) -> str | None:
-    """None when the Ledger at ``root_url`` proves it holds ``data_dir``'s identity secret,
-    else why not (a sentence for the startup error)."""
-    try:
-        secret = read_secret(data_dir)
-    except LedgerIdentityError as exc:
-        return f"no identity secret to check it against ({exc})"
-    nonce = new_nonce()
-    deadline = time.monotonic() + wait
-    pause = threading.Event()
-    with LedgerClient(f"{root_url}/api/v1", None, timeout=PROBE_TIMEOUT, max_retries=0) as probe:
-        while True:
-            try:
-                proof = probe.identity_proof(nonce)
-                break
-            except (LedgerUnavailable, LedgerHTTPError) as exc:
-                # The worker that won the port may still be starting (503 or not listening).
-                starting = isinstance(exc, LedgerUnavailable) or exc.status_code == 503
-                if not starting or time.monotonic() >= deadline:
-                    if isinstance(exc, LedgerUnavailable):
-                        return f"it does not answer ({exc})"
-                    return f"it answered the identity challenge with an error ({exc})"
-                pause.wait(0.1)
-            except LedgerError as exc:
-                return f"it answered the identity challenge with an error ({exc})"
-    if not verify(secret, nonce, proof):
-        return "its answer to the identity challenge is wrong"
-    return None
 
 
 def _ensure_registered(

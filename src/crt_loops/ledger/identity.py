@@ -17,7 +17,10 @@ import os
 import re
 import secrets
 import threading
+import time
 from pathlib import Path
+
+import httpx
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +28,7 @@ IDENTITY_FILE = "ledger.identity"
 NONCE_RE = re.compile(r"^[0-9a-f]{32,128}$")
 _CONTEXT = b"crt-ledger-identity-v1:"
 _SECRET_BYTES = 32
+PROBE_TIMEOUT = httpx.Timeout(2.0, connect=1.0)
 
 
 class LedgerIdentityError(RuntimeError):
@@ -104,6 +108,40 @@ def verify(secret: bytes, nonce: str, proof: object) -> bool:
     if not isinstance(proof, str):
         return False
     return hmac.compare_digest(prove(secret, nonce), proof)
+
+
+def refusal(root_url: str, data_dir: Path, *, wait: float = 0.0) -> str | None:
+    """Challenge whatever answers at ``root_url``: None when it proves it holds ``data_dir``'s
+    secret, else why not (a sentence for the startup error). No API key is ever sent here.
+
+    ``wait``: how long to keep asking while it is still starting (not listening yet, or 503).
+    """
+    try:
+        secret = read_secret(data_dir)
+    except LedgerIdentityError as exc:
+        return f"no identity secret to check it against ({exc})"
+    nonce = new_nonce()
+    deadline = time.monotonic() + wait
+    url = f"{root_url}/api/v1/identity"
+    while True:
+        try:
+            response = httpx.get(url, params={"nonce": nonce}, timeout=PROBE_TIMEOUT)
+        except httpx.HTTPError as exc:
+            if time.monotonic() >= deadline:
+                return f"it does not answer ({type(exc).__name__}: {exc})"
+        else:
+            if response.status_code != 503 or time.monotonic() >= deadline:
+                break
+        _pause(0.1)
+    if response.status_code != 200:
+        return f"it answered the identity challenge with HTTP {response.status_code}"
+    try:
+        proof = response.json().get("proof")
+    except (ValueError, AttributeError):
+        proof = None
+    if not verify(secret, nonce, proof):
+        return "its answer to the identity challenge is wrong"
+    return None
 
 
 def _pause(seconds: float) -> None:
