@@ -1,5 +1,5 @@
 """One heartbeat end to end: every outcome and reason, the outbox, dry runs, recovery, backoff,
-and the fault matrix (issue 5 item 3): each fault leaves a run record with its reason, sends
+and the fault matrix: each fault leaves a run record with its reason, sends
 nothing, and the next healthy run acts."""
 
 from __future__ import annotations
