@@ -209,24 +209,25 @@ async def run_now(
     request: Request,
     dry_run: Annotated[bool, Query(description="force a dry run: nothing is sent")] = False,
 ) -> dict[str, Any]:
-    hb_runner = runner(request)
-    # Admission happens here, on the event loop: a refused run-now never takes a worker thread,
-    # so any number of them leave /health, reads and the dashboard their threads.
-    if not hb_runner.manual_admission.acquire(0):
+    # Admission happens here, on the event loop: a refused run-now never holds a worker thread
+    # while it waits, so any number of them leave /health, reads and the dashboard their threads.
+    # (Building the runner the first time may do I/O, so it is fetched in a worker thread.)
+    admission = await anyio.to_thread.run_sync(lambda: runner(request).manual_admission)
+    if not admission.acquire(0):
         raise _slots_busy(
             "too many manual heartbeats are already running or waiting for the LLM; "
             f"try again in {MANUAL_RETRY_AFTER_SECONDS} s"
         )
     try:
         record = await anyio.to_thread.run_sync(
-            lambda: hb_runner.run(thread_id, trigger=Trigger.MANUAL, force_dry_run=dry_run)
+            lambda: runner(request).run(thread_id, trigger=Trigger.MANUAL, force_dry_run=dry_run)
         )
     except HeartbeatBusy as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from exc
     except HeartbeatThreadNotFound as exc:
         raise HTTPException(status_code=404, detail=str(exc)) from exc
     finally:
-        hb_runner.manual_admission.release()
+        admission.release()
     if record.outcome == "skipped" and record.reason == "busy":
         # The run is in the history as skipped/busy; the caller learns when to come back.
         raise _slots_busy(f"{record.summary} (run {record.run_id})")
