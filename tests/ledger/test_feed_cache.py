@@ -94,3 +94,25 @@ def test_a_failed_fetch_caches_nothing_and_pins_no_lock() -> None:
             cache.get(("cursor", key), broken)
     assert cache._fetching == {}
     assert cache.get("hot", lambda: 1).value == 1
+
+
+def test_a_fresh_read_skips_the_ttl_but_not_the_budget() -> None:
+    clock = FakeClock()
+    cache: FeedCache[int] = FeedCache(RequestBudget(3, 60, clock), ttl=10, clock=clock)
+    calls: list[int] = []
+
+    def fetch() -> int:
+        calls.append(1)
+        return len(calls)
+
+    assert cache.get("hot", fetch).value == 1
+    clock.advance(0.5)
+    assert cache.get("hot", fetch, fresh=True).value == 1  # a second old: still fresh enough
+    clock.advance(2)
+    assert cache.get("hot", fetch, fresh=True).value == 2  # the owner just acted: ask again
+    clock.advance(2)
+    assert cache.get("hot", fetch, fresh=True).value == 3
+    clock.advance(2)
+    stale = cache.get("hot", fetch, fresh=True)  # the share is spent: the last copy, marked
+    assert (stale.value, stale.stale) == (3, True)
+    assert len(calls) == 3

@@ -26,6 +26,8 @@ FEED_BUDGET_SHARE = 0.2
 #: How long a fetched feed page is served without asking the Ledger again.
 FEED_TTL_SECONDS = 10.0
 MAX_ENTRIES = 64
+#: How old a copy a ``fresh`` read still accepts: a burst of them makes one Ledger call.
+FRESH_SECONDS = 1.0
 
 
 class FeedBudgetExhausted(RuntimeError):
@@ -114,20 +116,23 @@ class FeedCache(Generic[T]):
         self._lock = threading.Lock()
         self.fetches = 0
 
-    def get(self, key: Hashable, fetch: Callable[[], T]) -> Cached[T]:
+    def get(self, key: Hashable, fetch: Callable[[], T], *, fresh: bool = False) -> Cached[T]:
         """The page for ``key``: cached, fetched (one caller per key at a time), or stale.
 
+        ``fresh`` (the owner just acted, or clicked refresh) accepts a copy only a second old;
+        the budget still applies, so asking for it in a loop spends no more than the share.
         Raises FeedBudgetExhausted when the budget is spent and no copy exists; whatever
         ``fetch`` raises propagates and nothing is cached.
         """
-        fresh = self._fresh(key)
-        if fresh is not None:
-            return fresh
+        max_age = FRESH_SECONDS if fresh else self.ttl
+        cached = self._fresh(key, max_age)
+        if cached is not None:
+            return cached
         with self._lock:
             gate = self._fetching.setdefault(key, threading.Lock())
         try:
             with gate:  # one Ledger call per key: the rest of a burst reads its result
-                return self._fetch_locked(key, fetch)
+                return self._fetch_locked(key, fetch, max_age)
         finally:
             with self._lock:
                 if key not in self._entries:
@@ -135,10 +140,10 @@ class FeedCache(Generic[T]):
                     # cursor) must not pin a lock: callers choose keys.
                     self._fetching.pop(key, None)
 
-    def _fetch_locked(self, key: Hashable, fetch: Callable[[], T]) -> Cached[T]:
-        fresh = self._fresh(key)
-        if fresh is not None:
-            return fresh
+    def _fetch_locked(self, key: Hashable, fetch: Callable[[], T], max_age: float) -> Cached[T]:
+        cached = self._fresh(key, max_age)
+        if cached is not None:
+            return cached
         wait = self.budget.try_spend()
         if wait is not None:
             with self._lock:
@@ -156,12 +161,12 @@ class FeedCache(Generic[T]):
                 self._fetching.pop(old, None)
         return Cached(value, 0.0, stale=False)
 
-    def _fresh(self, key: Hashable) -> Cached[T] | None:
+    def _fresh(self, key: Hashable, max_age: float) -> Cached[T] | None:
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
                 return None
             age = self._clock() - entry.fetched_at
-            if age > self.ttl:
+            if age > max_age:
                 return None
             return Cached(entry.value, age, stale=False)

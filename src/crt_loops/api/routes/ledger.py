@@ -52,6 +52,9 @@ def ledger_feed(
     sort: Annotated[str, Query(pattern="^(hot|new|top)$")] = "hot",
     limit: Annotated[int, Query(ge=1, le=100)] = 25,
     cursor: str | None = None,
+    fresh: Annotated[
+        bool, Query(description="skip the few-second cache (the budget still applies)")
+    ] = False,
 ) -> dict[str, Any]:
     ledger = _ledger(request)
     try:
@@ -60,6 +63,7 @@ def ledger_feed(
         cached = ledger.feed_cache.get(
             (sort, limit, cursor),
             lambda: ledger.client().feed(sort=sort, limit=limit, cursor=cursor),
+            fresh=fresh,
         )
     except FeedBudgetExhausted as exc:
         raise HTTPException(
