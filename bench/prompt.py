@@ -132,7 +132,7 @@ def instructions_kind(text: str) -> str:
 
 def distribution_part(ctx: BenchContext) -> dict[str, Any]:
     from crt_loops.heartbeat.config import HeartbeatConfig
-    from crt_loops.heartbeat.decision import UNTRUSTED_CLOSE
+    from crt_loops.heartbeat.fence import UNTRUSTED_CLOSE
     from crt_loops.heartbeat.prompt import build_prompt
 
     rng = random.Random(12)

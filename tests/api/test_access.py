@@ -30,7 +30,7 @@ from support.fake_ollama import FakeOllama, Reply
 from support.service import LOCAL
 
 from crt_loops.api.app import create_app
-from crt_loops.heartbeat.decision import UNTRUSTED_CLOSE, UNTRUSTED_OPEN
+from crt_loops.heartbeat.fence import UNTRUSTED_CLOSE, UNTRUSTED_OPEN
 from crt_loops.ledger.client import LedgerClient
 from crt_loops.settings import Settings
 

@@ -17,8 +17,6 @@ from crt_loops.heartbeat.decision import (
     DECISION_SCHEMA_TITLE,
     POST_CONTENT_MAX,
     TITLE_MAX,
-    UNTRUSTED_CLOSE,
-    UNTRUSTED_OPEN,
     CommentAction,
     Decision,
     ParseResult,
@@ -27,6 +25,7 @@ from crt_loops.heartbeat.decision import (
     decision_json_schema,
     parse_decision,
 )
+from crt_loops.heartbeat.fence import UNTRUSTED_CLOSE, UNTRUSTED_OPEN
 from crt_loops.heartbeat.validation import (
     ValidatedAction,
     ValidationContext,

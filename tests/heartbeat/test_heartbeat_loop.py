@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from support.waiting import wait_for
 
 from crt_loops.db import heartbeat_claims, heartbeats
 from crt_loops.heartbeat.loop import BUSY_RETRY_SECONDS, HeartbeatLoop
+from crt_loops.heartbeat.slots import SlotPool
 
 
 @pytest.fixture
@@ -105,7 +105,7 @@ def test_at_most_max_concurrency_llm_calls_in_flight(env: HeartbeatEnv) -> None:
         env.configure(f"t{i}", enabled=True, every_seconds=1800)
     env.clock.advance(61)
     env.fake.route("HeartbeatDecision", lambda req: Reply(content="HEARTBEAT_OK", delay=0.2))
-    env.runner._llm_slots = threading.BoundedSemaphore(2)
+    env.runner._llm_slots = SlotPool(2)
     loop = make_loop(env, max_concurrency=2)
     assert loop.tick().detail == {"runs": 5, "busy": 0}
     assert env.fake.max_in_flight == 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 from crt_loops.db.session import MessageRow
 from crt_loops.heartbeat.config import HeartbeatConfig
 from crt_loops.heartbeat.context import Activity, FeedPost, HeartbeatContext
-from crt_loops.heartbeat.decision import UNTRUSTED_CLOSE, UNTRUSTED_OPEN
+from crt_loops.heartbeat.fence import UNTRUSTED_CLOSE, UNTRUSTED_OPEN
 from crt_loops.heartbeat.prompt import MAX_PROMPT_CHARS, build_prompt
 
 

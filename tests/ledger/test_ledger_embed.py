@@ -80,6 +80,7 @@ def test_embedded_serves_registers_and_stores_the_key(
         "agent_name": "crt",
         "registered": True,
         "reachable": True,
+        "identity_verified": True,
         "error": None,
         "state": "running",
     }
@@ -268,11 +269,18 @@ def test_feed_route_maps_ledger_failures(
     api = serve_routes(limited, db, make_settings())
     try:
         with httpx.Client(base_url=api.url) as http:
-            assert http.get("/api/ledger/feed").status_code == 200
+            # The agent's 1 request per minute is spent elsewhere: the Ledger's own 429.
+            limited.client().me()
             response = http.get("/api/ledger/feed")
             assert response.status_code == 429
             assert response.headers["Retry-After"] == "60"
             assert "rate-limited" in response.json()["detail"]
+            # The feed's share (at least one request a minute) is spent too: refused before
+            # the Ledger is asked, with the time it frees up.
+            response = http.get("/api/ledger/feed", params={"sort": "new"})
+            assert response.status_code == 429
+            assert 1 <= int(response.headers["Retry-After"]) <= 60
+            assert "heartbeat keeps the rest" in response.json()["detail"]
     finally:
         api.stop()
 

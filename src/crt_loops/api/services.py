@@ -111,6 +111,10 @@ class Services:
         if self.stopped:
             return
         self.stopped = True
+        heartbeat = self.heartbeat_loop
+        if heartbeat is not None:
+            # First: runs (scheduled or run-now) waiting for an LLM slot give up at once.
+            heartbeat.close_runs()
         for loop in self.loops.values():
             loop.stop(timeout=SHUTDOWN_JOIN_SECONDS)
         if self.ledger is not None:

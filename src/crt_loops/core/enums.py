@@ -58,6 +58,7 @@ class BlockReason(StrEnum):
     - ``invalid``: not a well-formed action
     - ``self_vote``: a vote on the agent's own post
     - ``secret``: the text carries a secret (an API key or token)
+    - ``private_data``: the text carries the owner's PIN, card, phone or e-mail from the chat
     - ``internal_leak``: the text quotes the prompt's internals
     """
 
@@ -72,6 +73,7 @@ class BlockReason(StrEnum):
     INVALID = "invalid"
     SELF_VOTE = "self_vote"
     SECRET = "secret"  # noqa: S105 (a reason code, not a password)
+    PRIVATE_DATA = "private_data"
     INTERNAL_LEAK = "internal_leak"
 
 
@@ -93,14 +95,15 @@ class RunReason(StrEnum):
     - ``empty_instructions``: HEARTBEAT.md is missing or effectively empty
     - ``no_new_context``: nothing changed since the last run
     - ``llm_unavailable``: the LLM is not reachable (or stopped answering)
-    - ``busy``: another heartbeat for the thread was running
+    - ``busy``: another heartbeat for the thread was running, or no LLM slot freed in time
+      for a run-now (or the service was shutting down); nothing was tried
 
     With ``failed``:
     - ``llm_error``: the LLM call failed
     - ``llm_timeout``: the LLM call took longer than its deadline
     - ``invalid_decision``: the reply is not a usable decision (or was cut at ``max_tokens``)
     - ``ledger_error``: the Ledger is unavailable or a call to it failed
-    - ``rate_limited``: the Ledger answered 429
+    - ``rate_limited``: the Ledger answered 429; the error says when it may retry
     - ``instructions_error``: HEARTBEAT.md could not be read
     - ``db_error``: the session DB failed (e.g. locked past the busy timeout)
     - ``interrupted``: the service stopped while the run was in flight
@@ -120,6 +123,7 @@ class RunReason(StrEnum):
     INVALID = BlockReason.INVALID.value
     SELF_VOTE = BlockReason.SELF_VOTE.value
     SECRET = BlockReason.SECRET.value
+    PRIVATE_DATA = BlockReason.PRIVATE_DATA.value
     INTERNAL_LEAK = BlockReason.INTERNAL_LEAK.value
     NO_ACTION = "no_action"
     DISABLED = "disabled"

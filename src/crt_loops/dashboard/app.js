@@ -195,12 +195,15 @@ initThreads({ onSelected: onThreadSelected });
 initConfig({
   onChanged: async ({ ran = false } = {}) => {
     const jobs = [...threadViews(), section('threads-error', () => refreshThreads(true))];
-    if (ran) jobs.push(section('feed-error', refreshFeed), section('loops-error', refreshLoops));
+    if (ran) {
+      jobs.push(section('feed-error', () => refreshFeed({ fresh: true })));
+      jobs.push(section('loops-error', refreshLoops));
+    }
     await Promise.all(jobs);
     refreshTimes();
   },
 });
-initFeed({ onRefresh: () => section('feed-error', refreshFeed) });
+initFeed({ onRefresh: () => section('feed-error', () => refreshFeed({ fresh: true })) });
 initEditor();
 document.addEventListener('visibilitychange', () => {
   if (!document.hidden) refreshNow();

@@ -12,9 +12,11 @@ export function initFeed({ onRefresh }) {
   byId('feed-refresh').addEventListener('click', () => onRefresh());
 }
 
-export async function refreshFeed() {
+/** ``fresh``: after a run or a click, skip the service's few-second cache (the budget holds). */
+export async function refreshFeed({ fresh = false } = {}) {
   const sort = byId('feed-sort').value;
-  const data = await api(`/api/ledger/feed?sort=${encodeURIComponent(sort)}&limit=${FEED_LIMIT}`);
+  const query = `sort=${encodeURIComponent(sort)}&limit=${FEED_LIMIT}${fresh ? '&fresh=true' : ''}`;
+  const data = await api(`/api/ledger/feed?${query}`);
   renderIfChanged(byId('feed'), { posts: data.posts, ledger: state.ledgerUrl }, () =>
     data.posts.length
       ? data.posts.map((post) => {

@@ -38,6 +38,8 @@ class OutboxRow:
     error: str | None = None
     content_hash: str | None = None
     ledger_id: str | None = None
+    #: Not stored: how long a Ledger 429 on this action said to wait, for the run's retry time.
+    retry_after: float | None = None
 
 
 @dataclass

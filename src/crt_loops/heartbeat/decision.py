@@ -19,12 +19,6 @@ from crt_loops.core.lenient_json import json_values, last_value, split_reply
 
 DECISION_SCHEMA_TITLE = "HeartbeatDecision"  # the fake Ollama in tests routes on this title
 HEARTBEAT_OK = "HEARTBEAT_OK"
-# The prompt fences other agents' words between these lines. An action carrying the phrase is
-# the model copying scaffolding back out (docs/reference.md §5, complaint 3), never something to
-# post.
-SCAFFOLD_PHRASE = "UNTRUSTED LEDGER CONTENT"
-UNTRUSTED_OPEN = f"<<<{SCAFFOLD_PHRASE}>>>"
-UNTRUSTED_CLOSE = f"<<<END {SCAFFOLD_PHRASE}>>>"
 
 TITLE_MAX = 300  # Moltbook's caps (docs/reference.md §4)
 POST_CONTENT_MAX = 40_000

@@ -17,7 +17,6 @@ Ledger deduplicates on that key, so re-sending after a crash lands once.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -29,9 +28,10 @@ from crt_loops.heartbeat import late_record, recording, recovery, updates
 from crt_loops.heartbeat.config import HeartbeatConfig
 from crt_loops.heartbeat.deps import LedgerLimits, RunnerDeps, RunnerOptions, from_settings
 from crt_loops.heartbeat.gates import fail
-from crt_loops.heartbeat.pipeline import Pipeline
+from crt_loops.heartbeat.pipeline import MANUAL_RETRY_AFTER_SECONDS, Pipeline
 from crt_loops.heartbeat.recording import RunState
 from crt_loops.heartbeat.schedule import BACKOFF_STEPS
+from crt_loops.heartbeat.slots import SlotPool
 
 if TYPE_CHECKING:
     from crt_loops.db.session import SessionDB
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BACKOFF_STEPS",
+    "MANUAL_RETRY_AFTER_SECONDS",
     "HeartbeatBusy",
     "HeartbeatRunner",
     "HeartbeatThreadNotFound",
@@ -52,6 +53,12 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 PREFIX = "[HEARTBEAT_LOOP]"
+# A run-now waits this long for an LLM slot, then answers 429: a request must not hold one of
+# the server's worker threads while a slow model finishes other runs (50 waiting run-nows froze
+# /health and the dashboard for minutes).
+MANUAL_SLOT_WAIT_SECONDS = 5.0
+# Run-nows admitted at once beyond the LLM slots; the rest are refused before they take a thread.
+MANUAL_QUEUE = 2
 
 
 class HeartbeatBusy(RuntimeError):
@@ -79,7 +86,10 @@ class HeartbeatRunner:
         self.options = options
         self.owner = options.owner
         self.lease_ttl = options.lease_ttl
-        self._llm_slots = threading.BoundedSemaphore(max(1, options.max_concurrency))
+        self._llm_slots = SlotPool(max(1, options.max_concurrency))
+        #: Manual runs in flight; a run-now is refused (429) when none is free.
+        self.manual_admission = SlotPool(max(1, options.max_concurrency) + MANUAL_QUEUE)
+        self.manual_slot_wait = MANUAL_SLOT_WAIT_SECONDS
         self.on_change: Callable[[], None] = lambda: None
 
     @classmethod
@@ -105,11 +115,13 @@ class HeartbeatRunner:
         trigger: Trigger,
         force_dry_run: bool = False,
         lease_held: bool = False,
+        bounded_wait: bool = False,
     ) -> heartbeats.RunRecord:
         """One heartbeat; always returns the finished run record (failures are outcomes).
 
-        Raises HeartbeatBusy when another run holds the thread, HeartbeatThreadNotFound for an
-        unknown thread.
+        A manual run (or ``bounded_wait``) waits at most ``manual_slot_wait`` seconds for an LLM
+        slot, then is recorded skipped/busy. Raises HeartbeatBusy when another run holds the
+        thread, HeartbeatThreadNotFound for an unknown thread.
         """
         trigger = Trigger(trigger)
         hb = heartbeats.get_thread_heartbeat(self.db, thread_id)
@@ -123,6 +135,9 @@ class HeartbeatRunner:
         dry_run = force_dry_run or config.dry_run
         run = heartbeats.RunRecord.begin(thread_id, trigger=trigger, dry_run=dry_run, now=now)
         state = RunState(run=run, config=config)
+        if trigger is Trigger.MANUAL or bounded_wait:
+            # Someone is waiting on an HTTP request: never longer than this for an LLM slot.
+            state.slot_wait = self.manual_slot_wait
         try:
             if not lease_held and not heartbeat_claims.take_thread_lease(
                 self.db, thread_id, self.owner, self.lease_ttl
@@ -197,6 +212,12 @@ class HeartbeatRunner:
             logger.exception("%s Failed to run heartbeat: %s: %s", PREFIX, thread_id, exc)
             verdict = fail(RunReason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
         recording.apply(state, verdict)
+
+    def close(self) -> None:
+        """At shutdown: runs waiting for an LLM slot give up at once (recorded skipped/busy)
+        and no new run-now is admitted. Runs already talking to the model finish. Idempotent."""
+        self._llm_slots.close()
+        self.manual_admission.close()
 
     def record_busy(self, thread_id: str, *, retry_in: float) -> None:
         """A due thread whose lease someone else holds: record it and retry shortly."""

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from crt_loops.core.clock import iso
 from crt_loops.core.enums import RunOutcome, RunReason
 from crt_loops.db.heartbeats import ThreadHeartbeat
 from crt_loops.heartbeat.config import HeartbeatConfig
@@ -38,6 +39,7 @@ class Verdict:
     reason: RunReason | None
     error: str | None = None
     summary: str | None = None
+    retry_at: float | None = None  # a Ledger 429's "not before": the next due time waits
 
 
 def skip(reason: RunReason, summary: str, *, error: str | None = None) -> Verdict:
@@ -109,6 +111,29 @@ def unchanged_context(
     ):
         return None
     return skip(RunReason.NO_NEW_CONTEXT, "nothing changed since the last heartbeat; no LLM call")
+
+
+def rate_limited(error: str, *, retry_at: float, doing: str) -> Verdict:
+    """A Ledger 429 is ``rate_limited`` with the time it may retry, never ``ledger_error``."""
+    when = iso(retry_at)
+    return Verdict(
+        RunOutcome.FAILED,
+        RunReason.RATE_LIMITED,
+        error=f"{error}; may retry at {when}",
+        summary=f"the Ledger rate-limited us while {doing}; the next try is at {when}",
+        retry_at=retry_at,
+    )
+
+
+def no_llm_slot(wait: float | None, *, closing: bool, retry_after: int) -> Verdict:
+    """No LLM slot freed within a manual run's wait, or the service is shutting down."""
+    if closing:
+        return skip(RunReason.BUSY, "the service is shutting down; no LLM call made")
+    return skip(
+        RunReason.BUSY,
+        f"every LLM slot stayed busy for {wait or 0:.0f} s (other heartbeats are thinking); "
+        f"no LLM call made, try again in {retry_after} s",
+    )
 
 
 def ledger_read_failed(error: str) -> Verdict:

@@ -74,6 +74,14 @@ class HeartbeatLoop(BackgroundLoop):
                 self._runner.on_change = self.wake
             return self._runner
 
+    def close_runs(self) -> None:
+        """At shutdown, before stop(): heartbeats waiting for an LLM slot give up at once, so
+        neither this loop nor a run-now request keeps shutdown waiting behind the model."""
+        with self._runner_lock:
+            runner = self._runner
+        if runner is not None:
+            runner.close()
+
     def recover(self) -> dict[str, Any]:
         """Startup recovery: interrupted runs closed, pending outbox actions re-sent."""
         try:
@@ -133,8 +141,24 @@ class HeartbeatLoop(BackgroundLoop):
             logger.exception("%s Failed to run heartbeat: %s: %s", PREFIX, thread_id, exc)
 
     def run_for_thread(self, thread_id: str) -> Mapping[str, Any]:
-        """One scheduled-style heartbeat for ``thread_id`` now: gates apply (unlike run-now)."""
-        return self.runner().run(thread_id, trigger=Trigger.SCHEDULE).as_api()
+        """One scheduled-style heartbeat for ``thread_id`` now: gates apply (unlike run-now).
+
+        Called from an HTTP request (``POST /api/loops/run``), so it is admitted like a run-now
+        and waits for an LLM slot a bounded time: it must not hold a server thread for minutes.
+        """
+        runner = self.runner()
+        if not runner.manual_admission.acquire(0):
+            return {
+                "thread_id": thread_id,
+                "outcome": "skipped",
+                "reason": "busy",
+                "summary": "too many manual heartbeats are already running or waiting for the "
+                "LLM; try again shortly",
+            }
+        try:
+            return runner.run(thread_id, trigger=Trigger.SCHEDULE, bounded_wait=True).as_api()
+        finally:
+            runner.manual_admission.release()
 
     def next_delay(self) -> float:
         if self.db is None:

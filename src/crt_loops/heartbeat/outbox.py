@@ -118,7 +118,12 @@ def send_pending(
         try:
             ledger_id = call_ledger(ledger, row.type, row.payload, row.idempotency_key)
         except LedgerRateLimited as exc:
-            now = replace(row, state=ActionState.FAILED, error=f"{RATE_LIMITED}: {exc}")
+            now = replace(
+                row,
+                state=ActionState.FAILED,
+                error=f"{RATE_LIMITED}: {exc}",
+                retry_after=exc.retry_after_seconds,
+            )
         except LedgerError as exc:
             now = replace(row, state=ActionState.FAILED, error=str(exc))
         else:

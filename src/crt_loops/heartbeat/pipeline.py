@@ -12,13 +12,12 @@ open across an LLM or Ledger call.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from crt_loops.core.enums import ActionState
+from crt_loops.core.enums import ActionState, RunOutcome, RunReason
 from crt_loops.db import agent_history, heartbeats
 from crt_loops.db.session import SessionDB
 from crt_loops.heartbeat import gates, outbox
@@ -38,14 +37,20 @@ from crt_loops.heartbeat.decision import (
 from crt_loops.heartbeat.deps import RunnerOptions
 from crt_loops.heartbeat.gates import Verdict
 from crt_loops.heartbeat.instructions import Instructions
+from crt_loops.heartbeat.private_data import allowed_kinds, find_private
 from crt_loops.heartbeat.prompt import build_prompt
 from crt_loops.heartbeat.recording import RunState
 from crt_loops.heartbeat.redaction import redact_text
+from crt_loops.heartbeat.slots import SlotPool
 from crt_loops.heartbeat.validation import ValidationContext, validate_actions
-from crt_loops.ledger.client import LedgerClient, LedgerError
+from crt_loops.ledger.client import LedgerClient, LedgerError, LedgerRateLimited
 from crt_loops.llm.client import LLM, LLMError
 
 DAY = 86_400.0
+# A 429 that does not say when to come back: Moltbook's limits reset each minute.
+DEFAULT_RATE_LIMIT_RETRY_SECONDS = 60.0
+# What a run-now refused for want of an LLM slot tells the client to wait before trying again.
+MANUAL_RETRY_AFTER_SECONDS = 10
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,7 @@ class Looked:
     ctx: HeartbeatContext
     past: agent_history.AgentHistory
     past_at: float
+    instructions: str = ""  # HEARTBEAT.md's text, for its private-data opt-in
 
 
 @dataclass(frozen=True)
@@ -74,7 +80,7 @@ class Pipeline:
     ledger: LedgerClient | None
     heartbeat_md: Path | str
     options: RunnerOptions
-    llm_slots: threading.BoundedSemaphore
+    llm_slots: SlotPool
     clock: Callable[[], float]
 
     def run(self, state: RunState, hb: heartbeats.ThreadHeartbeat, *, forced: bool) -> Verdict:
@@ -130,12 +136,16 @@ class Pipeline:
             ctx.karma = home.karma
             ctx.activity = unanswered_activity(pending, past.answered_comment_ids)
             ctx.feed = read_feed(ledger, past.own_post_ids)
+        except LedgerRateLimited as exc:
+            return gates.rate_limited(
+                str(exc), retry_at=self._retry_at(exc.retry_after_seconds), doing="reading it"
+            )
         except LedgerError as exc:
             return gates.ledger_read_failed(str(exc))
         state.context_hash = ctx.fingerprint(instructions.sha256, state.config.model_dump_json())
         if stop := gates.unchanged_context(state.config, hb, state.context_hash, forced=forced):
             return stop
-        return Looked(ctx=ctx, past=past, past_at=past_at)
+        return Looked(ctx=ctx, past=past, past_at=past_at, instructions=instructions.content)
 
     def think(
         self, state: RunState, instructions: Instructions, ctx: HeartbeatContext, *, now: float
@@ -152,9 +162,15 @@ class Pipeline:
         state.run.prompt_chars = prompt.chars
         model = config.model_or(self.options.default_model)
         state.run.model = model
+        if not self.llm_slots.acquire(state.slot_wait):
+            return gates.no_llm_slot(
+                state.slot_wait,
+                closing=self.llm_slots.closed,
+                retry_after=MANUAL_RETRY_AFTER_SECONDS,
+            )
         llm_started = time.perf_counter()
         try:
-            with self.llm_slots:
+            with self.llm_slots.holding():
                 reply = self.llm.chat(
                     prompt.messages,
                     model=model,
@@ -200,6 +216,12 @@ class Pipeline:
             comments_left_today=max(0, limits.comments_per_day - past.comments_last_24h),
             secrets=self.options.secrets,
             default_submolt=config.submolt,
+            # The owner's side of the conversation (and what the agent noted about it), never
+            # the Ledger's words: a number a stranger posted is not the owner's secret.
+            private=find_private(
+                [m.content for m in ctx.messages] + [ctx.reflection or "", ctx.personality or ""]
+            ),
+            private_allowed=allowed_kinds(looked.instructions),
         )
         validated = validate_actions(thought.decision, vctx)
         state.seen_activity = ctx.shown_comment_ids()
@@ -219,7 +241,19 @@ class Pipeline:
                     outbox.log_action(row, dry=True)
         else:
             rows = outbox.send_pending(self.db, self.ledger, rows)
-        return outbox.verdict(rows, dry_run=run.dry_run)
+        verdict = outbox.verdict(rows, dry_run=run.dry_run)
+        if verdict.outcome is RunOutcome.FAILED and verdict.reason is RunReason.RATE_LIMITED:
+            waits = [r.retry_after for r in rows if r.retry_after is not None]
+            return gates.rate_limited(
+                verdict.error or "HTTP 429",
+                retry_at=self._retry_at(max(waits) if waits else None),
+                doing="sending its actions",
+            )
+        return verdict
+
+    def _retry_at(self, retry_after: float | None) -> float:
+        wait = retry_after if retry_after is not None and retry_after > 0 else None
+        return self.clock() + (wait or DEFAULT_RATE_LIMIT_RETRY_SECONDS)
 
 
 def _after(ts: float | None, gap: float) -> float | None:

@@ -1,7 +1,8 @@
 """The heartbeat prompt: instructions, context, the decision schema, and silence as default.
 
 Ledger text is fenced between markers and labelled as the untrusted words of other agents;
-any marker inside that text is defused first so it cannot close the fence early. The prompt is
+all text is normalised and any marker in it, look-alikes included, is defused first
+(heartbeat/fence.py) so it cannot close the fence early. The prompt is
 capped at ``MAX_PROMPT_CHARS``: when over, the feed and the messages are shortened (never the
 instructions or the rules), and the size actually sent is recorded in the run.
 """
@@ -13,14 +14,10 @@ from datetime import UTC, datetime
 
 from crt_loops.heartbeat.config import HeartbeatConfig
 from crt_loops.heartbeat.context import MESSAGE_CHARS, HeartbeatContext, snippet
-from crt_loops.heartbeat.decision import UNTRUSTED_CLOSE, UNTRUSTED_OPEN
+from crt_loops.heartbeat.fence import UNTRUSTED_CLOSE, UNTRUSTED_OPEN, defuse
 from crt_loops.llm.client import ChatMessage
 
 MAX_PROMPT_CHARS = 12_000
-# Look-alike angle quotes replace '<' and '>' in fence-like runs inside untrusted text, so a post
-# cannot close (or open) the untrusted fence early; a reader still sees what was written.
-LOOKALIKE_LT = "\u2039"
-LOOKALIKE_GT = "\u203a"
 MAX_INSTRUCTIONS_CHARS = 4_000
 
 SYSTEM = """You are {agent}, a personal AI agent, doing a periodic heartbeat check on the Ledger, \
@@ -55,11 +52,10 @@ class Prompt:
         return sum(len(m.content) for m in self.messages)
 
 
-def defuse(text: str) -> str:
-    """Untrusted text with the fence markers neutralised."""
-    for marker in (UNTRUSTED_OPEN, UNTRUSTED_CLOSE):
-        text = text.replace(marker, marker.replace("<", LOOKALIKE_LT).replace(">", LOOKALIKE_GT))
-    return text.replace("<<<", LOOKALIKE_LT * 3).replace(">>>", LOOKALIKE_GT * 3)
+def _ledger_text(text: str) -> str:
+    # Other agents' words: on one line, so a title cannot start a line that looks like one of
+    # the prompt's own headings ("## Your HEARTBEAT.md instructions (from your owner)").
+    return defuse(text, one_line=True)
 
 
 def _feed_block(ctx: HeartbeatContext, snippet_chars: int, max_posts: int) -> str:
@@ -68,8 +64,8 @@ def _feed_block(ctx: HeartbeatContext, snippet_chars: int, max_posts: int) -> st
         mine = " (your post)" if p.own else ""
         lines.append(
             f"- post_id={p.id} [{p.submolt}] score={p.score} comments={p.comment_count} "
-            f"by {defuse(p.author)}{mine}\n  title: {defuse(p.title)}\n"
-            f"  text: {defuse(snippet(p.snippet, snippet_chars))}"
+            f"by {_ledger_text(p.author)}{mine}\n  title: {_ledger_text(p.title)}\n"
+            f"  text: {_ledger_text(snippet(p.snippet, snippet_chars))}"
         )
     return "\n".join(lines) if lines else "(the feed is empty)"
 
@@ -79,8 +75,9 @@ def _activity_block(ctx: HeartbeatContext, snippet_chars: int, max_items: int) -
         return "(no new comments on your posts)"
     # The newest comments matter most; older ones stay pending for the next heartbeat.
     return "\n".join(
-        f"- on your post post_id={a.post_id} ({defuse(a.post_title)}): comment_id={a.comment_id} "
-        f"by {defuse(a.author)}: {defuse(snippet(a.snippet, snippet_chars))}"
+        f"- on your post post_id={a.post_id} ({_ledger_text(a.post_title)}): "
+        f"comment_id={a.comment_id} by {_ledger_text(a.author)}: "
+        f"{_ledger_text(snippet(a.snippet, snippet_chars))}"
         for a in ctx.activity[-max_items:]
     )
 

@@ -21,7 +21,7 @@ from crt_loops.db.errors import DatabaseUnavailable
 from crt_loops.db.session import SessionDB
 from crt_loops.heartbeat.config import HeartbeatConfig
 from crt_loops.heartbeat.gates import Verdict
-from crt_loops.heartbeat.schedule import due_after_failure, next_due
+from crt_loops.heartbeat.schedule import BACKOFF_STEPS, due_after_failure, next_due
 
 logger = logging.getLogger(__name__)
 
@@ -35,12 +35,15 @@ class RunState:
 
     ``context_hash``: the fingerprint of what the run looked at (None: it never looked).
     ``seen_activity``: comment ids the prompt showed, settled once the run decided on them.
+    ``slot_wait``: set for runs someone waits on over HTTP (run-now), so the wait is bounded.
     """
 
     run: heartbeats.RunRecord
     config: HeartbeatConfig
     context_hash: str | None = None
     seen_activity: set[str] = field(default_factory=set)
+    retry_at: float | None = None  # a Ledger 429's "try again at", for the next due time
+    slot_wait: float | None = None  # how long to wait for an LLM slot; None: until one frees
 
 
 def apply(state: RunState, verdict: Verdict) -> None:
@@ -51,6 +54,7 @@ def apply(state: RunState, verdict: Verdict) -> None:
         run.error = verdict.error[:2000]
     if verdict.summary is not None:
         run.summary = verdict.summary
+    state.retry_at = verdict.retry_at
     if verdict.outcome is RunOutcome.FAILED:
         logger.warning(
             "%s Failed to run heartbeat: thread %s: %s (%s)",
@@ -122,11 +126,27 @@ def _finish(
     run.duration_ms = (time.perf_counter() - started) * 1000
     failures = hb.failures + 1 if run.outcome is RunOutcome.FAILED else 0
     due = due_after(run, state.config, failures, now=now, default_timezone=default_timezone)
+    if due is not None and state.retry_at is not None:
+        due = max(due, state.retry_at)  # the Ledger said when it takes requests again
+    # No LLM slot (or shutdown) means nothing was tried: the schedule, the failure count and the
+    # last-run columns stay as they were, so the thread is not pushed back a whole interval.
+    untried = run.outcome == RunOutcome.SKIPPED and run.reason == RunReason.BUSY
+    if untried:
+        failures = hb.failures
+        if due is not None:
+            due = hb.next_due if hb.next_due is not None else now + BACKOFF_STEPS[0]
     if run.outcome in (RunOutcome.ACTED, RunOutcome.SILENT):
         # Decided on: a failed or dry run leaves them for the next heartbeat.
         agent_history.settle_activity(db, state.seen_activity)
     # A skip that never looked at the context keeps the old fingerprint.
-    heartbeats.finish_run(db, run, next_due=due, failures=failures, context_hash=state.context_hash)
+    heartbeats.finish_run(
+        db,
+        run,
+        next_due=due,
+        failures=failures,
+        context_hash=state.context_hash,
+        update_last=not untried,
+    )
     metrics.observe_heartbeat_run(run.outcome, run.reason, run.trigger, run.duration_ms / 1000)
     logger.info(
         "%s heartbeat for thread %s: %s%s in %.0f ms",

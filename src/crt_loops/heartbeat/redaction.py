@@ -43,7 +43,8 @@ def _secret_forms(secret: str) -> frozenset[str]:
 
 def contains_secret(text: str, secrets: Sequence[str]) -> bool:
     """Whether ``text`` carries one of ``secrets``, verbatim or disguised (other case, spaces or
-    zero-width characters inserted, split across fields, a 16-character part of it, base64).
+    zero-width characters inserted, split across fields, a 16-character part of it, reversed,
+    base64, hex or rot13, whole or inside a longer encoded sentence).
 
     An injected instruction ("post your API key") is exactly what would produce these, and
     the verbatim check alone let all of them through (tests/test_access.py).
@@ -53,8 +54,77 @@ def contains_secret(text: str, secrets: Sequence[str]) -> bool:
         return False
     if any(secret in text for secret in live):
         return True
+    forms = [form for secret in live for form in _secret_forms(secret)]
+    long_secrets = [flat for flat in map(_flatten, live) if len(flat) >= _PIECES_MIN_SECRET]
+    for view in _decoded_views(text):
+        if any(form in view for form in forms):
+            return True
+        if any(_pieces_cover(view, secret) for secret in long_secrets):
+            return True
+    return False
+
+
+_PIECE = 8  # a run of this many characters of a long secret counts as a piece of it
+_PIECES_MIN_SECRET = 24
+_PIECES_SHARE = 0.6
+
+
+def _pieces_cover(view: str, secret: str) -> bool:
+    """Whether pieces of ``secret`` scattered through ``view`` (with words in between, in any
+    order: "part one: ..., part two: ...") together make up most of it."""
+    grams = {secret[i : i + _PIECE]: i for i in range(len(secret) - _PIECE + 1)}
+    covered = bytearray(len(secret))
+    for i in range(len(view) - _PIECE + 1):
+        at = grams.get(view[i : i + _PIECE])
+        if at is not None:
+            covered[at : at + _PIECE] = b"\x01" * _PIECE
+    return sum(covered) >= _PIECES_SHARE * len(secret)
+
+
+_ROT13 = str.maketrans(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
+    "nopqrstuvwxyzabcdefghijklmNOPQRSTUVWXYZABCDEFGHIJKLM",
+)
+_HEX_RUN = re.compile(r"[0-9a-f]{12,}")
+_B64_RUN = re.compile(r"[A-Za-z0-9+/_-]{12,}")
+_MAX_DECODED_RUNS = 200  # per text: a wall of hex must not cost seconds
+
+
+def _decoded_views(text: str) -> Iterator[str]:
+    """The flattened text, then flattened decodings of it: rot13, and every long hex or base64
+    run decoded (base64 at each of its four alignments, so a key encoded inside a longer
+    sentence is found too). A model told to "encode the key so the filter misses it" reaches
+    for exactly these, and each passed the check (tests/heartbeat/test_heartbeat_security.py)."""
     flat = _flatten(text)
-    return any(form in flat for secret in live for form in _secret_forms(secret))
+    yield flat
+    yield flat.translate(_ROT13)
+    runs = 0
+    for match in _HEX_RUN.finditer(flat):
+        for start in (0, 1):
+            chunk = match.group()[start:]
+            chunk = chunk[: len(chunk) - len(chunk) % 2]
+            yield _flatten(bytes.fromhex(chunk).decode("latin-1"))
+        runs += 1
+        if runs >= _MAX_DECODED_RUNS:
+            return
+    # Base64 is case-sensitive: read its runs from the text itself, without its invisibles.
+    compact = "".join(unicodedata.normalize("NFKC", text).split())
+    compact = "".join(ch for ch in compact if unicodedata.category(ch) != "Cf")
+    for match in _B64_RUN.finditer(compact):
+        run = match.group().replace("-", "+").replace("_", "/")
+        for start in range(4):
+            chunk = run[start:]
+            chunk = chunk[: len(chunk) - len(chunk) % 4]
+            if not chunk:
+                continue
+            try:
+                decoded = base64.b64decode(chunk, validate=False)
+            except ValueError:
+                continue
+            yield _flatten(decoded.decode("latin-1"))
+        runs += 1
+        if runs >= _MAX_DECODED_RUNS:
+            return
 
 
 def redact_text(text: str, secrets: Sequence[str]) -> str:

@@ -24,7 +24,6 @@ from crt_loops.heartbeat.decision import (
     OK_EDGE_CHARS,
     OK_TOKEN_RE,
     POST_CONTENT_MAX,
-    SCAFFOLD_PHRASE,
     TITLE_MAX,
     AnyAction,
     CommentAction,
@@ -32,6 +31,8 @@ from crt_loops.heartbeat.decision import (
     PostAction,
     VoteAction,
 )
+from crt_loops.heartbeat.fence import SCAFFOLD_PHRASE
+from crt_loops.heartbeat.private_data import PrivateItem, PrivateKind, find_leak
 from crt_loops.heartbeat.redaction import contains_secret
 
 
@@ -43,6 +44,8 @@ class ValidationContext:
     ``recent_hashes``: :func:`action_hash` of what the agent posted or commented in the last
     24 h. ``shown_comment_ids``, when given, is checked against a comment's ``parent_id``.
     ``post_cooldown_seconds`` > 0 allows at most one post per run (a second would be a 429).
+    ``private``: personal values from the owner's chat that must not leave (reason
+    ``private_data``), except the kinds in ``private_allowed`` (HEARTBEAT.md's opt-in).
     """
 
     config: HeartbeatConfig
@@ -58,6 +61,8 @@ class ValidationContext:
     default_submolt: str | None = None  # None: config.submolt
     shown_comment_ids: AbstractSet[str] | None = None
     post_cooldown_seconds: float = 0.0
+    private: AbstractSet[PrivateItem] = frozenset()
+    private_allowed: AbstractSet[PrivateKind] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -112,7 +117,56 @@ def validate_actions(decision: Decision, ctx: ValidationContext) -> list[Validat
             continue
         run.record(action, digest)
         results.append(ValidatedAction(action, True, None, None, digest))
-    return results
+    return _check_together(results, ctx)
+
+
+def _check_together(
+    results: list[ValidatedAction], ctx: ValidationContext
+) -> list[ValidatedAction]:
+    """The run's actions read as one text: a secret or a personal value split across several
+    comments passes every single-action check. If the whole carries one (blocked actions
+    included: the rest of a run that tried to leak is not sent either), every allowed action
+    with text is blocked with that reason."""
+    texty = [i for i, r in enumerate(results) if _texts_of_note(r.action)]
+    allowed = [i for i in texty if results[i].allowed]
+    if len(texty) < 2 or not allowed:
+        return results
+    # Ids are left out: their characters are the Ledger's, not a secret's or the owner's.
+    joined = "\n".join(t for i in texty for t in _free_texts(results[i].action))
+    block: _Block | None = None
+    if contains_secret(joined, ctx.secrets):
+        block = BlockReason.SECRET, "the run's actions together contain a secret"
+    else:
+        leak = find_leak(joined, _private_items(ctx))
+        if leak is not None:
+            block = (
+                BlockReason.PRIVATE_DATA,
+                f"the run's actions together contain the owner's {leak.describe()}",
+            )
+    if block is None:
+        return results
+    out = list(results)
+    for i in allowed:
+        item = out[i]
+        out[i] = ValidatedAction(item.action, False, block[0], block[1], item.content_hash)
+    return out
+
+
+def _free_texts(action: AnyAction) -> list[str]:
+    """What the model wrote freely: a post's title and content, a comment's content."""
+    if isinstance(action, PostAction):
+        return [action.title, action.content]
+    if isinstance(action, CommentAction):
+        return [action.content]
+    return []
+
+
+def _texts_of_note(action: AnyAction) -> bool:
+    return not isinstance(action, VoteAction)
+
+
+def _private_items(ctx: ValidationContext) -> list[PrivateItem]:
+    return [item for item in ctx.private if item.kind not in ctx.private_allowed]
 
 
 @dataclass
@@ -147,7 +201,12 @@ def _first_block(
 ) -> _Block | None:
     if action.type not in allowed_types:
         return BlockReason.TARGET, f"target is {ctx.config.target!r}: {action.type} not allowed"
-    for check in (_check_fields(action), _check_secret(action, ctx), _check_leak(action)):
+    for check in (
+        _check_fields(action),
+        _check_secret(action, ctx),
+        _check_private(action, ctx),
+        _check_leak(action),
+    ):
         if check is not None:
             return check
     if isinstance(action, VoteAction | CommentAction):
@@ -196,6 +255,19 @@ def _check_secret(action: AnyAction, ctx: ValidationContext) -> _Block | None:
     if contains_secret("\n".join(_texts(action)), ctx.secrets):
         return BlockReason.SECRET, "the action contains a secret (an API key or token)"
     return None
+
+
+def _check_private(action: AnyAction, ctx: ValidationContext) -> _Block | None:
+    if isinstance(action, VoteAction):
+        return None
+    leak = find_leak("\n".join(_free_texts(action)), _private_items(ctx))
+    if leak is None:
+        return None
+    return (
+        BlockReason.PRIVATE_DATA,
+        f"the action contains the owner's {leak.describe()} from the chat "
+        "(HEARTBEAT.md can allow it: 'Allow private data: " + leak.kind.value + "')",
+    )
 
 
 def _check_leak(action: AnyAction) -> _Block | None:

@@ -2,10 +2,13 @@
 
 With ``CRT_LEDGER_URL`` unset, :func:`start_embedded_ledger` serves ``create_ledger_app`` with
 real uvicorn on ``127.0.0.1:CRT_LEDGER_PORT`` in a thread. If that port is taken and what answers
-there is a Ledger (another uvicorn worker of this service got there first), it uses that one
-instead of failing. Then it makes sure ``CRT_AGENT_NAME`` is registered: the API key is kept in
-the session DB under ``ledger_api_key:<base_url>`` and reused after a restart; a stored key that
-the Ledger no longer knows (its DB was reset) is replaced by registering again.
+there proves it is this service's Ledger (another uvicorn worker got there first), it uses that
+one instead of failing; the proof is an HMAC of a fresh nonce with the secret in
+``CRT_DATA_DIR/ledger.identity`` (crt_loops.ledger.identity), and anything that cannot give it is
+refused with a startup error before the agent's key is sent anywhere. Then it makes sure
+``CRT_AGENT_NAME`` is registered: the API key is kept in the session DB under
+``ledger_api_key:<base_url>`` and reused after a restart; a stored key that the Ledger no longer
+knows (its DB was reset) is replaced by registering again.
 
 With ``CRT_LEDGER_URL`` set it serves nothing, registers nothing, and uses ``CRT_LEDGER_API_KEY``.
 """
@@ -17,6 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
@@ -29,8 +33,11 @@ from crt_loops.ledger.client import (
     LedgerHTTPError,
     LedgerRejected,
     LedgerUnavailable,
+    PostPage,
 )
-from crt_loops.ledger.server import SERVICE_NAME, create_ledger_app
+from crt_loops.ledger.feed_cache import FeedCache, feed_budget
+from crt_loops.ledger.identity import LedgerIdentityError, load_or_create_secret, refusal
+from crt_loops.ledger.server import create_ledger_app
 from crt_loops.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -74,8 +81,13 @@ class EmbeddedLedger:
         agent_name: str,
         embedded: bool,
         server: ServerThread | None = None,
+        data_dir: Path | None = None,
+        requests_per_minute: int = 100,
     ) -> None:
         self.base_url = base_url
+        self.data_dir = data_dir
+        #: The dashboard's feed, within its share of the agent's per-minute Ledger budget.
+        self.feed_cache: FeedCache[PostPage] = FeedCache(feed_budget(requests_per_minute))
         self.api_key = api_key
         self.agent_name = agent_name
         self.embedded = embedded
@@ -109,6 +121,13 @@ class EmbeddedLedger:
             except LedgerError as exc:
                 # It answered, just not our /health (another Ledger implementation): reachable.
                 error = str(exc)
+        identity_verified: bool | None = None
+        if self.embedded and self.data_dir is not None and reachable:
+            # Whatever holds the port now must still be our Ledger, or it is not "reachable".
+            refused = refusal(self.base_url.removesuffix("/api/v1"), self.data_dir)
+            identity_verified = refused is None
+            if refused is not None:
+                reachable, error = False, f"not this service's Ledger: {refused}"
         return {
             "url": self.base_url,
             "embedded": self.embedded,
@@ -116,6 +135,7 @@ class EmbeddedLedger:
             "agent_name": self.agent_name,
             "registered": self.api_key is not None,
             "reachable": reachable,
+            "identity_verified": identity_verified,
             "error": error,
             "state": self.state.value,
         }
@@ -166,8 +186,15 @@ def start_embedded_ledger(
             api_key=key,
             agent_name=settings.agent_name,
             embedded=False,
+            requests_per_minute=settings.ledger_requests_per_minute,
         )
 
+    try:
+        # Before anything listens: a worker that loses the race for the port checks the proof
+        # of whoever won against this file, so it must exist by then.
+        load_or_create_secret(settings.data_dir)
+    except LedgerIdentityError as exc:
+        raise LedgerEmbedError(str(exc)) from exc
     server = ServerThread(
         create_ledger_app(settings, clock=clock),
         host=HOST,
@@ -179,12 +206,23 @@ def start_embedded_ledger(
         root_url = server.start().url
     except ServerStartError as exc:
         root_url = f"http://{HOST}:{settings.ledger_port}"
-        if settings.ledger_port == 0 or not _is_ledger(root_url):
+        if settings.ledger_port == 0:
             raise LedgerEmbedError(
-                f"cannot serve the Ledger on {HOST}:{settings.ledger_port} and no Ledger answers "
-                f"there ({exc}); set CRT_LEDGER_PORT to a free port"
+                f"cannot serve the Ledger on {HOST}:{settings.ledger_port} ({exc})"
             ) from exc
-        logger.info("ledger: %s already serves a Ledger (another worker?); using it", root_url)
+        # The key goes only to a Ledger that proves it holds our data dir's secret: whatever
+        # answered /health here first used to be joined and handed the key.
+        refused = refusal(root_url, settings.data_dir, wait=REGISTRATION_WAIT_SECONDS)
+        if refused is not None:
+            raise LedgerEmbedError(
+                f"cannot serve the Ledger on {HOST}:{settings.ledger_port} ({exc}), and what "
+                f"answers there is not this service's Ledger: {refused}. The agent's key was "
+                "not sent to it. Stop that program, or set CRT_LEDGER_PORT to a free port"
+            ) from exc
+        logger.info(
+            "ledger: %s already serves a Ledger (another worker?); using it (identity proven)",
+            root_url,
+        )
         serving = None
     base_url = f"{root_url}/api/v1"
     try:
@@ -207,16 +245,9 @@ def start_embedded_ledger(
         agent_name=settings.agent_name,
         embedded=True,
         server=serving,
+        data_dir=settings.data_dir,
+        requests_per_minute=settings.ledger_requests_per_minute,
     )
-
-
-def _is_ledger(root_url: str) -> bool:
-    """True when a CRT Ledger answers ``GET /health`` at ``root_url``."""
-    with LedgerClient(root_url, None, timeout=PROBE_TIMEOUT, max_retries=0) as probe:
-        try:
-            return probe.health().service == SERVICE_NAME
-        except LedgerError:
-            return False
 
 
 def _ensure_registered(

@@ -52,6 +52,7 @@ from crt_loops.edge.stack import add_body_guards, add_browser_guards
 from crt_loops.edge.unavailable import database_error_handler
 from crt_loops.ledger import rules
 from crt_loops.ledger.errors import ApiError, bad_request, not_found
+from crt_loops.ledger.identity import load_or_create_secret, prove
 from crt_loops.ledger.limits import (
     Limits,
     count_request,
@@ -82,6 +83,14 @@ class LedgerService:
             comments_per_day=settings.ledger_comments_per_day,
         )
         self._store: LedgerStore | None = None
+        self._identity: bytes | None = None
+
+    @property
+    def identity(self) -> bytes:
+        """The data dir's identity secret (see crt_loops.ledger.identity)."""
+        if self._identity is None:
+            raise ApiError(503, "the Ledger is not running", "wait for startup to finish")
+        return self._identity
 
     @property
     def store(self) -> LedgerStore:
@@ -90,6 +99,9 @@ class LedgerService:
         return self._store
 
     def open(self) -> None:
+        # Before the store opens and the port answers: a worker that finds this Ledger on the
+        # port checks its proof against the same file.
+        self._identity = load_or_create_secret(self.settings.data_dir)
         if self._store is None:
             self._store = LedgerStore(self.settings.ledger_db_path, clock=self.clock)
             logger.info("ledger database open at %s", self.settings.ledger_db_path)
@@ -417,6 +429,15 @@ def home(request: Request, agent: AgentDep) -> JSONResponse:
     return _respond(request, _service(request).store.home(agent))
 
 
+def identity(request: Request, nonce: str = "") -> JSONResponse:
+    """Prove this Ledger holds the data dir's identity secret: HMAC of the caller's nonce."""
+    try:
+        proof = prove(_service(request).identity, nonce)
+    except ValueError as exc:
+        raise bad_request(str(exc), "send ?nonce=<32 to 128 lowercase hex digits>") from exc
+    return _respond(request, {"service": SERVICE_NAME, "proof": proof})
+
+
 def health(request: Request) -> JSONResponse:
     service = _service(request)
     service.store.read().execute("SELECT 1").fetchone()
@@ -506,6 +527,7 @@ def create_ledger_app(settings: Settings, *, clock: Callable[[], float] = time.t
     app.include_router(router, prefix="/api/v1")
     app.add_api_route("/health", health, methods=["GET"])
     app.add_api_route("/api/v1/health", health, methods=["GET"])
+    app.add_api_route("/api/v1/identity", identity, methods=["GET"])
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -23,7 +23,12 @@ from crt_loops.db import heartbeat_claims, heartbeats
 from crt_loops.db.availability import classify
 from crt_loops.db.errors import DatabaseError
 from crt_loops.heartbeat.config import ConfigPatch
-from crt_loops.heartbeat.executor import HeartbeatBusy, HeartbeatRunner, HeartbeatThreadNotFound
+from crt_loops.heartbeat.executor import (
+    MANUAL_RETRY_AFTER_SECONDS,
+    HeartbeatBusy,
+    HeartbeatRunner,
+    HeartbeatThreadNotFound,
+)
 from crt_loops.heartbeat.instructions import (
     MAX_BYTES,
     Instructions,
@@ -197,16 +202,28 @@ async def post_config(thread_id: ThreadId, request: Request, db: DB) -> dict[str
 
 @router.post(
     "/api/threads/{thread_id}/heartbeat/run-now",
-    summary="Run one heartbeat now, synchronously; 409 if one is already running",
+    summary="Run one heartbeat now, synchronously; 409 if one is already running, 429 with "
+    "Retry-After when every LLM slot stays busy",
     response_model=out.HeartbeatRun,
 )
-def run_now(
+async def run_now(
     thread_id: ExistingThread,
     request: Request,
     dry_run: Annotated[bool, Query(description="force a dry run: nothing is sent")] = False,
 ) -> dict[str, Any]:
+    # Admission happens here, on the event loop: a refused run-now never holds a worker thread
+    # while it waits, so any number of them leave /health, reads and the dashboard their threads.
+    # (Building the runner the first time may do I/O, so it is fetched in a worker thread.)
+    admission = await anyio.to_thread.run_sync(lambda: runner(request).manual_admission)
+    if not admission.acquire(0):
+        raise _slots_busy(
+            "too many manual heartbeats are already running or waiting for the LLM; "
+            f"try again in {MANUAL_RETRY_AFTER_SECONDS} s"
+        )
     try:
-        record = runner(request).run(thread_id, trigger=Trigger.MANUAL, force_dry_run=dry_run)
+        record = await anyio.to_thread.run_sync(
+            lambda: runner(request).run(thread_id, trigger=Trigger.MANUAL, force_dry_run=dry_run)
+        )
     except HeartbeatBusy as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from exc
     except HeartbeatThreadNotFound as exc:
@@ -221,7 +238,20 @@ def run_now(
             "database is writable again (see the thread's heartbeat history)",
             headers={"Retry-After": str(failure.retry_after)},
         ) from exc
+    finally:
+        admission.release()
+    if record.outcome == "skipped" and record.reason == "busy":
+        # The run is in the history as skipped/busy; the caller learns when to come back.
+        raise _slots_busy(f"{record.summary} (run {record.run_id})")
     return record.as_api()
+
+
+def _slots_busy(detail: str) -> HTTPException:
+    return HTTPException(
+        status_code=429,
+        detail=detail,
+        headers={"Retry-After": str(MANUAL_RETRY_AFTER_SECONDS)},
+    )
 
 
 @router.get(

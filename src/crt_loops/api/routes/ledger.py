@@ -1,8 +1,10 @@
 """The Ledger as the service sees it: its feed (proxied through LedgerClient) and its status.
 
 Both endpoints are plain ``def``: the Ledger call blocks, so it runs in the threadpool, never on
-the event loop. Ledger failures map to: 429 (rate limited, with ``Retry-After``), 503 (the
-Ledger is unreachable), 502 (it answered with an error, including a rejected API key).
+the event loop. The feed is served from a short cache and may spend only a share of the agent's
+per-minute Ledger budget (crt_loops.ledger.feed_cache); past it, 429 with ``Retry-After``.
+Ledger failures map to: 429 (rate limited, with ``Retry-After``), 503 (the Ledger is
+unreachable), 502 (it answered with an error, including a rejected API key).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from crt_loops.ledger.client import (
     LedgerUnavailable,
 )
 from crt_loops.ledger.embed import EmbeddedLedger, LedgerEmbedError
+from crt_loops.ledger.feed_cache import FeedBudgetExhausted
 
 router = APIRouter(prefix="/api/ledger", tags=["ledger"])
 
@@ -49,10 +52,25 @@ def ledger_feed(
     sort: Annotated[str, Query(pattern="^(hot|new|top)$")] = "hot",
     limit: Annotated[int, Query(ge=1, le=100)] = 25,
     cursor: str | None = None,
+    fresh: Annotated[
+        bool, Query(description="skip the few-second cache (the budget still applies)")
+    ] = False,
 ) -> dict[str, Any]:
     ledger = _ledger(request)
     try:
-        page = ledger.client().feed(sort=sort, limit=limit, cursor=cursor)
+        # From a short cache, within its share of the agent's budget: anything that can make
+        # the browser load this URL (a cross-site <img>) must not starve the next heartbeat.
+        cached = ledger.feed_cache.get(
+            (sort, limit, cursor),
+            lambda: ledger.client().feed(sort=sort, limit=limit, cursor=cursor),
+            fresh=fresh,
+        )
+    except FeedBudgetExhausted as exc:
+        raise HTTPException(
+            status_code=429,
+            detail=str(exc),
+            headers={"Retry-After": str(max(math.ceil(exc.retry_after), 1))},
+        ) from exc
     except LedgerRateLimited as exc:
         wait = exc.retry_after_seconds
         headers = {"Retry-After": str(max(math.ceil(wait), 1))} if wait is not None else None
@@ -82,11 +100,14 @@ def ledger_feed(
         ) from exc
     except LedgerError as exc:
         raise HTTPException(status_code=502, detail=f"bad answer from the Ledger: {exc}") from exc
+    page = cached.value
     return {
         "posts": [post.model_dump() for post in page.posts],
         "sort": sort,
         "has_more": page.has_more,
         "next_cursor": page.next_cursor,
+        "age_seconds": round(cached.age, 1),
+        "stale": cached.stale,
     }
 
 

@@ -350,12 +350,22 @@ class LedgerFeed(Out):
             "sort": "hot",
             "has_more": False,
             "next_cursor": None,
+            "age_seconds": 3.2,
+            "stale": False,
         }
     )
     posts: list[Post]
     sort: str
     has_more: bool
     next_cursor: str | None
+    age_seconds: float = Field(
+        0.0, description="how old this copy is: the feed is cached briefly to spare the budget"
+    )
+    stale: bool = Field(
+        False,
+        description="true: the dashboard's share of the Ledger budget is spent, so this is the "
+        "last copy fetched, older than the cache's few seconds",
+    )
 
 
 class LedgerStatus(Out):
@@ -367,6 +377,7 @@ class LedgerStatus(Out):
             "agent_name": "crt",
             "registered": True,
             "reachable": True,
+            "identity_verified": True,
             "error": None,
             "state": EmbedState.RUNNING,
         }
@@ -376,7 +387,13 @@ class LedgerStatus(Out):
     serving: bool = Field(description="this process serves the embedded Ledger")
     agent_name: str
     registered: bool
-    reachable: bool
+    reachable: bool = Field(
+        description="it answers, and (embedded) proves it is this service's Ledger"
+    )
+    identity_verified: bool | None = Field(
+        None,
+        description="embedded Ledger only: it proved it holds this data dir's identity secret",
+    )
     error: str | None
     state: str
 
