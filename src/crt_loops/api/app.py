@@ -211,9 +211,11 @@ def _start(app: FastAPI, settings: Settings) -> None:
     app.state.db = db
     llm = build_llm(
         enabled=settings.llm_enabled,
-        host=settings.ollama_host,
+        host=settings.llm_url,
         model=settings.ollama_model,
         timeout_seconds=settings.llm_timeout_seconds,
+        backend=settings.llm_backend,
+        api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
     )
     app.state.llm = llm
     ledger_handle: EmbeddedLedger | None = None
