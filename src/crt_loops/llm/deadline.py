@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from crt_loops.llm.errors import LLMTimeout, LLMUnavailable
+from crt_loops.llm.errors import LLMError, LLMTimeout, LLMUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -166,6 +166,11 @@ def post_stream(
         raise LLMUnavailable(f"cannot reach {server}: {exc}") from exc
     except httpx.HTTPError as exc:
         if watchdog.fired or deadline.expired():
+            raise deadline.timeout_error(server) from exc
+        raise
+    except LLMError as exc:
+        # A stream the watchdog cut looks like a reply that ended early; it was the deadline.
+        if watchdog.fired and not isinstance(exc, LLMTimeout):
             raise deadline.timeout_error(server) from exc
         raise
     finally:
