@@ -63,7 +63,7 @@ def test_a_trickling_model_ends_at_the_total_deadline(kind: str, fake_ollama: Fa
     fake_ollama.always(Reply(content=" ".join(["word"] * 60), chunk_delay=0.1))
     llm = make(kind, fake_ollama, timeout=0.6)
     started = time.monotonic()
-    with pytest.raises(LLMTimeout, match="0.6 s"):
+    with pytest.raises(LLMTimeout, match=r"0\.6 s"):
         llm.chat(MSGS)
     assert 0.5 < time.monotonic() - started < 1.2
 
@@ -118,7 +118,7 @@ def test_unknown_model_names_the_model_and_what_the_server_has(
 def test_lone_surrogates_from_the_model_become_replacement_characters(
     kind: str, fake_ollama: FakeOllama
 ) -> None:
-    fake_ollama.always('ok \ud800 and \udfff done')
+    fake_ollama.always("ok \ud800 and \udfff done")
     reply = make(kind, fake_ollama).chat(MSGS)
     assert reply.content == "ok \ufffd and \ufffd done"
     reply.content.encode("utf-8")  # storable and serialisable

@@ -32,6 +32,7 @@ from crt_loops.heartbeat.decision import (
     ValidationContext,
     decision_json_schema,
     parse_decision,
+    schema_max_tokens,
     validate_actions,
 )
 from crt_loops.heartbeat.instructions import InstructionsError, load_instructions
@@ -39,7 +40,15 @@ from crt_loops.heartbeat.prompt import build_prompt
 from crt_loops.heartbeat.redaction import redact_text
 from crt_loops.heartbeat.schedule import next_due
 from crt_loops.ledger.client import LedgerClient, LedgerError
-from crt_loops.llm.client import LLM, LLMError, LLMTimeout, LLMTruncated, LLMUnavailable
+from crt_loops.llm.client import (
+    LLM,
+    LLMError,
+    LLMReply,
+    LLMTimeout,
+    LLMTruncated,
+    LLMUnavailable,
+    LLMUnknownModel,
+)
 
 if TYPE_CHECKING:
     from crt_loops.ledger.embed import EmbeddedLedger
@@ -58,6 +67,10 @@ DEFAULT_COMMENT_COOLDOWN = 20.0
 DEFAULT_COMMENTS_PER_DAY = 50
 
 RECORD_RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0)
+# Characters per prompt token until the server has told us (SmolLM2 measured 3.2 on these
+# prompts, llama 3 about 3.6): low, so a budget in tokens is not overrun before we know.
+DEFAULT_CHARS_PER_TOKEN = 3.0
+RAW_REPLY_CHARS = 4000
 
 Trigger = Literal["schedule", "manual"]
 
@@ -103,6 +116,7 @@ class HeartbeatRunner:
         default_timezone: str | None,
         window: int,
         llm_timeout: float,
+        prompt_tokens: int = 3000,
         max_concurrency: int = 1,
         limits: LedgerLimits | None = None,
         secrets: list[str] | None = None,
@@ -127,6 +141,9 @@ class HeartbeatRunner:
         self.lease_ttl = llm_timeout + 120.0
         self._llm_slots = threading.BoundedSemaphore(max(1, max_concurrency))
         self.on_change: Callable[[], None] = lambda: None
+        self.prompt_tokens = prompt_tokens
+        # Learned per model from the server's own counts of whole prompts.
+        self._chars_per_token: dict[str, float] = {}
 
     @classmethod
     def from_app_state(
@@ -163,6 +180,7 @@ class HeartbeatRunner:
             default_timezone=settings.timezone,
             window=settings.loop_window,
             llm_timeout=settings.llm_timeout_seconds,
+            prompt_tokens=settings.heartbeat_prompt_tokens,
             max_concurrency=settings.heartbeat_max_concurrency,
             limits=limits,
             secrets=secrets,
@@ -410,25 +428,30 @@ class HeartbeatRunner:
                 summary="nothing changed since the last heartbeat; no LLM call",
             )
             return
+        model = config.model_or(self.default_model)
+        state.run.model = model
         prompt = build_prompt(
             instructions=instructions.content,
             ctx=ctx,
             config=config,
             agent_name=self.agent_name,
             now=now,
+            max_chars=self.prompt_char_budget(model),
         )
         state.run.prompt_chars = prompt.chars
-        model = config.model_or(self.default_model)
-        state.run.model = model
+        schema = decision_json_schema(config)
+        # Room for the longest reply the schema allows: a grammar-bound reply is never cut.
+        max_tokens = max(config.max_tokens, schema_max_tokens(schema))
+        state.run.max_tokens = max_tokens
         llm_started = time.perf_counter()
         try:
             with self._llm_slots:
                 reply = self.llm.chat(
                     prompt.messages,
                     model=model,
-                    schema=decision_json_schema(),
+                    schema=schema,
                     temperature=config.temperature,
-                    max_tokens=config.max_tokens,
+                    max_tokens=max_tokens,
                     # Longer than the interval, or every run pays a cold model load.
                     keep_alive=f"{int(config.every_seconds + 600)}s",
                 )
@@ -436,7 +459,25 @@ class HeartbeatRunner:
             self._set(state, "failed", "llm_timeout", error=str(exc))
             return
         except LLMTruncated as exc:
-            self._set(state, "failed", "invalid_decision", error=str(exc))
+            state.run.usage = exc.usage
+            state.run.raw_reply = redact_text(exc.partial, self.secrets)[-RAW_REPLY_CHARS:]
+            self._set(
+                state,
+                "failed",
+                "invalid_decision",
+                error=str(exc),
+                summary=f"the reply was cut at {max_tokens} tokens; it ended: "
+                f"{state.run.raw_reply[-120:]!r}",
+            )
+            return
+        except LLMUnknownModel as exc:
+            self._set(
+                state,
+                "failed",
+                "llm_error",
+                error=str(exc),
+                summary=f"the LLM server has no model {exc.model!r}",
+            )
             return
         except LLMUnavailable as exc:
             self._set(
@@ -452,8 +493,11 @@ class HeartbeatRunner:
             return
         finally:
             state.run.llm_ms = (time.perf_counter() - llm_started) * 1000
+        state.run.usage = reply.usage
+        self._learn_chars_per_token(model, prompt.chars, reply)
         parsed = parse_decision(reply.content)
         if not parsed.ok or parsed.decision is None:
+            state.run.raw_reply = redact_text(reply.content, self.secrets)[:RAW_REPLY_CHARS]
             self._set(
                 state,
                 "failed",
@@ -505,6 +549,22 @@ class HeartbeatRunner:
             outbox.send_pending(self.db, self.ledger, rows)
         result = outbox.verdict(rows, dry_run=state.run.dry_run)
         self._set(state, result.outcome, result.reason, error=result.error)
+
+    # -- the token budget ----------------------------------------------------------------------
+
+    def prompt_char_budget(self, model: str) -> int:
+        """The prompt's size cap in characters for ``CRT_HEARTBEAT_PROMPT_TOKENS`` tokens."""
+        ratio = self._chars_per_token.get(model, DEFAULT_CHARS_PER_TOKEN)
+        return int(self.prompt_tokens * ratio)
+
+    def _learn_chars_per_token(self, model: str, chars: int, reply: LLMReply) -> None:
+        usage = reply.usage
+        # Only a count of the whole prompt says how long a token is: Ollama counts just the
+        # part it evaluated, which after a cache hit would make tokens look very long.
+        if usage.cached_tokens is None or not usage.prompt_tokens:
+            return
+        ratio = min(5.0, max(2.0, chars / usage.prompt_tokens))
+        self._chars_per_token[model] = ratio
 
     # -- recording ---------------------------------------------------------------------------
 
