@@ -19,8 +19,8 @@ from support.hb_env import HeartbeatEnv, heartbeat_env
 from crt_loops.core import identity
 from crt_loops.core.server_thread import ServerThread
 from crt_loops.db import heartbeats
-from crt_loops.heartbeat.decision import schema_max_tokens
 from crt_loops.heartbeat.executor import BACKOFF_STEPS, HeartbeatBusy, LedgerLimits
+from crt_loops.llm.schema import schema_max_tokens
 
 POST = {"type": "post", "submolt": "general", "title": "On small habits", "content": "Notes."}
 

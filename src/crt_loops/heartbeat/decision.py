@@ -87,10 +87,6 @@ SCHEMA_TITLE_MAX = 100
 SCHEMA_CONTENT_MAX = 400
 SCHEMA_ID_MAX = 40  # Ledger ids are "p_" or "c_" and 16 hex digits
 SCHEMA_SUBMOLT_MAX = 30
-# English prose runs about 4 characters a token (SmolLM2, llama 3); 3 leaves room for JSON
-# punctuation and short words, so max_tokens does not cut a reply the grammar let through. A
-# reply cut anyway is recorded as cut, with what came.
-CHARS_PER_TOKEN_FLOOR = 3.0
 
 
 def decision_json_schema(config: HeartbeatConfig | None = None) -> dict[str, Any]:
@@ -134,32 +130,6 @@ def decision_json_schema(config: HeartbeatConfig | None = None) -> dict[str, Any
         "required": ["summary", "actions"],
         "additionalProperties": False,
     }
-
-
-def schema_max_chars(schema: dict[str, Any]) -> int:
-    """The longest JSON text ``schema`` allows (keys, quotes, separators and bounded strings);
-    an unbounded part counts 1,000."""
-    kind = schema.get("type")
-    if "enum" in schema:
-        return max(len(json.dumps(v)) for v in schema["enum"])
-    if kind == "string":
-        return 2 + int(schema.get("maxLength", 1000))
-    if kind in ("integer", "number"):
-        return 12
-    if kind == "boolean":
-        return 5
-    if kind == "array":
-        items = int(schema.get("maxItems", 10))
-        return 2 + items * (schema_max_chars(schema.get("items", {})) + 2)
-    if kind == "object":
-        props = schema.get("properties", {})
-        return 2 + sum(len(k) + 4 + schema_max_chars(v) for k, v in props.items())
-    return 1000
-
-
-def schema_max_tokens(schema: dict[str, Any]) -> int:
-    """A ``max_tokens`` the longest reply ``schema`` allows fits in (with room for whitespace)."""
-    return int(schema_max_chars(schema) / CHARS_PER_TOKEN_FLOOR) + 32
 
 
 @dataclass(frozen=True)

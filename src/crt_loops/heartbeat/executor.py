@@ -32,7 +32,6 @@ from crt_loops.heartbeat.decision import (
     ValidationContext,
     decision_json_schema,
     parse_decision,
-    schema_max_tokens,
     validate_actions,
 )
 from crt_loops.heartbeat.instructions import InstructionsError, load_instructions
@@ -49,6 +48,7 @@ from crt_loops.llm.client import (
     LLMUnavailable,
     LLMUnknownModel,
 )
+from crt_loops.llm.schema import schema_max_tokens
 
 if TYPE_CHECKING:
     from crt_loops.ledger.embed import EmbeddedLedger
