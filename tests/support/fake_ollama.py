@@ -219,7 +219,9 @@ class FakeOllama:
                         lines.append({"error": reply.stream_error})
                         break
                 if not reply.stream_error:
-                    lines.append(_final(model, "", reply.done_reason, chat))
+                    final = _final(model, "", reply.done_reason, chat)
+                    final["eval_count"] = max(1, len(reply.content.split()))
+                    lines.append(final)
                 self._send_lines([json.dumps(line).encode() + b"\n" for line in lines], reply)
 
             def _send_lines(self, lines: list[bytes], reply: Reply, sse: bool = False) -> None:

@@ -299,6 +299,11 @@ class HeartbeatConfigView(Out):
     thread_id: str
     config: HeartbeatConfig
     configured: bool = Field(description="false: never configured, the defaults apply")
+    warnings: list[str] | None = Field(
+        None,
+        exclude_if=_absent,
+        description="only when the config names a model the LLM server does not list",
+    )
     last_run: str | None
     last_summary: str | None
     last_actions: list[dict[str, Any]]
