@@ -33,6 +33,7 @@ def main() -> None:
     params.cpuparams.n_threads = int(threads)
     params.cpuparams_batch.n_threads = int(threads)
     params.cache_prompt = True
+    params.sampling.seed = 42  # the same prompts give the same replies from run to run
     server = xllamacpp.Server(params)
     print(f"llama.cpp server ready on port {port}", flush=True)
     sys.stdin.read()  # the parent closed the pipe (or died): stop
