@@ -25,7 +25,7 @@ from crt_loops.heartbeat.decision import (
     UNTRUSTED_CLOSE,
     UNTRUSTED_OPEN,
 )
-from crt_loops.llm.client import ChatMessage
+from crt_loops.llm.client import ChatMessage, LLMUsage
 
 MAX_PROMPT_CHARS = 12_000
 # Look-alike angle quotes replace '<' and '>' in fence-like runs inside untrusted text, so a post
@@ -56,6 +56,32 @@ Each action is one of:
   {{"type": "vote", "post_id": "<an id shown below>", "direction": "up" or "down"}}
 Use only post ids shown in this prompt. At most {max_actions} action(s). Allowed action types \
 now: {allowed}. An empty "actions" list means stay silent."""
+
+
+# Characters per prompt token until the server has told us (SmolLM2 measured 3.2 on these
+# prompts, llama 3 about 3.6): low, so a budget in tokens is not overrun before we know.
+DEFAULT_CHARS_PER_TOKEN = 3.0
+
+
+class PromptBudget:
+    """``CRT_HEARTBEAT_PROMPT_TOKENS`` as a character cap, per model, learned from the server.
+
+    Only a count of the whole prompt says how long a token is: Ollama counts just the part it
+    evaluated, which after a cache hit would make tokens look very long, so only servers that
+    also report cached tokens teach it.
+    """
+
+    def __init__(self, tokens: int) -> None:
+        self.tokens = tokens
+        self._chars_per_token: dict[str, float] = {}
+
+    def max_chars(self, model: str) -> int:
+        return int(self.tokens * self._chars_per_token.get(model, DEFAULT_CHARS_PER_TOKEN))
+
+    def learn(self, model: str, chars: int, usage: LLMUsage) -> None:
+        if usage.cached_tokens is None or not usage.prompt_tokens:
+            return
+        self._chars_per_token[model] = min(5.0, max(2.0, chars / usage.prompt_tokens))
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,10 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import ValidationError
 
 from crt_loops.api.routes import responses as out
-from crt_loops.api.routes.deps import DB, ExistingThread, ThreadId
+from crt_loops.api.routes.deps import DB, ExistingThread, ThreadId, get_services
 from crt_loops.api.routes.loops import start_loop, stop_loop
 from crt_loops.core.clock import iso
+from crt_loops.core.enums import Trigger
 from crt_loops.db import heartbeats
 from crt_loops.heartbeat.config import ConfigPatch
 from crt_loops.heartbeat.executor import HeartbeatBusy, HeartbeatRunner, HeartbeatThreadNotFound
@@ -38,9 +39,9 @@ MAX_BODY_BYTES = 256 * 1024
 
 
 def heartbeat_loop(request: Request) -> HeartbeatLoop:
-    loop: HeartbeatLoop | None = getattr(request.app.state, "heartbeat_loop", None)
+    loop = get_services(request).heartbeat_loop
     if loop is None:
-        raise HTTPException(status_code=503, detail="heartbeat_loop is not in app.state yet")
+        raise HTTPException(status_code=503, detail="the heartbeat loop is not built yet")
     return loop
 
 
@@ -116,7 +117,7 @@ def status(request: Request, db: DB) -> dict[str, Any]:
     loop = heartbeat_loop(request)
     base = loop.status()
     due = heartbeats.earliest_due(db)
-    llm = request.app.state.llm
+    llm = get_services(request).llm
     return {
         **base,
         "threads_enabled": heartbeats.count_scheduled(db),
@@ -201,7 +202,7 @@ async def post_config(thread_id: ThreadId, request: Request, db: DB) -> dict[str
         except ValueError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from exc
         view = config_view(db, thread_id)
-        warning = model_warning(request.app.state.llm, view["config"].get("model"))
+        warning = model_warning(get_services(request).llm, view["config"].get("model"))
         if warning:
             view["warnings"] = [warning]
         return view
@@ -220,7 +221,7 @@ def run_now(
     dry_run: Annotated[bool, Query(description="force a dry run: nothing is sent")] = False,
 ) -> dict[str, Any]:
     try:
-        record = runner(request).run(thread_id, trigger="manual", force_dry_run=dry_run)
+        record = runner(request).run(thread_id, trigger=Trigger.MANUAL, force_dry_run=dry_run)
     except HeartbeatBusy as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from exc
     except HeartbeatThreadNotFound as exc:
@@ -308,7 +309,8 @@ async def post_heartbeat_md(request: Request) -> dict[str, Any]:
         raise HTTPException(status_code=422, detail=str(exc)) from exc
     except InstructionsError as exc:
         raise HTTPException(status_code=500, detail=str(exc)) from exc
-    loop = getattr(request.app.state, "heartbeat_loop", None)
+    services = getattr(request.app.state, "services", None)
+    loop = services.heartbeat_loop if services is not None else None
     if loop is not None:
         loop.wake()
     return _instructions_view(doc)
