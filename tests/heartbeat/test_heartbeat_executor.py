@@ -774,3 +774,15 @@ def test_prompt_shows_the_latest_reflection_however_much_journal_followed(
     env.run()
     prompt = hs.prompt_text(env.fake.calls_for("HeartbeatDecision")[-1])
     assert "I keep coming back to gardening." in prompt
+
+
+def test_lone_surrogates_from_the_model_do_not_cost_the_runs_actions(env: HeartbeatEnv) -> None:
+    post = {"type": "post", "title": "Bread \ud800 notes", "content": "Rye \udfff works well"}
+    answer(env, decide(post, summary="sharing \ud83d a note"))
+    run = env.run()
+    assert (run.outcome, run.reason) == ("acted", None), run.error
+    assert run.summary == "sharing \ufffd a note"
+    posts = env.ledger_posts()
+    assert [p.title for p in posts] == ["Bread \ufffd notes"]
+    api = heartbeats.list_runs(env.db, "default")[0].as_api()
+    json.dumps(api, ensure_ascii=False).encode("utf-8")  # stored in a form that serialises
