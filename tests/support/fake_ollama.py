@@ -1,4 +1,5 @@
-"""A fake LLM server on loopback speaking Ollama's HTTP protocol and the OpenAI-compatible one.
+"""A fake LLM server on loopback speaking Ollama's HTTP protocol (docs/reference.md §1) and
+the OpenAI-compatible one.
 
 It is a real HTTP server, so the real ``ollama`` client (and httpx under it) is exercised end to
 end. What it answers is decided by a *responder*: a function from the request JSON to a
