@@ -117,7 +117,10 @@ class OllamaFront:
                 if target is None:
                     self._json(404, {"error": f"model '{model}' not found, try pulling it first"})
                     return
-                self._forward(req, model, target, chat=self.path == "/api/chat")
+                try:
+                    self._forward(req, model, target, chat=self.path == "/api/chat")
+                except (BrokenPipeError, ConnectionResetError):
+                    return  # the client gave up (its deadline passed): nothing left to send
 
             def _forward(self, req: dict[str, Any], model: str, target: str, chat: bool) -> None:
                 body = _upstream_body(req, target, chat)
