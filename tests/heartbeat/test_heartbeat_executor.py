@@ -794,3 +794,17 @@ def test_lone_surrogates_from_the_model_do_not_cost_the_runs_actions(env: Heartb
     assert [p.title for p in posts] == ["Bread \ufffd notes"]
     api = heartbeats.list_runs(env.db, "default")[0].as_api()
     json.dumps(api, ensure_ascii=False).encode("utf-8")  # stored in a form that serialises
+
+
+def test_a_trickling_model_ends_at_the_deadline_and_frees_the_slot(
+    tmp_path: Path, fake_ollama: FakeOllama
+) -> None:
+    with heartbeat_env(tmp_path, fake_ollama, llm_timeout=0.5) as env:
+        env.configure(enabled=True, every_seconds=600, target="any")
+        # A token every 0.1 s for 100 tokens: no read ever waits long, the whole takes 10 s.
+        answer(env, Reply(content=" ".join(["tok"] * 100), chunk_delay=0.1))
+        run = env.run()
+        assert (run.outcome, run.reason) == ("failed", "llm_timeout"), run.error
+        assert run.llm_ms is not None and run.llm_ms < 1500
+        answer(env, "HEARTBEAT_OK")  # the slot is free: the next run gets its answer
+        assert env.run().outcome == "silent"
