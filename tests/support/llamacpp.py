@@ -72,13 +72,15 @@ def start_llama_server(
     *,
     ctx: int = 8192,
     parallel: int = 2,
-    threads: int = 2,
+    threads: int = 1,
     timeout: float = 60.0,
 ) -> LlamaServer:
     """llama.cpp's server, up and healthy; raises RuntimeError with its log when it is not.
 
     ``parallel`` slots share ``ctx`` (4,096 tokens each by default): one slot keeps the
-    heartbeat's prompt cached while the other serves scoring and chat.
+    heartbeat's prompt cached while the other serves scoring and chat. One thread, because
+    llama.cpp's threads wait on each other at every step: on 2 cores shared with other test
+    runs (load 12) one thread generated 25-31 tokens/s and two 0.7-2.
     """
     python = env_python()
     if python is None:
