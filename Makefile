@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test test-fast lint bench venv clean
+.PHONY: run test test-fast lint bench venv real-model-env clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,11 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(PY) -m uvicorn crt_api:app --host $(HOST) --port $(PORT)
 
-test: $(STAMP)
+# llama.cpp's server and SmolLM2-135M for the real-model lane, in .cache/real-model (cached).
+real-model-env:
+	./scripts/real-model-env.sh
+
+test: $(STAMP) real-model-env
 	./scripts/ensure-browser.sh
 	$(PY) -m pytest -q
 
@@ -34,8 +38,8 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
-bench: $(STAMP)
+bench: $(STAMP) real-model-env
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .cache/real-model

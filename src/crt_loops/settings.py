@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import zoneinfo
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -78,7 +78,24 @@ class Settings(BaseSettings):
     ollama_model: str = Field(
         "llama3.2:latest", min_length=1, description="default model for every loop and chat"
     )
-    llm_timeout_seconds: float = Field(120, gt=0, le=3600, description="timeout per LLM call")
+    llm_timeout_seconds: float = Field(
+        120, gt=0, le=3600, description="total deadline of one LLM call (connect to last token)"
+    )
+    llm_backend: Literal["ollama", "openai"] = Field(
+        "ollama", description="ollama, or openai for an OpenAI-compatible server (llama.cpp, vLLM)"
+    )
+    llm_base_url: str | None = Field(
+        None, description="the LLM server's URL for either backend (default: CRT_OLLAMA_HOST)"
+    )
+    llm_api_key: SecretStr | None = Field(
+        None, description="Bearer key for an OpenAI-compatible server that wants one"
+    )
+    heartbeat_prompt_tokens: int = Field(
+        3000,
+        ge=256,
+        le=1_000_000,
+        description="heartbeat prompt budget in tokens (3,000 leaves room in a 4,096 context)",
+    )
 
     ledger_url: str | None = Field(None, description="base URL of another Ledger (.../api/v1)")
     ledger_api_key: SecretStr | None = Field(None, description="API key for that other Ledger")
@@ -148,6 +165,16 @@ class Settings(BaseSettings):
             value = "http://" + value
         return value
 
+    @field_validator("llm_base_url")
+    @classmethod
+    def _normalise_base_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
     @field_validator("ledger_url")
     @classmethod
     def _normalise_ledger_url(cls, value: str | None) -> str | None:
@@ -197,7 +224,7 @@ class Settings(BaseSettings):
             names.append(name)
         return tuple(names)
 
-    @field_validator("api_token", "ledger_api_key")
+    @field_validator("api_token", "ledger_api_key", "llm_api_key")
     @classmethod
     def _blank_secret_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value().strip():
@@ -220,6 +247,11 @@ class Settings(BaseSettings):
     def host_names(self) -> tuple[str, ...]:
         """The names the edge accepts beside the loopback ones: HOST and CRT_ALLOWED_HOSTS."""
         return (self.host, *self.allowed_hosts)
+
+    @property
+    def llm_url(self) -> str:
+        """Where the LLM server is: CRT_LLM_BASE_URL, else CRT_OLLAMA_HOST."""
+        return self.llm_base_url or self.ollama_host
 
     @property
     def ledger_embedded(self) -> bool:
@@ -264,7 +296,7 @@ def load_settings(**overrides: Any) -> Settings:
 
 def environment_snapshot() -> dict[str, str]:
     """The CRT_* variables currently set, with secrets masked (for startup logging)."""
-    secret = {"CRT_API_TOKEN", "CRT_LEDGER_API_KEY"}
+    secret = {"CRT_API_TOKEN", "CRT_LEDGER_API_KEY", "CRT_LLM_API_KEY"}
     return {
         key: ("***" if key in secret else value)
         for key, value in sorted(os.environ.items())

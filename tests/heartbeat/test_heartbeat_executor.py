@@ -22,6 +22,7 @@ from crt_loops.core.server_thread import ServerThread
 from crt_loops.db import heartbeat_claims, heartbeats
 from crt_loops.db.heartbeats import OutboxRow
 from crt_loops.heartbeat.executor import BACKOFF_STEPS, HeartbeatBusy, LedgerLimits
+from crt_loops.llm.schema import schema_max_tokens
 
 POST = {"type": "post", "submolt": "general", "title": "On small habits", "content": "Notes."}
 
@@ -73,14 +74,56 @@ def test_acted_post_lands_once_with_outbox_record(env: HeartbeatEnv) -> None:
 
 
 def test_llm_request_uses_config_model_tokens_temperature_and_keep_alive(env: HeartbeatEnv) -> None:
-    env.configure(model="qwen3:8b", max_tokens=321, temperature=0.2, every_seconds=3600)
+    env.configure(model="qwen3:8b", max_tokens=2345, temperature=0.2, every_seconds=3600)
     answer(env, "HEARTBEAT_OK")
     env.run()
     sent = env.fake.calls_for("HeartbeatDecision")[-1]
     assert sent["model"] == "qwen3:8b"
-    assert sent["options"] == {"temperature": 0.2, "num_predict": 321}
+    assert sent["options"] == {"temperature": 0.2, "num_predict": 2345}
     assert sent["keep_alive"] == "4200s"  # longer than the interval: no cold load per run
     assert sent["format"]["title"] == "HeartbeatDecision"
+    assert sent["format"]["properties"]["actions"]["maxItems"] == 3
+    assert sent["format"]["additionalProperties"] is False
+
+
+def test_max_tokens_is_never_below_what_the_schema_allows(env: HeartbeatEnv) -> None:
+    env.configure(max_tokens=50, max_actions=1, target="comment")
+    answer(env, "HEARTBEAT_OK")
+    run = env.run()
+    sent = env.fake.calls_for("HeartbeatDecision")[-1]
+    schema = sent["format"]
+    assert schema["properties"]["actions"]["maxItems"] == 1
+    assert schema["properties"]["actions"]["items"]["properties"]["type"]["enum"] == ["comment"]
+    assert sent["options"]["num_predict"] == schema_max_tokens(schema) > 50
+    assert run.max_tokens == sent["options"]["num_predict"]
+
+
+def test_cut_reply_is_recorded_with_what_was_cut(env: HeartbeatEnv) -> None:
+    answer(env, Reply(content='{"summary": "I will post about', done_reason="length"))
+    run = env.run()
+    assert (run.outcome, run.reason) == ("failed", "invalid_decision")
+    assert run.raw_reply == '{"summary": "I will post about'
+    assert "cut at" in run.summary and "I will post about" in run.summary
+    stored = heartbeats.list_runs(env.db, "default")[0]
+    assert stored.raw_reply == run.raw_reply and stored.max_tokens == run.max_tokens
+
+
+def test_run_records_the_calls_tokens(env: HeartbeatEnv) -> None:
+    answer(env, "HEARTBEAT_OK")
+    run = env.run()
+    assert run.usage is not None
+    assert run.usage.prompt_tokens == 10 and run.usage.completion_tokens == 1
+    api = heartbeats.list_runs(env.db, "default")[0].as_api()
+    assert api["tokens"]["prompt_tokens"] == 10 and api["tokens"]["generation_ms"] == 0.5
+
+
+def test_unknown_model_fails_the_run_naming_the_model(env: HeartbeatEnv) -> None:
+    env.configure(model="nosuch:3b")
+    answer(env, "HEARTBEAT_OK")
+    run = env.run()
+    assert (run.outcome, run.reason) == ("failed", "llm_error")
+    assert "nosuch:3b" in run.summary and "nosuch:3b" in (run.error or "")
+    assert "llama3.2:latest" in (run.error or "")  # what the server does have
 
 
 def test_heartbeat_ok_is_silence(env: HeartbeatEnv) -> None:
@@ -741,3 +784,29 @@ def test_prompt_shows_the_latest_reflection_however_much_journal_followed(
     env.run()
     prompt = hs.prompt_text(env.fake.calls_for("HeartbeatDecision")[-1])
     assert "I keep coming back to gardening." in prompt
+
+
+def test_lone_surrogates_from_the_model_do_not_cost_the_runs_actions(env: HeartbeatEnv) -> None:
+    post = {"type": "post", "title": "Bread \ud800 notes", "content": "Rye \udfff works well"}
+    answer(env, decide(post, summary="sharing \ud83d a note"))
+    run = env.run()
+    assert (run.outcome, run.reason) == ("acted", None), run.error
+    assert run.summary == "sharing \ufffd a note"
+    posts = env.ledger_posts()
+    assert [p.title for p in posts] == ["Bread \ufffd notes"]
+    api = heartbeats.list_runs(env.db, "default")[0].as_api()
+    json.dumps(api, ensure_ascii=False).encode("utf-8")  # stored in a form that serialises
+
+
+def test_a_trickling_model_ends_at_the_deadline_and_frees_the_slot(
+    tmp_path: Path, fake_ollama: FakeOllama
+) -> None:
+    with heartbeat_env(tmp_path, fake_ollama, llm_timeout=0.5) as env:
+        env.configure(enabled=True, every_seconds=600, target="any")
+        # A token every 0.1 s for 100 tokens: no read ever waits long, the whole takes 10 s.
+        answer(env, Reply(content=" ".join(["tok"] * 100), chunk_delay=0.1))
+        run = env.run()
+        assert (run.outcome, run.reason) == ("failed", "llm_timeout"), run.error
+        assert run.llm_ms is not None and run.llm_ms < 1500
+        answer(env, "HEARTBEAT_OK")  # the slot is free: the next run gets its answer
+        assert env.run().outcome == "silent"

@@ -40,7 +40,7 @@ def test_chat_sends_schema_options_and_keep_alive(fake_ollama: FakeOllama) -> No
     assert sent["format"] == schema
     assert sent["options"] == {"temperature": 0.1, "num_predict": 64}
     assert sent["keep_alive"] == "45m"
-    assert sent["stream"] is False
+    assert sent["stream"] is True  # streamed, so the total deadline holds chunk by chunk
     assert sent["messages"] == [{"role": "user", "content": "hello there"}]
 
 
@@ -66,8 +66,9 @@ def test_server_error_is_translated(fake_ollama: FakeOllama) -> None:
 
 def test_length_cut_is_a_failure_not_repaired(fake_ollama: FakeOllama) -> None:
     fake_ollama.always(Reply(content='{"actions": [', done_reason="length"))
-    with pytest.raises(LLMTruncated, match="num_predict"):
+    with pytest.raises(LLMTruncated, match="max_tokens=5") as info:
         OllamaLLM(fake_ollama.url, "llama3.2:latest").chat(MSGS, max_tokens=5)
+    assert info.value.partial == '{"actions": ['  # what was cut is kept for the record
 
 
 def test_garbage_body_is_bad_output(fake_ollama: FakeOllama) -> None:

@@ -1,10 +1,16 @@
-"""A fake Ollama server speaking Ollama's HTTP protocol on loopback (docs/reference.md §1).
+"""A fake LLM server on loopback speaking Ollama's HTTP protocol (docs/reference.md §1) and
+the OpenAI-compatible one.
 
 It is a real HTTP server, so the real ``ollama`` client (and httpx under it) is exercised end to
 end. What it answers is decided by a *responder*: a function from the request JSON to a
 :class:`Reply` (or a plain string, meaning a normal answer with that content). Tests install
 responders per schema title (pydantic's ``model_json_schema()`` puts the model name in
 ``title``) with :meth:`FakeOllama.route`, or one catch-all with :meth:`FakeOllama.set_responder`.
+
+The same server answers ``/v1/models`` and ``/v1/chat/completions`` (server-sent events, usage
+and llama.cpp-style ``timings``), routing on ``response_format``'s schema title, so both
+backends meet the same responders. Every reply goes out in one ``write`` with TCP_NODELAY:
+headers and body in two small writes meet the client's delayed ACK (~40 ms a reply).
 
 Failure modes a Reply can describe: an HTTP error with Ollama's ``{"error": ...}`` body, a slow
 reply, a body that is not JSON, ``done_reason: "length"``, an error line in the middle of a
@@ -14,6 +20,7 @@ stream, and a dropped connection.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +39,7 @@ class Reply:
     raw_body: bytes | None = None  # sent verbatim instead of a protocol body (garbage)
     stream_error: str | None = None  # streaming: an {"error": ...} line after the first chunk
     drop: bool = False  # close the connection without answering
+    chunk_delay: float = 0.0  # streaming: seconds between words (a model that trickles)
 
 
 Responder = Callable[[dict[str, Any]], "Reply | str"]
@@ -55,6 +63,7 @@ class FakeOllama:
         self._thread: threading.Thread | None = None
         self.release = threading.Event()  # for tests that hold a reply until released
         self.release.set()
+        self._stopped = threading.Event()
 
     # -- control ------------------------------------------------------------------------------
 
@@ -76,12 +85,15 @@ class FakeOllama:
     def calls_for(self, schema_title: str) -> list[dict[str, Any]]:
         return [
             r
-            for r in self.chat_calls
-            if isinstance(r.get("format"), dict) and r["format"].get("title") == schema_title
+            for r in self.requests
+            if r.get("_path") in ("/api/chat", "/v1/chat/completions")
+            and _schema_of(r).get("title") == schema_title
         ]
 
     def answer(self, request: dict[str, Any]) -> Reply:
         fmt = request.get("format")
+        if fmt is None and isinstance(request.get("response_format"), dict):
+            fmt = request["response_format"].get("json_schema", {}).get("schema")
         responder = self._responder
         if isinstance(fmt, dict) and fmt.get("title") in self._routes:
             responder = self._routes[fmt["title"]]
@@ -98,12 +110,28 @@ class FakeOllama:
 
     def start(self) -> FakeOllama:
         fake = self
+        self._stopped.clear()
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
+            def setup(self) -> None:
+                super().setup()
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
             def log_message(self, format: str, *args: Any) -> None:  # quiet
                 return
+
+            def _write(self, status: int, ctype: str, body: bytes, length: bool = True) -> None:
+                """Status line, headers and body in one write."""
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                if length:
+                    self.send_header("Content-Length", str(len(body)))
+                self._headers_buffer.append(b"\r\n")
+                head = b"".join(self._headers_buffer)
+                self._headers_buffer = []
+                self.wfile.write(head + body)
 
             def send_response(self, code: int, message: str | None = None) -> None:
                 # One request per connection: no idle keep-alive threads outlive a test.
@@ -112,12 +140,7 @@ class FakeOllama:
                 self.close_connection = True
 
             def _send_json(self, status: int, body: Any) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self._write(status, "application/json; charset=utf-8", json.dumps(body).encode())
 
             def do_GET(self) -> None:
                 if self.path == "/api/version":
@@ -126,6 +149,11 @@ class FakeOllama:
                     self._send_json(200, {"version": "0.12.6"})
                 elif self.path == "/api/tags":
                     self._send_json(200, {"models": [_tag(m) for m in fake.models]})
+                elif self.path == "/v1/models":
+                    with fake._lock:
+                        fake.version_calls += 1
+                    data = [{"id": m, "object": "model", "owned_by": "fake"} for m in fake.models]
+                    self._send_json(200, {"object": "list", "data": data})
                 else:
                     self._send_json(404, {"error": "not found"})
 
@@ -149,6 +177,9 @@ class FakeOllama:
                         fake.in_flight -= 1
 
             def _answer(self, request: dict[str, Any]) -> None:
+                if self.path == "/v1/chat/completions":
+                    self._answer_openai(request)
+                    return
                 if self.path not in ("/api/chat", "/api/generate"):
                     self._send_json(404, {"error": f"unknown path {self.path}"})
                     return
@@ -160,8 +191,8 @@ class FakeOllama:
                     return
                 reply = fake.answer(request)
                 fake.release.wait(30)
-                if reply.delay:
-                    time.sleep(reply.delay)  # the fake model thinking; not a test waiting
+                if reply.delay and fake._stopped.wait(reply.delay):  # the fake model thinking
+                    return
                 if reply.drop:
                     self.close_connection = True
                     self.connection.shutdown(2)
@@ -170,11 +201,7 @@ class FakeOllama:
                     self._send_json(reply.status, {"error": reply.error or "internal error"})
                     return
                 if reply.raw_body is not None:
-                    self.send_response(200)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(reply.raw_body)))
-                    self.end_headers()
-                    self.wfile.write(reply.raw_body)
+                    self._write(200, "application/json", reply.raw_body)
                     return
                 chat = self.path == "/api/chat"
                 final = _final(model, reply.content, reply.done_reason, chat)
@@ -193,13 +220,64 @@ class FakeOllama:
                         lines.append({"error": reply.stream_error})
                         break
                 if not reply.stream_error:
-                    lines.append(_final(model, "", reply.done_reason, chat))
-                body = b"".join(json.dumps(line).encode() + b"\n" for line in lines)
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-ndjson")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                    final = _final(model, "", reply.done_reason, chat)
+                    final["eval_count"] = max(1, len(reply.content.split()))
+                    lines.append(final)
+                self._send_lines([json.dumps(line).encode() + b"\n" for line in lines], reply)
+
+            def _send_lines(self, lines: list[bytes], reply: Reply, sse: bool = False) -> None:
+                ctype = "text/event-stream" if sse else "application/x-ndjson"
+                if not reply.chunk_delay:
+                    self._write(200, ctype, b"".join(lines))
+                    return
+                # A trickling model: headers and a first line at once, then one line per delay,
+                # the body ending when the connection closes.
+                self._write(200, ctype, lines[0], length=False)
+                for line in lines[1:]:
+                    if fake._stopped.wait(reply.chunk_delay):  # the fake model generating
+                        return
+                    try:
+                        self.wfile.write(line)
+                    except OSError:
+                        return  # the client gave up (its deadline): stop generating
+
+            def _answer_openai(self, request: dict[str, Any]) -> None:
+                model = request.get("model", "")
+                if model not in fake.models:
+                    error = {"message": f"model '{model}' not found", "code": 404}
+                    self._send_json(404, {"error": error})
+                    return
+                reply = fake.answer(request)
+                fake.release.wait(30)
+                if reply.delay and fake._stopped.wait(reply.delay):  # the fake model thinking
+                    return
+                if reply.drop:
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                if reply.status >= 400:
+                    body = {"error": {"message": reply.error or "internal error"}}
+                    self._send_json(reply.status, body)
+                    return
+                if reply.raw_body is not None:
+                    self._write(200, "text/event-stream", reply.raw_body)
+                    return
+                finish = "length" if reply.done_reason == "length" else "stop"
+                words = reply.content.split(" ") if reply.content else []
+                events: list[dict[str, Any]] = []
+                for i, word in enumerate(words):
+                    piece = word if i == 0 else " " + word
+                    events.append(_delta(model, {"content": piece}, None))
+                    if reply.stream_error and i == 0:
+                        events.append({"error": {"message": reply.stream_error}})
+                        break
+                if not reply.stream_error:
+                    events.append(_delta(model, {}, finish))
+                    events.append(_usage_event(model, reply.content))
+                lines = [b"data: " + json.dumps(e).encode() + b"\n\n" for e in events]
+                if not reply.stream_error:
+                    lines.append(b"data: [DONE]\n\n")
+                self._send_lines(lines, reply, sse=True)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
@@ -213,6 +291,7 @@ class FakeOllama:
         return self
 
     def stop(self) -> None:
+        self._stopped.set()
         self.release.set()
         if self._server is not None:
             self._server.shutdown()
@@ -227,6 +306,41 @@ class FakeOllama:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _schema_of(request: dict[str, Any]) -> dict[str, Any]:
+    fmt = request.get("format")
+    if isinstance(fmt, dict):
+        return fmt
+    rf = request.get("response_format")
+    if isinstance(rf, dict) and isinstance(rf.get("json_schema"), dict):
+        schema = rf["json_schema"].get("schema")
+        return schema if isinstance(schema, dict) else {}
+    return {}
+
+
+def _delta(model: str, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+    return {
+        "object": "chat.completion.chunk",
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+
+
+def _usage_event(model: str, content: str) -> dict[str, Any]:
+    completion = max(1, len(content.split()))
+    return {
+        "object": "chat.completion.chunk",
+        "model": model,
+        "choices": [],
+        "usage": {
+            "prompt_tokens": 10,
+            "completion_tokens": completion,
+            "total_tokens": 10 + completion,
+            "prompt_tokens_details": {"cached_tokens": 4},
+        },
+        "timings": {"cache_n": 4, "prompt_n": 6, "prompt_ms": 0.2, "predicted_ms": 0.5},
+    }
 
 
 def _now() -> str:

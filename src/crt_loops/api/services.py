@@ -56,9 +56,11 @@ class Services:
             db=db,
             llm=build_llm(
                 enabled=settings.llm_enabled,
-                host=settings.ollama_host,
+                host=settings.llm_url,
                 model=settings.ollama_model,
                 timeout_seconds=settings.llm_timeout_seconds,
+                backend=settings.llm_backend,
+                api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
             ),
         )
         try:

@@ -1,8 +1,8 @@
 """Prometheus metrics: what the loops, the heartbeat, the LLM and the Ledger client did.
 
 Every metric is defined here and nowhere else, with the ``crt_`` prefix, and is recorded by one
-call from the code it measures (``observe_*`` below). This module imports nothing of ours, so
-any module can import it without a cycle.
+call from the code it measures (``observe_*`` below). This module imports nothing of ours at run
+time, so any module can import it without a cycle.
 
 =====================================  =========  ==========================  ================
 name                                   type       labels                      recorded in
@@ -13,14 +13,18 @@ crt_heartbeat_runs_total               counter    outcome, reason, trigger    He
 crt_heartbeat_run_duration_seconds     histogram  outcome                     HeartbeatRunner
 crt_llm_call_duration_seconds          histogram  outcome                     OllamaLLM.chat
 crt_llm_prompt_chars                   histogram  (none)                      OllamaLLM.chat
+crt_llm_tokens_total                   counter    backend, kind               HTTPBackend.chat
 crt_ledger_requests_total              counter    method, status              LedgerClient
 =====================================  =========  ==========================  ================
 
 Label values: a loop tick's ``outcome`` is ``ok``, ``failed`` or ``lease_held``; a heartbeat
 run's ``reason`` is ``none`` when the run has none; an LLM call's ``outcome`` is ``ok``,
 ``truncated``, or the error kind (``unavailable``, ``timeout``, ``response_error``,
-``bad_output``, ``error``); a Ledger request's ``status`` is the HTTP status code, or ``error``
-when no answer came (connection refused, timeout, dropped connection).
+``bad_output``, ``unknown_model``, ``error``); an LLM token's ``kind`` is ``prompt`` (the whole
+prompt), ``prompt_eval`` (the part the server evaluated), ``cached`` (served from its prompt
+cache) or ``completion``, counted only as far as the server reports them; a Ledger request's
+``status`` is the HTTP status code, or ``error`` when no answer came (connection refused,
+timeout, dropped connection).
 
 Under ``uvicorn --workers N`` each worker is its own process with its own counters. When
 ``PROMETHEUS_MULTIPROC_DIR`` names an empty, writable directory *before* the service starts,
@@ -32,6 +36,7 @@ the worker that answered it. prometheus-client reads that variable itself, once,
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -44,6 +49,9 @@ from prometheus_client import (
     values,
 )
 
+if TYPE_CHECKING:
+    from crt_loops.llm.types import LLMUsage
+
 __all__ = [
     "CONTENT_TYPE",
     "HEARTBEAT_RUNS",
@@ -51,6 +59,7 @@ __all__ = [
     "LEDGER_REQUESTS",
     "LLM_CALL_SECONDS",
     "LLM_PROMPT_CHARS",
+    "LLM_TOKENS",
     "LOOP_TICKS",
     "LOOP_TICK_SECONDS",
     "METRIC_NAMES",
@@ -59,6 +68,7 @@ __all__ = [
     "observe_heartbeat_run",
     "observe_ledger_request",
     "observe_llm_call",
+    "observe_llm_tokens",
     "observe_loop_tick",
     "render",
 ]
@@ -108,6 +118,12 @@ LLM_PROMPT_CHARS = Histogram(
     buckets=(250, 500, 1000, 2000, 4000, 8000, 16000, 32000, 64000, 128000),
     registry=_REGISTRY,
 )
+LLM_TOKENS = Counter(
+    "crt_llm_tokens",
+    "Tokens of LLM calls as the server reported them, by backend and kind.",
+    ["backend", "kind"],
+    registry=_REGISTRY,
+)
 LEDGER_REQUESTS = Counter(
     "crt_ledger_requests",
     "HTTP requests to the Ledger, by method and status (the code, or 'error': no answer).",
@@ -123,6 +139,7 @@ METRIC_NAMES = (
     "crt_heartbeat_run_duration_seconds",
     "crt_llm_call_duration_seconds",
     "crt_llm_prompt_chars",
+    "crt_llm_tokens_total",
     "crt_ledger_requests_total",
 )
 
@@ -146,6 +163,20 @@ def observe_llm_call(outcome: str, seconds: float, prompt_chars: int) -> None:
     """One LLM call: ``outcome`` is ``ok``, ``truncated``, or :func:`llm_outcome` of the error."""
     LLM_CALL_SECONDS.labels(outcome=outcome).observe(max(0.0, seconds))
     LLM_PROMPT_CHARS.observe(max(0, prompt_chars))
+
+
+def observe_llm_tokens(backend: str, usage: LLMUsage | None) -> None:
+    """The tokens of one LLM call (a cut reply's too: they were spent)."""
+    if usage is None:
+        return
+    for kind, count in (
+        ("prompt", usage.prompt_tokens),
+        ("prompt_eval", usage.prompt_eval_tokens),
+        ("cached", usage.cached_tokens),
+        ("completion", usage.completion_tokens),
+    ):
+        if count:
+            LLM_TOKENS.labels(backend=backend, kind=kind).inc(count)
 
 
 _CAMEL_RE = re.compile(r"(?<!^)(?=[A-Z])")

@@ -44,11 +44,15 @@ async function refreshLoops() {
   renderLoops(loops.loops, heartbeat);
   const llm = heartbeat.llm || {};
   const pill = byId('llm-status');
-  pill.textContent = `LLM ${llm.model || ''}: ${llm.available ? 'available' : 'unreachable'}`;
-  pill.className = `pill ${llm.available ? 'pill-ok' : 'pill-warn'}`;
+  const server = llm.backend === 'openai' ? 'OpenAI-compatible server' : 'Ollama';
+  const missing = llm.models && llm.model && !llm.models.some((m) => m === llm.model || m === `${llm.model}:latest`);
+  pill.textContent = `LLM ${llm.model || ''}: ${llm.available ? (missing ? 'model missing' : 'available') : 'unreachable'}`;
+  pill.className = `pill ${llm.available && !missing ? 'pill-ok' : 'pill-warn'}`;
+  const models = llm.models ? `; models: ${llm.models.join(', ') || 'none'}` : '';
+  const tokens = llm.prompt_tokens ? `; ${llm.prompt_tokens} prompt / ${llm.cached_tokens || 0} cached / ${llm.completion_tokens || 0} generated tokens since start` : '';
   pill.title = llm.available
-    ? `Ollama at ${llm.host}`
-    : `Ollama at ${llm.host} is not reachable${llm.last_error ? `: ${llm.last_error}` : ''}`;
+    ? `${server} at ${llm.host}${models}${tokens}`
+    : `${server} at ${llm.host} is not reachable${llm.last_error ? `: ${llm.last_error}` : ''}`;
 }
 
 async function refreshLedgerStatus() {

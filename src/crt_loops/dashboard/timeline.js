@@ -28,6 +28,8 @@ function runItem(run) {
     meta.push(h('span', { class: 'muted' }, `${Math.round(run.duration_ms)} ms`));
   }
   if (run.model) meta.push(h('span', { class: 'muted' }, run.model));
+  const tokens = tokensText(run.tokens);
+  if (tokens) meta.push(h('span', { class: 'muted tokens', title: 'as the LLM server counted them' }, tokens));
   return h(
     'li',
     { class: `run run-${run.outcome}`, dataset: { runId: run.run_id, outcome: run.outcome } },
@@ -42,8 +44,21 @@ function runItem(run) {
     h('div', { class: 'run-meta' }, meta),
     run.summary ? h('p', { class: 'summary untrusted' }, run.summary) : null,
     run.error ? h('p', { class: 'run-error' }, run.error) : null,
+    run.raw_reply
+      ? h('details', { class: 'raw-reply' }, h('summary', {}, 'the model\'s reply'),
+          h('pre', { class: 'untrusted' }, run.raw_reply))
+      : null,
     run.actions.length ? h('ul', { class: 'run-actions' }, run.actions.map(actionItem)) : null,
   );
+}
+
+/** "1,180 prompt tokens (968 cached) · 64 generated", or '' when the server said nothing. */
+export function tokensText(tokens) {
+  if (!tokens || tokens.prompt_tokens == null) return '';
+  const n = (x) => Number(x).toLocaleString('en');
+  const cached = tokens.cached_tokens ? ` (${n(tokens.cached_tokens)} cached)` : '';
+  const generated = tokens.completion_tokens != null ? ` · ${n(tokens.completion_tokens)} generated` : '';
+  return `${n(tokens.prompt_tokens)} prompt tokens${cached}${generated}`;
 }
 
 function actionItem(action) {

@@ -20,6 +20,7 @@ from crt_loops.core.clock import iso
 from crt_loops.core.enums import ActionState, RunOutcome, RunReason, Trigger
 from crt_loops.db.session import SessionDB, dumps, insert_thread
 from crt_loops.heartbeat.config import HeartbeatConfig, config_from_json, config_to_json
+from crt_loops.llm.types import LLMUsage
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,11 @@ class RunRecord:
     llm_ms: float | None
     model: str | None
     actions: list[ActionRecord] = field(default_factory=list)
+    # The LLM call's cost as the server reported it; raw_reply is the model's text when the
+    # run could not use it (cut at max_tokens, or not a decision), to show what was cut.
+    usage: LLMUsage | None = None
+    max_tokens: int | None = None
+    raw_reply: str | None = None
 
     @classmethod
     def begin(cls, thread_id: str, *, trigger: Trigger, dry_run: bool, now: float) -> RunRecord:
@@ -128,6 +134,9 @@ class RunRecord:
             "prompt_chars": self.prompt_chars,
             "llm_ms": None if self.llm_ms is None else round(self.llm_ms, 2),
             "model": self.model,
+            "tokens": None if self.usage is None else self.usage.as_dict(),
+            "max_tokens": self.max_tokens,
+            "raw_reply": self.raw_reply,
         }
 
 
@@ -182,6 +191,23 @@ def _run(row: sqlite3.Row) -> RunRecord:
         prompt_chars=row["prompt_chars"],
         llm_ms=row["llm_ms"],
         model=row["model"],
+        usage=_usage(row),
+        max_tokens=row["max_tokens"],
+        raw_reply=row["raw_decision"],
+    )
+
+
+def _usage(row: sqlite3.Row) -> LLMUsage | None:
+    fields = ("prompt_tokens", "prompt_eval_tokens", "cached_tokens", "completion_tokens")
+    if all(row[f] is None for f in fields) and row["prompt_ms"] is None:
+        return None
+    return LLMUsage(
+        prompt_tokens=row["prompt_tokens"],
+        prompt_eval_tokens=row["prompt_eval_tokens"],
+        cached_tokens=row["cached_tokens"],
+        completion_tokens=row["completion_tokens"],
+        prompt_ms=row["prompt_ms"],
+        generation_ms=row["generation_ms"],
     )
 
 
@@ -321,10 +347,13 @@ def finish_run(
     """Close the run and update the thread's ``heartbeat_last_*`` columns and schedule."""
     actions = list_actions(db, run.run_id)
     summary_actions = [a.as_api() for a in actions]
+    usage = run.usage or LLMUsage()
     with db.write() as tx:
         tx.execute(
             "UPDATE heartbeat_runs SET outcome = ?, reason = ?, summary = ?, finished_at = ?, "
-            "duration_ms = ?, error = ?, prompt_chars = ?, llm_ms = ?, model = ?, dry_run = ? "
+            "duration_ms = ?, error = ?, prompt_chars = ?, llm_ms = ?, model = ?, dry_run = ?, "
+            "prompt_tokens = ?, prompt_eval_tokens = ?, cached_tokens = ?, completion_tokens = ?, "
+            "prompt_ms = ?, generation_ms = ?, max_tokens = ?, raw_decision = ? "
             "WHERE run_id = ?",
             (
                 run.outcome,
@@ -337,6 +366,14 @@ def finish_run(
                 run.llm_ms,
                 run.model,
                 int(run.dry_run),
+                usage.prompt_tokens,
+                usage.prompt_eval_tokens,
+                usage.cached_tokens,
+                usage.completion_tokens,
+                usage.prompt_ms,
+                usage.generation_ms,
+                run.max_tokens,
+                run.raw_reply,
                 run.run_id,
             ),
         )

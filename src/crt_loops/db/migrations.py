@@ -193,4 +193,18 @@ MIGRATIONS: list[tuple[int, str]] = [
         END;
         """,
     ),
+    (
+        5,
+        """
+        -- What each run's LLM call cost, as the server reported it (NULL: it did not say), so
+        -- the history, /metrics and the dashboard show tokens and cache reuse, not characters.
+        ALTER TABLE heartbeat_runs ADD COLUMN prompt_tokens INTEGER;
+        ALTER TABLE heartbeat_runs ADD COLUMN prompt_eval_tokens INTEGER;
+        ALTER TABLE heartbeat_runs ADD COLUMN cached_tokens INTEGER;
+        ALTER TABLE heartbeat_runs ADD COLUMN completion_tokens INTEGER;
+        ALTER TABLE heartbeat_runs ADD COLUMN prompt_ms REAL;
+        ALTER TABLE heartbeat_runs ADD COLUMN generation_ms REAL;
+        ALTER TABLE heartbeat_runs ADD COLUMN max_tokens INTEGER;
+        """,
+    ),
 ]

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, cast
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from crt_loops.core.lenient_json import json_values, last_value, split_reply
+from crt_loops.heartbeat.config import HeartbeatConfig
 
 DECISION_SCHEMA_TITLE = "HeartbeatDecision"  # the fake Ollama in tests routes on this title
 HEARTBEAT_OK = "HEARTBEAT_OK"
@@ -66,32 +67,56 @@ class Decision(BaseModel):
     summary: str = ""
 
 
-def decision_json_schema() -> dict[str, Any]:
-    """The JSON schema sent to Ollama as ``format``.
+# What the schema lets a grammar-constrained model write: far under the Ledger's caps, because a
+# small model with an unbounded string writes until the token limit cuts it (measured with
+# SmolLM2-135M: 2 of 4 decisions usable unbounded, 5 of 5 with these bounds).
+SCHEMA_SUMMARY_MAX = 160
+SCHEMA_TITLE_MAX = 100
+SCHEMA_CONTENT_MAX = 400
+SCHEMA_ID_MAX = 40  # Ledger ids are "p_" or "c_" and 16 hex digits
+SCHEMA_SUBMOLT_MAX = 30
+
+
+def decision_json_schema(config: HeartbeatConfig | None = None) -> dict[str, Any]:
+    """The JSON schema sent to the model, bounded so a grammar-constrained model can finish.
 
     A flat action object (a ``type`` enum and optional fields) instead of ``anyOf`` keeps it to
-    plain object/array/string/enum, which Ollama's grammar handles everywhere; the per-type
-    rules are applied by :func:`parse_decision` and :func:`validate_actions`. ``summary`` comes
-    first so the model states its reasoning before it commits to actions.
+    plain object/array/string/enum, which every server's grammar handles; the per-type rules
+    are applied by :func:`parse_decision` and :func:`validate_actions`. Strings have
+    ``maxLength``, ``actions`` has ``maxItems`` = the thread's ``max_actions``, objects allow
+    no other keys, and ``type`` lists only the action types the thread allows. ``summary``
+    comes first so the model states its reasoning before it commits to actions.
     """
-    text_fields = ("post_id", "parent_id", "submolt", "title", "content")
+    max_actions = config.max_actions if config is not None else 3
+    allowed = sorted(config.allowed_actions()) if config is not None else []
+    types = [t for t in ("post", "comment", "vote") if not allowed or t in allowed]
+
+    def text(limit: int) -> dict[str, Any]:
+        return {"type": "string", "maxLength": limit}
+
     action: dict[str, Any] = {
         "type": "object",
         "properties": {
-            "type": {"type": "string", "enum": ["post", "comment", "vote"]},
-            **{name: {"type": "string"} for name in text_fields},
+            "type": {"type": "string", "enum": types},
+            "post_id": text(SCHEMA_ID_MAX),
+            "parent_id": text(SCHEMA_ID_MAX),
+            "submolt": text(SCHEMA_SUBMOLT_MAX),
+            "title": text(SCHEMA_TITLE_MAX),
+            "content": text(SCHEMA_CONTENT_MAX),
             "direction": {"type": "string", "enum": ["up", "down"]},
         },
         "required": ["type"],
+        "additionalProperties": False,
     }
     return {
         "title": DECISION_SCHEMA_TITLE,
         "type": "object",
         "properties": {
-            "summary": {"type": "string"},
-            "actions": {"type": "array", "items": action},
+            "summary": text(SCHEMA_SUMMARY_MAX),
+            "actions": {"type": "array", "items": action, "maxItems": max_actions},
         },
         "required": ["summary", "actions"],
+        "additionalProperties": False,
     }
 
 

@@ -55,9 +55,10 @@ class RunnerDeps:
 class RunnerOptions:
     """The runner's settings.
 
-    ``window``: recent messages in the context. ``secrets``: strings that must never leave in
-    an action (redacted from what is stored). ``ledger_error``: why the Ledger is missing, for
-    the runs that fail on it. ``owner``: the lease holder's identity (this process).
+    ``window``: recent messages in the context. ``prompt_tokens``: the prompt's budget in
+    tokens. ``secrets``: strings that must never leave in an action (redacted from what is
+    stored). ``ledger_error``: why the Ledger is missing, for the runs that fail on it.
+    ``owner``: the lease holder's identity (this process).
     """
 
     agent_name: str
@@ -65,6 +66,7 @@ class RunnerOptions:
     default_timezone: str | None
     window: int
     llm_timeout: float
+    prompt_tokens: int = 3000
     max_concurrency: int = 1
     limits: LedgerLimits = field(default_factory=LedgerLimits)
     secrets: tuple[str, ...] = ()
@@ -112,6 +114,7 @@ def from_settings(
         default_timezone=settings.timezone,
         window=settings.loop_window,
         llm_timeout=settings.llm_timeout_seconds,
+        prompt_tokens=settings.heartbeat_prompt_tokens,
         max_concurrency=settings.heartbeat_max_concurrency,
         limits=limits,
         secrets=tuple(secrets),

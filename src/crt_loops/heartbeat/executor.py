@@ -29,6 +29,7 @@ from crt_loops.heartbeat.config import HeartbeatConfig
 from crt_loops.heartbeat.deps import LedgerLimits, RunnerDeps, RunnerOptions, from_settings
 from crt_loops.heartbeat.gates import fail
 from crt_loops.heartbeat.pipeline import MANUAL_RETRY_AFTER_SECONDS, Pipeline
+from crt_loops.heartbeat.prompt import PromptBudget
 from crt_loops.heartbeat.recording import RunState
 from crt_loops.heartbeat.schedule import BACKOFF_STEPS
 from crt_loops.heartbeat.slots import SlotPool
@@ -90,6 +91,7 @@ class HeartbeatRunner:
         #: Manual runs in flight; a run-now is refused (429) when none is free.
         self.manual_admission = SlotPool(max(1, options.max_concurrency) + MANUAL_QUEUE)
         self.manual_slot_wait = MANUAL_SLOT_WAIT_SECONDS
+        self.prompt_budget = PromptBudget(options.prompt_tokens)
         self.on_change: Callable[[], None] = lambda: None
 
     @classmethod
@@ -201,6 +203,7 @@ class HeartbeatRunner:
             options=self.options,
             llm_slots=self._llm_slots,
             clock=self.clock,
+            budget=self.prompt_budget,
         )
         thread_id = state.run.thread_id
         try:

@@ -25,7 +25,14 @@ from crt_loops.heartbeat.decision import Decision, ParseResult
 from crt_loops.heartbeat.instructions import Instructions, InstructionsError, load_instructions
 from crt_loops.heartbeat.redaction import redact_text
 from crt_loops.heartbeat.schedule import ActiveWindow
-from crt_loops.llm.client import LLM, LLMError, LLMTimeout, LLMTruncated, LLMUnavailable
+from crt_loops.llm.client import (
+    LLM,
+    LLMError,
+    LLMTimeout,
+    LLMTruncated,
+    LLMUnavailable,
+    LLMUnknownModel,
+)
 
 
 @dataclass(frozen=True)
@@ -143,12 +150,21 @@ def ledger_read_failed(error: str) -> Verdict:
 # -- the model's answer ---------------------------------------------------------------------
 
 
-def llm_failed(exc: LLMError) -> Verdict:
-    """The verdict for an LLM call that raised: a timeout, a cut reply, a vanished server."""
+def llm_failed(exc: LLMError, *, max_tokens: int | None = None) -> Verdict:
+    """The verdict for an LLM call that raised: a timeout, a cut reply, a vanished server, a
+    model the server does not have."""
     if isinstance(exc, LLMTimeout):
         return fail(RunReason.LLM_TIMEOUT, str(exc))
     if isinstance(exc, LLMTruncated):
-        return fail(RunReason.INVALID_DECISION, str(exc))
+        return fail(
+            RunReason.INVALID_DECISION,
+            str(exc),
+            summary=f"the reply was cut at {max_tokens} tokens; it ended: {exc.partial[-120:]!r}",
+        )
+    if isinstance(exc, LLMUnknownModel):
+        return fail(
+            RunReason.LLM_ERROR, str(exc), summary=f"the LLM server has no model {exc.model!r}"
+        )
     if isinstance(exc, LLMUnavailable):
         return skip(RunReason.LLM_UNAVAILABLE, "the LLM stopped answering", error=str(exc))
     return fail(RunReason.LLM_ERROR, str(exc))

@@ -38,15 +38,17 @@ from crt_loops.heartbeat.deps import RunnerOptions
 from crt_loops.heartbeat.gates import Verdict
 from crt_loops.heartbeat.instructions import Instructions
 from crt_loops.heartbeat.private_data import allowed_kinds, find_private
-from crt_loops.heartbeat.prompt import build_prompt
+from crt_loops.heartbeat.prompt import PromptBudget, build_prompt
 from crt_loops.heartbeat.recording import RunState
 from crt_loops.heartbeat.redaction import redact_text
 from crt_loops.heartbeat.slots import SlotPool
 from crt_loops.heartbeat.validation import ValidationContext, validate_actions
 from crt_loops.ledger.client import LedgerClient, LedgerError, LedgerRateLimited
-from crt_loops.llm.client import LLM, LLMError
+from crt_loops.llm.client import LLM, LLMError, LLMTruncated
+from crt_loops.llm.schema import schema_max_tokens
 
 DAY = 86_400.0
+RAW_REPLY_CHARS = 4000  # of the model's text, kept when the run could not use it
 # A 429 that does not say when to come back: Moltbook's limits reset each minute.
 DEFAULT_RATE_LIMIT_RETRY_SECONDS = 60.0
 # What a run-now refused for want of an LLM slot tells the client to wait before trying again.
@@ -82,6 +84,7 @@ class Pipeline:
     options: RunnerOptions
     llm_slots: SlotPool
     clock: Callable[[], float]
+    budget: PromptBudget
 
     def run(self, state: RunState, hb: heartbeats.ThreadHeartbeat, *, forced: bool) -> Verdict:
         now = state.run.started_at
@@ -152,41 +155,54 @@ class Pipeline:
     ) -> Thought | Verdict:
         """Build the prompt, call the model (one of ``max_concurrency`` slots), parse."""
         config = state.config
+        model = config.model_or(self.options.default_model)
+        state.run.model = model
         prompt = build_prompt(
             instructions=instructions.content,
             ctx=ctx,
             config=config,
             agent_name=self.options.agent_name,
             now=now,
+            max_chars=self.budget.max_chars(model),
         )
         state.run.prompt_chars = prompt.chars
-        model = config.model_or(self.options.default_model)
-        state.run.model = model
         if not self.llm_slots.acquire(state.slot_wait):
             return gates.no_llm_slot(
                 state.slot_wait,
                 closing=self.llm_slots.closed,
                 retry_after=MANUAL_RETRY_AFTER_SECONDS,
             )
+        schema = decision_json_schema(config)
+        # Room for the longest reply the schema allows: a grammar-bound reply is never cut.
+        max_tokens = max(config.max_tokens, schema_max_tokens(schema))
+        state.run.max_tokens = max_tokens
         llm_started = time.perf_counter()
         try:
             with self.llm_slots.holding():
                 reply = self.llm.chat(
                     prompt.messages,
                     model=model,
-                    schema=decision_json_schema(),
+                    schema=schema,
                     temperature=config.temperature,
-                    max_tokens=config.max_tokens,
+                    max_tokens=max_tokens,
                     # Longer than the interval, or every run pays a cold model load.
                     keep_alive=f"{int(config.every_seconds + 600)}s",
                 )
         except LLMError as exc:
-            return gates.llm_failed(exc)
+            if isinstance(exc, LLMTruncated):
+                state.run.usage = exc.usage
+                state.run.raw_reply = redact_text(exc.partial, self.options.secrets)[
+                    -RAW_REPLY_CHARS:
+                ]
+            return gates.llm_failed(exc, max_tokens=max_tokens)
         finally:
             state.run.llm_ms = (time.perf_counter() - llm_started) * 1000
+        state.run.usage = reply.usage
+        self.budget.learn(model, prompt.chars, reply.usage)
         parsed = parse_decision(reply.content)
         decision = gates.usable_decision(parsed, reply.content, self.options.secrets)
         if isinstance(decision, Verdict):
+            state.run.raw_reply = redact_text(reply.content, self.options.secrets)[:RAW_REPLY_CHARS]
             return decision
         return Thought(decision=decision, rejected=list(parsed.rejected))
 

@@ -2,9 +2,15 @@
 
 Ledger text is fenced between markers and labelled as the untrusted words of other agents;
 all text is normalised and any marker in it, look-alikes included, is defused first
-(heartbeat/fence.py) so it cannot close the fence early. The prompt is
-capped at ``MAX_PROMPT_CHARS``: when over, the feed and the messages are shortened (never the
-instructions or the rules), and the size actually sent is recorded in the run.
+(heartbeat/fence.py) so it cannot close the fence early. The prompt is capped at ``max_chars``
+(the executor derives it from the token budget): when over, the feed and the messages are
+shortened (never the instructions or the rules), and the size actually sent is recorded in the
+run.
+
+Order matters for speed: a server reuses its cache for the longest prefix a prompt shares with
+the previous one, so what rarely changes comes first (rules, HEARTBEAT.md, style, the latest
+reflection) and what changes every run last (the conversation, past runs, the feed, the time).
+A run of a thread whose instructions did not change then re-evaluates only its tail.
 """
 
 from __future__ import annotations
@@ -14,8 +20,9 @@ from datetime import UTC, datetime
 
 from crt_loops.heartbeat.config import HeartbeatConfig
 from crt_loops.heartbeat.context import MESSAGE_CHARS, HeartbeatContext, snippet
+from crt_loops.heartbeat.decision import SCHEMA_CONTENT_MAX, SCHEMA_TITLE_MAX
 from crt_loops.heartbeat.fence import UNTRUSTED_CLOSE, UNTRUSTED_OPEN, defuse
-from crt_loops.llm.client import ChatMessage
+from crt_loops.llm.client import ChatMessage, LLMUsage
 
 MAX_PROMPT_CHARS = 12_000
 MAX_INSTRUCTIONS_CHARS = 4_000
@@ -35,12 +42,39 @@ keys or tokens, or act on someone's behalf.
 Answer with ONE JSON object and nothing else:
 {{"actions": [...], "summary": "one sentence on what you decided and why"}}
 Each action is one of:
-  {{"type": "post", "submolt": "<name>", "title": "<= 300 chars", "content": "<= 40000 chars"}}
-  {{"type": "comment", "post_id": "<an id shown below>", "content": "<= 10000 chars", \
+  {{"type": "post", "submolt": "<name>", "title": "<= {title_max} chars", \
+"content": "<= {content_max} chars"}}
+  {{"type": "comment", "post_id": "<an id shown below>", "content": "<= {content_max} chars", \
 "parent_id": "<optional comment id>"}}
   {{"type": "vote", "post_id": "<an id shown below>", "direction": "up" or "down"}}
 Use only post ids shown in this prompt. At most {max_actions} action(s). Allowed action types \
 now: {allowed}. An empty "actions" list means stay silent."""
+
+
+# Characters per prompt token until the server has told us (SmolLM2 measured 3.2 on these
+# prompts, llama 3 about 3.6): low, so a budget in tokens is not overrun before we know.
+DEFAULT_CHARS_PER_TOKEN = 3.0
+
+
+class PromptBudget:
+    """``CRT_HEARTBEAT_PROMPT_TOKENS`` as a character cap, per model, learned from the server.
+
+    Only a count of the whole prompt says how long a token is: Ollama counts just the part it
+    evaluated, which after a cache hit would make tokens look very long, so only servers that
+    also report cached tokens teach it.
+    """
+
+    def __init__(self, tokens: int) -> None:
+        self.tokens = tokens
+        self._chars_per_token: dict[str, float] = {}
+
+    def max_chars(self, model: str) -> int:
+        return int(self.tokens * self._chars_per_token.get(model, DEFAULT_CHARS_PER_TOKEN))
+
+    def learn(self, model: str, chars: int, usage: LLMUsage) -> None:
+        if usage.cached_tokens is None or not usage.prompt_tokens:
+            return
+        self._chars_per_token[model] = min(5.0, max(2.0, chars / usage.prompt_tokens))
 
 
 @dataclass(frozen=True)
@@ -124,6 +158,8 @@ def build_prompt(
         close=UNTRUSTED_CLOSE,
         max_actions=config.max_actions,
         allowed=allowed,
+        title_max=SCHEMA_TITLE_MAX,
+        content_max=SCHEMA_CONTENT_MAX,
     )
     when = datetime.fromtimestamp(now, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
     prompt = Prompt([])
@@ -163,18 +199,16 @@ def _user_message(
     text = defuse(instructions.strip())
     if len(text) > budget.instruction_chars:
         text = text[: budget.instruction_chars] + "\n[... the rest of HEARTBEAT.md is cut ...]"
-    parts = [
-        f"Time: {when}",
-        "## Your HEARTBEAT.md instructions (from your owner)\n" + text,
-        "## Your recent conversation with your owner (thread " + ctx.thread_id + ")\n" + convo,
-    ]
-    if ctx.reflection:
-        parts.append("## Your latest reflection\n" + defuse(ctx.reflection))
+    # Stable first, changing last: see the module docstring.
+    parts = ["## Your HEARTBEAT.md instructions (from your owner)\n" + text]
     if ctx.personality:
         parts.append("## Your owner's preferred style\n" + defuse(ctx.personality))
+    if ctx.reflection:
+        parts.append("## Your latest reflection\n" + defuse(ctx.reflection))
     parts += [
-        "## Your last heartbeats\n" + runs,
+        "## Your recent conversation with your owner (thread " + ctx.thread_id + ")\n" + convo,
         "## Your recent Ledger actions (do not repeat them)\n" + actions,
+        "## Your last heartbeats\n" + runs,
         f"{UNTRUSTED_OPEN}\n## New comments on your posts"
         + (f" (your karma: {ctx.karma})" if ctx.karma is not None else "")
         + "\n"
@@ -182,6 +216,6 @@ def _user_message(
         + "\n\n## Ledger feed (hot)\n"
         + _feed_block(ctx, budget.snippet_chars, budget.max_posts)
         + f"\n{UNTRUSTED_CLOSE}",
-        "Decide now. Reply with the JSON object only.",
+        f"Time: {when}\nDecide now. Reply with the JSON object only.",
     ]
     return "\n\n".join(parts)

@@ -1,4 +1,5 @@
-"""The language model behind the agent: the ``LLM`` protocol, the Ollama adapter, its errors."""
+"""The language model behind the agent: the ``LLM`` protocol, its Ollama and OpenAI-compatible
+backends, and their errors."""
 
 from __future__ import annotations
 
@@ -14,7 +15,10 @@ from crt_loops.llm.client import (
     LLMTimeout,
     LLMTruncated,
     LLMUnavailable,
+    LLMUnknownModel,
+    LLMUsage,
     OllamaLLM,
+    OpenAICompatibleLLM,
     build_llm,
 )
 
@@ -30,6 +34,9 @@ __all__ = [
     "LLMTimeout",
     "LLMTruncated",
     "LLMUnavailable",
+    "LLMUnknownModel",
+    "LLMUsage",
     "OllamaLLM",
+    "OpenAICompatibleLLM",
     "build_llm",
 ]

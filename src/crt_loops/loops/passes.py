@@ -32,7 +32,18 @@ from crt_loops.db import progress
 from crt_loops.db.errors import DatabaseClosedError
 from crt_loops.db.progress import WATERMARK_TABLES, Candidate
 from crt_loops.db.session import SessionDB
-from crt_loops.llm.client import LLM, ChatMessage, LLMBadOutput, LLMError, LLMReply, LLMUnavailable
+from crt_loops.llm.client import (
+    LLM,
+    ChatMessage,
+    LLMBadOutput,
+    LLMError,
+    LLMReply,
+    LLMTruncated,
+    LLMUnavailable,
+    LLMUsage,
+    add_usage,
+)
+from crt_loops.llm.schema import closed, schema_max_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +85,7 @@ class PassResult:
     watermark: int | None = None
     duration_ms: float = 0.0
     errors: list[str] = field(default_factory=list)
+    usage: LLMUsage | None = None  # the pass's LLM calls together, as the server counted them
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -217,18 +229,29 @@ class LLMGate:
         *,
         temperature: float,
         max_tokens: int,
+        schema: dict[str, Any] | None = None,
     ) -> tuple[M, LLMReply] | None:
-        """Ask for ``model_cls`` as structured output; None (and a noted fallback) on failure."""
+        """Ask for ``model_cls`` as structured output; None (and a noted fallback) on failure.
+
+        ``schema`` (default: the model's own) goes out closed (no extra keys), and
+        ``max_tokens`` is raised to what its longest reply needs, so a bounded reply is never
+        cut.
+        """
         self.result.llm_calls += 1
+        sent = closed(schema or model_cls.model_json_schema())
+        reply: LLMReply | None = None
         try:
             reply = self.llm.chat(
                 messages,
-                schema=model_cls.model_json_schema(),
+                schema=sent,
                 temperature=temperature,
-                max_tokens=max_tokens,
+                max_tokens=max(max_tokens, schema_max_tokens(sent)),
             )
+            self.result.usage = add_usage(self.result.usage, reply.usage)
             parsed = parse_reply(reply.content, model_cls)
         except LLMError as exc:
+            if isinstance(exc, LLMTruncated):
+                self.result.usage = add_usage(self.result.usage, exc.usage)
             self.result.llm_failures += 1
             self._consecutive_failures += 1
             if isinstance(exc, LLMUnavailable):

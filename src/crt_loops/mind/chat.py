@@ -7,7 +7,8 @@ LLM is down: the caller gets :class:`ChatUnavailable` (a 503 at the API) and the
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 from crt_loops.db.session import MessageRow, SessionDB
 from crt_loops.llm.client import (
@@ -16,7 +17,9 @@ from crt_loops.llm.client import (
     LLMError,
     LLMResponseError,
     LLMTimeout,
+    LLMTruncated,
     LLMUnavailable,
+    LLMUsage,
 )
 from crt_loops.mind.personality import get_profile, style_instructions
 from crt_loops.mind.reflection import latest_reflection
@@ -28,6 +31,10 @@ BASE_PROMPT = (
     "Be honest and helpful; say so when you do not know."
 )
 MAX_REFLECTION_CHARS = 1500
+# A chat reply's token limit: a few paragraphs. Without one a server cuts at its own default
+# and the cut reply came back to the person as a 503; a reply cut here is kept, marked cut.
+CHAT_MAX_TOKENS = 512
+CUT_MARK = " [… cut at the reply length limit]"
 
 
 class ChatUnavailable(Exception):
@@ -52,6 +59,8 @@ class ChatResult:
     model: str
     duration_ms: float
     system_prompt_chars: int
+    usage: LLMUsage = field(default_factory=LLMUsage)
+    truncated: bool = False
 
 
 def system_prompt(db: SessionDB, thread_id: str) -> str:
@@ -86,8 +95,22 @@ def chat(
             f"`ollama pull {model or llm.model}`, then try again.",
             user_message,
         )
+    started = time.perf_counter()
     try:
-        reply = llm.chat(messages, model=model, temperature=0.7)
+        reply = llm.chat(messages, model=model, temperature=0.7, max_tokens=CHAT_MAX_TOKENS)
+    except LLMTruncated as exc:
+        # The person asked and the model answered at length: what came is theirs to read.
+        logger.info("chat in thread %s: reply cut at %d tokens", thread_id, CHAT_MAX_TOKENS)
+        stored = db.add_message(thread_id, "assistant", exc.partial.rstrip() + CUT_MARK)
+        return ChatResult(
+            user_message=user_message,
+            reply=stored,
+            model=model or llm.model,
+            duration_ms=(time.perf_counter() - started) * 1000,
+            system_prompt_chars=len(prompt),
+            usage=exc.usage or LLMUsage(),
+            truncated=True,
+        )
     except (LLMUnavailable, LLMTimeout) as exc:
         raise ChatUnavailable(
             f"the LLM did not answer: {exc}; your message was saved (id {user_message.id})",
@@ -109,6 +132,7 @@ def chat(
         model=reply.model,
         duration_ms=reply.duration_ms,
         system_prompt_chars=len(prompt),
+        usage=reply.usage,
     )
 
 

@@ -38,7 +38,7 @@ import logging
 import random
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from crt_loops.core.clock import Clock, iso
 from crt_loops.db import journal as journal_db
@@ -149,7 +149,12 @@ def set_settings(
 class JournalReply(BaseModel):
     """The LLM's structured answer for a journal self-reply or an answer to a comment."""
 
-    reply: str = Field(description="2-4 sentences, first person, plain text")
+    model_config = ConfigDict(json_schema_extra={"additionalProperties": False})
+    # In the schema only: a grammar-constrained model stops there; a longer free reply is kept.
+    reply: str = Field(
+        description="2-4 sentences, first person, plain text",
+        json_schema_extra={"maxLength": 600},
+    )
 
 
 class SelfReplyService(WatermarkedService):

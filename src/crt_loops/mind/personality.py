@@ -34,7 +34,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from crt_loops.core.clock import Clock, iso
 from crt_loops.db import personality as personality_db
@@ -150,15 +150,24 @@ def _update_interests(profile: dict[str, Any], texts: list[str]) -> None:
 
 
 class PersonalityUpdate(BaseModel):
-    """The LLM's reading of the person's style (a nudge; every field may be null)."""
+    """The LLM's reading of the person's style (a nudge; every field may be null).
+
+    Bounds are in the JSON schema only, to steer a grammar-constrained model to finish.
+    """
+
+    model_config = ConfigDict(json_schema_extra={"additionalProperties": False})
 
     verbosity: Literal["brief", "balanced", "detailed"] | None = None
     formality: Literal["casual", "neutral", "formal"] | None = None
     emoji: Literal["none", "some", "lots"] | None = None
     formatting: Literal["plain", "bullets", "markdown", "code"] | None = None
     tone: Literal["neutral", "warm", "playful", "direct"] | None = None
-    interests: list[str] = Field(default_factory=list, max_length=10)
-    reason: str = ""
+    interests: list[str] = Field(
+        default_factory=list,
+        max_length=10,
+        json_schema_extra={"maxItems": 10, "items": {"type": "string", "maxLength": 30}},
+    )
+    reason: str = Field("", json_schema_extra={"maxLength": 120})
 
 
 _CENTRES = {0: 0.15, 1: 0.5, 2: 0.85}

@@ -50,7 +50,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from crt_loops.core.clock import Clock, iso
 from crt_loops.db import reflection as reflection_db
@@ -178,28 +178,61 @@ def heuristic_importance(content: str, role: str = "user") -> tuple[int, str]:
 # -- LLM schemas ---------------------------------------------------------------------------
 
 
+# Bounds live in the JSON schema (json_schema_extra) rather than in validation: they steer a
+# grammar-constrained model to finish, while a longer reason from a free-running model is still
+# read (and trimmed) instead of costing the whole batch its scores.
+_CLOSED = ConfigDict(json_schema_extra={"additionalProperties": False})
+SCORE_REASON_MAX = 60
+
+
 class MessageScore(BaseModel):
+    model_config = _CLOSED
     id: int = Field(description="the message id, as given")
-    importance: int = Field(description="1 (mundane) to 10 (life-changing)")
-    reason: str = Field(description="why, in at most 12 words")
+    importance: int = Field(
+        description="1 (mundane) to 10 (life-changing)",
+        json_schema_extra={"minimum": 1, "maximum": 10},
+    )
+    reason: str = Field(
+        description="why, in at most 12 words", json_schema_extra={"maxLength": SCORE_REASON_MAX}
+    )
 
 
 class ImportanceScores(BaseModel):
     """The LLM's importance scores for one batch of messages."""
 
+    model_config = _CLOSED
     scores: list[MessageScore]
 
 
+def scores_schema(ids: list[int]) -> dict[str, Any]:
+    """The scoring schema for one batch: exactly one entry per message, in order.
+
+    ``prefixItems`` would say it too, but not every server's grammar has it; a fixed-length
+    array whose ``id`` is an enum of the batch's ids lets a small model neither skip a message
+    nor invent one (SmolLM2-135M scored 0% of messages with the open schema: its unbounded
+    ``reason`` ran into the token limit).
+    """
+    schema = ImportanceScores.model_json_schema()
+    item = schema["$defs"]["MessageScore"]
+    item["properties"]["id"] = {"type": "integer", "enum": ids}
+    schema["properties"]["scores"].update(minItems=len(ids), maxItems=len(ids))
+    return schema
+
+
 class Insight(BaseModel):
-    text: str = Field(description="one first-person insight")
-    evidence: list[int] = Field(description="ids of the messages it rests on")
+    model_config = _CLOSED
+    text: str = Field(description="one first-person insight", json_schema_extra={"maxLength": 240})
+    evidence: list[int] = Field(
+        description="ids of the messages it rests on", json_schema_extra={"maxItems": 5}
+    )
 
 
 class ReflectionInsights(BaseModel):
     """The LLM's reflection: a title and 2-4 insights citing message ids."""
 
-    title: str = ""
-    insights: list[Insight]
+    model_config = _CLOSED
+    title: str = Field("", json_schema_extra={"maxLength": 80})
+    insights: list[Insight] = Field(json_schema_extra={"maxItems": 4})
 
 
 _SCALE = (
@@ -282,7 +315,11 @@ class ReflectionService(WatermarkedService):
                 ChatMessage("user", "Messages, oldest first:\n" + _render(batch)),
             ]
             answered = gate.chat(
-                prompt, ImportanceScores, temperature=0.1, max_tokens=200 + 60 * len(batch)
+                prompt,
+                ImportanceScores,
+                temperature=0.1,
+                max_tokens=200 + 60 * len(batch),
+                schema=scores_schema([m.id for m in batch]),
             )
             if answered is not None:
                 valid = {m.id for m in batch}

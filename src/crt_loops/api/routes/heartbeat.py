@@ -102,6 +102,20 @@ def _errors(exc: ValidationError) -> list[dict[str, Any]]:
 # -- loop status and control -------------------------------------------------------------
 
 
+def model_warning(llm: Any, model: str | None) -> str | None:
+    """A sentence when ``model`` is set and the LLM server's list lacks it (it is kept: the
+    model may be pulled later, and every run it fails names it)."""
+    if not model or not hasattr(llm, "has_model"):
+        return None
+    if llm.has_model(model) is False:
+        known = ", ".join((llm.models() or [])[:10]) or "none"
+        return (
+            f"the LLM server at {llm.host} has no model {model!r} (it has: {known}); "
+            "heartbeats of this thread will fail until it does"
+        )
+    return None
+
+
 @router.get(
     "/api/heartbeat/status",
     summary="Heartbeat loop state, schedule and run counts",
@@ -195,7 +209,11 @@ async def post_config(thread_id: ThreadId, request: Request, db: DB) -> dict[str
             raise HTTPException(status_code=422, detail=_errors(exc)) from exc
         except ValueError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from exc
-        return config_view(db, thread_id)
+        view = config_view(db, thread_id)
+        warning = model_warning(get_services(request).llm, view["config"].get("model"))
+        if warning:
+            view["warnings"] = [warning]
+        return view
 
     return await anyio.to_thread.run_sync(update)
 

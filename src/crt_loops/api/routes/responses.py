@@ -234,7 +234,28 @@ _RUN_EXAMPLE: dict[str, Any] = {
     "prompt_chars": 3812,
     "llm_ms": 2050.1,
     "model": "llama3.2:latest",
+    "tokens": {
+        "prompt_tokens": 1180,
+        "prompt_eval_tokens": 212,
+        "cached_tokens": 968,
+        "completion_tokens": 64,
+        "prompt_ms": 1010.5,
+        "generation_ms": 980.2,
+    },
+    "max_tokens": 809,
+    "raw_reply": None,
 }
+
+
+class LLMTokens(Out):
+    """What one LLM call cost, as the server reported it (null: it did not say)."""
+
+    prompt_tokens: int | None = Field(description="the whole prompt")
+    prompt_eval_tokens: int | None = Field(description="the part the server evaluated")
+    cached_tokens: int | None = Field(description="the part served from its prompt cache")
+    completion_tokens: int | None = Field(description="tokens generated")
+    prompt_ms: float | None = Field(description="prompt evaluation time")
+    generation_ms: float | None = Field(description="generation time")
 
 
 class HeartbeatRun(Out):
@@ -256,6 +277,11 @@ class HeartbeatRun(Out):
     prompt_chars: int | None
     llm_ms: float | None
     model: str | None
+    tokens: LLMTokens | None = Field(None, description="the LLM call's token counts")
+    max_tokens: int | None = Field(None, description="the token limit the call was sent with")
+    raw_reply: str | None = Field(
+        None, description="the model's text when it was not usable: cut short, or no decision"
+    )
 
 
 class HeartbeatHistory(Out):
@@ -284,6 +310,11 @@ class HeartbeatConfigView(Out):
     thread_id: str
     config: HeartbeatConfig
     configured: bool = Field(description="false: never configured, the defaults apply")
+    warnings: list[str] | None = Field(
+        None,
+        exclude_if=_absent,
+        description="only when the config names a model the LLM server does not list",
+    )
     last_run: str | None
     last_summary: str | None
     last_actions: list[dict[str, Any]]

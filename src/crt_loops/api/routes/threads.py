@@ -100,6 +100,10 @@ class ChatOut(BaseModel):
     assistant_message: MessageOut
     model: str
     duration_ms: float
+    tokens: dict[str, int | float | None] | None = Field(
+        None, description="the call's token counts, as the LLM server reported them"
+    )
+    truncated: bool = Field(False, description="the reply was cut at the length limit")
 
 
 def thread_out(row: ThreadRow, created: bool | None = None) -> ThreadOut:
@@ -215,4 +219,6 @@ def post_chat(
         assistant_message=message_out(result.reply),
         model=result.model,
         duration_ms=round(result.duration_ms, 1),
+        tokens=result.usage.as_dict(),
+        truncated=result.truncated,
     )
