@@ -19,7 +19,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 from crt_loops.core.clock import iso
-from crt_loops.core.enums import Trigger
+from crt_loops.core.enums import RunOutcome, RunReason, Trigger
 from crt_loops.db import heartbeat_claims
 from crt_loops.loops.runner import BackgroundLoop
 
@@ -150,8 +150,8 @@ class HeartbeatLoop(BackgroundLoop):
         if not runner.manual_admission.acquire(0):
             return {
                 "thread_id": thread_id,
-                "outcome": "skipped",
-                "reason": "busy",
+                "outcome": RunOutcome.SKIPPED.value,
+                "reason": RunReason.BUSY.value,
                 "summary": "too many manual heartbeats are already running or waiting for the "
                 "LLM; try again shortly",
             }

@@ -18,7 +18,7 @@ from crt_loops.api.routes import responses as out
 from crt_loops.api.routes.deps import DB, ExistingThread, ThreadId, get_services
 from crt_loops.api.routes.loops import start_loop, stop_loop
 from crt_loops.core.clock import iso
-from crt_loops.core.enums import Trigger
+from crt_loops.core.enums import RunOutcome, RunReason, Trigger
 from crt_loops.db import heartbeat_claims, heartbeats
 from crt_loops.db.availability import classify
 from crt_loops.db.errors import DatabaseError
@@ -258,7 +258,7 @@ async def run_now(
         ) from exc
     finally:
         admission.release()
-    if record.outcome == "skipped" and record.reason == "busy":
+    if record.outcome == RunOutcome.SKIPPED and record.reason == RunReason.BUSY:
         # The run is in the history as skipped/busy; the caller learns when to come back.
         raise _slots_busy(f"{record.summary} (run {record.run_id})")
     return record.as_api()
