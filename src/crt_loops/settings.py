@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import zoneinfo
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -104,6 +104,11 @@ class Settings(BaseSettings):
         None, description="when set, every /api request needs Authorization: Bearer <token>"
     )
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
+    access_log: Literal["changes", "all", "off"] = Field(
+        "changes",
+        description="access lines: changes (writes and errors, not the dashboard's polling), "
+        "all, or off",
+    )
 
     heartbeat_retention_days: float = Field(
         90,

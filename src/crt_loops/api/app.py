@@ -21,37 +21,29 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from crt_loops.api.docs import install_docs
 from crt_loops.api.routes import dashboard, insights, journal, ledger, loops, system, threads
 from crt_loops.api.routes import heartbeat as heartbeat_routes
 from crt_loops.api.routes import metrics as metrics_routes
 from crt_loops.api.routes.deps import ERROR_RESPONSES
+from crt_loops.api.stop_hook import StopHook, exit_immediately
+from crt_loops.core.logs import configure_logging
 from crt_loops.db.session import SessionDB
 from crt_loops.heartbeat.executor import HeartbeatRunner
 from crt_loops.ledger.embed import EmbeddedLedger, start_embedded_ledger
 from crt_loops.llm.client import build_llm
+from crt_loops.llm.interruptible import InterruptibleLLM
 from crt_loops.loops.runner import BackgroundLoop, build_loops
 from crt_loops.settings import Settings, environment_snapshot, load_settings
 
 logger = logging.getLogger("crt_api")
 
-LOG_FORMAT = "%(asctime)s %(levelname)s [%(threadName)s] %(name)s: %(message)s"
-SHUTDOWN_JOIN_SECONDS = 10.0
+#: The whole shutdown, every loop in parallel: Ctrl-C must end the process within 3 s, and
+#: calls still in flight (a model, the Ledger) are abandoned rather than waited for.
+SHUTDOWN_SECONDS = 2.0
 # The largest request body: far above a 32,000-character message or a 64 KiB HEARTBEAT.md,
 # even JSON-escaped.
 MAX_REQUEST_BYTES = 1024 * 1024
-
-
-def configure_logging(level: str) -> None:
-    """Root logging with thread names, unless the host (uvicorn --log-config) set it up."""
-    root = logging.getLogger()
-    if not any(getattr(h, "_crt", False) for h in root.handlers):
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter(LOG_FORMAT))
-        handler._crt = True  # type: ignore[attr-defined]
-        root.addHandler(handler)
-    root.setLevel(level)
-    # httpx logs every request at INFO: the Ledger and Ollama calls would drown the loops' lines.
-    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
 
 
 def is_loopback(host: str | None) -> bool:
@@ -127,23 +119,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         active = settings or load_settings()
-        configure_logging(active.log_level)
+        configure_logging(active.log_level, active.access_log)
         app.state.settings = active
         logger.info(
             "starting CRT Loops (data dir %s, env %s)", active.data_dir, environment_snapshot()
         )
-        await anyio.to_thread.run_sync(_start, app, active)
+        hook = StopHook(lambda: begin_stop(app), exit_now=exit_immediately)
+        hook.install()
         try:
+            await anyio.to_thread.run_sync(_start, app, active)
             yield
         finally:
             await anyio.to_thread.run_sync(_stop, app)
+            hook.uninstall()
 
     app = FastAPI(
         title="CRT Loops",
         version=system.VERSION,
         summary="A personal AI agent's chat threads and its four background loops.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
+    install_docs(app)
     app.state.settings = settings
     app.state.db = None
     app.state.ledger_error = None
@@ -209,11 +207,13 @@ def _start(app: FastAPI, settings: Settings) -> None:
     app.state.started_at = time.time()
     db = SessionDB(settings.session_db_path)
     app.state.db = db
-    llm = build_llm(
-        enabled=settings.llm_enabled,
-        host=settings.ollama_host,
-        model=settings.ollama_model,
-        timeout_seconds=settings.llm_timeout_seconds,
+    llm = InterruptibleLLM(
+        build_llm(
+            enabled=settings.llm_enabled,
+            host=settings.ollama_host,
+            model=settings.ollama_model,
+            timeout_seconds=settings.llm_timeout_seconds,
+        )
     )
     app.state.llm = llm
     ledger_handle: EmbeddedLedger | None = None
@@ -253,11 +253,26 @@ def _start(app: FastAPI, settings: Settings) -> None:
             )
 
 
-def _stop(app: FastAPI) -> None:
-    """Blocking shutdown steps, each bounded; safe to run after a partial startup."""
+def begin_stop(app: FastAPI) -> None:
+    """The first, instant step of a stop (also run from the Ctrl-C hook, before uvicorn drains
+    its requests): abandon every LLM call in flight and tell every loop to stop."""
+    llm = getattr(app.state, "llm", None)
+    if isinstance(llm, InterruptibleLLM):
+        llm.abort()
     loops_map: dict[str, BackgroundLoop] = getattr(app.state, "loops", None) or {}
     for loop in loops_map.values():
-        loop.stop(timeout=SHUTDOWN_JOIN_SECONDS)
+        loop.request_stop()
+
+
+def _stop(app: FastAPI) -> None:
+    """Blocking shutdown steps, bounded by ``SHUTDOWN_SECONDS`` in all; safe after a partial
+    startup. A loop still busy at the deadline is abandoned (its thread is a daemon): its run is
+    closed ``interrupted`` by the next start's recovery, its outbox actions re-sent then."""
+    deadline = time.monotonic() + SHUTDOWN_SECONDS
+    begin_stop(app)
+    loops_map: dict[str, BackgroundLoop] = getattr(app.state, "loops", None) or {}
+    for loop in loops_map.values():
+        loop.stop(timeout=max(0.0, deadline - time.monotonic()))
     ledger_handle: EmbeddedLedger | None = getattr(app.state, "ledger", None)
     if ledger_handle is not None:
         ledger_handle.stop()

@@ -342,16 +342,9 @@ def cmd_ledger_feed(api: Api, args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn  # only this command needs the server
+    from crt_loops.cli.serve import serve  # only this command needs the server
 
-    uvicorn.run(
-        "crt_api:app",
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_level=args.log_level,
-    )
-    return EXIT_OK
+    return serve(host=args.host, port=args.port, workers=args.workers, log_level=args.log_level)
 
 
 # -- demo ------------------------------------------------------------------------------------
@@ -425,7 +418,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument(
-        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+        "--log-level",
+        default=None,
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="default: CRT_LOG_LEVEL",
     )
 
     add(sub, "status", cmd_status, "the loops, the heartbeat, the LLM and the Ledger")

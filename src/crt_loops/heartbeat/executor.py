@@ -38,6 +38,7 @@ from crt_loops.heartbeat.redaction import redact_text
 from crt_loops.heartbeat.schedule import next_due
 from crt_loops.ledger.client import LedgerClient, LedgerError
 from crt_loops.llm.client import LLM, LLMError, LLMTimeout, LLMTruncated, LLMUnavailable
+from crt_loops.llm.interruptible import LLMInterrupted
 from crt_loops.loops.runner import PROCESS_OWNER
 
 if TYPE_CHECKING:
@@ -431,6 +432,9 @@ class HeartbeatRunner:
                     # Longer than the interval, or every run pays a cold model load.
                     keep_alive=f"{int(config.every_seconds + 600)}s",
                 )
+        except LLMInterrupted as exc:
+            self._set(state, "failed", "interrupted", error=str(exc))
+            return
         except LLMTimeout as exc:
             self._set(state, "failed", "llm_timeout", error=str(exc))
             return

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from crt_loops.core import metrics
 from crt_loops.core.clock import Clock, iso, system_clock
-from crt_loops.db.session import SessionDB
+from crt_loops.db.session import DatabaseClosedError, SessionDB
 
 if TYPE_CHECKING:
     from crt_loops.heartbeat.loop import HeartbeatLoop
@@ -168,6 +168,11 @@ class BackgroundLoop(abc.ABC):
                 detail = self.do_tick()
                 self.last_error = None
                 return self._finish(TickOutcome.OK, detail, started, now)
+            except DatabaseClosedError as exc:
+                # The service closed the DB while this pass was still going (it was abandoned
+                # at shutdown): expected, and not worth a traceback.
+                logger.debug("%s pass ended by shutdown: %s", self.log_prefix, exc)
+                return self._finish(TickOutcome.FAILED, {"error": "shutdown"}, started, now)
             except Exception as exc:  # the error boundary: record, log, keep the thread alive
                 self.failures += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"
@@ -228,6 +233,17 @@ class BackgroundLoop(abc.ABC):
             self._thread.start()
         logger.info("%s started (interval %.0fs)", self.log_prefix, self.interval_seconds)
         return True
+
+    def request_stop(self) -> None:
+        """Ask the thread to stop without waiting (a shutdown asks every loop first, then
+        waits on them together). The pass in progress ends after its current item."""
+        with self._state_lock:
+            thread = self._thread
+            if thread is None or not thread.is_alive():
+                return
+            self._state = LoopState.STOPPING
+            self._stop.set()
+            self._signal.set()
 
     def stop(self, timeout: float = 5.0) -> bool:
         """Ask the thread to stop and wait up to ``timeout``; True once it has stopped.
