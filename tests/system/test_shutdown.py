@@ -8,6 +8,7 @@ and no traceback in the log; a second SIGINT exits at once.
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import threading
@@ -59,6 +60,24 @@ def start_with_run_in_flight(
     return service, answer
 
 
+LINE_RE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ \[[^\]]+\] [\w.]+: ")
+
+
+def assert_log_orients(log: str, port: int) -> None:
+    """``crt serve``'s log: one format, one uvicorn start line, the banner, no polling lines."""
+    lines = [line for line in log.splitlines() if line.strip()]
+    assert [line for line in lines if not LINE_RE.match(line)] == []
+    assert sum("Uvicorn running on" in line for line in lines) == 1
+    assert sum("Application startup complete" in line for line in lines) == 1
+    assert f"dashboard  http://127.0.0.1:{port}/" in log
+    assert f"API docs   http://127.0.0.1:{port}/docs" in log
+    assert "model llama3.2:latest: reachable" in log
+    assert "Ledger     embedded at http://127.0.0.1:" in log
+    # Service.start() polled GET /health: reads are not access-logged by default; writes are.
+    assert '"GET /health' not in log
+    assert '"POST /api/threads/default/heartbeat/config HTTP/1.1" 200' in log
+
+
 def interrupt(service: Service, *signals: int) -> tuple[int, float]:
     assert service.proc is not None
     proc = service.proc
@@ -87,6 +106,8 @@ def test_ctrl_c_with_an_llm_call_in_flight_stops_within_3_s(tmp_path: Path, laun
         assert "CRT Loops stopped" in log
         assert "Traceback" not in log, log
         assert "abandoned 1 LLM call(s) in flight" in log
+        if launcher == "crt":
+            assert_log_orients(log, service.port)
         # The run was recorded as interrupted, by the run itself before the DB closed.
         again = Service(tmp_path, env=service.env | {"CRT_HEARTBEAT_LOOP_ENABLED": "false"})
         again.port, again.log_path = service.port, service.log_path

@@ -107,7 +107,7 @@ def cmd_chat(api: Api, args: argparse.Namespace) -> int:
         if args.json:
             dump_json(reply)
         else:
-            out(f"agent> {reply['reply']}")
+            out(f"agent> {reply['reply']}" if interactive else reply["reply"])
     return EXIT_OK
 
 

@@ -1,7 +1,8 @@
 """``crt``: the command line for a running CRT Loops service.
 
 Every command but ``serve`` talks to the service over HTTP (``--url``, else ``CRT_URL``, else
-http://127.0.0.1:8000) and sends ``CRT_API_TOKEN`` as a Bearer token when it is set. Output is
+``HOST``/``PORT`` like ``make run``, else http://127.0.0.1:8000) and sends ``CRT_API_TOKEN``
+as a Bearer token when it is set. Output is
 a readable table by default and the service's JSON with ``--json``. The exit code says what
 happened (see ``EXIT_CODES``), so scripts can tell a failed heartbeat from a typo.
 """
@@ -9,6 +10,7 @@ happened (see ``EXIT_CODES``), so scripts can tell a failed heartbeat from a typ
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import subprocess
@@ -16,9 +18,11 @@ import sys
 import tempfile
 import textwrap
 from collections.abc import Callable, Sequence
+from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+from crt_loops.cli import chat as chat_commands
 from crt_loops.cli.demo import cmd_demo
 from crt_loops.cli.http import (
     DEFAULT_TIMEOUT,
@@ -45,6 +49,9 @@ from crt_loops.cli.output import (
     table,
     when,
 )
+
+#: 128 + SIGPIPE, what a shell reports for a writer whose reader went away.
+EXIT_BROKEN_PIPE = 141
 
 LOOP_NAMES = ("reflection", "personality", "journal_self_reply", "heartbeat")
 
@@ -375,7 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
         textwrap.fill(text, 92, initial_indent=f"  {code}  ", subsequent_indent="     ")
         for code, text in EXIT_CODES.items()
     )
-    common = argparse.ArgumentParser(add_help=False)
+    common = CrtParser(add_help=False)
     common.add_argument(
         "--url",
         default=argparse.SUPPRESS,
@@ -386,22 +393,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common.add_argument(
         "--timeout",
-        type=float,
+        type=positive_seconds,
         default=argparse.SUPPRESS,
         help=f"seconds to wait for an answer (default {DEFAULT_TIMEOUT:.0f}; runs wait longer)",
     )
-    parser = argparse.ArgumentParser(
+    parser = CrtParser(
         prog="crt",
         parents=[common],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Drive a running CRT Loops service: its loops, heartbeats, HEARTBEAT.md "
         "and the Ledger.",
         epilog="environment:\n"
-        "  CRT_URL        the service's base URL (default http://127.0.0.1:8000)\n"
+        "  CRT_URL        the service's base URL (default http://$HOST:$PORT, as make run)\n"
         "  CRT_API_TOKEN  sent as 'Authorization: Bearer <token>' when set\n"
         "  EDITOR/VISUAL  the editor of `crt heartbeat-md edit`\n\n"
         f"exit codes:\n{codes}",
     )
+    parser.add_argument("--version", action="version", version=f"crt {package_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(
@@ -425,6 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     add(sub, "status", cmd_status, "the loops, the heartbeat, the LLM and the Ledger")
+    chat_commands.add_commands(sub, add)
 
     loops = add(sub, "loops", cmd_loops, "list the loops, or start/stop one at run time")
     loop_sub = loops.add_subparsers(dest="action", metavar="ACTION")
@@ -514,9 +523,74 @@ def _missing_action(api: Api, args: argparse.Namespace) -> int:
     raise CLIError(f"`crt {args.command}` needs an action; see `crt {args.command} --help`", 2)
 
 
+class CrtParser(argparse.ArgumentParser):
+    """argparse, with usage errors as one JSON line on stderr under ``--json``."""
+
+    json_errors = False
+
+    def error(self, message: str) -> NoReturn:
+        if CrtParser.json_errors:
+            err(json.dumps({"error": f"{self.prog}: {message}", "exit_code": EXIT_USAGE}))
+            raise SystemExit(EXIT_USAGE)
+        super().error(message)
+
+
+def package_version() -> str:
+    try:
+        return metadata.version("crt-loops")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def positive_seconds(value: str) -> float:
+    """An argparse type: ``--timeout -1`` is a usage error, not a ValueError traceback."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if not seconds > 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {value}")
+    return seconds
+
+
+def service_url() -> str:
+    """``CRT_URL``, else the address ``make run`` serves on (``HOST``/``PORT``)."""
+    if os.environ.get("CRT_URL"):
+        return os.environ["CRT_URL"]
+    host = os.environ.get("HOST") or "127.0.0.1"
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 (a listen-on-all address: call loopback)
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    port = os.environ.get("PORT") or "8000"
+    return f"http://{host}:{port}" if (host, port) != ("127.0.0.1", "8000") else DEFAULT_URL
+
+
+def report_error(message: str, code: int, *, as_json: bool) -> None:
+    if as_json:
+        err(json.dumps({"error": message, "exit_code": code}))
+    else:
+        err(f"crt: error: {message}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``crt`` command; returns its exit code (see ``EXIT_CODES``)."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # here, where a closed pipe can still be caught
+        return code
+    except BrokenPipeError:
+        # `crt ... | head` closed our stdout: stop quietly, and keep Python's final flush from
+        # printing the same error again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
+    wants_json = "--json" in (sys.argv[1:] if argv is None else list(argv))
+    CrtParser.json_errors = wants_json
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
@@ -524,20 +598,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    args.json = getattr(args, "json", False)
+    args.json = getattr(args, "json", False) or wants_json
     if args.command == "serve":
         return cmd_serve(args)
-    url = getattr(args, "url", None) or os.environ.get("CRT_URL") or DEFAULT_URL
+    url = getattr(args, "url", None) or service_url()
     token = os.environ.get("CRT_API_TOKEN") or None
     api = Api(url, token, getattr(args, "timeout", DEFAULT_TIMEOUT))
     try:
         code: int = args.handler(api, args)
         return code
     except CLIError as exc:
-        err(f"crt: error: {exc}")
+        report_error(str(exc), exc.code, as_json=args.json)
         return exc.code
     except KeyboardInterrupt:
-        err("crt: interrupted")
+        report_error("interrupted", 130, as_json=args.json)
         return 130
     finally:
         api.close()
