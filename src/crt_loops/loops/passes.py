@@ -90,14 +90,14 @@ def thread_watermark(conn: sqlite3.Connection, loop: str, thread_id: str) -> int
     return int(row[0]) if row else 0
 
 
-def _max_id(db: SessionDB, table: str) -> int:
+def max_row_id(db: SessionDB, table: str) -> int:
     row = db.read().execute(f"SELECT MAX(id) FROM {table}").fetchone()
     return int(row[0] or 0)
 
 
 def has_new_rows(db: SessionDB, loop: str, table: str) -> bool:
     """Whether ``table`` has rows above the loop's global watermark: two indexed reads, no write."""
-    return _max_id(db, table) > db.loop_watermark(loop)
+    return max_row_id(db, table) > db.loop_watermark(loop)
 
 
 def _first_unprocessed(
@@ -154,7 +154,7 @@ def run_watermarked_pass(
     global_wm = db.loop_watermark(loop)
     # Read before the candidates: ids are assigned under SQLite's single write lock, so any row
     # committed after this read has a higher id and cannot be wrongly covered by the watermark.
-    high = _max_id(db, table)
+    high = max_row_id(db, table)
     result.watermark = global_wm
     if high <= global_wm:
         result.duration_ms = (time.perf_counter() - started) * 1000

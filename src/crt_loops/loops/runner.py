@@ -95,6 +95,7 @@ class BackgroundLoop(abc.ABC):
         self._tick_lock = threading.Lock()  # one tick at a time (loop thread vs. /api/loops/run)
         self._state_lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._lease_renewed_at: float | None = None  # time.monotonic() of the last renewal
         self._state = LoopState.STOPPED
         self.ticks = 0
         self.failures = 0
@@ -124,11 +125,21 @@ class BackgroundLoop(abc.ABC):
         return self.interval_seconds
 
     def keepalive(self) -> bool:
-        """Renew this pass's lease; False when the pass should stop early (stopping, or lost)."""
+        """Renew this pass's lease; False when the pass should stop early (stopping, or lost).
+
+        Called before every thread of a pass, it writes only when a quarter of the lease's TTL
+        has passed since the last renewal: renewing per thread was one row write per thread
+        per pass (1,000 writes for a pass over 1,000 threads)."""
         if self._stop.is_set() and self.is_alive:
             return False
         if self.uses_lease and self.db is not None:
-            return self.db.acquire_lease(self.lease_name, self.owner, self.lease_ttl_seconds)
+            now = time.monotonic()
+            renewed = self._lease_renewed_at
+            if renewed is not None and now - renewed < self.lease_ttl_seconds / 4:
+                return True
+            held = self.db.acquire_lease(self.lease_name, self.owner, self.lease_ttl_seconds)
+            self._lease_renewed_at = now if held else None
+            return held
         return True
 
     @property
@@ -151,6 +162,7 @@ class BackgroundLoop(abc.ABC):
                     leased = self.db.acquire_lease(
                         self.lease_name, self.owner, self.lease_ttl_seconds
                     )
+                    self._lease_renewed_at = time.monotonic() if leased else None
                     if not leased:
                         holder = self.db.lease_holder(self.lease_name)
                         logger.debug("%s pass skipped: lease held by %s", self.log_prefix, holder)
@@ -172,6 +184,7 @@ class BackgroundLoop(abc.ABC):
                 logger.exception("%s pass failed: %s", self.log_prefix, exc)
                 return self._finish(TickOutcome.FAILED, {"error": self.last_error}, started, now)
             finally:
+                self._lease_renewed_at = None
                 if leased and self.db is not None and not self.db.closed:
                     try:
                         self.db.release_lease(self.lease_name, self.owner)
