@@ -421,3 +421,22 @@ def test_a_closed_pipe_is_not_a_traceback(svc: Running) -> None:
         stderr = proc.stderr.read().decode()
     assert proc.wait(30) in (0, crt_cli.EXIT_BROKEN_PIPE)
     assert "Traceback" not in stderr and "BrokenPipeError" not in stderr
+
+
+def test_status_says_the_heartbeat_loop_is_stopped_instead_of_a_due_time(
+    crt: Any, svc: Running
+) -> None:
+    api(svc, "POST", "/api/threads/default/heartbeat/config", json={"enabled": True})
+    api(svc, "POST", "/api/heartbeat/stop")
+    code, out, err = crt("status")
+    assert code == 0, err
+    heartbeat_line = next(line for line in out.splitlines() if line.startswith("Heartbeat"))
+    assert "the loop is stopped, no run is due" in heartbeat_line
+    assert "next due" not in heartbeat_line
+
+
+def test_a_run_prints_the_shared_headline(crt: Any, fake: FakeOllama) -> None:
+    hs.install(fake, hs.silent)
+    code, out, err = crt("heartbeat", "run", "default", "--dry-run")
+    assert code == 0, err
+    assert "Dry run: the model proposed nothing" in out

@@ -81,11 +81,17 @@ def cmd_status(api: Api, args: argparse.Namespace) -> int:
     out()
     counts = ", ".join(f"{k} {v}" for k, v in sorted(hb.get("runs_by_outcome", {}).items()))
     due = hb.get("next_due")
+    if not hb.get("running"):
+        # A due time means nothing while the loop is stopped: say so, and how to start it.
+        schedule = "the loop is stopped, no run is due (start it: `crt loops start heartbeat`)"
+    elif due:
+        schedule = f"next due: {due['thread_id']} {when(due.get('at'))}"
+    else:
+        schedule = "next due: none"
     out(
         f"Heartbeat  {'running' if hb.get('running') else 'stopped'}; "
-        f"{hb.get('threads_enabled', 0)} thread(s) enabled; next due: "
-        + (f"{due['thread_id']} {when(due.get('at'))}" if due else "none")
-        + f"; runs: {counts or 'none yet'}"
+        f"{hb.get('threads_enabled', 0)} thread(s) enabled; {schedule}"
+        f"; runs: {counts or 'none yet'}"
     )
     llm = hb.get("llm", {})
     if llm.get("available"):

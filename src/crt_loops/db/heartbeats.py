@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from crt_loops.core import wording
 from crt_loops.core.clock import iso
 from crt_loops.core.identity import owner_is_dead
 from crt_loops.db.session import SessionDB, dumps
@@ -89,7 +90,7 @@ class RunRecord:
         )
 
     def as_api(self) -> dict[str, Any]:
-        return {
+        data = {
             "run_id": self.run_id,
             "thread_id": self.thread_id,
             "trigger": self.trigger,
@@ -97,6 +98,7 @@ class RunRecord:
             "reason": self.reason,
             "dry_run": self.dry_run,
             "summary": self.summary,
+            "headline": "",
             "actions": [a.as_api() for a in self.actions],
             "started_at": iso(self.started_at),
             "finished_at": iso(self.finished_at),
@@ -106,6 +108,9 @@ class RunRecord:
             "llm_ms": None if self.llm_ms is None else round(self.llm_ms, 2),
             "model": self.model,
         }
+        # The one sentence the API, the CLI and the dashboard all show for this run.
+        data["headline"] = wording.run_headline(data)
+        return data
 
 
 @dataclass

@@ -215,6 +215,7 @@ _RUN_EXAMPLE: dict[str, Any] = {
     "reason": None,
     "dry_run": False,
     "summary": "posted a note about the new job",
+    "headline": "Acted: sent 1 post",
     "actions": [_ACTION_EXAMPLE],
     "started_at": ISO,
     "finished_at": "2026-03-01T09:30:02Z",
@@ -236,7 +237,10 @@ class HeartbeatRun(Out):
     outcome: str = Field(description="acted, silent, dry_run, skipped, failed (running while on)")
     reason: str | None = Field(description="e.g. llm_unavailable, quiet_hours, target")
     dry_run: bool
-    summary: str
+    summary: str = Field(description="the model's own summary of its decision, or the gate's")
+    headline: str = Field(
+        "", description="one sentence for people: what happened, what was sent, why not"
+    )
     actions: list[HeartbeatAction]
     started_at: str | None
     finished_at: str | None
