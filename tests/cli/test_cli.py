@@ -22,6 +22,7 @@ from support.waiting import wait_for
 
 from crt_loops.api.app import create_app
 from crt_loops.cli import main as crt_cli
+from crt_loops.cli.args import service_url
 from crt_loops.core.server_thread import ServerThread
 from crt_loops.settings import Settings
 
@@ -354,9 +355,9 @@ def test_version(crt: Any) -> None:
 def test_crt_follows_host_and_port_like_make_run(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PORT", "8123")
     monkeypatch.setenv("HOST", "0.0.0.0")
-    assert crt_cli.service_url() == "http://127.0.0.1:8123"
+    assert service_url() == "http://127.0.0.1:8123"
     monkeypatch.setenv("CRT_URL", "http://example.test:9")
-    assert crt_cli.service_url() == "http://example.test:9"
+    assert service_url() == "http://example.test:9"
 
 
 def test_threads_list_show_and_messages_with_scores(crt: Any, svc: Running) -> None:

@@ -30,6 +30,7 @@ from crt_loops.api.stop_hook import StopHook, exit_immediately
 from crt_loops.core.logs import configure_logging
 from crt_loops.db.session import SessionDB
 from crt_loops.heartbeat.executor import HeartbeatRunner
+from crt_loops.heartbeat.instructions import InstructionsError, ensure_instructions
 from crt_loops.ledger.embed import EmbeddedLedger, start_embedded_ledger
 from crt_loops.llm.client import build_llm
 from crt_loops.llm.interruptible import InterruptibleLLM
@@ -206,6 +207,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def _start(app: FastAPI, settings: Settings) -> None:
     """Blocking startup steps (run in a worker thread, off the event loop)."""
     app.state.started_at = time.time()
+    try:
+        ensure_instructions(settings.heartbeat_md_path)
+    except InstructionsError as exc:  # runs then record instructions_error, with this reason
+        logger.error("HEARTBEAT.md could not be created from the template: %s", exc)
     db = SessionDB(settings.session_db_path)
     app.state.db = db
     llm = InterruptibleLLM(

@@ -11,6 +11,7 @@ import argparse
 import sys
 from typing import Any
 
+from crt_loops.cli.args import positive_int
 from crt_loops.cli.http import EXIT_OK, Api, CLIError
 from crt_loops.cli.output import clip, dump_json, out, pairs, progress, table, when
 
@@ -128,14 +129,3 @@ def add_commands(sub: Any, add: Any) -> None:
     )
     chat.add_argument("thread", metavar="THREAD")
     chat.add_argument("message", nargs="*", metavar="MESSAGE")
-
-
-def positive_int(value: str) -> int:
-    """An argparse type: a usage error, not a traceback, for 0, -1 or "abc"."""
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
-    return number

@@ -18,11 +18,11 @@ import sys
 import tempfile
 import textwrap
 from collections.abc import Callable, Sequence
-from importlib import metadata
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from crt_loops.cli import chat as chat_commands
+from crt_loops.cli.args import CrtParser, package_version, positive_seconds, service_url
 from crt_loops.cli.demo import cmd_demo
 from crt_loops.cli.http import (
     DEFAULT_TIMEOUT,
@@ -527,49 +527,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _missing_action(api: Api, args: argparse.Namespace) -> int:
     raise CLIError(f"`crt {args.command}` needs an action; see `crt {args.command} --help`", 2)
-
-
-class CrtParser(argparse.ArgumentParser):
-    """argparse, with usage errors as one JSON line on stderr under ``--json``."""
-
-    json_errors = False
-
-    def error(self, message: str) -> NoReturn:
-        if CrtParser.json_errors:
-            err(json.dumps({"error": f"{self.prog}: {message}", "exit_code": EXIT_USAGE}))
-            raise SystemExit(EXIT_USAGE)
-        super().error(message)
-
-
-def package_version() -> str:
-    try:
-        return metadata.version("crt-loops")
-    except metadata.PackageNotFoundError:
-        return "unknown (not installed)"
-
-
-def positive_seconds(value: str) -> float:
-    """An argparse type: ``--timeout -1`` is a usage error, not a ValueError traceback."""
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
-    if not seconds > 0 or seconds == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {value}")
-    return seconds
-
-
-def service_url() -> str:
-    """``CRT_URL``, else the address ``make run`` serves on (``HOST``/``PORT``)."""
-    if os.environ.get("CRT_URL"):
-        return os.environ["CRT_URL"]
-    host = os.environ.get("HOST") or "127.0.0.1"
-    if host in ("0.0.0.0", "::", ""):  # noqa: S104 (a listen-on-all address: call loopback)
-        host = "127.0.0.1"
-    if ":" in host:
-        host = f"[{host}]"
-    port = os.environ.get("PORT") or "8000"
-    return f"http://{host}:{port}" if (host, port) != ("127.0.0.1", "8000") else DEFAULT_URL
 
 
 def report_error(message: str, code: int, *, as_json: bool) -> None:
