@@ -45,15 +45,16 @@ class BannerServer(uvicorn.Server):
 
 
 def ready_banner(state: Any, url: str) -> list[str]:
-    """The banner from the running app's state (set by the lifespan's startup)."""
-    llm = getattr(state, "llm", None)
-    ledger = getattr(state, "ledger", None)
-    loops = getattr(state, "loops", None) or {}
+    """The banner from the running app's services (set by the lifespan's startup)."""
+    services = getattr(state, "services", None)
+    ledger = getattr(services, "ledger", None)
+    llm = getattr(services, "llm", None)
+    loops = getattr(services, "loops", None) or {}
     ledger_info = {
         "url": getattr(ledger, "base_url", None),
         "embedded": getattr(ledger, "embedded", False),
         "agent": getattr(ledger, "agent_name", None),
-        "error": getattr(state, "ledger_error", None),
+        "error": getattr(services, "ledger_error", None),
     }
     return banner_lines(
         url=url,
