@@ -355,9 +355,10 @@ def cmd_ledger_feed(api: Api, args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from crt_loops.cli.serve import serve  # only this command needs the server
+    from crt_loops.cli.serve import exit_now, serve  # only this command needs the server
 
-    return serve(host=args.host, port=args.port, workers=args.workers, log_level=args.log_level)
+    code = serve(host=args.host, port=args.port, workers=args.workers, log_level=args.log_level)
+    exit_now(code)
 
 
 # -- demo ------------------------------------------------------------------------------------
