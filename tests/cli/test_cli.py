@@ -441,3 +441,14 @@ def test_a_run_prints_the_shared_headline(crt: Any, fake: FakeOllama) -> None:
     code, out, err = crt("heartbeat", "run", "default", "--dry-run")
     assert code == 0, err
     assert "Dry run: the model proposed nothing" in out
+
+
+def test_heartbeat_prompt_shows_what_the_latest_run_sent(crt: Any, fake: FakeOllama) -> None:
+    hs.install(fake, hs.silent)
+    code, _, err = crt("heartbeat", "run", "default", "--dry-run")
+    assert code == 0, err
+    code, out, err = crt("heartbeat", "prompt", "default")
+    assert code == 0, err
+    assert out.startswith("# run ") and "## system" in out and "## user" in out
+    assert "Decide now" in out  # the end of the prompt, whole
+    assert TOKEN not in out

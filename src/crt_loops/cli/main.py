@@ -49,6 +49,7 @@ from crt_loops.cli.output import (
     table,
     when,
 )
+from crt_loops.cli.runs import cmd_hb_history, cmd_hb_prompt
 
 #: 128 + SIGPIPE, what a shell reports for a writer whose reader went away.
 EXIT_BROKEN_PIPE = 141
@@ -229,30 +230,6 @@ def cmd_hb_run(api: Api, args: argparse.Namespace) -> int:
     else:
         print_run(run)
     return EXIT_FAILED if run.get("outcome") == "failed" else EXIT_OK
-
-
-def cmd_hb_history(api: Api, args: argparse.Namespace) -> int:
-    data = api.get(f"/api/threads/{args.thread}/heartbeat/history", limit=args.limit)
-    if args.json:
-        dump_json(data)
-        return EXIT_OK
-    runs = data["runs"]
-    if not runs:
-        out(f"no heartbeat runs for thread {args.thread!r} yet")
-        return EXIT_OK
-    rows = [
-        [
-            when(r.get("started_at")),
-            r.get("trigger"),
-            r.get("outcome") + (" (dry)" if r.get("dry_run") and r["outcome"] != "dry_run" else ""),
-            r.get("reason"),
-            len(r.get("actions") or []),
-            r.get("summary") or r.get("error"),
-        ]
-        for r in runs
-    ]
-    out(table(["started", "trigger", "outcome", "reason", "actions", "summary"], rows))
-    return EXIT_OK
 
 
 def md_note(doc: dict[str, Any]) -> str:
@@ -495,6 +472,9 @@ def build_parser() -> argparse.ArgumentParser:
     history = add(hb_sub, "history", cmd_hb_history, "a thread's heartbeat runs, newest first")
     history.add_argument("thread", metavar="THREAD")
     history.add_argument("--limit", type=int, default=20)
+    prompt = add(hb_sub, "prompt", cmd_hb_prompt, "what a run sent the model (secrets masked)")
+    prompt.add_argument("thread", metavar="THREAD")
+    prompt.add_argument("run", metavar="RUN_ID", nargs="?", help="default: the latest with one")
 
     md = add(sub, "heartbeat-md", _missing_action, "show or change HEARTBEAT.md")
     md_sub = md.add_subparsers(dest="action", metavar="ACTION")

@@ -35,7 +35,7 @@ from crt_loops.heartbeat.decision import (
     validate_actions,
 )
 from crt_loops.heartbeat.instructions import InstructionsError, load_instructions
-from crt_loops.heartbeat.prompt import build_prompt
+from crt_loops.heartbeat.prompt import build_prompt, keep_prompt
 from crt_loops.heartbeat.redaction import redact_text
 from crt_loops.heartbeat.schedule import next_due
 from crt_loops.ledger.client import LedgerClient, LedgerError
@@ -419,6 +419,7 @@ class HeartbeatRunner:
             now=now,
         )
         state.run.prompt_chars = prompt.chars
+        keep_prompt(self.db, state.run, prompt.messages, self.secrets, now=self.clock())
         model = config.model_or(self.default_model)
         state.run.model = model
         llm_started = time.perf_counter()

@@ -8,13 +8,22 @@ instructions or the rules), and the size actually sent is recorded in the run.
 
 from __future__ import annotations
 
+import logging
+import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from crt_loops.db import prompts
+from crt_loops.db.heartbeats import RunRecord
+from crt_loops.db.session import SessionDB
 from crt_loops.heartbeat.config import HeartbeatConfig
 from crt_loops.heartbeat.context import MESSAGE_CHARS, HeartbeatContext, snippet
 from crt_loops.heartbeat.decision import UNTRUSTED_CLOSE, UNTRUSTED_OPEN
+from crt_loops.heartbeat.redaction import mask_secrets
 from crt_loops.llm.client import ChatMessage
+
+logger = logging.getLogger(__name__)
 
 MAX_PROMPT_CHARS = 12_000
 # Look-alike angle quotes replace '<' and '>' in fence-like runs inside untrusted text, so a post
@@ -188,3 +197,25 @@ def _user_message(
         "Decide now. Reply with the JSON object only.",
     ]
     return "\n\n".join(parts)
+
+
+def keep_prompt(
+    db: SessionDB,
+    run: RunRecord,
+    messages: Sequence[ChatMessage],
+    secrets: Sequence[str],
+    *,
+    now: float,
+) -> None:
+    """Keep what the agent is about to see, secrets masked, for ``GET .../prompt``. A failure
+    here costs the view of one prompt, never the run: it is logged and the run goes on."""
+    try:
+        prompts.save_prompt(
+            db,
+            run_id=run.run_id,
+            thread_id=run.thread_id,
+            messages=[(m.role, mask_secrets(m.content, secrets)) for m in messages],
+            now=now,
+        )
+    except sqlite3.Error as exc:
+        logger.warning("[HEARTBEAT_LOOP] could not keep the prompt of run %s: %s", run.run_id, exc)

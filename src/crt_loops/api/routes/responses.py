@@ -251,6 +251,32 @@ class HeartbeatRun(Out):
     model: str | None
 
 
+class PromptMessage(Out):
+    role: str = Field(description="system or user")
+    content: str
+
+
+class HeartbeatPrompt(Out):
+    """What a run sent the model: its messages with secrets masked, capped in size."""
+
+    model_config = _example(
+        {
+            "run_id": _RUN_EXAMPLE["run_id"],
+            "thread_id": "default",
+            "created_at": ISO,
+            "chars": 3812,
+            "truncated": False,
+            "messages": [{"role": "system", "content": "You are the heartbeat of ..."}],
+        }
+    )
+    run_id: str
+    thread_id: str
+    created_at: str | None
+    chars: int = Field(description="the prompt's full size in characters, before the cap")
+    truncated: bool = Field(description="true when the stored copy was cut at its cap")
+    messages: list[PromptMessage]
+
+
 class HeartbeatHistory(Out):
     model_config = _example({"thread_id": "default", "runs": [_RUN_EXAMPLE]})
     thread_id: str
