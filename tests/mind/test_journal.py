@@ -15,6 +15,7 @@ from support.llm_scripts import install_thinking_routes
 
 from crt_loops.api.routes import journal as journal_routes
 from crt_loops.api.services import Services
+from crt_loops.db import journal as journal_db
 from crt_loops.db.session import SessionDB, ThreadNotFound
 from crt_loops.llm.client import DisabledLLM, OllamaLLM
 from crt_loops.mind.journal import (
@@ -22,8 +23,8 @@ from crt_loops.mind.journal import (
     JournalEntry,
     SelfReplyService,
     add_comment,
+    add_entry,
     get_settings,
-    insert_entry,
     list_entries,
     set_settings,
 )
@@ -41,17 +42,16 @@ def write_entry(
     db: SessionDB, thread_id: str, entry_type: str = "reflection", reply_to: int | None = None
 ) -> JournalEntry:
     db.ensure_thread(thread_id)
-    with db.write() as tx:
-        return insert_entry(
-            tx,
-            thread_id=thread_id,
-            entry_type=entry_type,
-            title=f"A {entry_type}",
-            body=f"I notice something about {thread_id}.",
-            created_at=db.clock(),
-            reply_to=reply_to,
-            meta={"source": "heuristic"},
-        )
+    return add_entry(
+        db,
+        thread_id=thread_id,
+        entry_type=entry_type,
+        title=f"A {entry_type}",
+        body=f"I notice something about {thread_id}.",
+        created_at=db.clock(),
+        reply_to=reply_to,
+        meta={"source": "heuristic"},
+    )
 
 
 def self_replies(db: SessionDB, thread_id: str) -> list[JournalEntry]:
@@ -442,7 +442,7 @@ def seed_threads(db: SessionDB, n: int) -> None:
                 (f"t{i:04d}", f"t{i:04d}", now, now),
             )
         for i in range(n):
-            insert_entry(
+            journal_db.insert_entry(
                 tx,
                 thread_id=f"t{i:04d}",
                 entry_type="reflection",

@@ -50,6 +50,7 @@ from crt_loops.cli.output import (
     when,
 )
 from crt_loops.cli.runs import cmd_hb_history, cmd_hb_prompt
+from crt_loops.core.enums import RunOutcome
 
 #: 128 + SIGPIPE, what a shell reports for a writer whose reader went away.
 EXIT_BROKEN_PIPE = 141
@@ -229,7 +230,7 @@ def cmd_hb_run(api: Api, args: argparse.Namespace) -> int:
         dump_json(run)
     else:
         print_run(run)
-    return EXIT_FAILED if run.get("outcome") == "failed" else EXIT_OK
+    return EXIT_FAILED if run.get("outcome") == RunOutcome.FAILED else EXIT_OK
 
 
 def md_note(doc: dict[str, Any]) -> str:

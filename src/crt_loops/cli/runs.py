@@ -6,6 +6,7 @@ import argparse
 
 from crt_loops.cli.http import EXIT_OK, Api, CLIError
 from crt_loops.cli.output import dump_json, out, table, when
+from crt_loops.core.enums import RunOutcome
 
 
 def cmd_hb_history(api: Api, args: argparse.Namespace) -> int:
@@ -21,7 +22,8 @@ def cmd_hb_history(api: Api, args: argparse.Namespace) -> int:
         [
             when(r.get("started_at")),
             r.get("trigger"),
-            r.get("outcome") + (" (dry)" if r.get("dry_run") and r["outcome"] != "dry_run" else ""),
+            r.get("outcome")
+            + (" (dry)" if r.get("dry_run") and r["outcome"] != RunOutcome.DRY_RUN else ""),
             r.get("reason"),
             len(r.get("actions") or []),
             r.get("headline") or r.get("summary") or r.get("error"),

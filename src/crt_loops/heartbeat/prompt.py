@@ -9,12 +9,12 @@ instructions or the rules), and the size actually sent is recorded in the run.
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from crt_loops.db import prompts
+from crt_loops.db.errors import DatabaseError
 from crt_loops.db.heartbeats import RunRecord
 from crt_loops.db.session import SessionDB
 from crt_loops.heartbeat.config import HeartbeatConfig
@@ -217,5 +217,5 @@ def keep_prompt(
             messages=[(m.role, mask_secrets(m.content, secrets)) for m in messages],
             now=now,
         )
-    except sqlite3.Error as exc:
+    except DatabaseError as exc:
         logger.warning("[HEARTBEAT_LOOP] could not keep the prompt of run %s: %s", run.run_id, exc)
