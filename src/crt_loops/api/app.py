@@ -20,7 +20,16 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crt_loops.api.docs import install_docs
-from crt_loops.api.routes import dashboard, insights, journal, ledger, loops, system, threads
+from crt_loops.api.routes import (
+    dashboard,
+    insights,
+    journal,
+    ledger,
+    loops,
+    pickers,
+    system,
+    threads,
+)
 from crt_loops.api.routes import heartbeat as heartbeat_routes
 from crt_loops.api.routes import metrics as metrics_routes
 from crt_loops.api.routes.deps import ERROR_RESPONSES
@@ -192,6 +201,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         loops,
         heartbeat_routes,
         ledger,
+        pickers,
         dashboard,
         metrics_routes,
     ):

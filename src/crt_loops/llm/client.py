@@ -123,6 +123,9 @@ class DisabledLLM:
         self.host = host
         self.model = model
 
+    def list_models(self) -> list[str]:
+        return []
+
     def available(self, *, refresh: bool = False) -> bool:
         return False
 
@@ -219,6 +222,14 @@ class OllamaLLM:
             "calls": self.stats.calls,
             "failures": self.stats.failures,
         }
+
+    def list_models(self) -> list[str]:
+        """The model names the server has pulled (``GET /api/tags``), for the model picker."""
+        try:
+            listed = self._get_client().list()
+        except Exception as exc:
+            raise _translate(exc, self.host, self.model) from exc
+        return sorted(m.model for m in listed.models if m.model)
 
     # -- chat -------------------------------------------------------------------------------
 

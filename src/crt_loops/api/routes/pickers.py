@@ -1,0 +1,42 @@
+"""What the dashboard's pickers offer: the LLM server's models and the IANA time zones."""
+
+from __future__ import annotations
+
+import functools
+import zoneinfo
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+
+from crt_loops.api.routes.deps import get_llm
+from crt_loops.llm.client import LLM, LLMError
+
+router = APIRouter(tags=["pickers"])
+
+
+@functools.cache
+def _zones() -> list[str]:
+    # The tzdata package ships the names; "localtime" and "posix/..." are not zones to pick.
+    return sorted(
+        z
+        for z in zoneinfo.available_timezones()
+        if "/" in z or z == "UTC"
+        if not z.startswith(("posix/", "right/", "Etc/"))
+    )
+
+
+@router.get("/api/timezones", summary="IANA time zone names, for active hours")
+def timezones() -> dict[str, list[str]]:
+    return {"timezones": _zones()}
+
+
+@router.get("/api/llm/models", summary="The models the LLM server has (empty when unreachable)")
+def models(llm: Annotated[LLM, Depends(get_llm)]) -> dict[str, Any]:
+    lister = getattr(llm, "list_models", None)
+    if lister is None:
+        return {"default": llm.model, "models": [], "error": "this backend cannot list models"}
+    try:
+        names: list[str] = lister()
+    except LLMError as exc:
+        return {"default": llm.model, "models": [], "error": str(exc)}
+    return {"default": llm.model, "models": names, "error": None}
