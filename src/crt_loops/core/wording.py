@@ -3,7 +3,8 @@ dashboard, so the three never contradict each other.
 
 Each reason has a ``label`` (a few words, shown beside the outcome) and a ``hint`` (what the
 person can do about it, or when it ends), and :func:`run_headline` turns a run record into the
-one sentence all three show. The dashboard gets the same table from ``GET /api/wording``.
+one sentence all three show: the API puts it in every run record as ``headline``, which the
+CLI prints and the dashboard shows.
 """
 
 from __future__ import annotations
@@ -174,7 +175,7 @@ def allowed_again(at: float, now: float, tz: tzinfo | None = None) -> str:
 
 
 def table() -> dict[str, Any]:
-    """The whole vocabulary, for ``GET /api/wording``."""
+    """The whole vocabulary as plain data (labels and hints by outcome and reason)."""
     return {
         "outcomes": {k: asdict(v) for k, v in OUTCOMES.items()},
         "reasons": {k: asdict(v) for k, v in REASONS.items()},

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 
+from crt_loops.api.routes import responses as out
 from crt_loops.api.routes.deps import get_llm
 from crt_loops.llm.client import LLM, LLMError
 
@@ -25,12 +26,20 @@ def _zones() -> list[str]:
     )
 
 
-@router.get("/api/timezones", summary="IANA time zone names, for active hours")
+@router.get(
+    "/api/timezones",
+    summary="IANA time zone names, for active hours",
+    response_model=out.TimezoneList,
+)
 def timezones() -> dict[str, list[str]]:
     return {"timezones": _zones()}
 
 
-@router.get("/api/llm/models", summary="The models the LLM server has (empty when unreachable)")
+@router.get(
+    "/api/llm/models",
+    summary="The models the LLM server has (empty when unreachable)",
+    response_model=out.ModelList,
+)
 def models(llm: Annotated[LLM, Depends(get_llm)]) -> dict[str, Any]:
     lister = getattr(llm, "list_models", None)
     if lister is None:

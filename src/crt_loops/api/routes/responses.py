@@ -251,6 +251,20 @@ class HeartbeatRun(Out):
     model: str | None
 
 
+class TimezoneList(Out):
+    model_config = _example({"timezones": ["Africa/Abidjan", "Europe/Berlin", "UTC"]})
+    timezones: list[str] = Field(description="IANA names, sorted")
+
+
+class ModelList(Out):
+    model_config = _example(
+        {"default": "llama3.2:latest", "models": ["llama3.2:latest", "qwen3:8b"], "error": None}
+    )
+    default: str = Field(description="CRT_OLLAMA_MODEL")
+    models: list[str] = Field(description="what the LLM server has; empty when unreachable")
+    error: str | None = Field(description="why the list is empty, when it is")
+
+
 class PromptMessage(Out):
     role: str = Field(description="system or user")
     content: str
