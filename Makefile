@@ -16,7 +16,9 @@ DEV    := $(VENV)/.installed-dev-$(HASH)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || { echo "==> creating $(VENV) (first run only)"; $(PYTHON) -m venv $(VENV); }
 	@echo "==> installing CRT Loops and its runtime dependencies into $(VENV)"
-	$(PY) -m pip install --progress-bar on -e .
+	@# --no-compile: byte-compiling every installed file was a fifth of the install's time;
+	@# Python compiles what it imports, on first import.
+	$(PY) -m pip install --progress-bar on --no-compile -e .
 	@rm -f $(VENV)/.installed-run-*
 	@touch $(STAMP)
 
