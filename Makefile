@@ -5,40 +5,58 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# Two stamps: `make run` installs only what running needs; the test tools (pytest, mypy, ruff,
+# schemathesis, selenium, hypothesis: most of the first install's time) come with `make test`.
+HASH   := $(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-run-$(HASH)
+DEV    := $(VENV)/.installed-dev-$(HASH)
 
-.PHONY: run test test-fast lint bench venv real-model-env clean
+.PHONY: run crt test test-fast lint bench venv real-model-env clean
 
 $(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
-	rm -f $(VENV)/.installed-*
-	touch $(STAMP)
+	@test -x $(PY) || { echo "==> creating $(VENV) (first run only)"; $(PYTHON) -m venv $(VENV); }
+	@echo "==> installing CRT Loops and its runtime dependencies into $(VENV)"
+	@# --no-compile: byte-compiling every installed file was a fifth of the install's time;
+	@# Python compiles what it imports, on first import.
+	$(PY) -m pip install --progress-bar on --no-compile -e .
+	@rm -f $(VENV)/.installed-run-*
+	@touch $(STAMP)
+
+$(DEV): $(STAMP)
+	@echo "==> installing the test and lint tools (the dev extra)"
+	$(PY) -m pip install --progress-bar on -e '.[dev]'
+	@rm -f $(VENV)/.installed-dev-*
+	@touch $(DEV)
 
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m uvicorn crt_api:app --host $(HOST) --port $(PORT)
+	$(VENV)/bin/crt serve --host $(HOST) --port $(PORT)
+
+# `make crt ARGS="chat default"`: the command line without activating the venv (it is also
+# .venv/bin/crt). PORT and HOST reach it like they reach `make run`.
+crt: $(STAMP)
+	@PORT=$(PORT) HOST=$(HOST) $(VENV)/bin/crt $(ARGS)
+
 
 # llama.cpp's server and SmolLM2-135M for the real-model lane, in .cache/real-model (cached).
 real-model-env:
 	./scripts/real-model-env.sh
 
-test: $(STAMP) real-model-env
+test: $(DEV) real-model-env
 	./scripts/ensure-browser.sh
 	$(PY) -m pytest -q
 
 # The unit and in-process integration layer: no subprocesses, no browser.
-test-fast: $(STAMP)
+test-fast: $(DEV)
 	$(PY) -m pytest -q --ignore=tests/system
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
-bench: $(STAMP) real-model-env
+bench: $(DEV) real-model-env
 	$(PY) -m bench
 
 clean:

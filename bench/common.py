@@ -37,6 +37,7 @@ if str(ROOT) not in sys.path:
 
 from crt_loops.db.session import SessionDB, dumps  # noqa: E402
 from crt_loops.heartbeat.config import HeartbeatConfig, config_to_json  # noqa: E402
+from crt_loops.heartbeat.instructions import template_text  # noqa: E402
 from crt_loops.settings import Settings  # noqa: E402
 
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(threadName)s] %(name)s: %(message)s"
@@ -280,7 +281,7 @@ def make_settings(tmp: Path, **overrides: Any) -> Settings:
 def write_heartbeat_md(workspace: Path) -> Path:
     workspace.mkdir(parents=True, exist_ok=True)
     target = workspace / "HEARTBEAT.md"
-    target.write_text((ROOT / "HEARTBEAT.md").read_text())
+    target.write_text(template_text())
     return target
 
 

@@ -115,17 +115,17 @@ def make_context(rng: random.Random, full: bool) -> tuple[Any, str]:
         activity=activity,
         karma=rng.randint(0, 1000),
     )
-    from bench.common import ROOT
+    from crt_loops.heartbeat.instructions import template_text
 
-    real = (ROOT / "HEARTBEAT.md").read_text()
+    real = template_text()
     instructions = rng.choice([real, real, "Be helpful.", _text(rng, 4_500), _text(rng, 20_000)])
     return ctx, instructions
 
 
 def instructions_kind(text: str) -> str:
-    from bench.common import ROOT
+    from crt_loops.heartbeat.instructions import template_text
 
-    if text == (ROOT / "HEARTBEAT.md").read_text():
+    if text == template_text():
         return "repo HEARTBEAT.md"
     return "short" if len(text) < 100 else f"{len(text) // 1000}k chars"
 

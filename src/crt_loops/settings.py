@@ -127,6 +127,11 @@ class Settings(BaseSettings):
         None, description="when set, every /api request needs Authorization: Bearer <token>"
     )
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
+    access_log: Literal["changes", "all", "off"] = Field(
+        "changes",
+        description="access lines: changes (writes and errors, not the dashboard's polling), "
+        "all, or off",
+    )
 
     heartbeat_retention_days: float = Field(
         90,

@@ -4,7 +4,9 @@ and its exit code."""
 
 from __future__ import annotations
 
+import io
 import json
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -20,6 +22,7 @@ from support.waiting import wait_for
 
 from crt_loops.api.app import create_app
 from crt_loops.cli import main as crt_cli
+from crt_loops.cli.args import service_url
 from crt_loops.core.server_thread import ServerThread
 from crt_loops.settings import Settings
 
@@ -338,3 +341,114 @@ def test_demo_without_ollama(
     assert code == 0
     assert "skipped (llm_unavailable)" in out
     assert "ollama pull llama3.2" in out
+
+
+# -- the newcomer's commands: --version, threads, chat, errors -------------------------------
+
+
+def test_version(crt: Any) -> None:
+    with pytest.raises(SystemExit) as exited:
+        crt_cli.build_parser().parse_args(["--version"])
+    assert exited.value.code == 0
+
+
+def test_crt_follows_host_and_port_like_make_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PORT", "8123")
+    monkeypatch.setenv("HOST", "0.0.0.0")
+    assert service_url() == "http://127.0.0.1:8123"
+    monkeypatch.setenv("CRT_URL", "http://example.test:9")
+    assert service_url() == "http://example.test:9"
+
+
+def test_threads_list_show_and_messages_with_scores(crt: Any, svc: Running) -> None:
+    api(svc, "POST", "/api/threads", json={"thread_id": "cli-chat", "title": "CLI chat"})
+    for text in ("first words", "second words", "third words"):
+        api(svc, "POST", "/api/threads/cli-chat/messages", json={"content": text})
+    code, out, err = crt("threads")
+    assert code == 0, err
+    assert "cli-chat" in out and "CLI chat" in out
+    code, out, err = crt("threads", "show", "cli-chat")
+    assert code == 0, err
+    assert "user: third words" in out
+    code, out, err = crt("threads", "messages", "cli-chat", "--limit", "2")
+    assert code == 0, err
+    assert "IMPORTANCE" in out and "third words" in out and "first words" not in out
+    code, out, _ = crt("threads", "messages", "cli-chat", "--json")
+    assert code == 0 and [m["content"] for m in json.loads(out)["messages"]][-1] == "third words"
+
+
+def test_chat_with_a_message_prints_the_reply(crt: Any, fake: FakeOllama) -> None:
+    fake.set_responder(lambda request: "Glad to hear it. How was the first day?")
+    code, out, err = crt("chat", "cli-chat", "I", "started", "a", "new", "job")
+    assert code == 0, err
+    assert out.strip() == "Glad to hear it. How was the first day?"
+    sent = fake.chat_calls[-1]["messages"][-1]["content"]
+    assert sent == "I started a new job"
+
+
+def test_chat_without_a_message_is_a_conversation(
+    crt: Any, fake: FakeOllama, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake.set_responder(lambda request: "reply to " + request["messages"][-1]["content"])
+    monkeypatch.setattr(sys, "stdin", io.StringIO("hello\nand more\n\nnot sent\n"))
+    code, out, err = crt("chat", "cli-chat")
+    assert code == 0, err
+    assert out.splitlines() == ["reply to hello", "reply to and more"]
+
+
+def test_errors_are_json_under_json_and_bad_options_are_usage_errors(crt: Any) -> None:
+    code, out, err = crt("--json", "threads", "show", "no-such-thread")
+    assert code == 2 and out == ""
+    error = json.loads(err)
+    assert error["exit_code"] == 2 and "404" in error["error"]
+    code, _, err = crt("status", "--timeout", "-1")
+    assert code == 2 and "must be a positive number of seconds" in err
+    code, _, err = crt("--json", "threads", "messages", "default", "--limit", "0")
+    assert code == 2 and json.loads(err)["error"].endswith("must be at least 1, got 0")
+    assert "Traceback" not in err
+
+
+def test_a_closed_pipe_is_not_a_traceback(svc: Running) -> None:
+    env = {"CRT_URL": svc.url, "CRT_API_TOKEN": TOKEN, "PATH": "/usr/bin:/bin"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "crt_loops.cli.main", "threads", "messages", "default"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # like `| head` exiting before crt writes
+    with proc.stderr:
+        stderr = proc.stderr.read().decode()
+    assert proc.wait(30) in (0, crt_cli.EXIT_BROKEN_PIPE)
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr
+
+
+def test_status_says_the_heartbeat_loop_is_stopped_instead_of_a_due_time(
+    crt: Any, svc: Running
+) -> None:
+    api(svc, "POST", "/api/threads/default/heartbeat/config", json={"enabled": True})
+    api(svc, "POST", "/api/heartbeat/stop")
+    code, out, err = crt("status")
+    assert code == 0, err
+    heartbeat_line = next(line for line in out.splitlines() if line.startswith("Heartbeat"))
+    assert "the loop is stopped, no run is due" in heartbeat_line
+    assert "next due" not in heartbeat_line
+
+
+def test_a_run_prints_the_shared_headline(crt: Any, fake: FakeOllama) -> None:
+    hs.install(fake, hs.silent)
+    code, out, err = crt("heartbeat", "run", "default", "--dry-run")
+    assert code == 0, err
+    assert "Dry run: the model proposed nothing" in out
+
+
+def test_heartbeat_prompt_shows_what_the_latest_run_sent(crt: Any, fake: FakeOllama) -> None:
+    hs.install(fake, hs.silent)
+    code, _, err = crt("heartbeat", "run", "default", "--dry-run")
+    assert code == 0, err
+    code, out, err = crt("heartbeat", "prompt", "default")
+    assert code == 0, err
+    assert out.startswith("# run ") and "## system" in out and "## user" in out
+    assert "Decide now" in out  # the end of the prompt, whole
+    assert TOKEN not in out

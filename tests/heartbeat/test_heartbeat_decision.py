@@ -4,6 +4,7 @@ strict validation."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -439,6 +440,11 @@ def test_duplicates_within_24h_and_within_the_run() -> None:
 
 def test_rate_limits_known_ahead() -> None:
     assert check(post(), next_post_allowed_at=NOW + 60).reason == BlockReason.RATE_LIMITED
+    # A blocked post says when posting becomes possible again, as a clock time and a wait.
+    later = datetime.fromtimestamp(NOW + 12 * 60, UTC)
+    assert check(post(), next_post_allowed_at=NOW + 12 * 60).detail == (
+        f"the Ledger allows the next post at {later:%H:%M} UTC, in 12 min"
+    )
     assert check(post(), next_post_allowed_at=NOW).allowed
     assert check(comment(), next_comment_allowed_at=NOW + 5).reason == "rate_limited"
     assert check(comment(), comments_left_today=0).reason == BlockReason.RATE_LIMITED

@@ -138,7 +138,10 @@ def test_target_none_records_blocked_and_sends_nothing(env: HeartbeatEnv) -> Non
     answer(env, decide(POST))
     run = env.run()
     assert (run.outcome, run.reason) == ("silent", "target")
-    assert [(a.state, a.error) for a in run.actions] == [("blocked", "target")]
+    # The stored error is "reason: detail": why, in words, not only the code.
+    assert [(a.state, a.error) for a in run.actions] == [
+        ("blocked", "target: target is 'none': post not allowed")
+    ]
     assert env.ledger_posts() == []
 
 
@@ -215,7 +218,7 @@ def test_max_actions_caps_a_run(env: HeartbeatEnv) -> None:
     answer(env, decide(*[{"type": "vote", "post_id": i, "direction": "up"} for i in ids]))
     run = env.run()
     assert [a.state for a in run.actions] == ["sent", "sent", "blocked"]
-    assert run.actions[2].error == "max_actions"
+    assert run.actions[2].error == "max_actions: max_actions is 2"
 
 
 def test_replies_to_comments_on_own_posts_first_and_only_once(env: HeartbeatEnv) -> None:

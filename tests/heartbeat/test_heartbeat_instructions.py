@@ -21,7 +21,10 @@ from crt_loops.heartbeat.instructions import (
     write_instructions,
 )
 
-REPO_HEARTBEAT_MD = Path(__file__).resolve().parents[2] / "HEARTBEAT.md"
+# The template every workspace copy starts from.
+REPO_HEARTBEAT_MD = (
+    Path(__file__).resolve().parents[2] / "src/crt_loops/heartbeat/HEARTBEAT.template.md"
+)
 EMPTY_SHA = hashlib.sha256(b"").hexdigest()
 
 SEED_EXAMPLE = """\
@@ -329,3 +332,40 @@ def test_a_device_at_the_path_is_refused(tmp_path: Path) -> None:
     link.symlink_to("/dev/zero")
     with pytest.raises(InstructionsError, match="is a device, not a regular file"):
         load_instructions(link)
+
+
+# -- the shipped template and the workspace's copy -------------------------------------------
+
+
+def test_a_new_workspace_starts_from_the_shipped_template(tmp_path: Path) -> None:
+    from crt_loops.heartbeat.instructions import ensure_instructions, template_text
+
+    target = tmp_path / "HEARTBEAT.md"
+    assert ensure_instructions(target) is True
+    doc = load_instructions(target)
+    assert doc.content == template_text() and not doc.effectively_empty
+    target.write_text("## Mine\n- keep it\n", encoding="utf-8")
+    assert ensure_instructions(target) is False  # an existing file is never replaced
+    assert target.read_text(encoding="utf-8") == "## Mine\n- keep it\n"
+
+
+def test_the_workspace_copy_in_the_repository_is_not_a_tracked_file() -> None:
+    """With the default workspace (the checkout itself), an API write changes a git-ignored
+    copy: `git status` stays clean whatever the seed's commands write."""
+    import shutil
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    ignored = subprocess.run(
+        ["git", "-C", str(root), "check-ignore", "-q", "HEARTBEAT.md"], check=False
+    )
+    assert ignored.returncode == 0
+    tracked = subprocess.run(
+        ["git", "-C", str(root), "ls-files", "HEARTBEAT.md"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert tracked.stdout == ""

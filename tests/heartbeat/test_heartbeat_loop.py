@@ -51,14 +51,21 @@ def test_newly_enabled_thread_runs_within_a_minute(
     env.configure(enabled=True, every_seconds=3600)
     delay = loop.next_delay()
     assert 0 < delay <= 60
-    assert loop.tick().detail["runs"] == 0  # not due yet
+    with caplog.at_level(logging.INFO):
+        assert loop.tick().detail["runs"] == 0  # not due yet
+    # The first wake says the loop runs at INFO; later wakes say it at DEBUG only.
+    assert "[HEARTBEAT_LOOP] Checker loop running" in caplog.text
+    caplog.clear()
     env.clock.advance(delay)
     with caplog.at_level(logging.INFO):
         assert loop.tick().detail["runs"] == 1
+    assert "Checker loop running" not in caplog.text
     (run,) = heartbeats.list_runs(env.db, "default")
     assert run.trigger == "schedule" and run.outcome == "silent"
-    assert "[HEARTBEAT_LOOP] Checker loop running" in caplog.text
     assert "[HEARTBEAT_LOOP] Heartbeat due for thread: default" in caplog.text
+    with caplog.at_level(logging.DEBUG):
+        loop.tick()
+    assert "[HEARTBEAT_LOOP] Checker loop running" in caplog.text
     # then it sleeps until the thread is next due, an interval later
     assert loop.next_delay() == pytest.approx(1800)  # capped by CRT_HEARTBEAT_LOOP_SECONDS
     hb = heartbeats.get_thread_heartbeat(env.db, "default")

@@ -15,6 +15,7 @@ from support.llm_scripts import install_thinking_routes
 
 from crt_loops.api.routes import journal as journal_routes
 from crt_loops.api.services import Services
+from crt_loops.db import journal as journal_db
 from crt_loops.db.session import SessionDB, ThreadNotFound
 from crt_loops.llm.client import DisabledLLM, OllamaLLM
 from crt_loops.mind.journal import (
@@ -418,3 +419,90 @@ def test_journal_settings_routes(client: TestClient, db: SessionDB) -> None:
         client.post("/api/threads/ghost/journal/settings", json={"self_reply": "on"}).status_code
         == 404
     )
+
+
+# -- idle with the LLM off -------------------------------------------------------------------
+
+
+class SwitchableLLM(DisabledLLM):
+    """The LLM off, then (``on = True``) answering the availability probe again."""
+
+    on = False
+
+    def available(self, *, refresh: bool = False) -> bool:
+        return self.on
+
+
+def seed_threads(db: SessionDB, n: int) -> None:
+    now = db.clock()
+    with db.write() as tx:
+        for i in range(n):
+            tx.execute(
+                "INSERT INTO thread_sessions (thread_id, title, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?)",
+                (f"t{i:04d}", f"t{i:04d}", now, now),
+            )
+        for i in range(n):
+            journal_db.insert_entry(
+                tx,
+                thread_id=f"t{i:04d}",
+                entry_type="reflection",
+                title="r",
+                body="a reflection",
+                created_at=now,
+                reply_to=None,
+                meta={},
+            )
+
+
+@pytest.mark.parametrize("threads", [10, 1000])
+def test_self_reply_goes_idle_with_the_llm_off(
+    db: SessionDB, clock: FakeClock, threads: int
+) -> None:
+    """Once every chain waits for the LLM, a pass writes nothing and reads the same three
+    indexed rows whatever the number of threads; a new entry or the LLM's return wakes it."""
+    from crt_loops.loops.runner import SelfReplyLoop
+
+    seed_threads(db, threads)
+    llm = SwitchableLLM("http://127.0.0.1:9", MODEL)
+    loop = SelfReplyLoop(make(db, clock, llm), interval_seconds=1800, enabled=True, db=db)
+    loop.tick()  # a template follow-up for every reflection
+    assert len(self_replies(db, "t0000")) == 1
+    loop.tick()  # every chain now waits for the LLM: nothing written, the pass goes idle
+    statements: list[str] = []
+    db.conn().set_trace_callback(statements.append)
+    try:
+        changes = db.conn().total_changes
+        for _ in range(3):
+            result = loop.tick()
+            assert result.detail == {"idle": True}
+        idle_writes = db.conn().total_changes - changes
+        per_pass = len(statements) / 3
+    finally:
+        db.conn().set_trace_callback(None)
+    print(f"idle self-reply pass at {threads} threads: {idle_writes} writes, {per_pass} reads")
+    assert idle_writes == 0
+    assert per_pass == 3  # MAX(id), the loop's watermark, MAX(id) against the idle mark
+    write_entry(db, "t0001")  # news: the next pass looks again, and answers it
+    assert loop.tick().detail.get("entries_written") == 1
+    loop.tick()
+    assert loop.tick().detail == {"idle": True}
+    llm.on = True  # the LLM is back: the waiting chains are worth a pass
+    assert loop.tick().detail.get("threads_seen") == threads
+
+
+def test_a_minimum_gap_ending_wakes_an_idle_self_reply_loop(
+    db: SessionDB, clock: FakeClock
+) -> None:
+    from crt_loops.loops.runner import SelfReplyLoop
+
+    write_entry(db, "t1")
+    svc = make(db, clock, DisabledLLM("http://127.0.0.1:9", MODEL), min_seconds=600)
+    db.ensure_thread("t1")
+    with db.write() as tx:
+        tx.execute("UPDATE thread_sessions SET last_self_reply_at = ?", (clock(),))
+    loop = SelfReplyLoop(svc, interval_seconds=60, enabled=True, db=db)
+    assert loop.tick().detail.get("threads_seen") == 1  # waits for the gap
+    assert loop.tick().detail == {"idle": True}
+    clock.advance(601)
+    assert loop.tick().detail.get("entries_written") == 1  # the template follow-up

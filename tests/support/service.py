@@ -30,8 +30,18 @@ def free_port() -> int:
 class Service:
     """``uvicorn crt_api:app`` on a free loopback port with its own data dir and log file."""
 
-    def __init__(self, tmp: Path, env: dict[str, str] | None = None, workers: int = 1) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        env: dict[str, str] | None = None,
+        workers: int = 1,
+        *,
+        launcher: str = "uvicorn",
+    ) -> None:
+        """``launcher``: ``uvicorn`` (``uvicorn crt_api:app``, the seed's way) or ``crt``
+        (``crt serve``, what ``make run`` runs)."""
         self.tmp = tmp
+        self.launcher = launcher
         self.port = free_port()
         self.ledger_port = free_port()
         self.log_path = tmp / f"service-{self.port}.log"
@@ -53,16 +63,11 @@ class Service:
 
     def start(self, timeout: float = 30.0) -> Service:
         log = self.log_path.open("ab")
-        cmd = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "crt_api:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-        ]
+        if self.launcher == "crt":
+            cmd = [sys.executable, "-m", "crt_loops.cli.main", "serve"]
+        else:
+            cmd = [sys.executable, "-m", "uvicorn", "crt_api:app"]
+        cmd += ["--host", "127.0.0.1", "--port", str(self.port)]
         if self.workers > 1:
             cmd += ["--workers", str(self.workers)]
         self.proc = subprocess.Popen(

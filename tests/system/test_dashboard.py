@@ -23,7 +23,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 from support import heartbeat_scripts, llm_scripts
-from support.fake_ollama import FakeOllama
+from support.fake_ollama import FakeOllama, Reply
 from support.service import ROOT, Service
 
 pytestmark = pytest.mark.slow
@@ -315,3 +315,86 @@ def test_dashboard_asks_for_the_token(browser: WebDriver, tmp_path: Path) -> Non
             "HEARTBEAT.md loaded with the token",
         )
         assert script_errors(browser) == []
+
+
+def test_dashboard_chat_timeline_filter_pickers_and_prompt(
+    browser: WebDriver, service: Service, fake_ollama: FakeOllama
+) -> None:
+    """Chat in the thread (scores shown, the wait visible), the timeline's skip filter and
+    folded repeats, the model and zone pickers, and a run's prompt; saves dashboard-chat.png."""
+    seed_thread(service.url)
+    fake_ollama.set_responder(
+        lambda request: Reply(content="Order the soil today: it takes two days.", delay=1.5)
+    )
+    url = service.url
+    (service.tmp / "HEARTBEAT.md").write_text(EMPTY_MD, encoding="utf-8")
+    for _ in range(2):  # two skips in a row: they fold into one line
+        httpx.post(f"{url}/api/threads/default/heartbeat/run-now", timeout=30).raise_for_status()
+    (service.tmp / "HEARTBEAT.md").write_text(HEARTBEAT_MD, encoding="utf-8")
+    acted = httpx.post(f"{url}/api/threads/default/heartbeat/run-now", timeout=30).json()
+    assert acted["outcome"] == "acted", acted
+    browser.get(url + "/#thread=default")
+
+    # The thread's messages, with the importance the reflection loop gave them.
+    wait(browser, lambda d: len(all_css(d, '#messages li[data-role="user"]')) == 3, "messages")
+    assert all(
+        "importance" in li.text and "/10" in li.text
+        for li in all_css(browser, '#messages li[data-role="user"]')
+    )
+    box = css(browser, "#chat-input")
+    box.send_keys("Should I order the soil today?")
+    css(browser, "#chat-send").click()
+    pending = wait(browser, lambda d: all_css(d, "#messages .message-pending"), "a visible wait")
+    assert "thinking" in pending[0].text
+    assert "Waiting for the reply" in css(browser, "#chat-status").text
+    wait(
+        browser,
+        lambda d: any(
+            "Order the soil today" in li.text
+            for li in all_css(d, '#messages li[data-role="assistant"]')
+        ),
+        "the agent's reply in the chat",
+    )
+    assert not all_css(browser, "#messages .message-pending")
+    assert "Answered in" in css(browser, "#chat-status").text
+
+    # The timeline: the shared headline, two skips folded, hidden on demand.
+    runs = wait(browser, lambda d: all_css(d, "#timeline > li.run"), "the timeline")
+    assert runs[0].get_attribute("data-outcome") == "acted"
+    assert "Acted: sent 1 post" in runs[0].text
+    folded = css(browser, '#timeline > li[data-outcome="skipped"]')
+    assert folded.get_attribute("data-count") == "2" and "\u00d72" in folded.text
+    assert "HEARTBEAT.md is empty" in folded.text
+    css(browser, "#timeline-hide-skips").click()
+    wait(
+        browser,
+        lambda d: (
+            not all_css(d, '#timeline > li[data-outcome="skipped"]')
+            and "2 skipped run(s) hidden" in css(d, "#timeline").text
+        ),
+        "skips hidden",
+    )
+
+    # What the run sent the model, on demand.
+    prompt = css(browser, f'#timeline li[data-run-id="{acted["run_id"]}"] details.prompt-view')
+    prompt.find_element(By.TAG_NAME, "summary").click()
+    wait(browser, lambda d: "## system" in prompt.text, "the run's prompt")
+    assert "Review recent posts" in prompt.text
+
+    # The pickers offer the server's models and the IANA zones.
+    wait(
+        browser,
+        lambda d: (
+            "llama3.2:latest"
+            in [o.get_attribute("value") for o in all_css(d, "#model-options option")]
+        ),
+        "the model picker",
+    )
+    zones = [o.get_attribute("value") for o in all_css(browser, "#timezone-options option")]
+    assert "Europe/Berlin" in zones and "UTC" in zones
+
+    # The heartbeat loop is stopped: no due time is claimed for it.
+    assert "the loop is stopped" in css(browser, '[data-loop="heartbeat"]').text
+    css(browser, "#chat-panel").location_once_scrolled_into_view  # noqa: B018
+    save_screenshot(browser, ARTIFACTS / "dashboard-chat.png")
+    assert script_errors(browser) == []

@@ -18,11 +18,23 @@ import anyio
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from crt_loops.api.routes import dashboard, insights, journal, ledger, loops, system, threads
+from crt_loops.api.docs import install_docs
+from crt_loops.api.routes import (
+    dashboard,
+    insights,
+    journal,
+    ledger,
+    loops,
+    pickers,
+    system,
+    threads,
+)
 from crt_loops.api.routes import heartbeat as heartbeat_routes
 from crt_loops.api.routes import metrics as metrics_routes
 from crt_loops.api.routes.deps import ERROR_RESPONSES
 from crt_loops.api.services import Services
+from crt_loops.api.stop_hook import StopHook, exit_immediately
+from crt_loops.core.logs import configure_logging
 from crt_loops.db.errors import DatabaseError
 from crt_loops.edge.stack import add_body_guards, add_browser_guards
 from crt_loops.edge.unavailable import database_error_handler
@@ -30,23 +42,9 @@ from crt_loops.settings import Settings, environment_snapshot, load_settings
 
 logger = logging.getLogger("crt_api")
 
-LOG_FORMAT = "%(asctime)s %(levelname)s [%(threadName)s] %(name)s: %(message)s"
 # The largest request body: far above a 32,000-character message or a 64 KiB HEARTBEAT.md,
 # even JSON-escaped.
 MAX_REQUEST_BYTES = 1024 * 1024
-
-
-def configure_logging(level: str) -> None:
-    """Root logging with thread names, unless the host (uvicorn --log-config) set it up."""
-    root = logging.getLogger()
-    if not any(getattr(h, "_crt", False) for h in root.handlers):
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter(LOG_FORMAT))
-        handler._crt = True  # type: ignore[attr-defined]
-        root.addHandler(handler)
-    root.setLevel(level)
-    # httpx logs every request at INFO: the Ledger and Ollama calls would drown the loops' lines.
-    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
 
 
 def is_loopback(host: str | None) -> bool:
@@ -69,12 +67,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         active = settings or load_settings()
-        configure_logging(active.log_level)
+        configure_logging(active.log_level, active.access_log)
         app.state.settings = active
         logger.info(
             "starting CRT Loops (data dir %s, env %s)", active.data_dir, environment_snapshot()
         )
-        services = await anyio.to_thread.run_sync(Services.start, active)
+        # Ctrl-C reaches the services before uvicorn drains its requests (see stop_hook).
+        hook = StopHook(lambda: _begin_stop(app), exit_now=exit_immediately)
+        hook.install()
+        try:
+            services = await anyio.to_thread.run_sync(Services.start, active)
+        except BaseException:
+            hook.uninstall()
+            raise
         app.state.services = services
         # The seed's names for the loops, for anyone looking in app.state.
         for name, loop in services.loops.items():
@@ -83,13 +88,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await anyio.to_thread.run_sync(services.stop)
+            hook.uninstall()
 
     app = FastAPI(
         title="CRT Loops",
         version=system.VERSION,
         summary="A personal AI agent's chat threads and its four background loops.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
+    install_docs(app)
     app.state.settings = settings
     app.state.services = None
 
@@ -152,8 +161,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         loops,
         heartbeat_routes,
         ledger,
+        pickers,
         dashboard,
         metrics_routes,
     ):
         app.include_router(module.router, responses=ERROR_RESPONSES)
     return app
+
+
+def _begin_stop(app: FastAPI) -> None:
+    services: Services | None = getattr(app.state, "services", None)
+    if services is not None:
+        services.begin_stop()

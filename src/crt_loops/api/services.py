@@ -15,16 +15,20 @@ from dataclasses import dataclass, field
 
 from crt_loops.db.session import SessionDB
 from crt_loops.heartbeat.executor import HeartbeatRunner
+from crt_loops.heartbeat.instructions import InstructionsError, ensure_instructions
 from crt_loops.heartbeat.loop import HeartbeatLoop
 from crt_loops.ledger.embed import EmbeddedLedger, start_embedded_ledger
 from crt_loops.llm.client import LLM, build_llm
+from crt_loops.llm.interruptible import InterruptibleLLM
 from crt_loops.loops.build import build_loops
 from crt_loops.loops.runner import BackgroundLoop
 from crt_loops.settings import Settings
 
 logger = logging.getLogger("crt_api")
 
-SHUTDOWN_JOIN_SECONDS = 10.0
+#: The whole stop, every loop in parallel: Ctrl-C must end the process within 3 s, and calls
+#: still in flight (a model, the Ledger) are abandoned rather than waited for.
+SHUTDOWN_SECONDS = 2.0
 
 
 @dataclass
@@ -50,17 +54,25 @@ class Services:
     @classmethod
     def start(cls, settings: Settings) -> Services:
         """Build and start everything (blocking: run it off the event loop)."""
+        try:
+            ensure_instructions(settings.heartbeat_md_path)
+        except InstructionsError as exc:  # runs then record instructions_error, with this reason
+            logger.error("HEARTBEAT.md could not be created from the template: %s", exc)
         db = SessionDB(settings.session_db_path)
         services = cls(
             settings=settings,
             db=db,
-            llm=build_llm(
-                enabled=settings.llm_enabled,
-                host=settings.llm_url,
-                model=settings.ollama_model,
-                timeout_seconds=settings.llm_timeout_seconds,
-                backend=settings.llm_backend,
-                api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
+            llm=InterruptibleLLM(
+                build_llm(
+                    enabled=settings.llm_enabled,
+                    host=settings.llm_url,
+                    model=settings.ollama_model,
+                    timeout_seconds=settings.llm_timeout_seconds,
+                    backend=settings.llm_backend,
+                    api_key=(
+                        settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+                    ),
+                )
             ),
         )
         try:
@@ -108,17 +120,29 @@ class Services:
             ledger_error=self.ledger_error,
         )
 
+    def begin_stop(self) -> None:
+        """The first, instant step of a stop (also run by the Ctrl-C hook, before uvicorn
+        drains its requests): abandon every LLM call in flight, ask every loop to stop."""
+        heartbeat = self.heartbeat_loop
+        if heartbeat is not None:
+            # Runs (scheduled or run-now) waiting for an LLM slot give up at once.
+            heartbeat.close_runs()
+        if isinstance(self.llm, InterruptibleLLM):
+            self.llm.abort()
+        for loop in self.loops.values():
+            loop.request_stop()
+
     def stop(self) -> None:
-        """Stop the loops, then the Ledger, then close the DB; each step bounded."""
+        """Stop the loops together, then the Ledger, then close the DB: ``SHUTDOWN_SECONDS``
+        in all. A loop still busy at the deadline is abandoned (a daemon thread): its run is
+        closed ``interrupted`` by the next start's recovery, its outbox actions re-sent then."""
         if self.stopped:
             return
         self.stopped = True
-        heartbeat = self.heartbeat_loop
-        if heartbeat is not None:
-            # First: runs (scheduled or run-now) waiting for an LLM slot give up at once.
-            heartbeat.close_runs()
+        deadline = time.monotonic() + SHUTDOWN_SECONDS
+        self.begin_stop()
         for loop in self.loops.values():
-            loop.stop(timeout=SHUTDOWN_JOIN_SECONDS)
+            loop.stop(timeout=max(0.0, deadline - time.monotonic()))
         if self.ledger is not None:
             self.ledger.stop()
         self.db.close()

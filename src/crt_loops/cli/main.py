@@ -1,7 +1,8 @@
 """``crt``: the command line for a running CRT Loops service.
 
 Every command but ``serve`` talks to the service over HTTP (``--url``, else ``CRT_URL``, else
-http://127.0.0.1:8000) and sends ``CRT_API_TOKEN`` as a Bearer token when it is set. Output is
+``HOST``/``PORT`` like ``make run``, else http://127.0.0.1:8000) and sends ``CRT_API_TOKEN``
+as a Bearer token when it is set. Output is
 a readable table by default and the service's JSON with ``--json``. The exit code says what
 happened (see ``EXIT_CODES``), so scripts can tell a failed heartbeat from a typo.
 """
@@ -9,6 +10,7 @@ happened (see ``EXIT_CODES``), so scripts can tell a failed heartbeat from a typ
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import subprocess
@@ -19,6 +21,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from crt_loops.cli import chat as chat_commands
+from crt_loops.cli.args import CrtParser, package_version, positive_seconds, service_url
 from crt_loops.cli.demo import cmd_demo
 from crt_loops.cli.http import (
     DEFAULT_TIMEOUT,
@@ -45,7 +49,11 @@ from crt_loops.cli.output import (
     table,
     when,
 )
+from crt_loops.cli.runs import cmd_hb_history, cmd_hb_prompt
 from crt_loops.core.enums import RunOutcome
+
+#: 128 + SIGPIPE, what a shell reports for a writer whose reader went away.
+EXIT_BROKEN_PIPE = 141
 
 LOOP_NAMES = ("reflection", "personality", "journal_self_reply", "heartbeat")
 
@@ -75,11 +83,17 @@ def cmd_status(api: Api, args: argparse.Namespace) -> int:
     out()
     counts = ", ".join(f"{k} {v}" for k, v in sorted(hb.get("runs_by_outcome", {}).items()))
     due = hb.get("next_due")
+    if not hb.get("running"):
+        # A due time means nothing while the loop is stopped: say so, and how to start it.
+        schedule = "the loop is stopped, no run is due (start it: `crt loops start heartbeat`)"
+    elif due:
+        schedule = f"next due: {due['thread_id']} {when(due.get('at'))}"
+    else:
+        schedule = "next due: none"
     out(
         f"Heartbeat  {'running' if hb.get('running') else 'stopped'}; "
-        f"{hb.get('threads_enabled', 0)} thread(s) enabled; next due: "
-        + (f"{due['thread_id']} {when(due.get('at'))}" if due else "none")
-        + f"; runs: {counts or 'none yet'}"
+        f"{hb.get('threads_enabled', 0)} thread(s) enabled; {schedule}"
+        f"; runs: {counts or 'none yet'}"
     )
     llm = hb.get("llm", {})
     if llm.get("available"):
@@ -219,31 +233,6 @@ def cmd_hb_run(api: Api, args: argparse.Namespace) -> int:
     return EXIT_FAILED if run.get("outcome") == RunOutcome.FAILED else EXIT_OK
 
 
-def cmd_hb_history(api: Api, args: argparse.Namespace) -> int:
-    data = api.get(f"/api/threads/{args.thread}/heartbeat/history", limit=args.limit)
-    if args.json:
-        dump_json(data)
-        return EXIT_OK
-    runs = data["runs"]
-    if not runs:
-        out(f"no heartbeat runs for thread {args.thread!r} yet")
-        return EXIT_OK
-    rows = [
-        [
-            when(r.get("started_at")),
-            r.get("trigger"),
-            r.get("outcome")
-            + (" (dry)" if r.get("dry_run") and r["outcome"] != RunOutcome.DRY_RUN else ""),
-            r.get("reason"),
-            len(r.get("actions") or []),
-            r.get("summary") or r.get("error"),
-        ]
-        for r in runs
-    ]
-    out(table(["started", "trigger", "outcome", "reason", "actions", "summary"], rows))
-    return EXIT_OK
-
-
 def md_note(doc: dict[str, Any]) -> str:
     empty = " EFFECTIVELY EMPTY: heartbeats are skipped" if doc.get("effectively_empty") else ""
     return f"# {doc.get('path')} sha256 {str(doc.get('sha256'))[:12]}{empty}"
@@ -344,16 +333,10 @@ def cmd_ledger_feed(api: Api, args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn  # only this command needs the server
+    from crt_loops.cli.serve import exit_now, serve  # only this command needs the server
 
-    uvicorn.run(
-        "crt_api:app",
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_level=args.log_level,
-    )
-    return EXIT_OK
+    code = serve(host=args.host, port=args.port, workers=args.workers, log_level=args.log_level)
+    exit_now(code)
 
 
 # -- demo ------------------------------------------------------------------------------------
@@ -384,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
         textwrap.fill(text, 92, initial_indent=f"  {code}  ", subsequent_indent="     ")
         for code, text in EXIT_CODES.items()
     )
-    common = argparse.ArgumentParser(add_help=False)
+    common = CrtParser(add_help=False)
     common.add_argument(
         "--url",
         default=argparse.SUPPRESS,
@@ -395,22 +378,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common.add_argument(
         "--timeout",
-        type=float,
+        type=positive_seconds,
         default=argparse.SUPPRESS,
         help=f"seconds to wait for an answer (default {DEFAULT_TIMEOUT:.0f}; runs wait longer)",
     )
-    parser = argparse.ArgumentParser(
+    parser = CrtParser(
         prog="crt",
         parents=[common],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Drive a running CRT Loops service: its loops, heartbeats, HEARTBEAT.md "
         "and the Ledger.",
         epilog="environment:\n"
-        "  CRT_URL        the service's base URL (default http://127.0.0.1:8000)\n"
+        "  CRT_URL        the service's base URL (default http://$HOST:$PORT, as make run)\n"
         "  CRT_API_TOKEN  sent as 'Authorization: Bearer <token>' when set\n"
         "  EDITOR/VISUAL  the editor of `crt heartbeat-md edit`\n\n"
         f"exit codes:\n{codes}",
     )
+    parser.add_argument("--version", action="version", version=f"crt {package_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(
@@ -427,10 +411,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument(
-        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+        "--log-level",
+        default=None,
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="default: CRT_LOG_LEVEL",
     )
 
     add(sub, "status", cmd_status, "the loops, the heartbeat, the LLM and the Ledger")
+    chat_commands.add_commands(sub, add)
 
     loops = add(sub, "loops", cmd_loops, "list the loops, or start/stop one at run time")
     loop_sub = loops.add_subparsers(dest="action", metavar="ACTION")
@@ -485,6 +473,9 @@ def build_parser() -> argparse.ArgumentParser:
     history = add(hb_sub, "history", cmd_hb_history, "a thread's heartbeat runs, newest first")
     history.add_argument("thread", metavar="THREAD")
     history.add_argument("--limit", type=int, default=20)
+    prompt = add(hb_sub, "prompt", cmd_hb_prompt, "what a run sent the model (secrets masked)")
+    prompt.add_argument("thread", metavar="THREAD")
+    prompt.add_argument("run", metavar="RUN_ID", nargs="?", help="default: the latest with one")
 
     md = add(sub, "heartbeat-md", _missing_action, "show or change HEARTBEAT.md")
     md_sub = md.add_subparsers(dest="action", metavar="ACTION")
@@ -520,9 +511,31 @@ def _missing_action(api: Api, args: argparse.Namespace) -> int:
     raise CLIError(f"`crt {args.command}` needs an action; see `crt {args.command} --help`", 2)
 
 
+def report_error(message: str, code: int, *, as_json: bool) -> None:
+    if as_json:
+        err(json.dumps({"error": message, "exit_code": code}))
+    else:
+        err(f"crt: error: {message}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``crt`` command; returns its exit code (see ``EXIT_CODES``)."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # here, where a closed pipe can still be caught
+        return code
+    except BrokenPipeError:
+        # `crt ... | head` closed our stdout: stop quietly, and keep Python's final flush from
+        # printing the same error again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
+    wants_json = "--json" in (sys.argv[1:] if argv is None else list(argv))
+    CrtParser.json_errors = wants_json
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
@@ -530,20 +543,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    args.json = getattr(args, "json", False)
+    args.json = getattr(args, "json", False) or wants_json
     if args.command == "serve":
         return cmd_serve(args)
-    url = getattr(args, "url", None) or os.environ.get("CRT_URL") or DEFAULT_URL
+    url = getattr(args, "url", None) or service_url()
     token = os.environ.get("CRT_API_TOKEN") or None
     api = Api(url, token, getattr(args, "timeout", DEFAULT_TIMEOUT))
     try:
         code: int = args.handler(api, args)
         return code
     except CLIError as exc:
-        err(f"crt: error: {exc}")
+        report_error(str(exc), exc.code, as_json=args.json)
         return exc.code
     except KeyboardInterrupt:
-        err("crt: interrupted")
+        report_error("interrupted", 130, as_json=args.json)
         return 130
     finally:
         api.close()

@@ -11,18 +11,9 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from crt_loops.core.enums import RunReason
+from crt_loops.core import wording
 
 CLIP = 60
-
-
-HINTS: dict[str, str] = {
-    RunReason.LLM_UNAVAILABLE: "no LLM answered: start Ollama (`ollama serve`) and pull the "
-    "default model with `ollama pull llama3.2`, then run again",
-    RunReason.EMPTY_INSTRUCTIONS: "HEARTBEAT.md is empty: write one with `crt heartbeat-md edit`",
-    RunReason.QUIET_HOURS: "outside the thread's active hours (`crt heartbeat config THREAD`)",
-    RunReason.RATE_LIMITED: "the Ledger's rate limit: the agent may post once per cooldown",
-}
 
 
 def out(text: str = "") -> None:
@@ -115,7 +106,8 @@ def print_run(run: dict[str, Any]) -> None:
     tags = [run.get("trigger") or "?"] + (["dry run"] if run.get("dry_run") else [])
     reason = f" ({run['reason']})" if run.get("reason") else ""
     out(f"Heartbeat {run['thread_id']} [{', '.join(tags)}]: {run['outcome']}{reason}")
-    details: list[tuple[str, Any]] = [("summary", run.get("summary"))]
+    out(run.get("headline") or wording.run_headline(run))
+    details: list[tuple[str, Any]] = [("model said", run.get("summary"))]
     if run.get("error"):
         details.append(("error", run["error"]))
     took = run.get("duration_ms")
@@ -136,6 +128,3 @@ def print_run(run: dict[str, Any]) -> None:
             for a in actions
         ]
         out(table(["action", "state", "what", "on", "ledger id / error"], rows))
-    hint = HINTS.get(run.get("reason") or "")
-    if hint:
-        out(f"hint: {hint}")

@@ -62,7 +62,7 @@ class ServerThread:
         # "uvicorn.*" loggers, which silenced the host server's own startup and access lines
         # in the process serving the embedded Ledger (found by tests/test_workers.py).
         config = uvicorn.Config(
-            self.app, log_config=None, log_level=None, lifespan="on", timeout_graceful_shutdown=3
+            self.app, log_config=None, log_level=None, lifespan="on", timeout_graceful_shutdown=1
         )
         config.access_log = False  # read per connection; set after configure_logging() ran
         server = uvicorn.Server(config)

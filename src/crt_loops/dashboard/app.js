@@ -5,6 +5,7 @@
 // and the Ledger's status every SLOW_EVERY ticks; the Ledger feed every FEED_EVERY ticks.
 
 import { api, getToken, onUnauthorized, setToken } from './api.js';
+import { initChat, refreshMessages } from './chat.js';
 import { initConfig, refreshConfig, resetConfig } from './config.js';
 import { byId, refreshTimes } from './dom.js';
 import { initEditor, refreshEditor } from './editor.js';
@@ -13,7 +14,7 @@ import { refreshJournal, refreshPersonality } from './insights.js';
 import { initLoops, renderLoops } from './loops.js';
 import { state } from './state.js';
 import { initThreads, refreshThreads } from './threads.js';
-import { refreshTimeline } from './timeline.js';
+import { initTimeline, refreshTimeline } from './timeline.js';
 
 const POLL_MS = 3000;
 const SLOW_EVERY = 5;
@@ -76,6 +77,7 @@ async function refreshLedgerStatus() {
 
 function threadViews() {
   return [
+    section('chat-error', refreshMessages),
     section('hb-error', refreshConfig),
     section('timeline-error', refreshTimeline),
     section('journal-error', refreshJournal),
@@ -93,6 +95,7 @@ async function tick() {
   const jobs = [section('loops-error', refreshLoops), section('threads-error', () => refreshThreads(slow))];
   jobs.push(...threadViews());
   if (slow) jobs.push(section('md-error', refreshEditor));
+  if (tickNo === 1) jobs.push(section(null, fillPickers));
   if (feed) jobs.push(section('feed-error', refreshFeed));
   await Promise.all(jobs);
   refreshTimes();
@@ -100,6 +103,16 @@ async function tick() {
     unreachable ? `Cannot reach the service at ${location.origin}; retrying every ${POLL_MS / 1000} s.` : '',
   );
   if (!needToken) byId('updated').textContent = `Updated ${new Date().toLocaleTimeString()}`;
+}
+
+/** The model and time-zone fields' suggestions: the server's models, the IANA zones. */
+async function fillPickers() {
+  const [models, zones] = await Promise.all([api('/api/llm/models'), api('/api/timezones')]);
+  const options = (names) => names.map((name) => Object.assign(document.createElement('option'), { value: name }));
+  byId('model-options').replaceChildren(...options(models.models));
+  byId('cfg-model').placeholder = `service default (${models.default})`;
+  byId('cfg-model').title = models.error ? `Models could not be listed: ${models.error}` : '';
+  byId('timezone-options').replaceChildren(...options(zones.timezones));
 }
 
 function schedule(delay = POLL_MS) {
@@ -189,7 +202,7 @@ function initToken() {
 
 function onThreadSelected() {
   resetConfig();
-  for (const id of ['timeline', 'journal', 'personality']) delete byId(id).dataset.signature;
+  for (const id of ['messages', 'timeline', 'journal', 'personality']) delete byId(id).dataset.signature;
   return Promise.all(threadViews());
 }
 
@@ -208,6 +221,8 @@ initConfig({
   },
 });
 initFeed({ onRefresh: () => section('feed-error', () => refreshFeed({ fresh: true })) });
+initChat({ onChange: () => Promise.all(threadViews()) });
+initTimeline({ onChange: () => section('timeline-error', refreshTimeline) });
 initEditor();
 document.addEventListener('visibilitychange', () => {
   if (!document.hidden) refreshNow();

@@ -63,7 +63,15 @@ function render(view) {
   const summary = [
     ['Last outcome', view.last_outcome ? [badge(view.last_outcome), ' ', view.last_reason || ''] : 'no run yet'],
     ['Last run', timeEl(view.last_run)],
-    ['Next due', view.config.enabled ? timeEl(view.next_due_at) : 'not scheduled (disabled)'],
+    ['Every', formatDuration(view.config.every_seconds)],
+    [
+      'Next due',
+      !view.config.enabled
+        ? 'not scheduled (disabled)'
+        : state.heartbeatRunning === false
+          ? 'none: the heartbeat loop is stopped (start it above)'
+          : timeEl(view.next_due_at),
+    ],
     ['Failures in a row', String(view.consecutive_failures ?? 0)],
   ];
   if (view.last_summary) summary.push(['Last summary', h('span', { class: 'untrusted' }, view.last_summary)]);
@@ -198,13 +206,8 @@ async function runNow(dryRun) {
   try {
     const path = `/api/threads/${encodeURIComponent(thread)}/heartbeat/run-now`;
     const run = await api(dryRun ? `${path}?dry_run=true` : path, { method: 'POST' });
-    const count = run.actions.length;
-    status.replaceChildren(
-      `${dryRun ? 'Dry run' : 'Run'} finished: `,
-      badge(run.outcome),
-      run.reason ? ` ${run.reason}` : '',
-      ` · ${count} action${count === 1 ? '' : 's'}`,
-    );
+    // The shared headline says what was (or would be) sent and, if nothing, why.
+    status.replaceChildren(`${dryRun ? 'Dry run' : 'Run'} finished: `, badge(run.outcome), ` ${run.headline}`);
   } catch (error) {
     const message =
       error.status === 409

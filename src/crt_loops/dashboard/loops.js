@@ -3,6 +3,7 @@
 
 import { api, detailText } from './api.js';
 import { badge, byId, formatDuration, h, timeEl } from './dom.js';
+import { state } from './state.js';
 
 const TITLES = {
   reflection: 'Reflection',
@@ -86,11 +87,18 @@ export function renderLoops(loops, heartbeatStatus) {
       ...field('Ticks', `${loop.ticks} (${loop.failures} failed)`),
       ...field('At startup', loop.enabled ? 'on' : 'off (env var)'),
     ];
+    if (loop.name === 'heartbeat') state.heartbeatRunning = loop.running;
     if (loop.name === 'heartbeat' && heartbeatStatus) {
       const due = heartbeatStatus.next_due;
+      // A due time means nothing while the loop is stopped: say so instead.
+      const next = !loop.running
+        ? 'none: the loop is stopped'
+        : due
+          ? h('span', {}, `${due.thread_id} `, timeEl(due.at))
+          : '—';
       facts.push(
         ...field('Threads on', String(heartbeatStatus.threads_enabled ?? 0)),
-        ...field('Next due', due ? h('span', {}, `${due.thread_id} `, timeEl(due.at)) : '—'),
+        ...field('Next due', next),
       );
     }
     refs.body.replaceChildren(...facts);

@@ -6,6 +6,7 @@ export const state = {
   thread: fromHash && /^[A-Za-z0-9_-]{1,64}$/.test(fromHash) ? fromHash : 'default',
   ledgerUrl: null, // from GET /api/ledger/status; Ledger post links need it
   configs: new Map(), // thread_id -> GET .../heartbeat/config view
+  heartbeatRunning: null, // from GET /api/loops: due times mean nothing while it is stopped
 };
 
 export function selectThread(threadId) {

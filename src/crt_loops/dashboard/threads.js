@@ -76,7 +76,7 @@ export function renderThreads() {
         h('td', {}, row.enabled === null ? '—' : badge(row.enabled ? 'on' : 'off', row.enabled ? 'ok' : 'muted')),
         h('td', {}, row.every === null ? '—' : formatDuration(row.every)),
         h('td', {}, row.outcome ? [badge(row.outcome), ' ', h('span', { class: 'muted' }, row.reason || '')] : '—'),
-        h('td', {}, row.due ? timeEl(row.due) : '—'),
+        h('td', {}, row.due ? (state.heartbeatRunning === false ? 'loop stopped' : timeEl(row.due)) : '—'),
       ),
     ),
   );

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from crt_loops.core import wording
 from crt_loops.core.clock import iso
 from crt_loops.core.enums import ActionState, RunOutcome, RunReason, Trigger
 from crt_loops.db.session import SessionDB, dumps, insert_thread
@@ -118,7 +119,7 @@ class RunRecord:
         )
 
     def as_api(self) -> dict[str, Any]:
-        return {
+        data = {
             "run_id": self.run_id,
             "thread_id": self.thread_id,
             "trigger": self.trigger,
@@ -126,6 +127,7 @@ class RunRecord:
             "reason": self.reason,
             "dry_run": self.dry_run,
             "summary": self.summary,
+            "headline": "",
             "actions": [a.as_api() for a in self.actions],
             "started_at": iso(self.started_at),
             "finished_at": iso(self.finished_at),
@@ -138,6 +140,9 @@ class RunRecord:
             "max_tokens": self.max_tokens,
             "raw_reply": self.raw_reply,
         }
+        # The one sentence the API, the CLI and the dashboard all show for this run.
+        data["headline"] = wording.run_headline(data)
+        return data
 
 
 @dataclass

@@ -205,6 +205,17 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE heartbeat_runs ADD COLUMN prompt_ms REAL;
         ALTER TABLE heartbeat_runs ADD COLUMN generation_ms REAL;
         ALTER TABLE heartbeat_runs ADD COLUMN max_tokens INTEGER;
+        -- The prompt a heartbeat run sent (secrets masked, size-capped), kept for the latest
+        -- runs of each thread, so a person can see what the agent saw (db/prompts.py).
+        CREATE TABLE heartbeat_prompts (
+            run_id TEXT PRIMARY KEY REFERENCES heartbeat_runs(run_id) ON DELETE CASCADE,
+            thread_id TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            chars INTEGER NOT NULL,
+            truncated INTEGER NOT NULL DEFAULT 0,
+            messages_json TEXT NOT NULL
+        );
+        CREATE INDEX ix_hb_prompts_thread ON heartbeat_prompts(thread_id, created_at);
         """,
     ),
 ]

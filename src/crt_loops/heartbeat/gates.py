@@ -33,6 +33,7 @@ from crt_loops.llm.client import (
     LLMUnavailable,
     LLMUnknownModel,
 )
+from crt_loops.llm.interruptible import LLMInterrupted
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,8 @@ def ledger_read_failed(error: str) -> Verdict:
 def llm_failed(exc: LLMError, *, max_tokens: int | None = None) -> Verdict:
     """The verdict for an LLM call that raised: a timeout, a cut reply, a vanished server, a
     model the server does not have."""
+    if isinstance(exc, LLMInterrupted):  # the service is stopping: the call was abandoned
+        return fail(RunReason.INTERRUPTED, str(exc))
     if isinstance(exc, LLMTimeout):
         return fail(RunReason.LLM_TIMEOUT, str(exc))
     if isinstance(exc, LLMTruncated):

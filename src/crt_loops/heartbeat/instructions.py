@@ -27,6 +27,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +42,11 @@ __all__ = [
     "InstructionsInvalid",
     "InstructionsTooLarge",
     "Section",
+    "ensure_instructions",
     "is_effectively_empty",
     "load_instructions",
     "parse_sections",
+    "template_text",
     "write_instructions",
 ]
 
@@ -264,6 +267,31 @@ def write_instructions(
                 raise InstructionsConflict(expected_sha256, current)
         _replace_atomically(target, data)
         return load_instructions(path)
+
+
+TEMPLATE_NAME = "HEARTBEAT.template.md"
+_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()  # what a missing file hashes as
+
+
+def template_text() -> str:
+    """The HEARTBEAT.md the package ships, which a new workspace's copy starts from."""
+    return (resources.files("crt_loops.heartbeat") / TEMPLATE_NAME).read_text(encoding="utf-8")
+
+
+def ensure_instructions(path: Path | str) -> bool:
+    """Create the workspace's HEARTBEAT.md from the template when there is none; True if made.
+
+    The shipped file is a template, never the one written: writes through the API then change
+    only the workspace's copy, and never show up as a change to a file in the repository."""
+    target = Path(path)
+    if target.exists() or target.is_symlink() or not target.parent.is_dir():
+        return False
+    try:
+        write_instructions(target, template_text(), expected_sha256=_EMPTY_SHA256)
+    except InstructionsConflict:
+        return False  # another process made it first
+    logger.info("HEARTBEAT.md created from the template at %s (edit it freely)", target)
+    return True
 
 
 def is_effectively_empty(content: str) -> bool:

@@ -55,6 +55,7 @@ class HeartbeatLoop(BackgroundLoop):
         self.max_concurrency = max(1, max_concurrency)
         self._last_heartbeat_by_thread: dict[str, float] = {}
         self.runs_started = 0
+        self._checker_announced = False
 
     # -- the executor, built lazily --------------------------------------------------------
 
@@ -94,7 +95,11 @@ class HeartbeatLoop(BackgroundLoop):
     # -- the pass ----------------------------------------------------------------------------
 
     def do_tick(self) -> Mapping[str, Any]:
-        logger.info("%s Checker loop running", PREFIX)
+        # Said once at INFO, so the log shows the loop is alive; every later wake is DEBUG
+        # (at INFO it was one line per wake, most of an idle log).
+        level = logging.DEBUG if self._checker_announced else logging.INFO
+        self._checker_announced = True
+        logger.log(level, "%s Checker loop running", PREFIX)
         runner = self.runner()
         done: list[str] = []
         busy: set[str] = set()

@@ -50,7 +50,8 @@ def build_rows(
                 type=item.action.type,
                 payload=item.action.model_dump(exclude={"type"}, exclude_none=True),
                 state=allowed_state if item.allowed else ActionState.BLOCKED,
-                error=None if item.allowed else item.reason,
+                # "reason: detail", so the record says why and, for a limit, when it ends.
+                error=None if item.allowed else _why(item),
                 idempotency_key=f"crt-{run_id}-{seq}",
                 # Only what was (or would be) sent counts for the 24 h duplicate check.
                 content_hash=item.content_hash if item.allowed else None,
@@ -149,6 +150,10 @@ def resend(db: SessionDB, ledger: LedgerClient | None, action: heartbeats.Action
         db, action.idempotency_key, state=ActionState.SENT, ledger_id=ledger_id
     )
     return True
+
+
+def _why(item: ValidatedAction) -> str:
+    return f"{item.reason}: {item.detail}" if item.detail else str(item.reason)
 
 
 def verdict(rows: Sequence[OutboxRow], *, dry_run: bool) -> Verdict:

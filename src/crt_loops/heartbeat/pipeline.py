@@ -38,7 +38,7 @@ from crt_loops.heartbeat.deps import RunnerOptions
 from crt_loops.heartbeat.gates import Verdict
 from crt_loops.heartbeat.instructions import Instructions
 from crt_loops.heartbeat.private_data import allowed_kinds, find_private
-from crt_loops.heartbeat.prompt import PromptBudget, build_prompt
+from crt_loops.heartbeat.prompt import PromptBudget, build_prompt, keep_prompt
 from crt_loops.heartbeat.recording import RunState
 from crt_loops.heartbeat.redaction import redact_text
 from crt_loops.heartbeat.slots import SlotPool
@@ -166,6 +166,7 @@ class Pipeline:
             max_chars=self.budget.max_chars(model),
         )
         state.run.prompt_chars = prompt.chars
+        keep_prompt(self.db, state.run, prompt.messages, self.options.secrets, now=now)
         if not self.llm_slots.acquire(state.slot_wait):
             return gates.no_llm_slot(
                 state.slot_wait,

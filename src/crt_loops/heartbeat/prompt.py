@@ -15,14 +15,23 @@ A run of a thread whose instructions did not change then re-evaluates only its t
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from crt_loops.db import prompts
+from crt_loops.db.errors import DatabaseError
+from crt_loops.db.heartbeats import RunRecord
+from crt_loops.db.session import SessionDB
 from crt_loops.heartbeat.config import HeartbeatConfig
 from crt_loops.heartbeat.context import MESSAGE_CHARS, HeartbeatContext, snippet
 from crt_loops.heartbeat.decision import SCHEMA_CONTENT_MAX, SCHEMA_TITLE_MAX
 from crt_loops.heartbeat.fence import UNTRUSTED_CLOSE, UNTRUSTED_OPEN, defuse
+from crt_loops.heartbeat.redaction import mask_secrets
 from crt_loops.llm.client import ChatMessage, LLMUsage
+
+logger = logging.getLogger(__name__)
 
 MAX_PROMPT_CHARS = 12_000
 MAX_INSTRUCTIONS_CHARS = 4_000
@@ -219,3 +228,25 @@ def _user_message(
         f"Time: {when}\nDecide now. Reply with the JSON object only.",
     ]
     return "\n\n".join(parts)
+
+
+def keep_prompt(
+    db: SessionDB,
+    run: RunRecord,
+    messages: Sequence[ChatMessage],
+    secrets: Sequence[str],
+    *,
+    now: float,
+) -> None:
+    """Keep what the agent is about to see, secrets masked, for ``GET .../prompt``. A failure
+    here costs the view of one prompt, never the run: it is logged and the run goes on."""
+    try:
+        prompts.save_prompt(
+            db,
+            run_id=run.run_id,
+            thread_id=run.thread_id,
+            messages=[(m.role, mask_secrets(m.content, secrets)) for m in messages],
+            now=now,
+        )
+    except DatabaseError as exc:
+        logger.warning("[HEARTBEAT_LOOP] could not keep the prompt of run %s: %s", run.run_id, exc)

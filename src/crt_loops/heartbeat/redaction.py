@@ -163,3 +163,12 @@ def _redacted(value: Any) -> Any:
     if isinstance(value, list):
         return [_redacted(item) for item in value]
     return value
+
+
+def mask_secrets(text: str, secrets: Sequence[str]) -> str:
+    """``text`` with each secret replaced by ``[secret]``; all of it REDACTED when a secret
+    is still there in a form a plain replacement misses (split, re-encoded)."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) >= 6:
+            text = text.replace(secret, "[secret]")
+    return redact_text(text, secrets)

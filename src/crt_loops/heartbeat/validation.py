@@ -15,6 +15,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from crt_loops.core.enums import BlockReason
+from crt_loops.core.wording import allowed_again
 from crt_loops.edge.text import is_blank
 from crt_loops.heartbeat.config import SUBMOLT_RE, HeartbeatConfig
 from crt_loops.heartbeat.decision import (
@@ -304,14 +305,17 @@ def _check_target_post(
 def _check_rate(action: AnyAction, ctx: ValidationContext, run: _RunTally) -> _Block | None:
     if isinstance(action, PostAction):
         if ctx.next_post_allowed_at is not None and ctx.next_post_allowed_at > ctx.now:
-            wait = ctx.next_post_allowed_at - ctx.now
-            return BlockReason.RATE_LIMITED, f"the next post is allowed in {wait:.0f} s"
+            when = allowed_again(ctx.next_post_allowed_at, ctx.now)
+            return BlockReason.RATE_LIMITED, f"the Ledger allows the next post {when}"
         if ctx.post_cooldown_seconds > 0 and run.posts >= 1:
-            return BlockReason.RATE_LIMITED, "one post per cooldown: a post is already planned"
+            return BlockReason.RATE_LIMITED, (
+                "one post per cooldown: this run already plans one; the next is allowed "
+                f"{allowed_again(ctx.now + ctx.post_cooldown_seconds, ctx.now)} at the earliest"
+            )
     if isinstance(action, CommentAction):
         if ctx.next_comment_allowed_at is not None and ctx.next_comment_allowed_at > ctx.now:
-            wait = ctx.next_comment_allowed_at - ctx.now
-            return BlockReason.RATE_LIMITED, f"the next comment is allowed in {wait:.0f} s"
+            when = allowed_again(ctx.next_comment_allowed_at, ctx.now)
+            return BlockReason.RATE_LIMITED, f"the Ledger allows the next comment {when}"
         if ctx.comments_left_today is not None and run.comments >= ctx.comments_left_today:
             return BlockReason.RATE_LIMITED, "no comments left today"
     return None

@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -157,6 +159,27 @@ class JournalReply(BaseModel):
     )
 
 
+@dataclass
+class _Pending:
+    """Why the threads a pass left pending are waiting (gathered while the pass runs)."""
+
+    on_llm: bool = False  # a chain waits for the LLM to answer again
+    until: float | None = None  # the earliest end of a minimum gap
+    other: bool = False  # anything else: dice, comments answered, a write, a failure
+
+    def gap(self, ends_at: float) -> None:
+        self.until = ends_at if self.until is None else min(self.until, ends_at)
+
+
+@dataclass(frozen=True)
+class _Idle:
+    """A pass that changed nothing and left only threads that cannot move without news."""
+
+    high: int  # MAX(journal_entries.id) when that pass started
+    on_llm: bool
+    until: float | None
+
+
 class SelfReplyService(WatermarkedService):
     """Answers people's comments and sometimes follows up the agent's own entries."""
 
@@ -187,9 +210,45 @@ class SelfReplyService(WatermarkedService):
         self.window = window
         self.rng = rng
         self.clock = clock
+        self._pending = _Pending()
+        self._idle: _Idle | None = None
 
     def candidates(self) -> list[Candidate]:
         return progress.candidates(self.db, LOOP, "journal_entries")
+
+    def has_work(self) -> bool:
+        """Nothing new, or only threads waiting on the LLM or a minimum gap: no pass.
+
+        With the LLM off, every thread whose chain waits for the model stayed pending, so
+        every pass re-read every thread (1,285 row writes per pass at 1,000 threads). After a
+        pass that changed nothing, the next one runs only when an entry arrived, a gap ended,
+        or the LLM answers again; until then this is three indexed reads and no write."""
+        if not super().has_work():
+            return False
+        idle = self._idle
+        if idle is None:
+            return True
+        if progress.committed_high_id(self.db, self.table) != idle.high:
+            return True
+        if idle.until is not None and self.clock() >= idle.until:
+            return True
+        return idle.on_llm and self.llm.available()
+
+    def run_pass(self, *, keepalive: Callable[[], bool] = lambda: True) -> PassResult:
+        self._pending = pending = _Pending()
+        self._idle = None
+        high = progress.committed_high_id(self.db, self.table)
+        result = super().run_pass(keepalive=keepalive)
+        changed = result.entries_written or result.threads_failed or result.interrupted
+        if result.threads_seen and not changed and not pending.other:
+            self._idle = _Idle(high, pending.on_llm, pending.until)
+            logger.debug(
+                "%s idle until a new entry%s%s",
+                LOG_PREFIX,
+                ", the LLM answering" if pending.on_llm else "",
+                f", or {iso(pending.until)}" if pending.until is not None else "",
+            )
+        return result
 
     def process(self, cand: Candidate, gate: LLMGate, result: PassResult) -> bool:
         return self._process(cand, gate, result, force=False)
@@ -199,6 +258,8 @@ class SelfReplyService(WatermarkedService):
         minimum gap and looks at the whole thread; ``off``, the chain cap and "already answered"
         still hold."""
         self.db.require_thread(thread_id)
+        self._idle = None  # a manual run may write; the next pass looks again
+        self._pending = _Pending()
         wm = self.db.thread_watermark(LOOP, thread_id)
         newest = progress.newest_id(self.db, "journal_entries", thread_id)
         candidate = Candidate(thread_id, 0 if force else wm, max(wm, newest))
@@ -215,6 +276,7 @@ class SelfReplyService(WatermarkedService):
             self.db, cand.thread_id, after_id=cand.watermark, limit=COMMENTS_PER_PASS
         )
         if comments:
+            self._pending.other = True
             for comment in comments:
                 self._reply(comment, "comment_answer", gate, result)
             return False  # look again next pass: more comments, or the dust settled
@@ -229,12 +291,16 @@ class SelfReplyService(WatermarkedService):
             return self._done(cand)  # nothing here will ever be answered at chance 0
         if target.entry_type == "self_reply" and not gate.usable():
             # Continuing a chain with the fixed template would only repeat it; wait for the LLM.
+            self._pending.on_llm = True
             return False
         if not force:
             if last_at is not None and self.clock() - last_at < self.min_seconds:
+                self._pending.gap(last_at + self.min_seconds)
                 return False
             if self.rng.random() >= chance:
+                self._pending.other = True  # the dice roll again next pass
                 return False
+        self._pending.other = True
         self._reply(target, "self_reply", gate, result, chain=chain)
         return False  # the new self-reply may itself be followed up, up to the chain cap
 

@@ -11,7 +11,7 @@ import json
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import ValidationError
 
 from crt_loops.api.routes import responses as out
@@ -19,7 +19,7 @@ from crt_loops.api.routes.deps import DB, ExistingThread, ThreadId, get_services
 from crt_loops.api.routes.loops import start_loop, stop_loop
 from crt_loops.core.clock import iso
 from crt_loops.core.enums import RunOutcome, RunReason, Trigger
-from crt_loops.db import heartbeat_claims, heartbeats
+from crt_loops.db import heartbeat_claims, heartbeats, prompts
 from crt_loops.db.availability import classify
 from crt_loops.db.errors import DatabaseError
 from crt_loops.heartbeat.config import ConfigPatch
@@ -284,6 +284,27 @@ def history(
 ) -> dict[str, Any]:
     runs = heartbeats.list_runs(db, thread_id, limit=limit)
     return {"thread_id": thread_id, "runs": [r.as_api() for r in runs]}
+
+
+@router.get(
+    "/api/threads/{thread_id}/heartbeat/runs/{run_id}/prompt",
+    summary="The prompt a run sent the model (secrets masked; kept for the latest runs)",
+    response_model=out.HeartbeatPrompt,
+    responses={404: {"description": "no such run, or its prompt is no longer kept"}},
+)
+def run_prompt(
+    thread_id: ExistingThread,
+    db: DB,
+    run_id: Annotated[str, Path(pattern=r"^[0-9a-f]{1,64}$")],
+) -> dict[str, Any]:
+    stored = prompts.get_prompt(db, run_id)
+    if stored is None or stored.thread_id != thread_id:
+        raise HTTPException(
+            status_code=404,
+            detail=f"no prompt kept for run {run_id} of thread {thread_id!r}: runs that made "
+            f"no LLM call have none, and only the latest {prompts.KEEP_PER_THREAD} are kept",
+        )
+    return stored.as_api()
 
 
 # -- HEARTBEAT.md --------------------------------------------------------------------------

@@ -233,6 +233,7 @@ _RUN_EXAMPLE: dict[str, Any] = {
     "reason": None,
     "dry_run": False,
     "summary": "posted a note about the new job",
+    "headline": "Acted: sent 1 post",
     "actions": [_ACTION_EXAMPLE],
     "started_at": ISO,
     "finished_at": "2026-03-01T09:30:02Z",
@@ -275,7 +276,10 @@ class HeartbeatRun(Out):
     outcome: str = Field(description="acted, silent, dry_run, skipped, failed (running while on)")
     reason: str | None = Field(description="e.g. llm_unavailable, quiet_hours, target")
     dry_run: bool
-    summary: str
+    summary: str = Field(description="the model's own summary of its decision, or the gate's")
+    headline: str = Field(
+        "", description="one sentence for people: what happened, what was sent, why not"
+    )
     actions: list[HeartbeatAction]
     started_at: str | None
     finished_at: str | None
@@ -289,6 +293,46 @@ class HeartbeatRun(Out):
     raw_reply: str | None = Field(
         None, description="the model's text when it was not usable: cut short, or no decision"
     )
+
+
+class TimezoneList(Out):
+    model_config = _example({"timezones": ["Africa/Abidjan", "Europe/Berlin", "UTC"]})
+    timezones: list[str] = Field(description="IANA names, sorted")
+
+
+class ModelList(Out):
+    model_config = _example(
+        {"default": "llama3.2:latest", "models": ["llama3.2:latest", "qwen3:8b"], "error": None}
+    )
+    default: str = Field(description="CRT_OLLAMA_MODEL")
+    models: list[str] = Field(description="what the LLM server has; empty when unreachable")
+    error: str | None = Field(description="why the list is empty, when it is")
+
+
+class PromptMessage(Out):
+    role: str = Field(description="system or user")
+    content: str
+
+
+class HeartbeatPrompt(Out):
+    """What a run sent the model: its messages with secrets masked, capped in size."""
+
+    model_config = _example(
+        {
+            "run_id": _RUN_EXAMPLE["run_id"],
+            "thread_id": "default",
+            "created_at": ISO,
+            "chars": 3812,
+            "truncated": False,
+            "messages": [{"role": "system", "content": "You are the heartbeat of ..."}],
+        }
+    )
+    run_id: str
+    thread_id: str
+    created_at: str | None
+    chars: int = Field(description="the prompt's full size in characters, before the cap")
+    truncated: bool = Field(description="true when the stored copy was cut at its cap")
+    messages: list[PromptMessage]
 
 
 class HeartbeatHistory(Out):

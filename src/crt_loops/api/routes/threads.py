@@ -184,8 +184,11 @@ def list_messages(
     after_id: Annotated[
         int, Query(ge=0, le=MAX_SQL_INT, description="only messages with a larger id")
     ] = 0,
+    newest: Annotated[
+        bool, Query(description="the last `limit` messages (still oldest first)")
+    ] = False,
 ) -> dict[str, Any]:
-    rows = db.list_messages(thread_id, after_id=after_id, limit=limit)
+    rows = db.list_messages(thread_id, after_id=after_id, limit=limit, newest=newest)
     return {"thread_id": thread_id, "messages": [message_out(m) for m in rows]}
 
 

@@ -1,0 +1,131 @@
+"""``crt threads`` and ``crt chat``: talking with the agent from a terminal.
+
+``crt chat THREAD MESSAGE`` sends one message and prints the reply; without MESSAGE it is a
+conversation (one line per message, an empty line or Ctrl-D ends it). The chat API answers in one
+piece, so the wait shows a spinner on a terminal rather than a stream of words.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from crt_loops.cli.args import positive_int
+from crt_loops.cli.http import EXIT_OK, Api, CLIError
+from crt_loops.cli.output import clip, dump_json, out, pairs, progress, table, when
+
+#: The LLM's own timeout is 120 s by default; the chat request waits a little longer.
+CHAT_TIMEOUT = 300.0
+PROMPT = "you> "
+
+
+def _score(message: dict[str, Any]) -> str:
+    score = message.get("importance")
+    return "-" if score is None else str(score)
+
+
+def cmd_threads_list(api: Api, args: argparse.Namespace) -> int:
+    data = api.get("/api/threads", limit=args.limit)
+    if args.json:
+        dump_json(data)
+        return EXIT_OK
+    rows = [[t["thread_id"], t.get("title"), when(t.get("updated_at"))] for t in data["threads"]]
+    out(table(["thread", "title", "updated"], rows) if rows else "No threads yet.")
+    if data.get("total", 0) > len(rows):
+        out(f"({len(rows)} of {data['total']}; --limit N for more)")
+    return EXIT_OK
+
+
+def cmd_threads_show(api: Api, args: argparse.Namespace) -> int:
+    thread = api.get(f"/api/threads/{args.thread}")
+    messages = api.get(f"/api/threads/{args.thread}/messages", limit=1, newest="true")
+    if args.json:
+        dump_json({"thread": thread, "latest_message": (messages["messages"] or [None])[-1]})
+        return EXIT_OK
+    latest = (messages["messages"] or [None])[-1]
+    out(
+        pairs(
+            [
+                ("thread", thread["thread_id"]),
+                ("title", thread.get("title")),
+                ("created", when(thread.get("created_at"))),
+                ("updated", when(thread.get("updated_at"))),
+                ("latest", f"{latest['role']}: {latest['content']}" if latest else None),
+            ]
+        )
+    )
+    return EXIT_OK
+
+
+def cmd_threads_messages(api: Api, args: argparse.Namespace) -> int:
+    data = api.get(f"/api/threads/{args.thread}/messages", limit=args.limit, newest="true")
+    if args.json:
+        dump_json(data)
+        return EXIT_OK
+    rows = [
+        [m["id"], when(m.get("created_at")), m["role"], _score(m), clip(m["content"], 70)]
+        for m in data["messages"]
+    ]
+    out(table(["id", "when", "role", "importance", "message"], rows) if rows else "No messages.")
+    return EXIT_OK
+
+
+def _send(api: Api, thread: str, message: str) -> dict[str, Any]:
+    with progress("waiting for the agent's reply"):
+        reply: dict[str, Any] = api.post(
+            f"/api/threads/{thread}/chat", {"message": message}, timeout=CHAT_TIMEOUT
+        )
+    return reply
+
+
+def cmd_chat(api: Api, args: argparse.Namespace) -> int:
+    if args.message:
+        reply = _send(api, args.thread, " ".join(args.message))
+        if args.json:
+            dump_json(reply)
+        else:
+            out(reply["reply"])
+        return EXIT_OK
+    interactive = sys.stdin.isatty()
+    if interactive:
+        out(f"Chatting in thread {args.thread!r}; an empty line or Ctrl-D ends.")
+    while True:
+        try:
+            line = input(PROMPT if interactive else "")
+        except EOFError:
+            break
+        if not line.strip():
+            break
+        try:
+            reply = _send(api, args.thread, line)
+        except CLIError as exc:
+            if not interactive:
+                raise
+            # In a conversation one failed message is said and the next one can be tried.
+            out(f"(not answered: {exc})")
+            continue
+        if args.json:
+            dump_json(reply)
+        else:
+            out(f"agent> {reply['reply']}" if interactive else reply["reply"])
+    return EXIT_OK
+
+
+def add_commands(sub: Any, add: Any) -> None:
+    """Register ``threads`` and ``chat`` on the CLI's subparsers (``add`` is its helper)."""
+    threads = add(sub, "threads", cmd_threads_list, "list threads, show one, or read its messages")
+    threads.set_defaults(limit=50)
+    actions = threads.add_subparsers(dest="action", metavar="ACTION")
+    listing = add(actions, "list", cmd_threads_list, "the threads, most recently active first")
+    listing.add_argument("--limit", type=positive_int, default=50)
+    show = add(actions, "show", cmd_threads_show, "one thread and its latest message")
+    show.add_argument("thread", metavar="THREAD")
+    msgs = add(actions, "messages", cmd_threads_messages, "a thread's latest messages, scored")
+    msgs.add_argument("thread", metavar="THREAD")
+    msgs.add_argument("--limit", type=positive_int, default=20)
+    chat = add(
+        sub, "chat", cmd_chat, "talk with the agent in THREAD (a conversation without MESSAGE)"
+    )
+    chat.add_argument("thread", metavar="THREAD")
+    chat.add_argument("message", nargs="*", metavar="MESSAGE")
