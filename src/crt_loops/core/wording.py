@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
+from crt_loops.core.enums import ActionState, RunOutcome, RunReason
+
 
 @dataclass(frozen=True)
 class Words:
@@ -116,7 +118,7 @@ def _count(actions: Sequence[Mapping[str, Any]], state: str) -> str:
 
 
 def _blocked_why(actions: Sequence[Mapping[str, Any]]) -> str:
-    blocked = [a for a in actions if a.get("state") == "blocked"]
+    blocked = [a for a in actions if a.get("state") == ActionState.BLOCKED]
     if not blocked:
         return ""
     first = blocked[0]
@@ -132,15 +134,15 @@ def run_headline(run: Mapping[str, Any]) -> str:
     reason = run.get("reason")
     actions: Sequence[Mapping[str, Any]] = run.get("actions") or []
     blocked = _blocked_why(actions)
-    if outcome == "running":
+    if outcome == RunOutcome.RUNNING:
         return "Running now"
-    if outcome == "acted":
+    if outcome == RunOutcome.ACTED:
         sent = _count(actions, "sent") or "actions"
         tail = f"; {blocked}" if blocked else ""
-        if reason == "partial":
+        if reason == RunReason.PARTIAL:
             return f"Acted, partly: sent {sent}; some actions failed{tail}"
         return f"Acted: sent {sent}{tail}"
-    if outcome == "dry_run":
+    if outcome == RunOutcome.DRY_RUN:
         would = _count(actions, "dry_run") or _count(actions, "planned")
         if would:
             tail = f"; {blocked}" if blocked else ""
@@ -148,14 +150,14 @@ def run_headline(run: Mapping[str, Any]) -> str:
         if blocked:
             return f"Dry run: nothing would be sent; {blocked}"
         return "Dry run: the model proposed nothing"
-    if outcome == "silent":
+    if outcome == RunOutcome.SILENT:
         if blocked:
             return f"Silent: nothing sent; {blocked}"
         return "Silent: the model chose to do nothing"
-    if outcome == "skipped":
+    if outcome == RunOutcome.SKIPPED:
         hint = reason_hint(reason)
         return f"Skipped: {reason_label(reason)}" + (f" ({hint})" if hint else "")
-    if outcome == "failed":
+    if outcome == RunOutcome.FAILED:
         hint = reason_hint(reason)
         return f"Failed: {reason_label(reason)}" + (f" ({hint})" if hint else "")
     return outcome_label(outcome)
