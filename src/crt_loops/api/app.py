@@ -21,7 +21,16 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from crt_loops.api.routes import dashboard, insights, journal, ledger, loops, system, threads
+from crt_loops.api.routes import (
+    approvals,
+    dashboard,
+    insights,
+    journal,
+    ledger,
+    loops,
+    system,
+    threads,
+)
 from crt_loops.api.routes import heartbeat as heartbeat_routes
 from crt_loops.api.routes import metrics as metrics_routes
 from crt_loops.api.routes.deps import ERROR_RESPONSES
@@ -196,6 +205,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         insights,
         loops,
         heartbeat_routes,
+        approvals,
         ledger,
         dashboard,
         metrics_routes,

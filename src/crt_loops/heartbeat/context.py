@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from crt_loops.db.session import MessageRow, SessionDB
-from crt_loops.heartbeat import history, store
+from crt_loops.heartbeat import approvals, history, store
 from crt_loops.mind.personality import get_profile, style_instructions
 from crt_loops.mind.reflection import latest_reflection
 
@@ -64,6 +64,7 @@ class HeartbeatContext:
     feed: list[FeedPost] = field(default_factory=list)
     activity: list[Activity] = field(default_factory=list)
     karma: int | None = None
+    owner_feedback: list[str] = field(default_factory=list)  # edits and rejections, newest first
 
     def shown_post_ids(self) -> set[str]:
         return {p.id for p in self.feed} | {a.post_id for a in self.activity}
@@ -126,6 +127,7 @@ def gather_local(db: SessionDB, thread_id: str, *, window: int) -> HeartbeatCont
         personality=style_instructions(profile) if profile else None,
         recent_runs=recent_runs,
         recent_actions=recent_actions,
+        owner_feedback=approvals.owner_feedback(db, thread_id, now=db.clock()),
     )
 
 

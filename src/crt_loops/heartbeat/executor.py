@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from crt_loops.core import metrics
+from crt_loops.core.clock import iso
 from crt_loops.db.session import SessionDB
-from crt_loops.heartbeat import history, outbox, store
+from crt_loops.heartbeat import approvals, history, outbox, owner, store, wake
 from crt_loops.heartbeat.config import HeartbeatConfig, merge_config
 from crt_loops.heartbeat.context import add_ledger, gather_local
 from crt_loops.heartbeat.decision import (
@@ -58,7 +59,7 @@ DEFAULT_COMMENTS_PER_DAY = 50
 
 RECORD_RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0)
 
-Trigger = Literal["schedule", "manual"]
+Trigger = Literal["schedule", "manual", "reply"]
 
 
 class HeartbeatBusy(RuntimeError):
@@ -77,6 +78,7 @@ class RunState:
     config: HeartbeatConfig
     context_hash: str | None = None
     seen_activity: set[str] = field(default_factory=set)
+    wake_at: float | None = None  # the reply wake this run answers (trigger reply)
 
 
 @dataclass
@@ -108,6 +110,8 @@ class HeartbeatRunner:
         ledger_error: str | None = None,
         clock: Callable[[], float] = time.time,
         owner: str = PROCESS_OWNER,
+        owner_quiet_seconds: float = 0.0,
+        reply_wake_seconds: float = 0.0,
     ) -> None:
         self.db = db
         self.llm = llm
@@ -121,6 +125,10 @@ class HeartbeatRunner:
         self.clock = clock
         self.owner = owner
         self.limits = limits or LedgerLimits()
+        # 0 turns each off; the service passes CRT_HEARTBEAT_OWNER_QUIET_SECONDS and
+        # CRT_HEARTBEAT_REPLY_WAKE_SECONDS (both 120 by default).
+        self.owner_quiet_seconds = owner_quiet_seconds
+        self.reply_wake_seconds = reply_wake_seconds
         self.secrets = [s for s in (secrets or []) if s]
         # A claim must outlive the LLM call plus the Ledger calls; a dead holder's expires.
         self.lease_ttl = llm_timeout + 120.0
@@ -168,6 +176,8 @@ class HeartbeatRunner:
             ledger_error=None
             if client
             else f"the Ledger did not start: {ledger_error or 'see the startup log'}",
+            owner_quiet_seconds=settings.heartbeat_owner_quiet_seconds,
+            reply_wake_seconds=settings.heartbeat_reply_wake_seconds,
         )
 
     # -- public --------------------------------------------------------------------------------
@@ -198,8 +208,11 @@ class HeartbeatRunner:
         now = self.clock()
         config = hb.config
         dry_run = force_dry_run or config.dry_run
+        wake_at = wake.pending_wake(self.db, thread_id) if trigger == "schedule" else None
+        if wake_at is not None:
+            trigger = "reply"  # due early because someone answered the agent (heartbeat.wake)
         run = store.RunRecord.begin(thread_id, trigger=trigger, dry_run=dry_run, now=now)
-        state = RunState(run=run, config=config)
+        state = RunState(run=run, config=config, wake_at=wake_at)
         try:
             store.start_run(
                 self.db,
@@ -344,6 +357,8 @@ class HeartbeatRunner:
                 "quiet_hours",
                 summary=f"outside active hours ({window.describe()})",
             )
+            return
+        if not forced and self._owner_active(state, now):
             return
         try:
             instructions = load_instructions(self.heartbeat_md)
@@ -493,6 +508,8 @@ class HeartbeatRunner:
             dry_run=state.run.dry_run,
             secrets=self.secrets,
         )
+        if not state.run.dry_run:
+            approvals.mark_proposals(rows, config, decided_at)
         # The outbox: written before anything is sent.
         store.add_actions(self.db, state.run.run_id, state.run.thread_id, rows)
         state.run.summary = redact_text(decision.summary.strip(), self.secrets)[:1000]
@@ -504,6 +521,26 @@ class HeartbeatRunner:
             outbox.send_pending(self.db, self.ledger, rows)
         result = outbox.verdict(rows, dry_run=state.run.dry_run)
         self._set(state, result.outcome, result.reason, error=result.error)
+        if result.outcome == "proposed" or result.reason == "proposed":
+            metrics.set_approvals_pending(approvals.pending_count(self.db))
+
+    def _owner_active(self, state: RunState, now: float) -> bool:
+        """The owner-active gate: defer to the end of the owner's quiet window."""
+        until = owner.owner_active_until(
+            self.db, state.run.thread_id, quiet_seconds=self.owner_quiet_seconds, now=now
+        )
+        if until is None:
+            return False
+        state.run.retry_at = until
+        self._set(
+            state,
+            "skipped",
+            "owner_active",
+            summary=f"your owner is talking in this thread; retrying at {iso(until)} "
+            "(no LLM call)",
+        )
+        metrics.observe_owner_deferral()
+        return True
 
     # -- recording ---------------------------------------------------------------------------
 
@@ -565,9 +602,17 @@ class HeartbeatRunner:
             due = now + delay
             if window is not None and not window.contains(due):
                 due = window.next_opening(due)
+        elif run.retry_at is not None:  # deferred while the owner talks: soon, not an interval
+            due = run.retry_at
         else:  # next_due also moves an out-of-hours time to the window's next opening
             due = next_due(now, config.every_seconds, now, run.thread_id, window=window)
-        if run.outcome in ("acted", "silent"):
+        if run.reason != "owner_active" and (
+            state.wake_at is not None or wake.pending_wake(self.db, run.thread_id) is not None
+        ):
+            # Answered (or settled otherwise); a reply that came in during the run is due now.
+            if wake.clear_wake(self.db, run.thread_id, up_to=run.started_at) and due is not None:
+                due = min(due, now)
+        if run.outcome in ("acted", "silent", "proposed"):
             # Decided on: a failed or dry run leaves them for the next heartbeat.
             history.settle_activity(self.db, state.seen_activity)
         # A skip that never looked at the context keeps the old fingerprint.

@@ -46,13 +46,14 @@ def agent_history(
     own_posts = strings(f"SELECT json_group_array(ledger_id) {sent}", "post", horizon)
     parent = "SELECT json_group_array(json_extract(payload_json, '$.parent_id')) "
     answered = strings(parent + sent, "comment", horizon) | strings(
-        parent + "FROM heartbeat_actions WHERE state = 'pending' AND type = 'comment' "
+        parent + "FROM heartbeat_actions WHERE state IN ('pending', 'proposed') "
+        "AND type = 'comment' "
         "AND updated_at >= ?",
         horizon,
     )
     hashes = strings(
         "SELECT json_group_array(content_hash) FROM heartbeat_actions WHERE updated_at >= ? "
-        "AND state IN ('sent', 'pending', 'dry_run') AND content_hash IS NOT NULL",
+        "AND state IN ('sent', 'pending', 'dry_run', 'proposed') AND content_hash IS NOT NULL",
         since,
     )
     last_post_at = conn.execute(f"SELECT MAX(updated_at) {sent}", ("post", horizon)).fetchone()[0]
@@ -90,7 +91,8 @@ def recent_thread_actions(db: SessionDB, thread_id: str, limit: int = 10) -> lis
     # In ix_hb_actions_thread's order, so LIMIT stops early: ORDER BY id alone sorted every
     # action of the thread (1.5 ms per heartbeat at 2,000 actions, 0.015 ms now).
     rows = db.read().execute(
-        "SELECT * FROM heartbeat_actions WHERE thread_id = ? AND state IN ('sent', 'dry_run') "
+        "SELECT * FROM heartbeat_actions WHERE thread_id = ? "
+        "AND state IN ('sent', 'dry_run', 'proposed') "
         "ORDER BY created_at DESC, id DESC LIMIT ?",
         (thread_id, limit),
     )

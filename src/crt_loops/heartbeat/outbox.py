@@ -149,8 +149,12 @@ def verdict(rows: Sequence[dict[str, Any]], *, dry_run: bool) -> Verdict:
     sent = [r for r in rows if r["state"] == "sent"]
     failed = [r for r in rows if r["state"] == "failed"]
     blocked = [r for r in rows if r["state"] == "blocked"]
+    proposed = any(r["state"] == "proposed" for r in rows)
     if sent:
-        return Verdict("acted", "partial" if failed else None)
+        return Verdict("acted", "partial" if failed else ("proposed" if proposed else None))
+    if proposed:  # waiting for the owner (heartbeat.approvals); a failure next to it says so
+        errors = "; ".join(str(r["error"]) for r in failed) or None
+        return Verdict("proposed", "partial" if failed else None, errors)
     if failed:
         limited = any(str(r["error"]).startswith("rate_limited") for r in failed)
         errors = "; ".join(str(r["error"]) for r in failed)

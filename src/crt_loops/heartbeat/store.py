@@ -41,15 +41,18 @@ class ActionRecord:
     content_hash: str | None
     created_at: float
     updated_at: float
+    expires_at: float | None = None  # a proposed action's approval deadline
 
     def as_api(self) -> dict[str, Any]:
         return {
+            "action_id": self.id,
             "type": self.type,
             **self.payload,
             "state": self.state,
             "ledger_id": self.ledger_id,
             "error": self.error,
             "idempotency_key": self.idempotency_key,
+            **({"expires_at": iso(self.expires_at)} if self.expires_at is not None else {}),
         }
 
 
@@ -70,6 +73,7 @@ class RunRecord:
     llm_ms: float | None
     model: str | None
     actions: list[ActionRecord] = field(default_factory=list)
+    retry_at: float | None = None  # a deferred run (owner_active): when it will try again
 
     @classmethod
     def begin(cls, thread_id: str, *, trigger: str, dry_run: bool, now: float) -> RunRecord:
@@ -108,6 +112,7 @@ class RunRecord:
             "prompt_chars": self.prompt_chars,
             "llm_ms": None if self.llm_ms is None else round(self.llm_ms, 2),
             "model": self.model,
+            "retry_at": iso(self.retry_at),
         }
 
 
@@ -143,6 +148,7 @@ def action_from_row(row: sqlite3.Row) -> ActionRecord:
         content_hash=row["content_hash"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        expires_at=row["expires_at"] if "expires_at" in row.keys() else None,
     )
 
 
@@ -162,6 +168,7 @@ def _run(row: sqlite3.Row) -> RunRecord:
         prompt_chars=row["prompt_chars"],
         llm_ms=row["llm_ms"],
         model=row["model"],
+        retry_at=row["retry_at"] if "retry_at" in row.keys() else None,
     )
 
 
@@ -366,8 +373,8 @@ def add_actions(db: SessionDB, run_id: str, thread_id: str, rows: list[dict[str,
     with db.write() as tx:
         tx.executemany(
             "INSERT INTO heartbeat_actions (run_id, thread_id, seq, type, payload_json, state, "
-            "error, idempotency_key, content_hash, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "error, idempotency_key, content_hash, created_at, updated_at, expires_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     run_id,
@@ -381,6 +388,7 @@ def add_actions(db: SessionDB, run_id: str, thread_id: str, rows: list[dict[str,
                     r.get("content_hash"),
                     now,
                     now,
+                    r.get("expires_at"),
                 )
                 for r in rows
             ],
@@ -418,8 +426,8 @@ def finish_run(
     with db.write() as tx:
         tx.execute(
             "UPDATE heartbeat_runs SET outcome = ?, reason = ?, summary = ?, finished_at = ?, "
-            "duration_ms = ?, error = ?, prompt_chars = ?, llm_ms = ?, model = ?, dry_run = ? "
-            "WHERE run_id = ?",
+            "duration_ms = ?, error = ?, prompt_chars = ?, llm_ms = ?, model = ?, dry_run = ?, "
+            "retry_at = ? WHERE run_id = ?",
             (
                 run.outcome,
                 run.reason,
@@ -431,6 +439,7 @@ def finish_run(
                 run.llm_ms,
                 run.model,
                 int(run.dry_run),
+                run.retry_at,
                 run.run_id,
             ),
         )
@@ -502,6 +511,16 @@ def outcome_counts(db: SessionDB) -> dict[str, int]:
     # Kept by triggers (migration 4): GROUP BY over every run cost 35 ms at 200,000 runs.
     rows = db.read().execute("SELECT outcome, n FROM heartbeat_run_counts WHERE n > 0")
     return {r[0]: int(r[1]) for r in rows}
+
+
+_COUNTED = {"owner_active": "reason = 'owner_active'", "reply": "trigger = 'reply'"}
+
+
+def count_runs_with(db: SessionDB, what: str) -> int:
+    """Runs deferred while the owner talked (``owner_active``) or woken by a reply
+    (``reply``). The literal in the SQL is what lets SQLite use their partial indexes."""
+    sql = f"SELECT COUNT(*) FROM heartbeat_runs WHERE {_COUNTED[what]}"
+    return int(db.read().execute(sql).fetchone()[0])
 
 
 # -- recovery ------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from crt_loops.api.routes import responses as out
 from crt_loops.api.routes.deps import DB, ExistingThread, ThreadId
 from crt_loops.api.routes.loops import start_loop, stop_loop
 from crt_loops.core.clock import iso
-from crt_loops.heartbeat import store
+from crt_loops.heartbeat import approvals, store
 from crt_loops.heartbeat.config import ConfigPatch
 from crt_loops.heartbeat.executor import HeartbeatBusy, HeartbeatRunner, HeartbeatThreadNotFound
 from crt_loops.heartbeat.instructions import (
@@ -109,6 +109,19 @@ def status(request: Request, db: DB) -> dict[str, Any]:
         "next_due": {"thread_id": due[0], "at": iso(due[1])} if due else None,
         "llm": llm.status(),
         "runs_by_outcome": store.outcome_counts(db),
+        "owner": owner_status(db),
+    }
+
+
+def owner_status(db: Any) -> dict[str, Any]:
+    """The owner-in-the-loop numbers, from the session DB so every worker agrees."""
+    states = approvals.counts(db)
+    return {
+        "approvals_pending": states["proposed"],
+        "approvals_expired": states["expired"],
+        "approvals_rejected": states["rejected"],
+        "owner_active_deferrals": store.count_runs_with(db, "owner_active"),
+        "reply_wakes": store.count_runs_with(db, "reply"),
     }
 
 
