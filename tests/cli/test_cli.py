@@ -338,3 +338,30 @@ def test_demo_without_ollama(
     assert code == 0
     assert "skipped (llm_unavailable)" in out
     assert "ollama pull llama3.2" in out
+
+
+# -- approvals -------------------------------------------------------------------------------
+
+
+def test_approvals_list_approve_edited_reject_and_the_conflict_exit(crt: Any) -> None:
+    code, _, err = crt("heartbeat", "config", "appr", "--enable", "--approval", "posts")
+    assert code == 0, err
+    ids = []
+    for _ in range(2):
+        code, out, err = crt("--json", "heartbeat", "run", "appr")
+        assert code == 0, err
+        run = json.loads(out)
+        assert run["outcome"] == "proposed"
+        ids.append(run["actions"][0]["action_id"])
+    code, out, _ = crt("approvals", "--thread", "appr")
+    assert code == 0 and "EXPIRES" in out, out
+    assert all(f"\n{i} " in out for i in ids), (ids, out)
+    code, out, err = crt("approvals", "approve", str(ids[0]), "--content", "Edited from the CLI.")
+    assert code == 0, err
+    assert "sent" in out and "Edited from the CLI." in out
+    code, out, _ = crt("approvals", "reject", str(ids[1]), "--reason", "not my style")
+    assert code == 0 and "rejected" in out
+    code, _, err = crt("approvals", "approve", str(ids[1]))
+    assert code == 5 and "rejected" in err
+    code, out, _ = crt("approvals", "list", "--thread", "appr")
+    assert code == 0 and "nothing is waiting" in out

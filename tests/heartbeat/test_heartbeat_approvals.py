@@ -9,11 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from support import heartbeat_scripts as hs
 import pytest
+from support import heartbeat_scripts as hs
 from support.fake_ollama import FakeOllama, Reply
 from support.hb_env import HeartbeatEnv, heartbeat_env
 
+from crt_loops.db.session import SessionDB
 from crt_loops.heartbeat import approvals, store
 from crt_loops.heartbeat.approvals import (
     ApprovalConflict,
@@ -22,7 +23,6 @@ from crt_loops.heartbeat.approvals import (
     get_action,
 )
 from crt_loops.heartbeat.executor import HeartbeatRunner
-from crt_loops.db.session import SessionDB
 
 POST = {"type": "post", "submolt": "general", "title": "On small habits", "content": "Notes."}
 
@@ -194,26 +194,7 @@ def test_approve_racing_expiry_has_exactly_one_winner(env: HeartbeatEnv) -> None
         env.clock.advance(1900)  # past the post cooldown of the previous round, if any
         action_id = propose(env, title=f"Race {len(outcomes)}")
         env.clock.advance(3600 - 0.001)
-        start = threading.Barrier(2)
-        results: dict[str, Any] = {}
-
-        def do_approve(aid: int = action_id) -> None:
-            start.wait()
-            try:
-                results["approve"] = ApprovalDesk(env.runner).approve(aid).state
-            except ApprovalConflict as exc:
-                results["approve"] = f"conflict:{exc.state}"
-
-        def do_expire() -> None:
-            start.wait()
-            env.clock.advance(0.002)
-            results["expired"] = approvals.expire_due(env.db, env.clock.now)
-
-        threads = [threading.Thread(target=do_approve), threading.Thread(target=do_expire)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(10)
+        results = race(env, action_id)
         final = get_action(env.db, action_id)
         assert final is not None
         if final.state == "sent":
@@ -290,7 +271,8 @@ def test_an_approval_interrupted_before_the_ledger_answered_is_sent_once_by_reco
     # same key may even have reached the Ledger before the process died.
     with env.db.write() as tx:
         tx.execute("UPDATE heartbeat_actions SET state = 'pending' WHERE id = ?", (action_id,))
-    env.ledger.create_post("general", POST["title"], "Notes.", idempotency_key=action.idempotency_key)
+    key = action.idempotency_key
+    env.ledger.create_post("general", POST["title"], "Notes.", idempotency_key=key)
     assert env.runner.recover()["resent"] == 1
     final = get_action(env.db, action_id)
     assert final is not None and final.state == "sent"
@@ -303,6 +285,31 @@ def test_a_proposed_text_is_not_proposed_again_while_it_waits(env: HeartbeatEnv)
     run = env.run()
     assert (run.outcome, run.reason) == ("silent", "duplicate")
     assert "On small habits" in last_prompt(env)  # shown among its recent actions
+
+
+def race(env: HeartbeatEnv, action_id: int) -> dict[str, Any]:
+    """Approve and expire one action at the same moment, from two threads."""
+    start = threading.Barrier(2)
+    results: dict[str, Any] = {}
+
+    def do_approve() -> None:
+        start.wait()
+        try:
+            results["approve"] = ApprovalDesk(env.runner).approve(action_id).state
+        except ApprovalConflict as exc:
+            results["approve"] = f"conflict:{exc.state}"
+
+    def do_expire() -> None:
+        start.wait()
+        env.clock.advance(0.002)
+        results["expired"] = approvals.expire_due(env.db, env.clock.now)
+
+    threads = [threading.Thread(target=do_approve), threading.Thread(target=do_expire)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    return results
 
 
 def fresh_runner(env: HeartbeatEnv, db: SessionDB) -> HeartbeatRunner:

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from support import heartbeat_scripts as hs
 import pytest
+from support import heartbeat_scripts as hs
 from support.fake_ollama import FakeOllama, Reply
 from support.hb_env import HeartbeatEnv, heartbeat_env
 
@@ -132,8 +132,14 @@ def test_a_reply_wakes_its_thread_through_the_real_ledger(env: HeartbeatEnv) -> 
         assert f"comment_id={comment.id}" in hs.prompt_text(request)
         return Reply(
             content=hs.decision(
-                [{"type": "comment", "post_id": post_id, "parent_id": str(comment.id),
-                  "content": "Because small steps add up."}],
+                [
+                    {
+                        "type": "comment",
+                        "post_id": post_id,
+                        "parent_id": str(comment.id),
+                        "content": "Because small steps add up.",
+                    }
+                ],
                 "answered",
             )
         )

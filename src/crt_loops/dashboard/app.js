@@ -5,6 +5,7 @@
 // and the Ledger's status every SLOW_EVERY ticks; the Ledger feed every FEED_EVERY ticks.
 
 import { api, getToken, onUnauthorized, setToken } from './api.js';
+import { initApprovals, refreshApprovals } from './approvals.js';
 import { initConfig, refreshConfig, resetConfig } from './config.js';
 import { byId, refreshTimes } from './dom.js';
 import { initEditor, refreshEditor } from './editor.js';
@@ -87,6 +88,7 @@ async function tick() {
   if (slow) await section(null, refreshLedgerStatus); // links in the views need its URL
   if (needToken) return; // one 401 is enough to ask; the rest would only repeat it
   const jobs = [section('loops-error', refreshLoops), section('threads-error', () => refreshThreads(slow))];
+  jobs.push(section('approvals-error', refreshApprovals));
   jobs.push(...threadViews());
   if (slow) jobs.push(section('md-error', refreshEditor));
   if (feed) jobs.push(section('feed-error', refreshFeed));
@@ -201,6 +203,16 @@ initConfig({
   },
 });
 initFeed({ onRefresh: () => section('feed-error', refreshFeed) });
+initApprovals({
+  onChanged: async () => {
+    await Promise.all([
+      section('approvals-error', refreshApprovals),
+      section('timeline-error', refreshTimeline),
+      section('feed-error', refreshFeed),
+    ]);
+    refreshTimes();
+  },
+});
 initEditor();
 document.addEventListener('visibilitychange', () => {
   if (!document.hidden) refreshNow();

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from crt_loops.core import metrics
 from crt_loops.core.clock import iso
+from crt_loops.db.session import SessionDB, dumps
 from crt_loops.heartbeat import history, outbox, store
 from crt_loops.heartbeat.config import HeartbeatConfig
 from crt_loops.heartbeat.decision import (
@@ -42,7 +43,6 @@ from crt_loops.heartbeat.decision import (
 )
 from crt_loops.heartbeat.redaction import contains_secret
 from crt_loops.ledger.client import LedgerClient, LedgerError, LedgerNotFound
-from crt_loops.db.session import SessionDB, dumps
 
 if TYPE_CHECKING:
     from crt_loops.heartbeat.executor import HeartbeatRunner
@@ -228,9 +228,7 @@ def owner_feedback(db: SessionDB, thread_id: str, *, now: float) -> list[str]:
 
 def _describe(kind: str, payload: Mapping[str, Any]) -> str:
     if kind == "post":
-        return (
-            f'post "{_clip(payload.get("title"), 120)}": "{_clip(payload.get("content"), 200)}"'
-        )
+        return f'post "{_clip(payload.get("title"), 120)}": "{_clip(payload.get("content"), 200)}"'
     if kind == "comment":
         return f'comment on {payload.get("post_id")}: "{_clip(payload.get("content"), 200)}"'
     return f"{payload.get('direction')}vote on {payload.get('post_id')}"
@@ -335,7 +333,9 @@ class ApprovalDesk:
                 ),
             )
             if cur.rowcount == 1:
-                _add_feedback(tx, action, verdict, payload, None, now)
+                _add_feedback(
+                    tx, action=action, verdict=verdict, final=payload, reason=None, now=now
+                )
         if cur.rowcount != 1:
             # Someone else decided first (the expiry, another click): say what happened.
             expire_due(db, now)
@@ -386,7 +386,9 @@ class ApprovalDesk:
                 (f"rejected: {reason}" if reason else "rejected", now, action_id),
             )
             if cur.rowcount == 1:
-                _add_feedback(tx, action, "rejected", None, reason, now)
+                _add_feedback(
+                    tx, action=action, verdict="rejected", final=None, reason=reason, now=now
+                )
         if cur.rowcount != 1:
             current = get_action(db, action_id)
             raise ApprovalConflict(action_id, current.state if current else "gone")
@@ -405,9 +407,8 @@ class ApprovalDesk:
         past = history.agent_history(self.db, since=now - DAY)
         shown: set[str] = set()
         post_id = action.payload.get("post_id")
-        if action.type in ("comment", "vote") and post_id:
-            if self._post_exists(str(post_id)):
-                shown.add(str(post_id))
+        if action.type in ("comment", "vote") and post_id and self._post_exists(str(post_id)):
+            shown.add(str(post_id))
         limits = runner.limits
         return ValidationContext(
             config=config,
@@ -432,7 +433,9 @@ class ApprovalDesk:
         except LedgerNotFound:
             return False
         except LedgerError as exc:
-            raise ApprovalUnavailable(f"cannot reach the Ledger to check post {post_id}: {exc}")
+            raise ApprovalUnavailable(
+                f"cannot reach the Ledger to check post {post_id}: {exc}"
+            ) from exc
         return True
 
 
@@ -448,6 +451,7 @@ def _recent_hashes(db: SessionDB, *, since: float, exclude_id: int) -> set[str]:
 
 def _add_feedback(
     tx: Any,
+    *,
     action: store.ActionRecord,
     verdict: str,
     final: Mapping[str, Any] | None,
@@ -472,4 +476,3 @@ def _add_feedback(
 
 def _after(ts: float | None, gap: float) -> float | None:
     return None if ts is None else ts + gap
-

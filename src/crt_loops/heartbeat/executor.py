@@ -78,7 +78,6 @@ class RunState:
     config: HeartbeatConfig
     context_hash: str | None = None
     seen_activity: set[str] = field(default_factory=set)
-    wake_at: float | None = None  # the reply wake this run answers (trigger reply)
 
 
 @dataclass
@@ -208,11 +207,10 @@ class HeartbeatRunner:
         now = self.clock()
         config = hb.config
         dry_run = force_dry_run or config.dry_run
-        wake_at = wake.pending_wake(self.db, thread_id) if trigger == "schedule" else None
-        if wake_at is not None:
+        if trigger == "schedule" and wake.pending_wake(self.db, thread_id) is not None:
             trigger = "reply"  # due early because someone answered the agent (heartbeat.wake)
         run = store.RunRecord.begin(thread_id, trigger=trigger, dry_run=dry_run, now=now)
-        state = RunState(run=run, config=config, wake_at=wake_at)
+        state = RunState(run=run, config=config)
         try:
             store.start_run(
                 self.db,
@@ -536,8 +534,7 @@ class HeartbeatRunner:
             state,
             "skipped",
             "owner_active",
-            summary=f"your owner is talking in this thread; retrying at {iso(until)} "
-            "(no LLM call)",
+            summary=f"your owner is talking in this thread; retrying at {iso(until)} (no LLM call)",
         )
         metrics.observe_owner_deferral()
         return True
@@ -606,11 +603,11 @@ class HeartbeatRunner:
             due = run.retry_at
         else:  # next_due also moves an out-of-hours time to the window's next opening
             due = next_due(now, config.every_seconds, now, run.thread_id, window=window)
-        if run.reason != "owner_active" and (
-            state.wake_at is not None or wake.pending_wake(self.db, run.thread_id) is not None
-        ):
-            # Answered (or settled otherwise); a reply that came in during the run is due now.
-            if wake.clear_wake(self.db, run.thread_id, up_to=run.started_at) and due is not None:
+        if run.reason != "owner_active":  # a deferred reply wake waits for the retry
+            # The wake this run answered is settled; a reply that came in during the run makes
+            # the thread due again now.
+            again = wake.clear_wake(self.db, run.thread_id, up_to=run.started_at)
+            if again and due is not None:
                 due = min(due, now)
         if run.outcome in ("acted", "silent", "proposed"):
             # Decided on: a failed or dry run leaves them for the next heartbeat.

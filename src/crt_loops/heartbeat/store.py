@@ -148,7 +148,7 @@ def action_from_row(row: sqlite3.Row) -> ActionRecord:
         content_hash=row["content_hash"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
-        expires_at=row["expires_at"] if "expires_at" in row.keys() else None,
+        expires_at=row["expires_at"],
     )
 
 
@@ -168,7 +168,7 @@ def _run(row: sqlite3.Row) -> RunRecord:
         prompt_chars=row["prompt_chars"],
         llm_ms=row["llm_ms"],
         model=row["model"],
-        retry_at=row["retry_at"] if "retry_at" in row.keys() else None,
+        retry_at=row["retry_at"],
     )
 
 

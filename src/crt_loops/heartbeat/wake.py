@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 from crt_loops.core import metrics
 from crt_loops.core.clock import iso
+from crt_loops.db.session import SessionDB, dumps
 from crt_loops.heartbeat import history, store
 from crt_loops.heartbeat.context import LedgerReader, snippet
 from crt_loops.ledger.client import LedgerError
-from crt_loops.db.session import SessionDB, dumps
 
 if TYPE_CHECKING:
     from crt_loops.heartbeat.executor import HeartbeatRunner
@@ -238,7 +238,8 @@ class ReplyWatcher:
             tx.execute(
                 "INSERT INTO heartbeat_wakes (thread_id, reason, comment_ids_json, requested_at) "
                 "VALUES (?, 'reply', ?, ?) ON CONFLICT(thread_id) DO UPDATE SET "
-                "comment_ids_json = excluded.comment_ids_json, requested_at = excluded.requested_at",
+                "comment_ids_json = excluded.comment_ids_json, "
+                "requested_at = excluded.requested_at",
                 (thread_id, dumps(comment_ids[-50:]), now),
             )
             # A thread whose run is in flight keeps its claim; clear_wake at the end of that

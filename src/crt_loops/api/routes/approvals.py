@@ -12,6 +12,9 @@ from typing import Annotated, Any
 import anyio
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 
+from crt_loops.api.routes import responses as out
+from crt_loops.api.routes.deps import DB, valid_thread_id
+from crt_loops.api.routes.heartbeat import json_body, runner
 from crt_loops.heartbeat import approvals
 from crt_loops.heartbeat.approvals import (
     ApprovalConflict,
@@ -20,8 +23,6 @@ from crt_loops.heartbeat.approvals import (
     ApprovalNotFound,
     ApprovalUnavailable,
 )
-from crt_loops.api.routes.deps import DB, valid_thread_id
-from crt_loops.api.routes.heartbeat import json_body, runner
 
 router = APIRouter(tags=["approvals"])
 
@@ -46,7 +47,11 @@ async def _body(request: Request, allowed: set[str]) -> dict[str, Any]:
         raise HTTPException(
             status_code=422,
             detail=[
-                {"loc": ["body", key], "msg": f"unknown field; use {sorted(allowed)}"}
+                {
+                    "loc": ["body", key],
+                    "msg": f"unknown field; use {sorted(allowed)}",
+                    "type": "extra_forbidden",
+                }
                 for key in unknown
             ],
         )
@@ -62,14 +67,19 @@ def _decide(call: Any) -> dict[str, Any]:
         raise HTTPException(status_code=409, detail=str(exc)) from exc
     except ApprovalInvalid as exc:
         raise HTTPException(
-            status_code=422, detail=[{"loc": ["body", exc.field], "msg": exc.message}]
+            status_code=422,
+            detail=[{"loc": ["body", exc.field], "msg": exc.message, "type": "value_error"}],
         ) from exc
     except ApprovalUnavailable as exc:
         raise HTTPException(status_code=503, detail=str(exc)) from exc
     return {**record.as_api(), "action_id": record.id, "thread_id": record.thread_id}
 
 
-@router.get("/api/approvals", summary="Heartbeat actions waiting for the owner's approval")
+@router.get(
+    "/api/approvals",
+    summary="Heartbeat actions waiting for the owner's approval",
+    response_model=out.ApprovalList,
+)
 def list_approvals(
     db: DB,
     request: Request,
@@ -85,6 +95,7 @@ def list_approvals(
 @router.post(
     "/api/approvals/{action_id}/approve",
     summary="Approve a proposed action (optionally with an edited title/content) and send it",
+    response_model=out.DecidedAction,
     openapi_extra={
         "requestBody": {
             "required": False,
@@ -111,6 +122,7 @@ async def approve(action_id: ActionId, request: Request) -> dict[str, Any]:
 @router.post(
     "/api/approvals/{action_id}/reject",
     summary="Reject a proposed action (optional reason, shown to the model next time)",
+    response_model=out.DecidedAction,
     openapi_extra={
         "requestBody": {
             "required": False,

@@ -201,7 +201,10 @@ class HeartbeatAction(Out):
     post_id: str | None = Field(None, exclude_if=_absent, description="comment, vote")
     parent_id: str | None = Field(None, exclude_if=_absent, description="comment (a reply)")
     direction: str | None = Field(None, exclude_if=_absent, description="vote: up or down")
-    state: str = Field(description="pending, sent, failed, blocked or dry_run")
+    state: str = Field(
+        description="pending, sent, failed, blocked, dry_run, or with approval: proposed, "
+        "rejected, expired"
+    )
     ledger_id: str | None = Field(description="the Ledger's id once sent")
     error: str | None
     idempotency_key: str
@@ -245,6 +248,45 @@ class HeartbeatRun(Out):
     prompt_chars: int | None
     llm_ms: float | None
     model: str | None
+
+
+class DecidedAction(HeartbeatAction):
+    """An action after the owner's decision: ``sent`` (or ``failed``) when approved, ``blocked``
+    with the reason when no longer allowed at send time, ``rejected``."""
+
+    model_config = _example({**_ACTION_EXAMPLE, "action_id": 42, "thread_id": "default"})
+    action_id: int
+    thread_id: str
+
+
+class Approval(HeartbeatAction):
+    """A proposed action waiting for the owner, with its context."""
+
+    model_config = _example(
+        {
+            **_ACTION_EXAMPLE,
+            "state": "proposed",
+            "ledger_id": None,
+            "action_id": 42,
+            "thread_id": "default",
+            "run_id": "5f0c2a9e0b7d4c1f8a6e3d2b1c0f9e8d",
+            "proposed_at": ISO,
+            "expires_at": "2026-03-02T09:30:00Z",
+            "run_summary": "a note about the new job seemed worth sharing",
+        }
+    )
+    action_id: int
+    thread_id: str
+    run_id: str
+    proposed_at: str | None
+    expires_at: str | None = Field(description="unanswered, it becomes expired at this time")
+    run_summary: str = Field(description="the agent's own summary of the run that proposed it")
+
+
+class ApprovalList(Out):
+    model_config = _example({"count": 0, "approvals": []})
+    count: int
+    approvals: list[Approval] = Field(description="the one expiring first first")
 
 
 class HeartbeatHistory(Out):
