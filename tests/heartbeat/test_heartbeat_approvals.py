@@ -14,14 +14,12 @@ from support import heartbeat_scripts as hs
 from support.fake_ollama import FakeOllama, Reply
 from support.hb_env import HeartbeatEnv, heartbeat_env
 
+from crt_loops.db import approvals as records
+from crt_loops.db import heartbeats
+from crt_loops.db.approvals import get_action
 from crt_loops.db.session import SessionDB
-from crt_loops.heartbeat import approvals, store
-from crt_loops.heartbeat.approvals import (
-    ApprovalConflict,
-    ApprovalDesk,
-    ApprovalInvalid,
-    get_action,
-)
+from crt_loops.heartbeat import approvals
+from crt_loops.heartbeat.approvals import ApprovalConflict, ApprovalDesk, ApprovalInvalid
 from crt_loops.heartbeat.executor import HeartbeatRunner
 
 POST = {"type": "post", "submolt": "general", "title": "On small habits", "content": "Notes."}
@@ -57,7 +55,7 @@ def test_a_proposed_post_waits_and_is_sent_once_with_its_key_on_approval(
 ) -> None:
     action_id = propose(env)
     assert env.ledger_posts() == []
-    (waiting,) = approvals.list_proposed(env.db)
+    (waiting,) = records.list_proposed(env.db)
     assert waiting.action.id == action_id
     assert waiting.expires_at == pytest.approx(env.clock.now + 86_400)
     assert waiting.as_api()["run_summary"] == "decided"
@@ -72,7 +70,7 @@ def test_a_proposed_post_waits_and_is_sent_once_with_its_key_on_approval(
         desk.approve(action_id)
     assert caught.value.state == "sent" and "sent" in str(caught.value)
     assert len(env.ledger_posts()) == 1
-    assert approvals.list_proposed(env.db) == []
+    assert records.list_proposed(env.db) == []
 
 
 def test_posts_mode_gates_only_posts_and_all_mode_gates_every_action(env: HeartbeatEnv) -> None:
@@ -252,7 +250,7 @@ def test_approve_after_a_restart(tmp_path: Path, fake_ollama: FakeOllama) -> Non
         try:
             runner = fresh_runner(env, db)
             assert runner.recover() == {"interrupted": 0, "resent": 0, "failed": 0}
-            (waiting,) = approvals.list_proposed(db)
+            (waiting,) = records.list_proposed(db)
             assert waiting.action.id == action_id
             sent = ApprovalDesk(runner).approve(action_id)
             assert sent.state == "sent"
@@ -332,5 +330,5 @@ def fresh_runner(env: HeartbeatEnv, db: SessionDB) -> HeartbeatRunner:
 
 def test_store_keeps_expires_at(env: HeartbeatEnv) -> None:
     action_id = propose(env)
-    run = store.list_runs(env.db, "default")[0]
+    run = heartbeats.list_runs(env.db, "default")[0]
     assert run.actions[0].as_api()["action_id"] == action_id

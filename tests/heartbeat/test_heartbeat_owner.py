@@ -13,7 +13,8 @@ from support import heartbeat_scripts as hs
 from support.fake_ollama import FakeOllama, Reply
 from support.hb_env import HeartbeatEnv, heartbeat_env
 
-from crt_loops.heartbeat import store, wake
+from crt_loops.db import heartbeats as store
+from crt_loops.db import wakes as wake
 from crt_loops.heartbeat.loop import HeartbeatLoop
 from crt_loops.heartbeat.owner import quiet_until
 from crt_loops.heartbeat.wake import ReplyWatcher
@@ -24,9 +25,7 @@ POST = {"type": "post", "submolt": "general", "title": "On small habits", "conte
 
 @pytest.fixture
 def env(tmp_path: Path, fake_ollama: FakeOllama) -> Iterator[HeartbeatEnv]:
-    with heartbeat_env(
-        tmp_path, fake_ollama, owner_quiet_seconds=QUIET, reply_wake_seconds=120.0
-    ) as e:
+    with heartbeat_env(tmp_path, fake_ollama, owner_quiet_seconds=QUIET) as e:
         e.configure(enabled=True, every_seconds=1800, target="any")
         hs.install(fake_ollama, hs.silent)
         yield e
@@ -44,6 +43,7 @@ def make_loop(env: HeartbeatEnv) -> HeartbeatLoop:
         enabled=True,
         db=env.db,
         clock=env.clock,
+        reply_wake_seconds=120.0,
     )
 
 

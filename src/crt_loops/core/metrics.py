@@ -138,6 +138,9 @@ HEARTBEAT_APPROVALS = Counter(
     ["verdict"],
     registry=_REGISTRY,
 )
+APPROVAL_VERDICTS = ("proposed", "approved", "edited", "rejected", "expired", "blocked")
+for _verdict in APPROVAL_VERDICTS:  # every verdict scrapes as 0 from the start
+    HEARTBEAT_APPROVALS.labels(verdict=_verdict)
 HEARTBEAT_APPROVALS_PENDING = Gauge(
     "crt_heartbeat_approvals_pending",
     "Heartbeat actions waiting for the owner's approval.",

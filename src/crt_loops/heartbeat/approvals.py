@@ -18,16 +18,16 @@ by startup recovery and the action still lands once. Edits and rejections are ke
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from crt_loops.core import metrics
-from crt_loops.core.clock import iso
-from crt_loops.db.session import SessionDB, dumps
-from crt_loops.heartbeat import history, outbox, store
+from crt_loops.db import agent_history
+from crt_loops.db import approvals as records
+from crt_loops.db.heartbeats import ActionRecord, get_thread_heartbeat
+from crt_loops.db.session import SessionDB
+from crt_loops.heartbeat import outbox
 from crt_loops.heartbeat.config import HeartbeatConfig
 from crt_loops.heartbeat.decision import (
     COMMENT_CONTENT_MAX,
@@ -51,7 +51,6 @@ logger = logging.getLogger(__name__)
 
 PREFIX = "[HEARTBEAT_LOOP]"
 DAY = 86_400.0
-APPROVAL_MODES = ("none", "posts", "all")
 FEEDBACK_LIMIT = 5
 FEEDBACK_HORIZON = 14 * DAY
 REASON_MAX = 500
@@ -95,7 +94,9 @@ def needs_approval(config: HeartbeatConfig, action_type: str) -> bool:
     return config.approval == "posts" and action_type == "post"
 
 
-def mark_proposals(rows: list[dict[str, Any]], config: HeartbeatConfig, now: float) -> int:
+def mark_proposals(
+    db: SessionDB, rows: list[dict[str, Any]], config: HeartbeatConfig, now: float
+) -> int:
     """Turn the ``pending`` rows that need the owner into ``proposed`` ones; returns how many."""
     proposed = 0
     for row in rows:
@@ -105,100 +106,17 @@ def mark_proposals(rows: list[dict[str, Any]], config: HeartbeatConfig, now: flo
             proposed += 1
     if proposed:
         metrics.observe_approval("proposed", proposed)
+        # Counted before the rows are written: the ones already waiting plus these.
+        metrics.set_approvals_pending(records.pending_count(db) + proposed)
     return proposed
-
-
-@dataclass(frozen=True)
-class Proposal:
-    """One proposed action with what the owner needs to judge it."""
-
-    action: store.ActionRecord
-    expires_at: float | None
-    run_summary: str
-    run_started_at: float
-
-    def as_api(self) -> dict[str, Any]:
-        return {
-            **self.action.as_api(),
-            "action_id": self.action.id,
-            "thread_id": self.action.thread_id,
-            "run_id": self.action.run_id,
-            "proposed_at": iso(self.action.created_at),
-            "expires_at": iso(self.expires_at),
-            "run_summary": self.run_summary,
-        }
-
-
-_PROPOSAL_SELECT = (
-    "SELECT a.*, r.summary AS run_summary, r.started_at AS run_started_at "
-    "FROM heartbeat_actions a JOIN heartbeat_runs r ON r.run_id = a.run_id "
-)
-
-
-def _proposal(row: Any) -> Proposal:
-    return Proposal(
-        action=store.action_from_row(row),
-        expires_at=row["expires_at"],
-        run_summary=row["run_summary"] or "",
-        run_started_at=row["run_started_at"],
-    )
-
-
-def list_proposed(db: SessionDB, *, thread_id: str | None = None) -> list[Proposal]:
-    """Actions waiting for the owner, the one expiring first first."""
-    where = "WHERE a.state = 'proposed'" + (" AND a.thread_id = ?" if thread_id else "")
-    rows = (
-        db.read()
-        .execute(
-            f"{_PROPOSAL_SELECT}{where} ORDER BY a.expires_at, a.id LIMIT 500",
-            (thread_id,) if thread_id else (),
-        )
-        .fetchall()
-    )
-    return [_proposal(r) for r in rows]
-
-
-def get_proposal(db: SessionDB, action_id: int) -> Proposal | None:
-    row = db.read().execute(f"{_PROPOSAL_SELECT}WHERE a.id = ?", (action_id,)).fetchone()
-    return _proposal(row) if row else None
-
-
-def get_action(db: SessionDB, action_id: int) -> store.ActionRecord | None:
-    row = db.read().execute("SELECT * FROM heartbeat_actions WHERE id = ?", (action_id,)).fetchone()
-    return store.action_from_row(row) if row else None
-
-
-def counts(db: SessionDB) -> dict[str, int]:
-    """Owner-facing action states (an index read: ``ix_hb_actions_owner``)."""
-    rows = db.read().execute(
-        "SELECT state, COUNT(*) FROM heartbeat_actions "
-        "WHERE state IN ('proposed', 'rejected', 'expired') GROUP BY state"
-    )
-    found = {str(r[0]): int(r[1]) for r in rows}
-    return {s: found.get(s, 0) for s in ("proposed", "rejected", "expired")}
-
-
-def pending_count(db: SessionDB) -> int:
-    return int(
-        db.read()
-        .execute("SELECT COUNT(*) FROM heartbeat_actions WHERE state = 'proposed'")
-        .fetchone()[0]
-    )
 
 
 def expire_due(db: SessionDB, now: float) -> int:
     """Proposals nobody answered within their ``approval_ttl`` become ``expired``."""
-    with db.write() as tx:
-        cur = tx.execute(
-            "UPDATE heartbeat_actions SET state = 'expired', updated_at = ?, "
-            "error = 'expired: not approved within approval_ttl' "
-            "WHERE state = 'proposed' AND expires_at IS NOT NULL AND expires_at <= ?",
-            (now, now),
-        )
-        expired = cur.rowcount
+    expired = records.expire_due(db, now)
     if expired:
         metrics.observe_approval("expired", expired)
-        metrics.set_approvals_pending(pending_count(db))
+        metrics.set_approvals_pending(records.pending_count(db))
         logger.info("%s %d proposed action(s) expired unanswered", PREFIX, expired)
     return expired
 
@@ -208,20 +126,16 @@ def expire_due(db: SessionDB, now: float) -> int:
 
 def owner_feedback(db: SessionDB, thread_id: str, *, now: float) -> list[str]:
     """Short lines on the owner's recent edits and rejections in this thread, newest first."""
-    rows = db.read().execute(
-        "SELECT verdict, type, original_json, final_json, reason FROM heartbeat_owner_feedback "
-        "WHERE thread_id = ? AND verdict IN ('edited', 'rejected') AND created_at >= ? "
-        "ORDER BY created_at DESC, id DESC LIMIT ?",
-        (thread_id, now - FEEDBACK_HORIZON, FEEDBACK_LIMIT),
-    )
     lines = []
-    for r in rows:
-        original = _describe(str(r["type"]), json.loads(r["original_json"]))
-        if r["verdict"] == "rejected":
-            why = f" (reason: {_clip(r['reason'], 200)})" if r["reason"] else ""
+    for item in records.recent_feedback(
+        db, thread_id, since=now - FEEDBACK_HORIZON, limit=FEEDBACK_LIMIT
+    ):
+        original = _describe(item.type, item.original)
+        if item.verdict == "rejected":
+            why = f" (reason: {_clip(item.reason, 200)})" if item.reason else ""
             lines.append(f"declined your {original}{why}")
         else:
-            final = _describe(str(r["type"]), json.loads(r["final_json"] or "{}"))
+            final = _describe(item.type, item.final or {})
             lines.append(f"edited your {original} into {final} before sending it")
     return lines
 
@@ -288,9 +202,7 @@ class ApprovalDesk:
     def _now(self) -> float:
         return self.runner.clock()
 
-    def approve(
-        self, action_id: int, *, edits: Mapping[str, Any] | None = None
-    ) -> store.ActionRecord:
+    def approve(self, action_id: int, *, edits: Mapping[str, Any] | None = None) -> ActionRecord:
         """Validate the (possibly edited) action again and send it once with its original key.
 
         Returns the action in its new state: ``sent``, ``failed`` (the Ledger refused it) or
@@ -300,7 +212,7 @@ class ApprovalDesk:
         """
         db = self.db
         expire_due(db, self._now())
-        proposal = get_proposal(db, action_id)
+        proposal = records.get_proposal(db, action_id)
         if proposal is None:
             raise ApprovalNotFound(f"no heartbeat action has id {action_id}")
         action = proposal.action
@@ -309,7 +221,7 @@ class ApprovalDesk:
         clean = check_edits(action.type, edits or {}, self.runner.secrets)
         payload = {**action.payload, **clean}
         edited = any(action.payload.get(k) != v for k, v in clean.items())
-        hb = store.get_thread_heartbeat(db, action.thread_id)
+        hb = get_thread_heartbeat(db, action.thread_id)
         config = hb.config if hb is not None else HeartbeatConfig()
         model = _action_model(action.type, payload)
         checked = validate_actions(Decision(actions=[model]), self._context(action, config))[0]
@@ -317,32 +229,23 @@ class ApprovalDesk:
         state = "pending" if checked.allowed else "blocked"
         error = None if checked.allowed else f"{checked.reason}: {checked.detail}"
         verdict = "edited" if edited else "approved"
-        with db.write() as tx:
-            cur = tx.execute(
-                "UPDATE heartbeat_actions SET state = ?, payload_json = ?, content_hash = ?, "
-                "error = ?, updated_at = ? WHERE id = ? AND state = 'proposed' "
-                "AND (expires_at IS NULL OR expires_at > ?)",
-                (
-                    state,
-                    dumps(payload),
-                    checked.content_hash if checked.allowed else None,
-                    error,
-                    now,
-                    action_id,
-                    now,
-                ),
-            )
-            if cur.rowcount == 1:
-                _add_feedback(
-                    tx, action=action, verdict=verdict, final=payload, reason=None, now=now
-                )
-        if cur.rowcount != 1:
+        won = records.approve(
+            db,
+            action,
+            state=state,
+            payload=payload,
+            content_hash=checked.content_hash if checked.allowed else None,
+            error=error,
+            verdict=verdict,
+            now=now,
+        )
+        if not won:
             # Someone else decided first (the expiry, another click): say what happened.
             expire_due(db, now)
-            current = get_action(db, action_id)
+            current = records.get_action(db, action_id)
             raise ApprovalConflict(action_id, current.state if current else "gone")
         metrics.observe_approval(verdict if checked.allowed else "blocked", 1)
-        metrics.set_approvals_pending(pending_count(db))
+        metrics.set_approvals_pending(records.pending_count(db))
         logger.info(
             "%s owner %s action %d of thread %s: %s",
             PREFIX,
@@ -360,12 +263,12 @@ class ApprovalDesk:
                 "idempotency_key": action.idempotency_key,
             }
             outbox.send_pending(db, self.runner.ledger, [row])
-        final = get_action(db, action_id)
+        final = records.get_action(db, action_id)
         assert final is not None  # actions are never deleted while their run is kept
         self.runner.on_change()
         return final
 
-    def reject(self, action_id: int, *, reason: str | None = None) -> store.ActionRecord:
+    def reject(self, action_id: int, *, reason: str | None = None) -> ActionRecord:
         """The owner declines: ``rejected`` with the reason, shown to the model next time."""
         if reason is not None:
             if not isinstance(reason, str):
@@ -376,35 +279,25 @@ class ApprovalDesk:
         db = self.db
         now = self._now()
         expire_due(db, now)
-        action = get_action(db, action_id)
+        action = records.get_action(db, action_id)
         if action is None:
             raise ApprovalNotFound(f"no heartbeat action has id {action_id}")
-        with db.write() as tx:
-            cur = tx.execute(
-                "UPDATE heartbeat_actions SET state = 'rejected', error = ?, updated_at = ? "
-                "WHERE id = ? AND state = 'proposed'",
-                (f"rejected: {reason}" if reason else "rejected", now, action_id),
-            )
-            if cur.rowcount == 1:
-                _add_feedback(
-                    tx, action=action, verdict="rejected", final=None, reason=reason, now=now
-                )
-        if cur.rowcount != 1:
-            current = get_action(db, action_id)
+        if not records.reject(db, action, reason=reason, now=now):
+            current = records.get_action(db, action_id)
             raise ApprovalConflict(action_id, current.state if current else "gone")
         metrics.observe_approval("rejected", 1)
-        metrics.set_approvals_pending(pending_count(db))
+        metrics.set_approvals_pending(records.pending_count(db))
         logger.info("%s owner rejected action %d of thread %s", PREFIX, action_id, action.thread_id)
-        final = get_action(db, action_id)
+        final = records.get_action(db, action_id)
         assert final is not None
         self.runner.on_change()
         return final
 
-    def _context(self, action: store.ActionRecord, config: HeartbeatConfig) -> ValidationContext:
+    def _context(self, action: ActionRecord, config: HeartbeatConfig) -> ValidationContext:
         """What validation knows at send time: the agent's history now, the Ledger now."""
         runner = self.runner
         now = self._now()
-        past = history.agent_history(self.db, since=now - DAY)
+        past = agent_history.agent_history(self.db, since=now - DAY)
         shown: set[str] = set()
         post_id = action.payload.get("post_id")
         if action.type in ("comment", "vote") and post_id and self._post_exists(str(post_id)):
@@ -416,7 +309,9 @@ class ApprovalDesk:
             shown_post_ids=shown,
             own_post_ids=past["own_post_ids"],
             voted_post_ids=past["voted_post_ids"],
-            recent_hashes=_recent_hashes(self.db, since=now - DAY, exclude_id=action.id),
+            recent_hashes=records.recent_hashes_except(
+                self.db, since=now - DAY, action_id=action.id
+            ),
             next_post_allowed_at=_after(past["last_post_at"], limits.post_cooldown),
             next_comment_allowed_at=_after(past["last_comment_at"], limits.comment_cooldown),
             comments_left_today=max(0, limits.comments_per_day - past["comments_last_24h"]),
@@ -437,41 +332,6 @@ class ApprovalDesk:
                 f"cannot reach the Ledger to check post {post_id}: {exc}"
             ) from exc
         return True
-
-
-def _recent_hashes(db: SessionDB, *, since: float, exclude_id: int) -> set[str]:
-    # The action's own hash is in the outbox (it was proposed with it): only the others count.
-    rows = db.read().execute(
-        "SELECT content_hash FROM heartbeat_actions WHERE updated_at >= ? AND id != ? "
-        "AND state IN ('sent', 'pending', 'dry_run', 'proposed') AND content_hash IS NOT NULL",
-        (since, exclude_id),
-    )
-    return {str(r[0]) for r in rows}
-
-
-def _add_feedback(
-    tx: Any,
-    *,
-    action: store.ActionRecord,
-    verdict: str,
-    final: Mapping[str, Any] | None,
-    reason: str | None,
-    now: float,
-) -> None:
-    tx.execute(
-        "INSERT INTO heartbeat_owner_feedback (action_id, thread_id, type, verdict, "
-        "original_json, final_json, reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            action.id,
-            action.thread_id,
-            action.type,
-            verdict,
-            dumps(action.payload),
-            dumps(dict(final)) if final is not None else None,
-            reason,
-            now,
-        ),
-    )
 
 
 def _after(ts: float | None, gap: float) -> float | None:

@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from crt_loops.core import metrics
-from crt_loops.core.clock import iso
+from crt_loops.core.identity import PROCESS_OWNER, owner_is_dead
+from crt_loops.db import agent_history, heartbeats
 from crt_loops.db.session import SessionDB
-from crt_loops.heartbeat import approvals, history, outbox, owner, store, wake
+from crt_loops.heartbeat import approvals, outbox, owner, wake
 from crt_loops.heartbeat.config import HeartbeatConfig, merge_config
 from crt_loops.heartbeat.context import add_ledger, gather_local
 from crt_loops.heartbeat.decision import (
@@ -39,7 +40,6 @@ from crt_loops.heartbeat.redaction import redact_text
 from crt_loops.heartbeat.schedule import next_due
 from crt_loops.ledger.client import LedgerClient, LedgerError
 from crt_loops.llm.client import LLM, LLMError, LLMTimeout, LLMTruncated, LLMUnavailable
-from crt_loops.loops.runner import PROCESS_OWNER
 
 if TYPE_CHECKING:
     from crt_loops.ledger.embed import EmbeddedLedger
@@ -72,9 +72,9 @@ class HeartbeatThreadNotFound(LookupError):
 
 @dataclass
 class RunState:
-    """A run being built; becomes a store.RunRecord when finished."""
+    """A run being built; becomes a heartbeats.RunRecord when finished."""
 
-    run: store.RunRecord
+    run: heartbeats.RunRecord
     config: HeartbeatConfig
     context_hash: str | None = None
     seen_activity: set[str] = field(default_factory=set)
@@ -110,7 +110,6 @@ class HeartbeatRunner:
         clock: Callable[[], float] = time.time,
         owner: str = PROCESS_OWNER,
         owner_quiet_seconds: float = 0.0,
-        reply_wake_seconds: float = 0.0,
     ) -> None:
         self.db = db
         self.llm = llm
@@ -124,10 +123,7 @@ class HeartbeatRunner:
         self.clock = clock
         self.owner = owner
         self.limits = limits or LedgerLimits()
-        # 0 turns each off; the service passes CRT_HEARTBEAT_OWNER_QUIET_SECONDS and
-        # CRT_HEARTBEAT_REPLY_WAKE_SECONDS (both 120 by default).
-        self.owner_quiet_seconds = owner_quiet_seconds
-        self.reply_wake_seconds = reply_wake_seconds
+        self.owner_quiet_seconds = owner_quiet_seconds  # 0: never defer to the owner
         self.secrets = [s for s in (secrets or []) if s]
         # A claim must outlive the LLM call plus the Ledger calls; a dead holder's expires.
         self.lease_ttl = llm_timeout + 120.0
@@ -176,7 +172,6 @@ class HeartbeatRunner:
             if client
             else f"the Ledger did not start: {ledger_error or 'see the startup log'}",
             owner_quiet_seconds=settings.heartbeat_owner_quiet_seconds,
-            reply_wake_seconds=settings.heartbeat_reply_wake_seconds,
         )
 
     # -- public --------------------------------------------------------------------------------
@@ -188,18 +183,18 @@ class HeartbeatRunner:
         trigger: Trigger,
         force_dry_run: bool = False,
         lease_held: bool = False,
-    ) -> store.RunRecord:
+    ) -> heartbeats.RunRecord:
         """One heartbeat; always returns the finished run record (failures are outcomes).
 
         Raises HeartbeatBusy when another run holds the thread, HeartbeatThreadNotFound for an
         unknown thread.
         """
-        hb = store.get_thread_heartbeat(self.db, thread_id)
+        hb = heartbeats.get_thread_heartbeat(self.db, thread_id)
         if hb is None:
             if lease_held:
-                store.release_thread_lease(self.db, thread_id, self.owner)
+                heartbeats.release_thread_lease(self.db, thread_id, self.owner)
             raise HeartbeatThreadNotFound(f"thread {thread_id!r} does not exist")
-        if not lease_held and not store.take_thread_lease(
+        if not lease_held and not heartbeats.take_thread_lease(
             self.db, thread_id, self.owner, self.lease_ttl
         ):
             raise HeartbeatBusy(f"a heartbeat for thread {thread_id!r} is already running")
@@ -207,12 +202,11 @@ class HeartbeatRunner:
         now = self.clock()
         config = hb.config
         dry_run = force_dry_run or config.dry_run
-        if trigger == "schedule" and wake.pending_wake(self.db, thread_id) is not None:
-            trigger = "reply"  # due early because someone answered the agent (heartbeat.wake)
-        run = store.RunRecord.begin(thread_id, trigger=trigger, dry_run=dry_run, now=now)
+        trigger = wake.trigger_for(self.db, thread_id, trigger)
+        run = heartbeats.RunRecord.begin(thread_id, trigger=trigger, dry_run=dry_run, now=now)
         state = RunState(run=run, config=config)
         try:
-            store.start_run(
+            heartbeats.start_run(
                 self.db,
                 run_id=run.run_id,
                 thread_id=thread_id,
@@ -231,18 +225,18 @@ class HeartbeatRunner:
             self._record(state, hb, started)
         finally:
             try:
-                store.release_thread_lease(self.db, thread_id, self.owner)
+                heartbeats.release_thread_lease(self.db, thread_id, self.owner)
             except sqlite3.OperationalError as exc:  # the lease expires on its own
                 logger.warning("%s could not release the lease of %s: %s", PREFIX, thread_id, exc)
         self.on_change()
-        finished = store.get_run(self.db, run.run_id)
+        finished = heartbeats.get_run(self.db, run.run_id)
         return finished or run
 
     def record_busy(self, thread_id: str, *, retry_in: float) -> None:
         """A due thread whose lease someone else holds: record it and retry shortly."""
         now = self.clock()
-        run = store.RunRecord.begin(thread_id, trigger="schedule", dry_run=False, now=now)
-        store.start_run(
+        run = heartbeats.RunRecord.begin(thread_id, trigger="schedule", dry_run=False, now=now)
+        heartbeats.start_run(
             self.db,
             run_id=run.run_id,
             thread_id=thread_id,
@@ -253,7 +247,7 @@ class HeartbeatRunner:
         run.outcome, run.reason = "skipped", "busy"
         run.summary = "another heartbeat for this thread was still running; retrying shortly"
         run.finished_at, run.duration_ms = now, 0.0
-        store.finish_run(
+        heartbeats.finish_run(
             self.db,
             run,
             next_due=now + retry_in,
@@ -268,9 +262,9 @@ class HeartbeatRunner:
         """At startup: runs left ``running`` by a crash become failed/interrupted, and outbox
         actions left ``pending`` are sent again with their original idempotency key."""
         interrupted = 0
-        for run in store.running_runs(self.db):
-            holder = store.lease_owner(self.db, run.thread_id)
-            if holder is not None and holder != self.owner and not store.owner_is_dead(holder):
+        for run in heartbeats.running_runs(self.db):
+            holder = heartbeats.lease_owner(self.db, run.thread_id)
+            if holder is not None and holder != self.owner and not owner_is_dead(holder):
                 continue  # a live process (another worker) is still running it
             now = self.clock()
             run.outcome, run.reason = "failed", "interrupted"
@@ -278,7 +272,7 @@ class HeartbeatRunner:
             run.finished_at = now
             run.duration_ms = (now - run.started_at) * 1000
             # finish_run schedules only enabled threads: due again shortly, not an interval later.
-            store.finish_run(
+            heartbeats.finish_run(
                 self.db,
                 run,
                 next_due=now + BACKOFF_STEPS[0],
@@ -288,16 +282,16 @@ class HeartbeatRunner:
             )
             interrupted += 1
         resent = failed = 0
-        for action in store.pending_actions(self.db):
-            holder = store.lease_owner(self.db, action.thread_id)
-            if holder is not None and holder != self.owner and not store.owner_is_dead(holder):
+        for action in heartbeats.pending_actions(self.db):
+            holder = heartbeats.lease_owner(self.db, action.thread_id)
+            if holder is not None and holder != self.owner and not owner_is_dead(holder):
                 continue
             if outbox.resend(self.db, self.ledger, action):
                 resent += 1
             else:
                 failed += 1
         # Last, so no claim can start before the dead holder's run and actions are settled.
-        store.release_dead_leases(self.db, due_by=self.clock() + BACKOFF_STEPS[0])
+        heartbeats.release_dead_leases(self.db, due_by=self.clock() + BACKOFF_STEPS[0])
         if interrupted or resent or failed:
             logger.info(
                 "%s recovery: %d interrupted run(s) closed, %d pending action(s) re-sent, "
@@ -311,7 +305,7 @@ class HeartbeatRunner:
 
     def schedule_after_config(self, thread_id: str, config: HeartbeatConfig) -> float | None:
         """When a thread with this (new) config is next due; None when disabled."""
-        hb = store.get_thread_heartbeat(self.db, thread_id)
+        hb = heartbeats.get_thread_heartbeat(self.db, thread_id)
         return self.due_for(thread_id, config, hb.last_run if hb else None)
 
     def due_for(
@@ -328,7 +322,7 @@ class HeartbeatRunner:
 
         Raises pydantic.ValidationError (nothing written) for an invalid patch.
         """
-        config = store.update_config(
+        config = heartbeats.update_config(
             self.db,
             thread_id,
             lambda stored: merge_config(stored, patch),
@@ -340,7 +334,7 @@ class HeartbeatRunner:
     # -- the pipeline ------------------------------------------------------------------------
 
     def _pipeline(
-        self, state: RunState, hb: store.ThreadHeartbeat, *, trigger: Trigger, now: float
+        self, state: RunState, hb: heartbeats.ThreadHeartbeat, *, trigger: Trigger, now: float
     ) -> None:
         config = state.config
         forced = trigger == "manual"
@@ -356,8 +350,8 @@ class HeartbeatRunner:
                 summary=f"outside active hours ({window.describe()})",
             )
             return
-        if not forced and self._owner_active(state, now):
-            return
+        if not forced and owner.defer(self.db, state.run, self.owner_quiet_seconds, now):
+            return  # the owner is talking in this thread: skipped, retried when they stop
         try:
             instructions = load_instructions(self.heartbeat_md)
         except InstructionsError as exc:
@@ -387,7 +381,7 @@ class HeartbeatRunner:
             )
             return
         past_at = self.clock()
-        past = history.agent_history(self.db, since=now - DAY)
+        past = agent_history.agent_history(self.db, since=now - DAY)
         ctx = gather_local(self.db, state.run.thread_id, window=self.window)
         if self.ledger is None:
             self._set(
@@ -479,9 +473,9 @@ class HeartbeatRunner:
         # Read again after the LLM call: another thread's run may have posted meanwhile, and
         # cooldowns count from now, not from when this run started.
         decided_at = self.clock()
-        past = history.merge_history(
+        past = agent_history.merge_history(
             past,
-            history.agent_history(self.db, since=decided_at - DAY, changed_after=past_at),
+            agent_history.agent_history(self.db, since=decided_at - DAY, changed_after=past_at),
         )
         vctx = ValidationContext(
             config=config,
@@ -506,10 +500,9 @@ class HeartbeatRunner:
             dry_run=state.run.dry_run,
             secrets=self.secrets,
         )
-        if not state.run.dry_run:
-            approvals.mark_proposals(rows, config, decided_at)
+        approvals.mark_proposals(self.db, rows, config, decided_at)  # dry-run rows stay
         # The outbox: written before anything is sent.
-        store.add_actions(self.db, state.run.run_id, state.run.thread_id, rows)
+        heartbeats.add_actions(self.db, state.run.run_id, state.run.thread_id, rows)
         state.run.summary = redact_text(decision.summary.strip(), self.secrets)[:1000]
         if state.run.dry_run:
             for row in rows:
@@ -519,25 +512,6 @@ class HeartbeatRunner:
             outbox.send_pending(self.db, self.ledger, rows)
         result = outbox.verdict(rows, dry_run=state.run.dry_run)
         self._set(state, result.outcome, result.reason, error=result.error)
-        if result.outcome == "proposed" or result.reason == "proposed":
-            metrics.set_approvals_pending(approvals.pending_count(self.db))
-
-    def _owner_active(self, state: RunState, now: float) -> bool:
-        """The owner-active gate: defer to the end of the owner's quiet window."""
-        until = owner.owner_active_until(
-            self.db, state.run.thread_id, quiet_seconds=self.owner_quiet_seconds, now=now
-        )
-        if until is None:
-            return False
-        state.run.retry_at = until
-        self._set(
-            state,
-            "skipped",
-            "owner_active",
-            summary=f"your owner is talking in this thread; retrying at {iso(until)} (no LLM call)",
-        )
-        metrics.observe_owner_deferral()
-        return True
 
     # -- recording ---------------------------------------------------------------------------
 
@@ -564,7 +538,7 @@ class HeartbeatRunner:
                 (error or summary or "")[:300],
             )
 
-    def _record(self, state: RunState, hb: store.ThreadHeartbeat, started: float) -> None:
+    def _record(self, state: RunState, hb: heartbeats.ThreadHeartbeat, started: float) -> None:
         """Write the run's record, retrying a locked DB a few times: a record is never dropped
         for a transient lock. If it still cannot be written, the run stays ``running`` and the
         next start's recovery closes it as ``interrupted``."""
@@ -585,7 +559,7 @@ class HeartbeatRunner:
                     raise
                 threading.Event().wait(delays[attempt])
 
-    def _finish(self, state: RunState, hb: store.ThreadHeartbeat, started: float) -> None:
+    def _finish(self, state: RunState, hb: heartbeats.ThreadHeartbeat, started: float) -> None:
         run, config = state.run, state.config
         now = self.clock()
         run.finished_at = now
@@ -603,17 +577,12 @@ class HeartbeatRunner:
             due = run.retry_at
         else:  # next_due also moves an out-of-hours time to the window's next opening
             due = next_due(now, config.every_seconds, now, run.thread_id, window=window)
-        if run.reason != "owner_active":  # a deferred reply wake waits for the retry
-            # The wake this run answered is settled; a reply that came in during the run makes
-            # the thread due again now.
-            again = wake.clear_wake(self.db, run.thread_id, up_to=run.started_at)
-            if again and due is not None:
-                due = min(due, now)
+        due = wake.after_run(self.db, run, due, now)
         if run.outcome in ("acted", "silent", "proposed"):
             # Decided on: a failed or dry run leaves them for the next heartbeat.
-            history.settle_activity(self.db, state.seen_activity)
+            agent_history.settle_activity(self.db, state.seen_activity)
         # A skip that never looked at the context keeps the old fingerprint.
-        store.finish_run(
+        heartbeats.finish_run(
             self.db, run, next_due=due, failures=failures, context_hash=state.context_hash
         )
         metrics.observe_heartbeat_run(run.outcome, run.reason, run.trigger, run.duration_ms / 1000)

@@ -19,7 +19,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 from crt_loops.core.clock import iso
-from crt_loops.heartbeat import approvals, store
+from crt_loops.db import heartbeats
+from crt_loops.heartbeat import approvals
 from crt_loops.heartbeat.wake import ReplyWatcher
 from crt_loops.loops.runner import BackgroundLoop
 
@@ -45,6 +46,7 @@ class HeartbeatLoop(BackgroundLoop):
         *,
         runner_factory: Callable[[], HeartbeatRunner] | None,
         max_concurrency: int = 1,
+        reply_wake_seconds: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -55,6 +57,7 @@ class HeartbeatLoop(BackgroundLoop):
         self.max_concurrency = max(1, max_concurrency)
         self._last_heartbeat_by_thread: dict[str, float] = {}
         self.runs_started = 0
+        self.reply_wake_seconds = reply_wake_seconds  # 0: no reply wakes
         self._watcher: ReplyWatcher | None = None
 
     # -- the executor, built lazily --------------------------------------------------------
@@ -73,10 +76,8 @@ class HeartbeatLoop(BackgroundLoop):
                     raise
                 self.runner_error = None
                 self._runner.on_change = self.wake
-                if self._runner.reply_wake_seconds > 0:
-                    self._watcher = ReplyWatcher(
-                        self._runner, interval=self._runner.reply_wake_seconds
-                    )
+                if self.reply_wake_seconds > 0:
+                    self._watcher = ReplyWatcher(self._runner, interval=self.reply_wake_seconds)
             return self._runner
 
     def recover(self) -> dict[str, Any]:
@@ -95,7 +96,7 @@ class HeartbeatLoop(BackgroundLoop):
         runner = self.runner()
         approvals.expire_due(runner.db, self.clock())
         woken = 0
-        if self._watcher is not None and store.earliest_due(runner.db) is not None:
+        if self._watcher is not None and heartbeats.earliest_due(runner.db) is not None:
             # Only while some thread's heartbeat is on: nobody to wake otherwise.
             woken = self._watcher.maybe_poll()
         done: list[str] = []
@@ -108,7 +109,7 @@ class HeartbeatLoop(BackgroundLoop):
             while not self._stop.is_set():
                 free = self.max_concurrency - len(futures)
                 if free > 0:
-                    claimed, found_busy = store.claim_due(
+                    claimed, found_busy = heartbeats.claim_due(
                         runner.db,
                         now=self.clock(),
                         owner=runner.owner,
@@ -153,7 +154,7 @@ class HeartbeatLoop(BackgroundLoop):
         if self.db is None:
             return self.interval_seconds
         try:
-            due = store.earliest_due(self.db)
+            due = heartbeats.earliest_due(self.db)
         except Exception as exc:  # a DB hiccup must not kill the loop: retry after the interval
             logger.warning("%s cannot read the schedule: %s", PREFIX, exc)
             return self.interval_seconds

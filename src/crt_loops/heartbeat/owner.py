@@ -8,21 +8,11 @@ end of the quiet window, not a whole interval later; run-now is never deferred.
 
 from __future__ import annotations
 
+from crt_loops.core import metrics
+from crt_loops.core.clock import iso
+from crt_loops.db.heartbeats import RunRecord
 from crt_loops.db.session import SessionDB
-
-
-def last_owner_message_at(db: SessionDB, thread_id: str) -> float | None:
-    """When the owner last wrote in the thread (walks ``ix_messages_thread`` from the end)."""
-    row = (
-        db.read()
-        .execute(
-            "SELECT created_at FROM messages WHERE thread_id = ? AND role = 'user' "
-            "ORDER BY id DESC LIMIT 1",
-            (thread_id,),
-        )
-        .fetchone()
-    )
-    return None if row is None else float(row[0])
+from crt_loops.db.wakes import last_owner_message_at
 
 
 def quiet_until(last_message_at: float | None, quiet_seconds: float, now: float) -> float | None:
@@ -40,3 +30,15 @@ def owner_active_until(
     if quiet_seconds <= 0:
         return None
     return quiet_until(last_owner_message_at(db, thread_id), quiet_seconds, now)
+
+
+def defer(db: SessionDB, run: RunRecord, quiet_seconds: float, now: float) -> bool:
+    """The owner-active gate: when the owner is talking in the run's thread, mark the run
+    ``skipped``/``owner_active`` with ``retry_at`` at the end of the quiet window and say so."""
+    until = owner_active_until(db, run.thread_id, quiet_seconds=quiet_seconds, now=now)
+    if until is None:
+        return False
+    run.outcome, run.reason, run.retry_at = "skipped", "owner_active", until
+    run.summary = f"your owner is talking in this thread; retrying at {iso(until)} (no LLM call)"
+    metrics.observe_owner_deferral()
+    return True

@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 from crt_loops.core import metrics
 from crt_loops.core.clock import iso
-from crt_loops.db.session import SessionDB, dumps
-from crt_loops.heartbeat import history, store
+from crt_loops.db import agent_history, heartbeats, wakes
+from crt_loops.db.session import SessionDB
 from crt_loops.heartbeat.context import LedgerReader, snippet
 from crt_loops.ledger.client import LedgerError
 
 if TYPE_CHECKING:
-    from crt_loops.heartbeat.executor import HeartbeatRunner
+    from crt_loops.heartbeat.executor import HeartbeatRunner, Trigger
 
 logger = logging.getLogger(__name__)
 
@@ -91,46 +91,36 @@ def read_replies(ledger: LedgerReader) -> list[Reply]:
 
 def threads_for(db: SessionDB, replies: list[Reply]) -> dict[str, list[str]]:
     """thread_id -> the comment ids that answer something that thread's heartbeat sent."""
-    conn = db.read()
     found: dict[str, list[str]] = {}
     for reply in replies:
         candidates = [("post", reply.post_id)]
         if reply.parent_id:
             candidates.insert(0, ("comment", reply.parent_id))
         for kind, ledger_id in candidates:
-            row = conn.execute(
-                "SELECT thread_id FROM heartbeat_actions WHERE state = 'sent' AND type = ? "
-                "AND ledger_id = ? ORDER BY id DESC LIMIT 1",
-                (kind, ledger_id),
-            ).fetchone()
-            if row is not None:
-                found.setdefault(str(row[0]), []).append(reply.comment_id)
+            thread_id = wakes.thread_of_sent(db, kind, ledger_id)
+            if thread_id is not None:
+                found.setdefault(thread_id, []).append(reply.comment_id)
                 break
     return found
 
 
-def pending_wake(db: SessionDB, thread_id: str) -> float | None:
-    """When a reply wake for the thread was requested, or None."""
-    row = (
-        db.read()
-        .execute("SELECT requested_at FROM heartbeat_wakes WHERE thread_id = ?", (thread_id,))
-        .fetchone()
-    )
-    return None if row is None else float(row[0])
+def trigger_for(db: SessionDB, thread_id: str, trigger: Trigger) -> Trigger:
+    """``reply`` for a scheduled run that a reply wake made due early, else ``trigger``."""
+    if trigger == "schedule" and wakes.pending_wake(db, thread_id) is not None:
+        return "reply"
+    return trigger
 
 
-def clear_wake(db: SessionDB, thread_id: str, *, up_to: float) -> bool:
-    """Drop the thread's wake if it was requested by ``up_to``; True when one is still left
-    (a reply arrived during the run, so the thread is due again now)."""
-    with db.write() as tx:
-        tx.execute(
-            "DELETE FROM heartbeat_wakes WHERE thread_id = ? AND requested_at <= ?",
-            (thread_id, up_to),
-        )
-        left = tx.execute(
-            "SELECT 1 FROM heartbeat_wakes WHERE thread_id = ?", (thread_id,)
-        ).fetchone()
-    return left is not None
+def after_run(
+    db: SessionDB, run: heartbeats.RunRecord, due: float | None, now: float
+) -> float | None:
+    """The thread's next due time once a run ends: the wake it answered is settled, and a
+    reply that came in during the run makes it due again now. A run deferred while the owner
+    talks keeps its wake for the retry."""
+    if run.reason == "owner_active":
+        return due
+    again = wakes.clear_wake(db, run.thread_id, up_to=run.started_at)
+    return min(due, now) if again and due is not None else due
 
 
 @dataclass
@@ -189,11 +179,9 @@ class ReplyWatcher:
         now = runner.clock()
         self._next = now + interval
         self.status.next_poll_at = self._next
-        with db.write() as tx:
-            # The lease outlives this poll on purpose: it is the "one read per interval for the
-            # whole agent" across every worker process, not a lock around the read.
-            taken = store._take_lease(tx, POLL_LEASE, runner.owner, now, interval * 0.9)
-        if not taken:
+        # The lease outlives this poll on purpose: it is the "one read per interval for the
+        # whole agent" across every worker process, not a lock around the read.
+        if not wakes.take_poll_slot(db, POLL_LEASE, runner.owner, now=now, ttl=interval * 0.9):
             return 0
         if runner.ledger is None:
             self.status.last_error = runner.ledger_error or "the Ledger is not available"
@@ -211,7 +199,7 @@ class ReplyWatcher:
             return 0
         self.status.replies_seen += len(replies)
         # /home showed them once: keep them for the heartbeat that answers them.
-        history.merge_pending_activity(db, [r.as_activity() for r in replies])
+        agent_history.merge_pending_activity(db, [r.as_activity() for r in replies])
         woken = [t for t, ids in threads_for(db, replies).items() if self._wake(t, ids, now)]
         self.status.wakes += len(woken)
         self.status.last_woken = woken[:20]
@@ -219,14 +207,14 @@ class ReplyWatcher:
 
     def _wake(self, thread_id: str, comment_ids: list[str], now: float) -> bool:
         runner, db = self.runner, self.runner.db
-        hb = store.get_thread_heartbeat(db, thread_id)
+        hb = heartbeats.get_thread_heartbeat(db, thread_id)
         if hb is None or not hb.config.enabled or hb.next_due is None:
             return False
         window = hb.config.active_window(runner.default_timezone)
         if window is not None and not window.contains(now):
             logger.info("%s reply for thread %s waits for its active hours", PREFIX, thread_id)
             return False
-        past = history.agent_history(db, since=now - DAY)
+        past = agent_history.agent_history(db, since=now - DAY)
         limits = runner.limits
         if past["comments_last_24h"] >= limits.comments_per_day:
             logger.info("%s reply for thread %s: no comments left today", PREFIX, thread_id)
@@ -234,22 +222,7 @@ class ReplyWatcher:
         at = now
         if past["last_comment_at"] is not None:
             at = max(at, past["last_comment_at"] + limits.comment_cooldown)
-        with db.write() as tx:
-            tx.execute(
-                "INSERT INTO heartbeat_wakes (thread_id, reason, comment_ids_json, requested_at) "
-                "VALUES (?, 'reply', ?, ?) ON CONFLICT(thread_id) DO UPDATE SET "
-                "comment_ids_json = excluded.comment_ids_json, "
-                "requested_at = excluded.requested_at",
-                (thread_id, dumps(comment_ids[-50:]), now),
-            )
-            # A thread whose run is in flight keeps its claim; clear_wake at the end of that
-            # run sees this wake and makes it due again.
-            tx.execute(
-                "UPDATE thread_sessions SET heartbeat_next_due = MIN(heartbeat_next_due, ?) "
-                "WHERE thread_id = ? AND heartbeat_next_due IS NOT NULL AND NOT EXISTS "
-                "(SELECT 1 FROM leases WHERE name = ? AND expires_at > ?)",
-                (at, thread_id, store.lease_name(thread_id), now),
-            )
+        wakes.request_wake(db, thread_id, comment_ids, now=now, due_at=at)
         metrics.observe_reply_wake()
         logger.info(
             "%s reply wake for thread %s (%d new comment(s)): due at %s",

@@ -15,6 +15,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from crt_loops.api.routes import responses as out
 from crt_loops.api.routes.deps import DB, valid_thread_id
 from crt_loops.api.routes.heartbeat import json_body, runner
+from crt_loops.db import approvals as approval_records
 from crt_loops.heartbeat import approvals
 from crt_loops.heartbeat.approvals import (
     ApprovalConflict,
@@ -88,7 +89,7 @@ def list_approvals(
     if thread_id is not None:
         valid_thread_id(thread_id)
     approvals.expire_due(db, runner(request).clock())
-    pending = approvals.list_proposed(db, thread_id=thread_id)
+    pending = approval_records.list_proposed(db, thread_id=thread_id)
     return {"count": len(pending), "approvals": [p.as_api() for p in pending]}
 
 
