@@ -301,6 +301,12 @@ def test_dashboard_approves_an_edited_post_and_it_lands_on_the_ledger(
     (mine,) = [p for p in posts if p["title"] == "Edited by my owner"]
     assert mine["content"] == "Shorter, and in my voice."
     assert httpx.get(f"{service.url}/api/approvals").json()["count"] == 0
+    card = '[data-loop="heartbeat"]'
+    wait(
+        browser,
+        lambda d: "0 waiting" in css(d, card).text and "Reply wakes" in css(d, card).text,
+        "the owner numbers on the heartbeat card",
+    )
     # the run's action shows as sent in the timeline
     wait(
         browser,

@@ -45,14 +45,15 @@ def prune(db: SessionDB, policy: RetentionPolicy, *, now: float) -> dict[str, in
     """Delete what the policy says is too old; returns counts by kind."""
     counts = {"heartbeat_runs": 0, "journal_entries": 0, "messages": 0}
     if policy.heartbeat_days > 0:
-        # Actions go with their run (ON DELETE CASCADE); a run with a pending action stays.
+        # Actions go with their run (ON DELETE CASCADE); a run with a pending action stays, and
+        # so does one whose action still waits for the owner's approval.
         counts["heartbeat_runs"] = _batched_delete(
             db,
             "DELETE FROM heartbeat_runs WHERE rowid IN ("
             " SELECT r.rowid FROM heartbeat_runs r WHERE r.started_at < ?"
             " AND r.outcome != 'running'"
             " AND r.run_id NOT IN (SELECT a.run_id FROM heartbeat_actions a"
-            "                      WHERE a.state = 'pending')"
+            "                      WHERE a.state IN ('pending', 'proposed'))"
             " AND r.started_at < (SELECT MAX(l.started_at) FROM heartbeat_runs l"
             "                     WHERE l.thread_id = r.thread_id)"
             " LIMIT ?)",

@@ -170,15 +170,32 @@ class HeartbeatStatus(LoopStatus):
                 "enabled": True,
             },
             "runs_by_outcome": {"acted": 2, "skipped": 1},
+            "owner": {
+                "approvals_pending": 1,
+                "approvals_expired": 0,
+                "approvals_rejected": 0,
+                "owner_active_deferrals": 2,
+                "reply_wakes": 1,
+            },
+            "reply_watch": {"enabled": True, "interval_seconds": 120.0, "polls": 14, "wakes": 1},
         }
     )
     threads_enabled: int = Field(description="threads whose heartbeat is enabled")
     next_due: NextDue | None
     llm: LLMStatus
     runs_by_outcome: dict[str, int]
+    owner: dict[str, int] = Field(
+        description="approvals_pending, approvals_expired, approvals_rejected, "
+        "owner_active_deferrals, reply_wakes (from the session DB: every worker agrees)"
+    )
+    reply_watch: dict[str, Any] = Field(
+        description="the reply watch: enabled, interval_seconds, polls, replies_seen, wakes, "
+        "last_poll_at, next_poll_at, last_error"
+    )
 
 
 _ACTION_EXAMPLE: dict[str, Any] = {
+    "action_id": 41,
     "type": "post",
     "submolt": "general",
     "title": "A quiet week",
@@ -194,6 +211,7 @@ class HeartbeatAction(Out):
     """One action of a run; the payload fields depend on ``type``."""
 
     model_config = _example(_ACTION_EXAMPLE)
+    action_id: int = Field(description="its id, for POST /api/approvals/{action_id}/...")
     type: str = Field(description="post, comment or vote")
     submolt: str | None = Field(None, exclude_if=_absent, description="post")
     title: str | None = Field(None, exclude_if=_absent, description="post")
@@ -226,6 +244,7 @@ _RUN_EXAMPLE: dict[str, Any] = {
     "prompt_chars": 3812,
     "llm_ms": 2050.1,
     "model": "llama3.2:latest",
+    "retry_at": None,
 }
 
 
@@ -248,6 +267,7 @@ class HeartbeatRun(Out):
     prompt_chars: int | None
     llm_ms: float | None
     model: str | None
+    retry_at: str | None = Field(description="skipped/owner_active: when it tries again")
 
 
 class DecidedAction(HeartbeatAction):
