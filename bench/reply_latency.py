@@ -27,12 +27,14 @@ from typing import Any
 
 import httpx
 
-import bench.common  # noqa: F401  (puts tests/ on sys.path for the support package)
-from support import heartbeat_scripts as hs
-from support.fake_ollama import FakeOllama, Reply
-from support.service import Service
-
+from bench.common import TESTS
 from crt_loops.ledger.client import LedgerClient
+
+# bench.common put TESTS on sys.path: the test support package (fake Ollama, the service).
+assert TESTS.is_dir()
+from support import heartbeat_scripts as hs  # noqa: E402
+from support.fake_ollama import FakeOllama, Reply  # noqa: E402
+from support.service import Service  # noqa: E402
 
 COMMENT_RE_KEY = "comment_id="
 MD = "## Checklist\n- Answer every comment on your posts, briefly.\n"
