@@ -21,6 +21,7 @@ from crt_loops.db.session import SessionDB
 from crt_loops.heartbeat import approvals
 from crt_loops.heartbeat.approvals import ApprovalConflict, ApprovalDesk, ApprovalInvalid
 from crt_loops.heartbeat.executor import HeartbeatRunner
+from crt_loops.heartbeat.loop import HeartbeatLoop
 
 POST = {"type": "post", "submolt": "general", "title": "On small habits", "content": "Notes."}
 
@@ -332,3 +333,22 @@ def test_store_keeps_expires_at(env: HeartbeatEnv) -> None:
     action_id = propose(env)
     run = heartbeats.list_runs(env.db, "default")[0]
     assert run.actions[0].as_api()["action_id"] == action_id
+
+
+def test_the_heartbeat_loop_expires_proposals_on_its_ticks(env: HeartbeatEnv) -> None:
+    env.configure(approval_ttl="1h")
+    action_id = propose(env)
+    loop = HeartbeatLoop(
+        runner_factory=lambda: env.runner,
+        interval_seconds=1800,
+        enabled=True,
+        db=env.db,
+        clock=env.clock,
+    )
+    loop.tick()
+    assert records.counts(env.db)["proposed"] == 1
+    env.clock.advance(3601)
+    loop.tick()
+    action = get_action(env.db, action_id)
+    assert action is not None and action.state == "expired"
+    assert records.counts(env.db) == {"proposed": 0, "rejected": 0, "expired": 1}
