@@ -80,10 +80,12 @@ def main() -> None:
             base = api.get("/api/ledger/status").json()["url"]
             neighbour_key = LedgerClient(base, None).register("neighbour", "asks").api_key
             neighbour = LedgerClient(base, neighbour_key)
+            interval = api.get("/api/heartbeat/status").json()["reply_watch"]["interval_seconds"]
             latencies = []
             for n in range(args.samples):
-                # A random moment within the poll interval, as a real reply would be.
-                time.sleep(random.uniform(0, 20))
+                # A random moment of the poll interval, as a real reply would come: the wait
+                # for the next poll is then uniform over the interval.
+                time.sleep(random.uniform(0, interval))
                 comment = neighbour.create_comment(post_id, f"Why small steps? ({n})")
                 asked = time.monotonic()
                 while True:
