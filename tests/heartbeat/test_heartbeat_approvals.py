@@ -20,7 +20,7 @@ from crt_loops.db.approvals import get_action
 from crt_loops.db.session import SessionDB
 from crt_loops.heartbeat import approvals
 from crt_loops.heartbeat.approvals import ApprovalConflict, ApprovalDesk, ApprovalInvalid
-from crt_loops.heartbeat.executor import HeartbeatRunner
+from crt_loops.heartbeat.executor import HeartbeatRunner, RunnerDeps
 from crt_loops.heartbeat.loop import HeartbeatLoop
 
 POST = {"type": "post", "submolt": "general", "title": "On small habits", "content": "Notes."}
@@ -312,21 +312,12 @@ def race(env: HeartbeatEnv, action_id: int) -> dict[str, Any]:
 
 
 def fresh_runner(env: HeartbeatEnv, db: SessionDB) -> HeartbeatRunner:
+    """The runner a restarted service builds: same settings, a new DB connection."""
     old = env.runner
-    return HeartbeatRunner(
-        db=db,
-        llm=old.llm,
-        ledger=old.ledger,
-        heartbeat_md=old.heartbeat_md,
-        agent_name=old.agent_name,
-        default_model=old.default_model,
-        default_timezone=old.default_timezone,
-        window=old.window,
-        llm_timeout=10.0,
-        limits=old.limits,
-        secrets=old.secrets,
-        clock=old.clock,
+    deps = RunnerDeps(
+        db=db, llm=old.llm, ledger=old.ledger, heartbeat_md=old.heartbeat_md, clock=old.clock
     )
+    return HeartbeatRunner(deps, old.options)
 
 
 def test_store_keeps_expires_at(env: HeartbeatEnv) -> None:

@@ -1,5 +1,5 @@
 """One heartbeat end to end: every outcome and reason, the outbox, dry runs, recovery, backoff,
-and the fault matrix (issue 5 item 3): each fault leaves a run record with its reason, sends
+and the fault matrix: each fault leaves a run record with its reason, sends
 nothing, and the next healthy run acts."""
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ from support.fake_ollama import FakeOllama, Reply
 from support.hb_env import HeartbeatEnv, heartbeat_env
 
 from crt_loops.core import identity
+from crt_loops.core.enums import ActionState
 from crt_loops.core.server_thread import ServerThread
 from crt_loops.db import heartbeats
+from crt_loops.db.heartbeats import OutboxRow
 from crt_loops.heartbeat.executor import BACKOFF_STEPS, HeartbeatBusy, LedgerLimits
 
 POST = {"type": "post", "submolt": "general", "title": "On small habits", "content": "Notes."}
@@ -321,13 +323,13 @@ def test_recovery_closes_interrupted_runs_and_resends_pending_once(env: Heartbea
         "r1",
         "default",
         [
-            {
-                "seq": 0,
-                "type": "post",
-                "payload": {"submolt": "general", "title": "T", "content": "C"},
-                "state": "pending",
-                "idempotency_key": "crt-r1-0",
-            }
+            OutboxRow(
+                seq=0,
+                type="post",
+                payload={"submolt": "general", "title": "T", "content": "C"},
+                state=ActionState.PENDING,
+                idempotency_key="crt-r1-0",
+            )
         ],
     )
     # ... and the same key already landed once before the crash (the Ledger deduplicates).
@@ -461,20 +463,28 @@ def test_ollama_refused_mid_run(env: HeartbeatEnv) -> None:
 # -- fault matrix: the Ledger -----------------------------------------------------------------
 
 
-def test_ledger_refused(env: HeartbeatEnv) -> None:
-    answer(env, decide(POST))
-    port = env.ledger_server.port
-    env.ledger_server.stop()
-    run = env.run()
-    assert (run.outcome, run.reason) == ("failed", "ledger_error")
-    assert env.fake.calls_for("HeartbeatDecision") == []  # no LLM call without a Ledger
-    # bring it back on the same port: the next healthy run acts
-    from support.hb_env import Settings, create_ledger_app
+def test_ledger_refused(tmp_path: Path, fake_ollama: FakeOllama) -> None:
+    # A real server, so that stopping it leaves a port that refuses connections.
+    with heartbeat_env(tmp_path, fake_ollama, real_ledger=True) as env:
+        env.configure(enabled=True, every_seconds=600, target="any")
+        assert env.ledger_server is not None
+        answer(env, decide(POST))
+        port = env.ledger_server.port
+        env.ledger_server.stop()
+        run = env.run()
+        assert (run.outcome, run.reason) == ("failed", "ledger_error")
+        assert env.fake.calls_for("HeartbeatDecision") == []  # no LLM call without a Ledger
+        # bring it back on the same port: the next healthy run acts
+        from support.hb_env import Settings, create_ledger_app
 
-    settings = Settings(_env_file=None, data_dir=env.tmp / "data", ledger_post_cooldown_seconds=0)  # type: ignore[call-arg]
-    env.ledger_server = ServerThread(create_ledger_app(settings, clock=env.clock), port=port or 0)
-    env.ledger_server.start()
-    healthy_run_acts(env)
+        settings = Settings(  # type: ignore[call-arg]
+            _env_file=None, data_dir=env.tmp / "data", ledger_post_cooldown_seconds=0
+        )
+        env.ledger_server = ServerThread(
+            create_ledger_app(settings, clock=env.clock), port=port or 0
+        )
+        env.ledger_server.start()
+        healthy_run_acts(env)
 
 
 def test_ledger_429_with_retry_after(tmp_path: Path, fake_ollama: FakeOllama) -> None:
@@ -683,13 +693,13 @@ def test_a_post_made_during_the_llm_call_counts_for_the_cooldown(
                 "o1",
                 "other",
                 [
-                    {
-                        "seq": 0,
-                        "type": "post",
-                        "payload": {"submolt": "general", "title": "X", "content": "Y"},
-                        "state": "sent",
-                        "idempotency_key": "crt-o1-0",
-                    }
+                    OutboxRow(
+                        seq=0,
+                        type="post",
+                        payload={"submolt": "general", "title": "X", "content": "Y"},
+                        state=ActionState.SENT,
+                        idempotency_key="crt-o1-0",
+                    )
                 ],
             )
             return Reply(content=decide(POST))
@@ -704,7 +714,7 @@ def test_prompt_shows_the_latest_reflection_however_much_journal_followed(
     env: HeartbeatEnv,
 ) -> None:
     """It once looked only at the 20 newest journal entries, so a busy journal hid it."""
-    from crt_loops.mind.journal import insert_entry
+    from crt_loops.db.journal import insert_entry
 
     with env.db.write() as tx:
         now = env.clock.now

@@ -14,6 +14,7 @@ from support.fake_ollama import FakeOllama, Reply
 from support.llm_scripts import install_thinking_routes
 
 from crt_loops.api.routes import journal as journal_routes
+from crt_loops.api.services import Services
 from crt_loops.db.session import SessionDB, ThreadNotFound
 from crt_loops.llm.client import DisabledLLM, OllamaLLM
 from crt_loops.mind.journal import (
@@ -21,15 +22,16 @@ from crt_loops.mind.journal import (
     JournalEntry,
     SelfReplyService,
     add_comment,
+    add_entry,
     get_settings,
-    insert_entry,
     list_entries,
     set_settings,
 )
 from crt_loops.settings import Settings
 
 with warnings.catch_warnings():
-    # REFERENCE §3: Starlette's TestClient warns about httpx 0.28 at import; only that warning.
+    # docs/reference.md §3: Starlette's TestClient warns about httpx 0.28 at import; only that
+    # warning.
     warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
     from fastapi.testclient import TestClient
 
@@ -40,17 +42,16 @@ def write_entry(
     db: SessionDB, thread_id: str, entry_type: str = "reflection", reply_to: int | None = None
 ) -> JournalEntry:
     db.ensure_thread(thread_id)
-    with db.write() as tx:
-        return insert_entry(
-            tx,
-            thread_id=thread_id,
-            entry_type=entry_type,
-            title=f"A {entry_type}",
-            body=f"I notice something about {thread_id}.",
-            created_at=db.clock(),
-            reply_to=reply_to,
-            meta={"source": "heuristic"},
-        )
+    return add_entry(
+        db,
+        thread_id=thread_id,
+        entry_type=entry_type,
+        title=f"A {entry_type}",
+        body=f"I notice something about {thread_id}.",
+        created_at=db.clock(),
+        reply_to=reply_to,
+        meta={"source": "heuristic"},
+    )
 
 
 def self_replies(db: SessionDB, thread_id: str) -> list[JournalEntry]:
@@ -359,9 +360,10 @@ def test_process_thread_forces_the_dice_not_off(
 def client(db: SessionDB, make_settings: Callable[..., Settings]) -> TestClient:
     app = FastAPI()
     app.include_router(journal_routes.router)
-    app.state.db = db
-    app.state.settings = make_settings(
-        journal_self_reply_chance=0.5, journal_self_reply_min_seconds=60
+    app.state.services = Services(
+        settings=make_settings(journal_self_reply_chance=0.5, journal_self_reply_min_seconds=60),
+        db=db,
+        llm=DisabledLLM("http://127.0.0.1:9", "none"),
     )
     return TestClient(app)
 

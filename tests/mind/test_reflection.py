@@ -19,6 +19,7 @@ from support.llm_scripts import (
 )
 
 from crt_loops.api.routes import insights
+from crt_loops.api.services import Services
 from crt_loops.db.session import SessionDB, ThreadNotFound
 from crt_loops.llm.client import DisabledLLM, OllamaLLM
 from crt_loops.mind.journal import list_entries
@@ -32,7 +33,8 @@ from crt_loops.mind.topics import keywords, topic_scorecard
 from crt_loops.settings import Settings
 
 with warnings.catch_warnings():
-    # REFERENCE §3: Starlette's TestClient warns about httpx 0.28 at import; only that warning.
+    # docs/reference.md §3: Starlette's TestClient warns about httpx 0.28 at import; only that
+    # warning.
     warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
     from fastapi.testclient import TestClient
 
@@ -438,8 +440,11 @@ def test_reflection_view_and_route(
 
     app = FastAPI()
     app.include_router(insights.router)
-    app.state.db = db
-    app.state.settings = make_settings(reflection_threshold=77)
+    app.state.services = Services(
+        settings=make_settings(reflection_threshold=77),
+        db=db,
+        llm=DisabledLLM("http://127.0.0.1:9", "none"),
+    )
     client = TestClient(app)
     ok = client.get("/api/threads/t1/reflection")
     assert ok.status_code == 200 and ok.json()["threshold"] == 77

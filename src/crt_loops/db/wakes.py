@@ -6,7 +6,8 @@ and pulls the thread's due time forward in the same transaction; the run that an
 
 from __future__ import annotations
 
-from crt_loops.db.heartbeats import _take_lease, lease_name
+from crt_loops.db.heartbeats import lease_name
+from crt_loops.db.leases import take_lease
 from crt_loops.db.session import SessionDB, dumps
 
 
@@ -41,7 +42,7 @@ def thread_of_sent(db: SessionDB, kind: str, ledger_id: str) -> str | None:
 def take_poll_slot(db: SessionDB, name: str, owner: str, *, now: float, ttl: float) -> bool:
     """A lease that is never released: whoever takes it polls, nobody else for ``ttl``."""
     with db.write() as tx:
-        return _take_lease(tx, name, owner, now, ttl)
+        return take_lease(tx, name, owner, now, ttl, renew=False)
 
 
 def request_wake(

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from crt_loops.core import metrics
+from crt_loops.core.enums import ActionState
 from crt_loops.db import agent_history
 from crt_loops.db import approvals as records
-from crt_loops.db.heartbeats import ActionRecord, get_thread_heartbeat
+from crt_loops.db.heartbeats import ActionRecord, OutboxRow, get_thread_heartbeat
 from crt_loops.db.session import SessionDB
 from crt_loops.heartbeat import outbox
 from crt_loops.heartbeat.config import HeartbeatConfig
@@ -95,20 +97,22 @@ def needs_approval(config: HeartbeatConfig, action_type: str) -> bool:
 
 
 def mark_proposals(
-    db: SessionDB, rows: list[dict[str, Any]], config: HeartbeatConfig, now: float
-) -> int:
-    """Turn the ``pending`` rows that need the owner into ``proposed`` ones; returns how many."""
-    proposed = 0
-    for row in rows:
-        if row["state"] == "pending" and needs_approval(config, row["type"]):
-            row["state"] = "proposed"
-            row["expires_at"] = now + config.approval_ttl
-            proposed += 1
+    db: SessionDB, rows: Sequence[OutboxRow], config: HeartbeatConfig, now: float
+) -> list[OutboxRow]:
+    """The rows with every ``pending`` one that needs the owner turned ``proposed`` (with its
+    expiry); a dry run's rows are ``dry_run``, never pending, so they stay as they are."""
+    marked = [
+        replace(row, state=ActionState.PROPOSED, expires_at=now + config.approval_ttl)
+        if row.state is ActionState.PENDING and needs_approval(config, row.type)
+        else row
+        for row in rows
+    ]
+    proposed = sum(1 for new, old in zip(marked, rows, strict=True) if new is not old)
     if proposed:
         metrics.observe_approval("proposed", proposed)
         # Counted before the rows are written: the ones already waiting plus these.
         metrics.set_approvals_pending(records.pending_count(db) + proposed)
-    return proposed
+    return marked
 
 
 def expire_due(db: SessionDB, now: float) -> int:
@@ -218,7 +222,7 @@ class ApprovalDesk:
         action = proposal.action
         if action.state != "proposed":
             raise ApprovalConflict(action_id, action.state)
-        clean = check_edits(action.type, edits or {}, self.runner.secrets)
+        clean = check_edits(action.type, edits or {}, self.runner.options.secrets)
         payload = {**action.payload, **clean}
         edited = any(action.payload.get(k) != v for k, v in clean.items())
         hb = get_thread_heartbeat(db, action.thread_id)
@@ -255,13 +259,13 @@ class ApprovalDesk:
             state if checked.allowed else error,
         )
         if checked.allowed:
-            row = {
-                "type": action.type,
-                "payload": payload,
-                "state": "pending",
-                "error": None,
-                "idempotency_key": action.idempotency_key,
-            }
+            row = OutboxRow(
+                seq=action.seq,
+                type=action.type,
+                payload=payload,
+                state=ActionState.PENDING,
+                idempotency_key=action.idempotency_key,
+            )
             outbox.send_pending(db, self.runner.ledger, [row])
         final = records.get_action(db, action_id)
         assert final is not None  # actions are never deleted while their run is kept
@@ -274,7 +278,7 @@ class ApprovalDesk:
             if not isinstance(reason, str):
                 raise ApprovalInvalid("reason", "must be a string")
             reason = reason.strip()[:REASON_MAX] or None
-            if reason and contains_secret(reason, self.runner.secrets):
+            if reason and contains_secret(reason, self.runner.options.secrets):
                 raise ApprovalInvalid("reason", "contains a secret (an API key or token)")
         db = self.db
         now = self._now()
@@ -302,7 +306,7 @@ class ApprovalDesk:
         post_id = action.payload.get("post_id")
         if action.type in ("comment", "vote") and post_id and self._post_exists(str(post_id)):
             shown.add(str(post_id))
-        limits = runner.limits
+        limits = runner.options.limits
         return ValidationContext(
             config=config,
             now=now,
@@ -315,14 +319,15 @@ class ApprovalDesk:
             next_post_allowed_at=_after(past["last_post_at"], limits.post_cooldown),
             next_comment_allowed_at=_after(past["last_comment_at"], limits.comment_cooldown),
             comments_left_today=max(0, limits.comments_per_day - past["comments_last_24h"]),
-            secrets=runner.secrets,
+            secrets=runner.options.secrets,
             default_submolt=config.submolt,
         )
 
     def _post_exists(self, post_id: str) -> bool:
         ledger: LedgerClient | None = self.runner.ledger
         if ledger is None:
-            raise ApprovalUnavailable(self.runner.ledger_error or "the Ledger is not available")
+            why = self.runner.options.ledger_error or "the Ledger is not available"
+            raise ApprovalUnavailable(why)
         try:
             ledger.get_post(post_id)
         except LedgerNotFound:

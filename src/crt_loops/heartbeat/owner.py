@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from crt_loops.core import metrics
 from crt_loops.core.clock import iso
+from crt_loops.core.enums import RunReason
 from crt_loops.db.heartbeats import RunRecord
 from crt_loops.db.session import SessionDB
 from crt_loops.db.wakes import last_owner_message_at
+from crt_loops.heartbeat.gates import Verdict, skip
 
 
 def quiet_until(last_message_at: float | None, quiet_seconds: float, now: float) -> float | None:
@@ -32,13 +34,15 @@ def owner_active_until(
     return quiet_until(last_owner_message_at(db, thread_id), quiet_seconds, now)
 
 
-def defer(db: SessionDB, run: RunRecord, quiet_seconds: float, now: float) -> bool:
-    """The owner-active gate: when the owner is talking in the run's thread, mark the run
-    ``skipped``/``owner_active`` with ``retry_at`` at the end of the quiet window and say so."""
+def defer(db: SessionDB, run: RunRecord, quiet_seconds: float, now: float) -> Verdict | None:
+    """The owner-active gate: while the owner is talking in the run's thread, the run is
+    ``skipped``/``owner_active`` with ``retry_at`` at the end of the quiet window."""
     until = owner_active_until(db, run.thread_id, quiet_seconds=quiet_seconds, now=now)
     if until is None:
-        return False
-    run.outcome, run.reason, run.retry_at = "skipped", "owner_active", until
-    run.summary = f"your owner is talking in this thread; retrying at {iso(until)} (no LLM call)"
+        return None
+    run.retry_at = until
     metrics.observe_owner_deferral()
-    return True
+    return skip(
+        RunReason.OWNER_ACTIVE,
+        f"your owner is talking in this thread; retrying at {iso(until)} (no LLM call)",
+    )

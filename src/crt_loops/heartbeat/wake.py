@@ -22,13 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 from crt_loops.core import metrics
 from crt_loops.core.clock import iso
+from crt_loops.core.enums import RunReason, Trigger
 from crt_loops.db import agent_history, heartbeats, wakes
 from crt_loops.db.session import SessionDB
 from crt_loops.heartbeat.context import LedgerReader, snippet
 from crt_loops.ledger.client import LedgerError
 
 if TYPE_CHECKING:
-    from crt_loops.heartbeat.executor import HeartbeatRunner, Trigger
+    from crt_loops.heartbeat.executor import HeartbeatRunner
 
 logger = logging.getLogger(__name__)
 
@@ -106,8 +107,8 @@ def threads_for(db: SessionDB, replies: list[Reply]) -> dict[str, list[str]]:
 
 def trigger_for(db: SessionDB, thread_id: str, trigger: Trigger) -> Trigger:
     """``reply`` for a scheduled run that a reply wake made due early, else ``trigger``."""
-    if trigger == "schedule" and wakes.pending_wake(db, thread_id) is not None:
-        return "reply"
+    if trigger is Trigger.SCHEDULE and wakes.pending_wake(db, thread_id) is not None:
+        return Trigger.REPLY
     return trigger
 
 
@@ -117,7 +118,7 @@ def after_run(
     """The thread's next due time once a run ends: the wake it answered is settled, and a
     reply that came in during the run makes it due again now. A run deferred while the owner
     talks keeps its wake for the retry."""
-    if run.reason == "owner_active":
+    if run.reason is RunReason.OWNER_ACTIVE:
         return due
     again = wakes.clear_wake(db, run.thread_id, up_to=run.started_at)
     return min(due, now) if again and due is not None else due
@@ -184,7 +185,7 @@ class ReplyWatcher:
         if not wakes.take_poll_slot(db, POLL_LEASE, runner.owner, now=now, ttl=interval * 0.9):
             return 0
         if runner.ledger is None:
-            self.status.last_error = runner.ledger_error or "the Ledger is not available"
+            self.status.last_error = runner.options.ledger_error or "the Ledger is not available"
             return 0
         try:
             replies = read_replies(runner.ledger)
@@ -210,12 +211,12 @@ class ReplyWatcher:
         hb = heartbeats.get_thread_heartbeat(db, thread_id)
         if hb is None or not hb.config.enabled or hb.next_due is None:
             return False
-        window = hb.config.active_window(runner.default_timezone)
+        window = hb.config.active_window(runner.options.default_timezone)
         if window is not None and not window.contains(now):
             logger.info("%s reply for thread %s waits for its active hours", PREFIX, thread_id)
             return False
         past = agent_history.agent_history(db, since=now - DAY)
-        limits = runner.limits
+        limits = runner.options.limits
         if past["comments_last_24h"] >= limits.comments_per_day:
             logger.info("%s reply for thread %s: no comments left today", PREFIX, thread_id)
             return False

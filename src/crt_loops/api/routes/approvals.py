@@ -11,10 +11,12 @@ from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, HTTPException, Path, Query, Request
+from pydantic import Field
 
-from crt_loops.api.routes import responses as out
 from crt_loops.api.routes.deps import DB, valid_thread_id
 from crt_loops.api.routes.heartbeat import json_body, runner
+from crt_loops.api.routes.responses import _ACTION_EXAMPLE as ACTION_EXAMPLE
+from crt_loops.api.routes.responses import ISO, HeartbeatAction, Out, _example
 from crt_loops.db import approvals as approval_records
 from crt_loops.heartbeat import approvals
 from crt_loops.heartbeat.approvals import (
@@ -26,6 +28,49 @@ from crt_loops.heartbeat.approvals import (
 )
 
 router = APIRouter(tags=["approvals"])
+
+
+# -- response models ------------------------------------------------------------------
+
+
+class DecidedAction(HeartbeatAction):
+    """An action after the owner's decision: ``sent`` (or ``failed``) when approved, ``blocked``
+    with the reason when no longer allowed at send time, ``rejected``."""
+
+    model_config = _example({**ACTION_EXAMPLE, "action_id": 42, "thread_id": "default"})
+    action_id: int
+    thread_id: str
+
+
+class Approval(HeartbeatAction):
+    """A proposed action waiting for the owner, with its context."""
+
+    model_config = _example(
+        {
+            **ACTION_EXAMPLE,
+            "state": "proposed",
+            "ledger_id": None,
+            "action_id": 42,
+            "thread_id": "default",
+            "run_id": "5f0c2a9e0b7d4c1f8a6e3d2b1c0f9e8d",
+            "proposed_at": ISO,
+            "expires_at": "2026-03-02T09:30:00Z",
+            "run_summary": "a note about the new job seemed worth sharing",
+        }
+    )
+    action_id: int
+    thread_id: str
+    run_id: str
+    proposed_at: str | None
+    expires_at: str | None = Field(description="unanswered, it becomes expired at this time")
+    run_summary: str = Field(description="the agent's own summary of the run that proposed it")
+
+
+class ApprovalList(Out):
+    model_config = _example({"count": 0, "approvals": []})
+    count: int
+    approvals: list[Approval] = Field(description="the one expiring first first")
+
 
 ActionId = Annotated[int, Path(ge=1, le=2**62, description="the action's id (action_id)")]
 
@@ -79,7 +124,7 @@ def _decide(call: Any) -> dict[str, Any]:
 @router.get(
     "/api/approvals",
     summary="Heartbeat actions waiting for the owner's approval",
-    response_model=out.ApprovalList,
+    response_model=ApprovalList,
 )
 def list_approvals(
     db: DB,
@@ -96,7 +141,7 @@ def list_approvals(
 @router.post(
     "/api/approvals/{action_id}/approve",
     summary="Approve a proposed action (optionally with an edited title/content) and send it",
-    response_model=out.DecidedAction,
+    response_model=DecidedAction,
     openapi_extra={
         "requestBody": {
             "required": False,
@@ -123,7 +168,7 @@ async def approve(action_id: ActionId, request: Request) -> dict[str, Any]:
 @router.post(
     "/api/approvals/{action_id}/reject",
     summary="Reject a proposed action (optional reason, shown to the model next time)",
-    response_model=out.DecidedAction,
+    response_model=DecidedAction,
     openapi_extra={
         "requestBody": {
             "required": False,

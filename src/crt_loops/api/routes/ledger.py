@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request
 
 from crt_loops.api.routes import responses as out
+from crt_loops.api.routes.deps import get_services
 from crt_loops.ledger.client import (
     LedgerAuthError,
     LedgerError,
@@ -27,9 +28,10 @@ router = APIRouter(prefix="/api/ledger", tags=["ledger"])
 
 
 def _ledger(request: Request) -> EmbeddedLedger:
-    ledger: EmbeddedLedger | None = getattr(request.app.state, "ledger", None)
+    services = get_services(request)
+    ledger = services.ledger
     if ledger is None:
-        failed = getattr(request.app.state, "ledger_error", None)
+        failed = services.ledger_error
         detail = (
             f"the Ledger did not start: {failed}"
             if failed

@@ -79,7 +79,7 @@ _LOOP_EXAMPLE: dict[str, Any] = {
 
 
 class LoopStatus(Out):
-    """One loop's state (DESIGN §9 "Loop status")."""
+    """One loop's state (docs/architecture.md §9 "Loop status")."""
 
     model_config = _example(_LOOP_EXAMPLE)
     name: str = Field(description="reflection, personality, journal_self_reply or heartbeat")
@@ -249,7 +249,7 @@ _RUN_EXAMPLE: dict[str, Any] = {
 
 
 class HeartbeatRun(Out):
-    """One heartbeat run (DESIGN §9)."""
+    """One heartbeat run (docs/architecture.md §9)."""
 
     model_config = _example(_RUN_EXAMPLE)
     run_id: str
@@ -268,45 +268,6 @@ class HeartbeatRun(Out):
     llm_ms: float | None
     model: str | None
     retry_at: str | None = Field(description="skipped/owner_active: when it tries again")
-
-
-class DecidedAction(HeartbeatAction):
-    """An action after the owner's decision: ``sent`` (or ``failed``) when approved, ``blocked``
-    with the reason when no longer allowed at send time, ``rejected``."""
-
-    model_config = _example({**_ACTION_EXAMPLE, "action_id": 42, "thread_id": "default"})
-    action_id: int
-    thread_id: str
-
-
-class Approval(HeartbeatAction):
-    """A proposed action waiting for the owner, with its context."""
-
-    model_config = _example(
-        {
-            **_ACTION_EXAMPLE,
-            "state": "proposed",
-            "ledger_id": None,
-            "action_id": 42,
-            "thread_id": "default",
-            "run_id": "5f0c2a9e0b7d4c1f8a6e3d2b1c0f9e8d",
-            "proposed_at": ISO,
-            "expires_at": "2026-03-02T09:30:00Z",
-            "run_summary": "a note about the new job seemed worth sharing",
-        }
-    )
-    action_id: int
-    thread_id: str
-    run_id: str
-    proposed_at: str | None
-    expires_at: str | None = Field(description="unanswered, it becomes expired at this time")
-    run_summary: str = Field(description="the agent's own summary of the run that proposed it")
-
-
-class ApprovalList(Out):
-    model_config = _example({"count": 0, "approvals": []})
-    count: int
-    approvals: list[Approval] = Field(description="the one expiring first first")
 
 
 class HeartbeatHistory(Out):
