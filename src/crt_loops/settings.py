@@ -64,6 +64,20 @@ class Settings(BaseSettings):
     heartbeat_max_concurrency: int = Field(
         1, ge=1, le=64, description="heartbeat runs (LLM calls) in flight at once, per process"
     )
+    heartbeat_owner_quiet_seconds: float = Field(
+        120,
+        ge=0,
+        le=86_400,
+        description="a scheduled heartbeat waits while the owner wrote in the thread this "
+        "recently (0: never waits)",
+    )
+    heartbeat_reply_wake_seconds: float = Field(
+        120,
+        ge=0,
+        le=86_400,
+        description="how often one Ledger read looks for replies that wake a thread's "
+        "heartbeat early (0: off)",
+    )
     loop_window: int = Field(20, ge=1, le=500, description="recent messages given to the LLM")
     reflection_threshold: int = Field(
         40, ge=1, description="summed importance of new messages that triggers a reflection"

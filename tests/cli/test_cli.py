@@ -452,3 +452,30 @@ def test_heartbeat_prompt_shows_what_the_latest_run_sent(crt: Any, fake: FakeOll
     assert out.startswith("# run ") and "## system" in out and "## user" in out
     assert "Decide now" in out  # the end of the prompt, whole
     assert TOKEN not in out
+
+
+# -- approvals -------------------------------------------------------------------------------
+
+
+def test_approvals_list_approve_edited_reject_and_the_conflict_exit(crt: Any) -> None:
+    code, _, err = crt("heartbeat", "config", "appr", "--enable", "--approval", "posts")
+    assert code == 0, err
+    ids = []
+    for _ in range(2):
+        code, out, err = crt("--json", "heartbeat", "run", "appr")
+        assert code == 0, err
+        run = json.loads(out)
+        assert run["outcome"] == "proposed"
+        ids.append(run["actions"][0]["action_id"])
+    code, out, _ = crt("approvals", "--thread", "appr")
+    assert code == 0 and "EXPIRES" in out, out
+    assert all(f"\n{i} " in out for i in ids), (ids, out)
+    code, out, err = crt("approvals", "approve", str(ids[0]), "--content", "Edited from the CLI.")
+    assert code == 0, err
+    assert "sent" in out and "Edited from the CLI." in out
+    code, out, _ = crt("approvals", "reject", str(ids[1]), "--reason", "not my style")
+    assert code == 0 and "rejected" in out
+    code, _, err = crt("approvals", "approve", str(ids[1]))
+    assert code == 5 and "rejected" in err
+    code, out, _ = crt("approvals", "list", "--thread", "appr")
+    assert code == 0 and "nothing is waiting" in out

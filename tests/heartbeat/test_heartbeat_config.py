@@ -46,6 +46,8 @@ def test_defaults_are_design_section_4() -> None:
         "max_actions": 3,
         "skip_when_unchanged": True,
         "submolt": "general",
+        "approval": "none",
+        "approval_ttl": 86400,
     }
 
 
@@ -461,3 +463,15 @@ def test_active_window_uses_the_configured_zone() -> None:
     utc_window = config.model_copy(update={"timezone": None}).active_window("UTC")
     assert utc_window is not None and not utc_window.contains(four_pm_new_york)
     assert HeartbeatConfig().active_window("UTC") is None
+
+
+def test_approval_modes_and_ttl_are_validated_naming_the_field() -> None:
+    config = merge_config(None, {"approval": "Posts", "approval_ttl": "2h"})
+    assert (config.approval, config.approval_ttl) == ("posts", 7200)
+    for patch, field in (
+        ({"approval": "sometimes"}, "approval"),
+        ({"approval_ttl": 5}, "approval_ttl"),
+    ):
+        with pytest.raises(ValidationError) as caught:
+            merge_config(None, patch)
+        assert caught.value.errors()[0]["loc"] == (field,)

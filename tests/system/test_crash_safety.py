@@ -208,6 +208,11 @@ def test_sigkill_at_random_moments_never_posts_twice_or_loses_an_action(
 
     # -- after the last kill: restart, let recovery run, and every thread works again --------
     svc.start()
+    # The loop's own runs (every thread is due every 10 s) would hold a thread's lease and
+    # answer run-now 409; stopping it waits for those to finish, so only a lease that recovery
+    # failed to clear can make the run-nows below fail.
+    r = httpx.post(f"{svc.url}/api/heartbeat/stop", timeout=60)
+    assert r.status_code == 200, r.text
     for thread_id in THREADS:
         r = httpx.post(f"{svc.url}/api/threads/{thread_id}/heartbeat/run-now", timeout=30)
         assert r.status_code == 200, f"{thread_id} after a crash: {r.status_code} {r.text}"

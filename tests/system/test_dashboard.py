@@ -262,6 +262,61 @@ def test_dashboard_drives_the_heartbeat(browser: WebDriver, service: Service) ->
     assert "Traceback" not in service.log()
 
 
+def test_dashboard_approves_an_edited_post_and_it_lands_on_the_ledger(
+    browser: WebDriver, service: Service
+) -> None:
+    config = {"enabled": False, "approval": "posts"}
+    r = httpx.post(f"{service.url}/api/threads/default/heartbeat/config", json=config)
+    assert r.status_code == 200, r.text
+    run = httpx.post(f"{service.url}/api/threads/default/heartbeat/run-now", timeout=30).json()
+    assert run["outcome"] == "proposed", run
+    action_id = run["actions"][0]["action_id"]
+
+    browser.get(service.url + "/#thread=default")
+    badge = wait(
+        browser,
+        lambda d: css(d, "#approvals-badge").is_displayed() and css(d, "#approvals-badge"),
+        "the approvals badge in the header",
+    )
+    assert badge.text == "1 to approve"
+    item = wait(
+        browser,
+        lambda d: css(d, f'#approvals li[data-action-id="{action_id}"]'),
+        "the proposed post in the approvals panel",
+    )
+    assert "posted note" in item.text  # the agent's reason, as context
+    title = css(browser, f"#appr-{action_id}-title")
+    assert (title.get_attribute("value") or "").startswith("Heartbeat note")
+    replace_text(title, "Edited by my owner")
+    replace_text(css(browser, f"#appr-{action_id}-content"), "Shorter, and in my voice.")
+    item.find_element(By.CSS_SELECTOR, 'button[data-decision="approve"]').click()
+
+    wait(browser, lambda d: not css(d, "#approvals-badge").is_displayed(), "the badge gone")
+    wait(
+        browser,
+        lambda d: any("Edited by my owner" in li.text for li in all_css(d, "#feed li.post")),
+        "the edited post in the Ledger feed",
+    )
+    posts = httpx.get(f"{service.url}/api/ledger/feed?sort=new").json()["posts"]
+    (mine,) = [p for p in posts if p["title"] == "Edited by my owner"]
+    assert mine["content"] == "Shorter, and in my voice."
+    assert httpx.get(f"{service.url}/api/approvals").json()["count"] == 0
+    card = '[data-loop="heartbeat"]'
+    wait(
+        browser,
+        lambda d: "0 waiting" in css(d, card).text and "Reply wakes" in css(d, card).text,
+        "the owner numbers on the heartbeat card",
+    )
+    # the run's action shows as sent in the timeline
+    wait(
+        browser,
+        lambda d: all_css(d, '#timeline li.action[data-state="sent"]'),
+        "the approved action shown sent in the timeline",
+    )
+    assert script_errors(browser) == []
+    assert "Traceback" not in service.log()
+
+
 def save_screenshot(driver: WebDriver, path: Path) -> None:
     """The whole page: the viewport grows to the document's height for the shot."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -66,6 +66,8 @@ def service(tmp_path: Path, fake_ollama: FakeOllama) -> Iterator[Service]:
             "CRT_REFLECTION_THRESHOLD": str(THRESHOLD),
             "CRT_HEARTBEAT_LOOP_ENABLED": "true",
             "CRT_HEARTBEAT_LOOP_SECONDS": "2",
+            # The test writes messages and wants heartbeats right after: nobody is talking.
+            "CRT_HEARTBEAT_OWNER_QUIET_SECONDS": "0",
             "CRT_LEDGER_POST_COOLDOWN_SECONDS": "0",
             "CRT_LEDGER_REQUESTS_PER_MINUTE": "10000",
         },

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 
 from crt_loops.api.docs import install_docs
 from crt_loops.api.routes import (
+    approvals,
     dashboard,
     insights,
     journal,
@@ -160,6 +161,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         insights,
         loops,
         heartbeat_routes,
+        approvals,
         ledger,
         pickers,
         dashboard,

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from crt_loops.cli import approvals as approvals_cli
 from crt_loops.cli import chat as chat_commands
 from crt_loops.cli.args import CrtParser, package_version, positive_seconds, service_url
 from crt_loops.cli.demo import cmd_demo
@@ -163,7 +164,8 @@ def config_patch(args: argparse.Namespace) -> dict[str, Any]:
         patch["enabled"] = args.enabled
     if args.every is not None:
         patch["every"] = int(args.every) if args.every.isdigit() else args.every
-    for name in ("target", "max_actions", "max_tokens", "temperature", "dry_run", "submolt"):
+    names = ("target", "max_actions", "max_tokens", "temperature", "dry_run", "submolt")
+    for name in (*names, "approval", "approval_ttl"):
         value = getattr(args, name)
         if value is not None:
             patch[name] = value
@@ -201,6 +203,7 @@ def print_config(view: dict[str, Any]) -> None:
                 ("temperature", cfg.get("temperature")),
                 ("skip_when_unchanged", cfg.get("skip_when_unchanged")),
                 ("submolt", cfg.get("submolt")),
+                ("approval", cfg.get("approval", "none")),
                 (
                     "last run",
                     f"{when(view.get('last_run'))}: {view.get('last_outcome') or '-'}"
@@ -465,6 +468,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="no LLM call when nothing changed since the last run",
     )
     config.add_argument("--submolt", help="default submolt for posts")
+    config.add_argument(
+        "--approval",
+        choices=["none", "posts", "all"],
+        help="posts or all: actions wait for `crt approvals approve`",
+    )
+    config.add_argument("--approval-ttl", help="an unanswered proposal expires after (24h)")
 
     run = add(hb_sub, "run", cmd_hb_run, "run one heartbeat now and show the run")
     run.add_argument("thread", metavar="THREAD")
@@ -491,6 +500,8 @@ def build_parser() -> argparse.ArgumentParser:
     md_set.add_argument(
         "--expected-sha256", help="only replace the version with this sha256 (else exit 5)"
     )
+
+    approvals_cli.add_parsers(sub, add)
 
     ledger = add(sub, "ledger", _missing_action, "the Ledger as the service sees it")
     ledger_sub = ledger.add_subparsers(dest="action", metavar="ACTION")

@@ -32,6 +32,7 @@ class RunOutcome(StrEnum):
     - ``acted``: at least one action was sent to the Ledger
     - ``silent``: the model chose no action, or every action it proposed was blocked
     - ``dry_run``: a dry run; the actions were recorded, none was sent
+    - ``proposed``: the actions wait for the owner's approval (the thread's ``approval``)
     - ``skipped``: a gate stopped the run before (or instead of) the LLM call
     - ``failed``: something went wrong; the reason says what
     """
@@ -40,6 +41,7 @@ class RunOutcome(StrEnum):
     ACTED = "acted"
     SILENT = "silent"
     DRY_RUN = "dry_run"
+    PROPOSED = "proposed"
     SKIPPED = "skipped"
     FAILED = "failed"
 
@@ -82,6 +84,10 @@ class RunReason(StrEnum):
 
     With ``acted``:
     - ``partial``: some actions were sent, others failed
+    - ``proposed``: some actions were sent, others wait for the owner's approval
+
+    With ``proposed``:
+    - ``partial``: some actions wait for the owner, others failed
 
     With ``silent``: every :class:`BlockReason` (when all blocked actions share it), or
     - ``blocked``: the proposed actions were blocked for different reasons
@@ -92,6 +98,7 @@ class RunReason(StrEnum):
     With ``skipped``:
     - ``disabled``: the thread's heartbeat is off
     - ``quiet_hours``: outside the thread's active hours
+    - ``owner_active``: the owner wrote in the thread within the quiet window (retry_at)
     - ``empty_instructions``: HEARTBEAT.md is missing or effectively empty
     - ``no_new_context``: nothing changed since the last run
     - ``llm_unavailable``: the LLM is not reachable (or stopped answering)
@@ -128,6 +135,8 @@ class RunReason(StrEnum):
     NO_ACTION = "no_action"
     DISABLED = "disabled"
     QUIET_HOURS = "quiet_hours"
+    OWNER_ACTIVE = "owner_active"
+    PROPOSED = "proposed"
     EMPTY_INSTRUCTIONS = "empty_instructions"
     NO_NEW_CONTEXT = "no_new_context"
     LLM_UNAVAILABLE = "llm_unavailable"
@@ -150,6 +159,9 @@ class ActionState(StrEnum):
     - ``blocked``: validation kept it back; the error names the :class:`BlockReason`
     - ``dry_run``: a dry run's action, recorded and never sent
     - ``failed``: the Ledger call failed
+    - ``proposed``: waits for the owner's approval (``expires_at``)
+    - ``rejected``: the owner declined it
+    - ``expired``: nobody approved it within ``approval_ttl``
     """
 
     PENDING = "pending"
@@ -157,6 +169,9 @@ class ActionState(StrEnum):
     BLOCKED = "blocked"
     DRY_RUN = "dry_run"
     FAILED = "failed"
+    PROPOSED = "proposed"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
 
 
 class Trigger(StrEnum):
@@ -164,10 +179,12 @@ class Trigger(StrEnum):
 
     - ``schedule``: the heartbeat loop found the thread due (gates apply)
     - ``manual``: run-now; bypasses the schedule, active hours and the unchanged-context gate
+    - ``reply``: due early because someone answered the agent on the Ledger (gates apply)
     """
 
     SCHEDULE = "schedule"
     MANUAL = "manual"
+    REPLY = "reply"
 
 
 class LoopState(StrEnum):

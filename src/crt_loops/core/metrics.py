@@ -15,6 +15,10 @@ crt_llm_call_duration_seconds          histogram  outcome                     Ol
 crt_llm_prompt_chars                   histogram  (none)                      OllamaLLM.chat
 crt_llm_tokens_total                   counter    backend, kind               HTTPBackend.chat
 crt_ledger_requests_total              counter    method, status              LedgerClient
+crt_heartbeat_approvals_total          counter    verdict                     heartbeat.approvals
+crt_heartbeat_approvals_pending        gauge      (none)                      heartbeat.approvals
+crt_heartbeat_owner_deferrals_total    counter    (none)                      HeartbeatRunner
+crt_heartbeat_reply_wakes_total        counter    (none)                      heartbeat.wake
 =====================================  =========  ==========================  ================
 
 Label values: a loop tick's ``outcome`` is ``ok``, ``failed`` or ``lease_held``; a heartbeat
@@ -24,7 +28,10 @@ run's ``reason`` is ``none`` when the run has none; an LLM call's ``outcome`` is
 prompt), ``prompt_eval`` (the part the server evaluated), ``cached`` (served from its prompt
 cache) or ``completion``, counted only as far as the server reports them; a Ledger request's
 ``status`` is the HTTP status code, or ``error`` when no answer came (connection refused,
-timeout, dropped connection).
+timeout, dropped connection); an approval's
+``verdict`` is ``proposed``, ``approved``, ``edited``, ``rejected``, ``expired`` or ``blocked``
+(approved, but no longer allowed when it was to be sent). The pending-approvals gauge is the
+count in the session DB when a process last changed it, so every worker reports the same.
 
 Under ``uvicorn --workers N`` each worker is its own process with its own counters. When
 ``PROMETHEUS_MULTIPROC_DIR`` names an empty, writable directory *before* the service starts,
@@ -43,6 +50,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -54,6 +62,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONTENT_TYPE",
+    "HEARTBEAT_APPROVALS",
+    "HEARTBEAT_APPROVALS_PENDING",
+    "HEARTBEAT_OWNER_DEFERRALS",
+    "HEARTBEAT_REPLY_WAKES",
     "HEARTBEAT_RUNS",
     "HEARTBEAT_RUN_SECONDS",
     "LEDGER_REQUESTS",
@@ -65,12 +77,16 @@ __all__ = [
     "METRIC_NAMES",
     "llm_outcome",
     "multiprocess_mode",
+    "observe_approval",
     "observe_heartbeat_run",
     "observe_ledger_request",
     "observe_llm_call",
     "observe_llm_tokens",
     "observe_loop_tick",
+    "observe_owner_deferral",
+    "observe_reply_wake",
     "render",
+    "set_approvals_pending",
 ]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -131,6 +147,33 @@ LEDGER_REQUESTS = Counter(
     registry=_REGISTRY,
 )
 
+HEARTBEAT_APPROVALS = Counter(
+    "crt_heartbeat_approvals",
+    "Heartbeat actions through the owner's approval, by verdict (proposed, approved, edited, "
+    "rejected, expired, blocked).",
+    ["verdict"],
+    registry=_REGISTRY,
+)
+APPROVAL_VERDICTS = ("proposed", "approved", "edited", "rejected", "expired", "blocked")
+for _verdict in APPROVAL_VERDICTS:  # every verdict scrapes as 0 from the start
+    HEARTBEAT_APPROVALS.labels(verdict=_verdict)
+HEARTBEAT_APPROVALS_PENDING = Gauge(
+    "crt_heartbeat_approvals_pending",
+    "Heartbeat actions waiting for the owner's approval.",
+    registry=_REGISTRY,
+    multiprocess_mode="mostrecent",
+)
+HEARTBEAT_OWNER_DEFERRALS = Counter(
+    "crt_heartbeat_owner_deferrals",
+    "Scheduled heartbeats deferred because the owner was talking in the thread.",
+    registry=_REGISTRY,
+)
+HEARTBEAT_REPLY_WAKES = Counter(
+    "crt_heartbeat_reply_wakes",
+    "Threads whose heartbeat was woken early by a reply on the Ledger.",
+    registry=_REGISTRY,
+)
+
 #: The documented names as a scrape shows them (counters gain ``_total``).
 METRIC_NAMES = (
     "crt_loop_ticks_total",
@@ -141,6 +184,10 @@ METRIC_NAMES = (
     "crt_llm_prompt_chars",
     "crt_llm_tokens_total",
     "crt_ledger_requests_total",
+    "crt_heartbeat_approvals_total",
+    "crt_heartbeat_approvals_pending",
+    "crt_heartbeat_owner_deferrals_total",
+    "crt_heartbeat_reply_wakes_total",
 )
 
 
@@ -157,6 +204,23 @@ def observe_heartbeat_run(
     HEARTBEAT_RUNS.labels(outcome=outcome, reason=reason or "none", trigger=trigger).inc()
     if seconds is not None:
         HEARTBEAT_RUN_SECONDS.labels(outcome=outcome).observe(max(0.0, seconds))
+
+
+def observe_approval(verdict: str, count: int = 1) -> None:
+    """Actions proposed to the owner, or decided by them (or by the expiry)."""
+    HEARTBEAT_APPROVALS.labels(verdict=verdict).inc(count)
+
+
+def set_approvals_pending(count: int) -> None:
+    HEARTBEAT_APPROVALS_PENDING.set(count)
+
+
+def observe_owner_deferral() -> None:
+    HEARTBEAT_OWNER_DEFERRALS.inc()
+
+
+def observe_reply_wake() -> None:
+    HEARTBEAT_REPLY_WAKES.inc()
 
 
 def observe_llm_call(outcome: str, seconds: float, prompt_chars: int) -> None:

@@ -6,6 +6,7 @@
 
 import { api, getToken, onUnauthorized, setToken } from './api.js';
 import { initChat, refreshMessages } from './chat.js';
+import { initApprovals, refreshApprovals } from './approvals.js';
 import { initConfig, refreshConfig, resetConfig } from './config.js';
 import { byId, refreshTimes } from './dom.js';
 import { initEditor, refreshEditor } from './editor.js';
@@ -93,6 +94,7 @@ async function tick() {
   if (slow) await section(null, refreshLedgerStatus); // links in the views need its URL
   if (needToken) return; // one 401 is enough to ask; the rest would only repeat it
   const jobs = [section('loops-error', refreshLoops), section('threads-error', () => refreshThreads(slow))];
+  jobs.push(section('approvals-error', refreshApprovals));
   jobs.push(...threadViews());
   if (slow) jobs.push(section('md-error', refreshEditor));
   if (tickNo === 1) jobs.push(section(null, fillPickers));
@@ -223,6 +225,16 @@ initConfig({
 initFeed({ onRefresh: () => section('feed-error', () => refreshFeed({ fresh: true })) });
 initChat({ onChange: () => Promise.all(threadViews()) });
 initTimeline({ onChange: () => section('timeline-error', refreshTimeline) });
+initApprovals({
+  onChanged: async () => {
+    await Promise.all([
+      section('approvals-error', refreshApprovals),
+      section('timeline-error', refreshTimeline),
+      section('feed-error', () => refreshFeed({ fresh: true })),
+    ]);
+    refreshTimes();
+  },
+});
 initEditor();
 document.addEventListener('visibilitychange', () => {
   if (!document.hidden) refreshNow();

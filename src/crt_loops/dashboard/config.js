@@ -9,7 +9,7 @@ import { state } from './state.js';
 const CHECKS = ['enabled', 'dry_run', 'skip_when_unchanged'];
 const NULLABLE = ['model', 'timezone', 'active_hours_start', 'active_hours_end'];
 const NUMBERS = ['max_tokens', 'temperature', 'max_actions'];
-const TEXTS = ['target', 'submolt'];
+const TEXTS = ['target', 'submolt', 'approval'];
 const FIELDS = [...CHECKS, 'every_seconds', ...NULLABLE, ...NUMBERS, ...TEXTS];
 
 let loaded = null; // the config the form was last filled from

@@ -93,9 +93,9 @@ export function refreshTimes(root = document) {
 const BADGE_TONES = {
   acted: 'ok', sent: 'ok', running: 'ok', ok: 'ok',
   dry_run: 'info', manual: 'info', starting: 'warn', stopping: 'warn',
-  skipped: 'warn', pending: 'warn',
+  skipped: 'warn', pending: 'warn', proposed: 'warn', reply: 'info',
   failed: 'err', error: 'err',
-  silent: 'muted', blocked: 'muted', stopped: 'muted', schedule: 'muted',
+  silent: 'muted', blocked: 'muted', rejected: 'muted', expired: 'muted', stopped: 'muted', schedule: 'muted',
 };
 
 export function badge(text, tone = BADGE_TONES[text] || 'muted', label = null) {

@@ -100,6 +100,18 @@ export function renderLoops(loops, heartbeatStatus) {
         ...field('Threads on', String(heartbeatStatus.threads_enabled ?? 0)),
         ...field('Next due', next),
       );
+      const owner = heartbeatStatus.owner;
+      if (owner) {
+        facts.push(
+          ...field(
+            'Approvals',
+            `${owner.approvals_pending} waiting, ${owner.approvals_expired} expired, ` +
+              `${owner.approvals_rejected} rejected`,
+          ),
+          ...field('Waited for you', `${owner.owner_active_deferrals} time(s)`),
+          ...field('Reply wakes', String(owner.reply_wakes)),
+        );
+      }
     }
     refs.body.replaceChildren(...facts);
     refs.error.hidden = !loop.last_error;

@@ -20,6 +20,7 @@ from crt_loops.db.session import SessionDB, dumps
 
 HISTORY_HORIZON = 30 * 86_400.0
 SENT, PENDING, DRY_RUN = ActionState.SENT, ActionState.PENDING, ActionState.DRY_RUN
+PROPOSED = ActionState.PROPOSED
 
 
 @dataclass(frozen=True)
@@ -75,13 +76,15 @@ def _agent_history(
     own_posts = strings(f"SELECT json_group_array(ledger_id) {sent}", "post", horizon)
     parent = "SELECT json_group_array(json_extract(payload_json, '$.parent_id')) "
     answered = strings(parent + sent, "comment", horizon) | strings(
-        parent + f"FROM heartbeat_actions WHERE state = '{PENDING}' AND type = 'comment' "
+        parent + f"FROM heartbeat_actions WHERE state IN ('{PENDING}', '{PROPOSED}') "
+        "AND type = 'comment' "
         "AND updated_at >= ?",
         horizon,
     )
     hashes = strings(
         "SELECT json_group_array(content_hash) FROM heartbeat_actions WHERE updated_at >= ? "
-        f"AND state IN ('{SENT}', '{PENDING}', '{DRY_RUN}') AND content_hash IS NOT NULL",
+        f"AND state IN ('{SENT}', '{PENDING}', '{DRY_RUN}', '{PROPOSED}') "
+        "AND content_hash IS NOT NULL",
         since,
     )
     last_post_at = conn.execute(f"SELECT MAX(updated_at) {sent}", ("post", horizon)).fetchone()[0]
@@ -125,7 +128,8 @@ def recent_thread_actions(db: SessionDB, thread_id: str, limit: int = 10) -> lis
     # In ix_hb_actions_thread's order, so LIMIT stops early: ORDER BY id alone sorted every
     # action of the thread (1.5 ms per heartbeat at 2,000 actions, 0.015 ms now).
     rows = db.query(
-        f"SELECT * FROM heartbeat_actions WHERE thread_id = ? AND state IN ('{SENT}', '{DRY_RUN}') "
+        "SELECT * FROM heartbeat_actions WHERE thread_id = ? "
+        f"AND state IN ('{SENT}', '{DRY_RUN}', '{PROPOSED}') "
         "ORDER BY created_at DESC, id DESC LIMIT ?",
         (thread_id, limit),
     )

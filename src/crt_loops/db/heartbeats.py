@@ -42,6 +42,7 @@ class OutboxRow:
     ledger_id: str | None = None
     #: Not stored: how long a Ledger 429 on this action said to wait, for the run's retry time.
     retry_after: float | None = None
+    expires_at: float | None = None  # proposed: when it expires unanswered
 
 
 @dataclass
@@ -61,15 +62,18 @@ class ActionRecord:
     content_hash: str | None
     created_at: float
     updated_at: float
+    expires_at: float | None = None  # a proposed action's approval deadline
 
     def as_api(self) -> dict[str, Any]:
         return {
+            "action_id": self.id,
             "type": self.type,
             **self.payload,
             "state": self.state,
             "ledger_id": self.ledger_id,
             "error": self.error,
             "idempotency_key": self.idempotency_key,
+            **({"expires_at": iso(self.expires_at)} if self.expires_at is not None else {}),
         }
 
 
@@ -97,6 +101,7 @@ class RunRecord:
     usage: LLMUsage | None = None
     max_tokens: int | None = None
     raw_reply: str | None = None
+    retry_at: float | None = None  # a deferred run (owner_active): when it will try again
 
     @classmethod
     def begin(cls, thread_id: str, *, trigger: Trigger, dry_run: bool, now: float) -> RunRecord:
@@ -139,6 +144,7 @@ class RunRecord:
             "tokens": None if self.usage is None else self.usage.as_dict(),
             "max_tokens": self.max_tokens,
             "raw_reply": self.raw_reply,
+            "retry_at": iso(self.retry_at),
         }
         # The one sentence the API, the CLI and the dashboard all show for this run.
         data["headline"] = wording.run_headline(data)
@@ -177,6 +183,7 @@ def action_from_row(row: sqlite3.Row) -> ActionRecord:
         content_hash=row["content_hash"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        expires_at=row["expires_at"],
     )
 
 
@@ -199,6 +206,7 @@ def _run(row: sqlite3.Row) -> RunRecord:
         usage=_usage(row),
         max_tokens=row["max_tokens"],
         raw_reply=row["raw_decision"],
+        retry_at=row["retry_at"],
     )
 
 
@@ -303,8 +311,8 @@ def add_actions(db: SessionDB, run_id: str, thread_id: str, rows: Sequence[Outbo
     with db.write() as tx:
         tx.executemany(
             "INSERT INTO heartbeat_actions (run_id, thread_id, seq, type, payload_json, state, "
-            "error, idempotency_key, content_hash, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "error, idempotency_key, content_hash, created_at, updated_at, expires_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     run_id,
@@ -318,6 +326,7 @@ def add_actions(db: SessionDB, run_id: str, thread_id: str, rows: Sequence[Outbo
                     r.content_hash,
                     now,
                     now,
+                    r.expires_at,
                 )
                 for r in rows
             ],
@@ -358,7 +367,7 @@ def finish_run(
             "UPDATE heartbeat_runs SET outcome = ?, reason = ?, summary = ?, finished_at = ?, "
             "duration_ms = ?, error = ?, prompt_chars = ?, llm_ms = ?, model = ?, dry_run = ?, "
             "prompt_tokens = ?, prompt_eval_tokens = ?, cached_tokens = ?, completion_tokens = ?, "
-            "prompt_ms = ?, generation_ms = ?, max_tokens = ?, raw_decision = ? "
+            "prompt_ms = ?, generation_ms = ?, max_tokens = ?, raw_decision = ?, retry_at = ? "
             "WHERE run_id = ?",
             (
                 run.outcome,
@@ -379,6 +388,7 @@ def finish_run(
                 usage.generation_ms,
                 run.max_tokens,
                 run.raw_reply,
+                run.retry_at,
                 run.run_id,
             ),
         )
@@ -444,6 +454,16 @@ def outcome_counts(db: SessionDB) -> dict[str, int]:
     # Kept by triggers (migration 4): GROUP BY over every run cost 35 ms at 200,000 runs.
     rows = db.query("SELECT outcome, n FROM heartbeat_run_counts WHERE n > 0")
     return {r[0]: int(r[1]) for r in rows}
+
+
+_COUNTED = {"owner_active": "reason = 'owner_active'", "reply": "trigger = 'reply'"}
+
+
+def count_runs_with(db: SessionDB, what: str) -> int:
+    """Runs deferred while the owner talked (``owner_active``) or woken by a reply
+    (``reply``). The literal in the SQL is what lets SQLite use their partial indexes."""
+    sql = f"SELECT COUNT(*) FROM heartbeat_runs WHERE {_COUNTED[what]}"
+    return int(db.read().execute(sql).fetchone()[0])
 
 
 # -- recovery ------------------------------------------------------------------------------

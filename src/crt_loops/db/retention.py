@@ -26,7 +26,8 @@ def _batched_delete(store: SQLiteStore, sql: str, cutoff: float) -> int:
 
 def prune_heartbeat_runs(store: SQLiteStore, started_before: float) -> int:
     """Finished runs started before the cutoff, except each thread's latest run and any run with
-    an action still ``pending`` (recovery must be able to finish it). Their actions go with them
+    an action still ``pending`` (recovery must be able to finish it) or ``proposed`` (waiting
+    for the owner's approval). Their actions go with them
     (ON DELETE CASCADE)."""
     return _batched_delete(
         store,
@@ -34,7 +35,8 @@ def prune_heartbeat_runs(store: SQLiteStore, started_before: float) -> int:
         " SELECT r.rowid FROM heartbeat_runs r WHERE r.started_at < ?"
         f" AND r.outcome != '{RunOutcome.RUNNING}'"
         " AND r.run_id NOT IN (SELECT a.run_id FROM heartbeat_actions a"
-        f"                      WHERE a.state = '{ActionState.PENDING}')"
+        f"                      WHERE a.state IN ('{ActionState.PENDING}',"
+        f" '{ActionState.PROPOSED}'))"
         " AND r.started_at < (SELECT MAX(l.started_at) FROM heartbeat_runs l"
         "                     WHERE l.thread_id = r.thread_id)"
         " LIMIT ?)",

@@ -40,6 +40,9 @@ from crt_loops.heartbeat.schedule import ActiveWindow
 logger = logging.getLogger(__name__)
 
 MIN_EVERY_SECONDS = 10
+MIN_APPROVAL_TTL = 60
+MAX_APPROVAL_TTL = 30 * 86400
+APPROVAL_MODES = ("none", "posts", "all")
 MAX_EVERY_SECONDS = 7 * 86400
 TARGET_ACTION_TYPES: tuple[str, ...] = ("post", "comment", "vote")  # canonical order
 SUBMOLT_RE = re.compile(r"^[a-z0-9-]{2,30}$")  # Moltbook's submolt name rule
@@ -208,6 +211,17 @@ class HeartbeatConfig(BaseModel):
     max_actions: int = Field(3, ge=1, le=5, description="actions per run")
     skip_when_unchanged: bool = Field(True, description="no LLM call when nothing is new")
     submolt: str = Field("general", description="default submolt for posts")
+    approval: str = Field(
+        "none",
+        description="none: send validated actions; posts: posts wait for the owner's approval; "
+        "all: every action waits",
+    )
+    approval_ttl: int = Field(
+        86_400,
+        ge=MIN_APPROVAL_TTL,
+        le=MAX_APPROVAL_TTL,
+        description="an unanswered proposal expires after this; seconds or '24h', '2d'",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -238,6 +252,30 @@ class HeartbeatConfig(BaseModel):
                 f"got {seconds} s (to turn the heartbeat off, set enabled to false)"
             )
         return seconds
+
+    @field_validator("approval_ttl", mode="before")
+    @classmethod
+    def _ttl(cls, value: object) -> int:
+        seconds = parse_duration(value)
+        if not MIN_APPROVAL_TTL <= seconds <= MAX_APPROVAL_TTL:
+            raise ValueError(
+                f"must be between {MIN_APPROVAL_TTL} s and 30 days ({MAX_APPROVAL_TTL} s), "
+                f"got {seconds} s"
+            )
+        return seconds
+
+    @field_validator("approval", mode="before")
+    @classmethod
+    def _approval(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip().lower()
+            value = {"post": "posts", "any": "all", "off": "none"}.get(str(value), value)
+            if value not in APPROVAL_MODES:
+                raise ValueError(
+                    f"{value!r} is not an approval mode; use none, posts (posts wait for your "
+                    "approval) or all (every action waits)"
+                )
+        return value
 
     @field_validator("target", mode="before")
     @classmethod
@@ -359,6 +397,8 @@ class ConfigPatch(BaseModel):
     max_actions: int | None = None
     skip_when_unchanged: bool | None = None
     submolt: str | None = None
+    approval: str | None = Field(None, description="none, posts or all")
+    approval_ttl: int | str | None = Field(None, description="seconds or '24h', '2d'")
 
     def to_patch(self) -> dict[str, Any]:
         """Only the fields the client sent (an explicit null included), for merge_config."""

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from crt_loops.core.enums import RunOutcome
 from crt_loops.db import agent_history, heartbeats
 from crt_loops.db.session import MessageRow, SessionDB
+from crt_loops.heartbeat import approvals
 from crt_loops.mind.personality import get_profile, style_instructions
 from crt_loops.mind.reflection import latest_reflection
 
@@ -68,6 +69,7 @@ class HeartbeatContext:
     feed: list[FeedPost] = field(default_factory=list)
     activity: list[Activity] = field(default_factory=list)
     karma: int | None = None
+    owner_feedback: list[str] = field(default_factory=list)  # edits and rejections, newest first
 
     def shown_post_ids(self) -> set[str]:
         return {p.id for p in self.feed} | {a.post_id for a in self.activity}
@@ -130,6 +132,7 @@ def gather_local(db: SessionDB, thread_id: str, *, window: int) -> HeartbeatCont
         personality=style_instructions(profile) if profile else None,
         recent_runs=recent_runs,
         recent_actions=recent_actions,
+        owner_feedback=approvals.owner_feedback(db, thread_id, now=db.clock()),
     )
 
 

@@ -72,6 +72,7 @@ class RunnerOptions:
     secrets: tuple[str, ...] = ()
     ledger_error: str | None = None
     owner: str = PROCESS_OWNER
+    owner_quiet_seconds: float = 0.0  # 0: never defer to the owner talking in the thread
 
     def __post_init__(self) -> None:
         # Empty strings would "match" everywhere in redaction.
@@ -121,5 +122,6 @@ def from_settings(
         ledger_error=None
         if client
         else f"the Ledger did not start: {ledger_error or 'see the startup log'}",
+        owner_quiet_seconds=settings.heartbeat_owner_quiet_seconds,
     )
     return deps, options

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from crt_loops.core.enums import RunReason, Trigger
 from crt_loops.db import heartbeat_claims, heartbeats
 from crt_loops.db.errors import DatabaseUnavailable
-from crt_loops.heartbeat import late_record, recording, recovery, updates
+from crt_loops.heartbeat import late_record, recording, recovery, updates, wake
 from crt_loops.heartbeat.config import HeartbeatConfig
 from crt_loops.heartbeat.deps import LedgerLimits, RunnerDeps, RunnerOptions, from_settings
 from crt_loops.heartbeat.gates import fail
@@ -125,7 +125,7 @@ class HeartbeatRunner:
         slot, then is recorded skipped/busy. Raises HeartbeatBusy when another run holds the
         thread, HeartbeatThreadNotFound for an unknown thread.
         """
-        trigger = Trigger(trigger)
+        trigger = wake.trigger_for(self.db, thread_id, Trigger(trigger))
         hb = heartbeats.get_thread_heartbeat(self.db, thread_id)
         if hb is None:
             if lease_held:

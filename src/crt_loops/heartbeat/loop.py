@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 from crt_loops.core.clock import iso
 from crt_loops.core.enums import RunOutcome, RunReason, Trigger
 from crt_loops.db import heartbeat_claims
+from crt_loops.heartbeat import approvals
+from crt_loops.heartbeat.wake import ReplyWatcher
 from crt_loops.loops.runner import BackgroundLoop
 
 if TYPE_CHECKING:
@@ -45,6 +47,7 @@ class HeartbeatLoop(BackgroundLoop):
         *,
         runner_factory: Callable[[], HeartbeatRunner] | None,
         max_concurrency: int = 1,
+        reply_wake_seconds: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -56,6 +59,8 @@ class HeartbeatLoop(BackgroundLoop):
         self._last_heartbeat_by_thread: dict[str, float] = {}
         self.runs_started = 0
         self._checker_announced = False
+        self.reply_wake_seconds = reply_wake_seconds  # 0: no reply wakes
+        self._watcher: ReplyWatcher | None = None
 
     # -- the executor, built lazily --------------------------------------------------------
 
@@ -73,6 +78,8 @@ class HeartbeatLoop(BackgroundLoop):
                     raise
                 self.runner_error = None
                 self._runner.on_change = self.wake
+                if self.reply_wake_seconds > 0:
+                    self._watcher = ReplyWatcher(self._runner, interval=self.reply_wake_seconds)
             return self._runner
 
     def close_runs(self) -> None:
@@ -101,6 +108,11 @@ class HeartbeatLoop(BackgroundLoop):
         self._checker_announced = True
         logger.log(level, "%s Checker loop running", PREFIX)
         runner = self.runner()
+        approvals.expire_due(runner.db, self.clock())
+        woken = 0
+        if self._watcher is not None and heartbeat_claims.earliest_due(runner.db) is not None:
+            # Only while some thread's heartbeat is on: nobody to wake otherwise.
+            woken = self._watcher.maybe_poll()
         done: list[str] = []
         busy: set[str] = set()
         futures: dict[Future[Any], str] = {}
@@ -137,7 +149,10 @@ class HeartbeatLoop(BackgroundLoop):
         finally:
             # Runs in flight finish (their records must be written); new ones are not claimed.
             pool.shutdown(wait=True)
-        return {"runs": len(done), "busy": len(busy)}
+        detail = {"runs": len(done), "busy": len(busy)}
+        if woken:
+            detail["reply_wakes"] = woken
+        return detail
 
     def _run_one(self, runner: HeartbeatRunner, thread_id: str) -> None:
         try:
@@ -175,7 +190,11 @@ class HeartbeatLoop(BackgroundLoop):
             return self.interval_seconds
         if due is None:
             return self.interval_seconds
-        return max(MIN_SLEEP_SECONDS, min(self.interval_seconds, due[1] - self.clock()))
+        delay = min(self.interval_seconds, due[1] - self.clock())
+        poll = self._watcher.seconds_until_poll() if self._watcher is not None else None
+        if poll is not None:
+            delay = min(delay, poll)
+        return max(MIN_SLEEP_SECONDS, delay)
 
     def status(self) -> dict[str, Any]:
         base = super().status()
@@ -183,6 +202,9 @@ class HeartbeatLoop(BackgroundLoop):
             base["last_error"] = self.runner_error
         base["max_concurrency"] = self.max_concurrency
         base["runs_started"] = self.runs_started
+        base["reply_watch"] = (
+            self._watcher.status.as_api() if self._watcher is not None else {"enabled": False}
+        )
         base["last_heartbeat_by_thread"] = {
             k: iso(v) for k, v in sorted(self._last_heartbeat_by_thread.items())[:50]
         }

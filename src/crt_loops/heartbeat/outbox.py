@@ -164,8 +164,13 @@ def verdict(rows: Sequence[OutboxRow], *, dry_run: bool) -> Verdict:
     sent = [r for r in rows if r.state is ActionState.SENT]
     failed = [r for r in rows if r.state is ActionState.FAILED]
     blocked = [r for r in rows if r.state is ActionState.BLOCKED]
+    proposed = any(r.state is ActionState.PROPOSED for r in rows)
     if sent:
-        return Verdict(RunOutcome.ACTED, RunReason.PARTIAL if failed else None)
+        also = RunReason.PARTIAL if failed else (RunReason.PROPOSED if proposed else None)
+        return Verdict(RunOutcome.ACTED, also)
+    if proposed:  # waiting for the owner (heartbeat.approvals); a failure next to it says so
+        errors = "; ".join(str(r.error) for r in failed) or None
+        return Verdict(RunOutcome.PROPOSED, RunReason.PARTIAL if failed else None, error=errors)
     if failed:
         limited = any(str(r.error).startswith(RATE_LIMITED) for r in failed)
         errors = "; ".join(str(r.error) for r in failed)

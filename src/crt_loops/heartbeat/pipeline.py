@@ -20,7 +20,7 @@ from pathlib import Path
 from crt_loops.core.enums import ActionState, RunOutcome, RunReason
 from crt_loops.db import agent_history, heartbeats
 from crt_loops.db.session import SessionDB
-from crt_loops.heartbeat import gates, outbox
+from crt_loops.heartbeat import approvals, gates, outbox, owner
 from crt_loops.heartbeat.context import (
     HeartbeatContext,
     gather_local,
@@ -108,6 +108,9 @@ class Pipeline:
             return stop
         window = config.active_window(self.options.default_timezone)
         if stop := gates.quiet_hours(window, now, forced=forced):
+            return stop
+        quiet = self.options.owner_quiet_seconds
+        if not forced and (stop := owner.defer(self.db, state.run, quiet, now)):
             return stop
         instructions = gates.read_instructions(self.heartbeat_md)
         if isinstance(instructions, Verdict):
@@ -250,6 +253,7 @@ class Pipeline:
             secrets=self.options.secrets,
         )
         # The outbox: written before anything is sent.
+        rows = approvals.mark_proposals(self.db, rows, config, decided_at)  # dry-run rows stay
         heartbeats.add_actions(self.db, run.run_id, run.thread_id, rows)
         run.summary = redact_text(thought.decision.summary.strip(), self.options.secrets)[:1000]
         if run.dry_run:

@@ -214,6 +214,12 @@ def _user_message(
         parts.append("## Your owner's preferred style\n" + defuse(ctx.personality))
     if ctx.reflection:
         parts.append("## Your latest reflection\n" + defuse(ctx.reflection))
+    if ctx.owner_feedback:
+        # The owner's own corrections: how they want the agent to speak, in their words.
+        feedback = "\n".join(
+            f"- {defuse(line)}" for line in ctx.owner_feedback[: budget.max_history]
+        )
+        parts.append("## What your owner changed or declined (follow their taste)\n" + feedback)
     parts += [
         "## Your recent conversation with your owner (thread " + ctx.thread_id + ")\n" + convo,
         "## Your recent Ledger actions (do not repeat them)\n" + actions,

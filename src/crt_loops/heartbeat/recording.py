@@ -19,6 +19,7 @@ from crt_loops.core.enums import RunOutcome, RunReason, Trigger
 from crt_loops.db import agent_history, heartbeats
 from crt_loops.db.errors import DatabaseUnavailable
 from crt_loops.db.session import SessionDB
+from crt_loops.heartbeat import wake
 from crt_loops.heartbeat.config import HeartbeatConfig
 from crt_loops.heartbeat.gates import Verdict
 from crt_loops.heartbeat.schedule import BACKOFF_STEPS, due_after_failure, next_due
@@ -77,6 +78,8 @@ def due_after(
     failure, else the interval (moved to the window's next opening when out of hours)."""
     if not config.enabled:
         return None
+    if run.retry_at is not None:  # deferred while the owner talks: soon, not an interval later
+        return run.retry_at
     window = config.active_window(default_timezone)
     if run.outcome is RunOutcome.FAILED:
         return due_after_failure(now, failures, config.every_seconds, window=window)
@@ -135,7 +138,8 @@ def _finish(
         failures = hb.failures
         if due is not None:
             due = hb.next_due if hb.next_due is not None else now + BACKOFF_STEPS[0]
-    if run.outcome in (RunOutcome.ACTED, RunOutcome.SILENT):
+    due = wake.after_run(db, run, due, now)
+    if run.outcome in (RunOutcome.ACTED, RunOutcome.SILENT, RunOutcome.PROPOSED):
         # Decided on: a failed or dry run leaves them for the next heartbeat.
         agent_history.settle_activity(db, state.seen_activity)
     # A skip that never looked at the context keeps the old fingerprint.

@@ -88,6 +88,7 @@ def build_loops(
     heartbeat: HeartbeatLoop = HeartbeatLoop(
         runner_factory=heartbeat_runner_factory,
         max_concurrency=settings.heartbeat_max_concurrency,
+        reply_wake_seconds=settings.heartbeat_reply_wake_seconds,
         interval_seconds=settings.heartbeat_loop_seconds,
         enabled=settings.heartbeat_loop_enabled,
         maintenance=retention.maybe_run,

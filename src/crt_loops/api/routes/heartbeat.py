@@ -19,6 +19,7 @@ from crt_loops.api.routes.deps import DB, ExistingThread, ThreadId, get_services
 from crt_loops.api.routes.loops import start_loop, stop_loop
 from crt_loops.core.clock import iso
 from crt_loops.core.enums import RunOutcome, RunReason, Trigger
+from crt_loops.db import approvals as approval_records
 from crt_loops.db import heartbeat_claims, heartbeats, prompts
 from crt_loops.db.availability import classify
 from crt_loops.db.errors import DatabaseError
@@ -132,6 +133,19 @@ def status(request: Request, db: DB) -> dict[str, Any]:
         "next_due": {"thread_id": due[0], "at": iso(due[1])} if due else None,
         "llm": llm.status(),
         "runs_by_outcome": heartbeats.outcome_counts(db),
+        "owner": owner_status(db),
+    }
+
+
+def owner_status(db: Any) -> dict[str, Any]:
+    """The owner-in-the-loop numbers, from the session DB so every worker agrees."""
+    states = approval_records.counts(db)
+    return {
+        "approvals_pending": states["proposed"],
+        "approvals_expired": states["expired"],
+        "approvals_rejected": states["rejected"],
+        "owner_active_deferrals": heartbeats.count_runs_with(db, "owner_active"),
+        "reply_wakes": heartbeats.count_runs_with(db, "reply"),
     }
 
 

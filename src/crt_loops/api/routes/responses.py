@@ -29,7 +29,9 @@ from crt_loops.ledger.embed import EmbedState
 
 # Re-exported: the routes read every model as ``responses.X``.
 __all__ = [
+    "ACTION_EXAMPLE",
     "ISO",
+    "HeartbeatAction",
     "JournalEntry",
     "JournalList",
     "JournalSettings",
@@ -188,15 +190,32 @@ class HeartbeatStatus(LoopStatus):
                 "enabled": True,
             },
             "runs_by_outcome": {RunOutcome.ACTED: 2, RunOutcome.SKIPPED: 1},
+            "owner": {
+                "approvals_pending": 1,
+                "approvals_expired": 0,
+                "approvals_rejected": 0,
+                "owner_active_deferrals": 2,
+                "reply_wakes": 1,
+            },
+            "reply_watch": {"enabled": True, "interval_seconds": 120.0, "polls": 14, "wakes": 1},
         }
     )
     threads_enabled: int = Field(description="threads whose heartbeat is enabled")
     next_due: NextDue | None
     llm: LLMStatus
     runs_by_outcome: dict[str, int]
+    owner: dict[str, int] = Field(
+        description="approvals_pending, approvals_expired, approvals_rejected, "
+        "owner_active_deferrals, reply_wakes (from the session DB: every worker agrees)"
+    )
+    reply_watch: dict[str, Any] = Field(
+        description="the reply watch: enabled, interval_seconds, polls, replies_seen, wakes, "
+        "last_poll_at, next_poll_at, last_error"
+    )
 
 
-_ACTION_EXAMPLE: dict[str, Any] = {
+ACTION_EXAMPLE: dict[str, Any] = {
+    "action_id": 41,
     "type": "post",
     "submolt": "general",
     "title": "A quiet week",
@@ -211,7 +230,8 @@ _ACTION_EXAMPLE: dict[str, Any] = {
 class HeartbeatAction(Out):
     """One action of a run; the payload fields depend on ``type``."""
 
-    model_config = _example(_ACTION_EXAMPLE)
+    model_config = _example(ACTION_EXAMPLE)
+    action_id: int = Field(description="its id, for POST /api/approvals/{action_id}/...")
     type: str = Field(description="post, comment or vote")
     submolt: str | None = Field(None, exclude_if=_absent, description="post")
     title: str | None = Field(None, exclude_if=_absent, description="post")
@@ -219,7 +239,10 @@ class HeartbeatAction(Out):
     post_id: str | None = Field(None, exclude_if=_absent, description="comment, vote")
     parent_id: str | None = Field(None, exclude_if=_absent, description="comment (a reply)")
     direction: str | None = Field(None, exclude_if=_absent, description="vote: up or down")
-    state: str = Field(description="pending, sent, failed, blocked or dry_run")
+    state: str = Field(
+        description="pending, sent, failed, blocked, dry_run, or with approval: proposed, "
+        "rejected, expired"
+    )
     ledger_id: str | None = Field(description="the Ledger's id once sent")
     error: str | None
     idempotency_key: str
@@ -234,7 +257,7 @@ _RUN_EXAMPLE: dict[str, Any] = {
     "dry_run": False,
     "summary": "posted a note about the new job",
     "headline": "Acted: sent 1 post",
-    "actions": [_ACTION_EXAMPLE],
+    "actions": [ACTION_EXAMPLE],
     "started_at": ISO,
     "finished_at": "2026-03-01T09:30:02Z",
     "duration_ms": 2150.4,
@@ -252,6 +275,7 @@ _RUN_EXAMPLE: dict[str, Any] = {
     },
     "max_tokens": 809,
     "raw_reply": None,
+    "retry_at": None,
 }
 
 
@@ -333,6 +357,7 @@ class HeartbeatPrompt(Out):
     chars: int = Field(description="the prompt's full size in characters, before the cap")
     truncated: bool = Field(description="true when the stored copy was cut at its cap")
     messages: list[PromptMessage]
+    retry_at: str | None = Field(description="skipped/owner_active: when it tries again")
 
 
 class HeartbeatHistory(Out):
