@@ -20,7 +20,13 @@ from support.live_ledger import LiveLedger
 from crt_loops.edge.origin import is_json_content_type, same_origin
 
 ATTACKER = "http://127.0.0.2:8000"
-PATH_VALUES = {"thread_id": "default", "name": "reflection", "entry_id": "1"}
+PATH_VALUES = {
+    "thread_id": "default",
+    "name": "reflection",
+    "entry_id": "1",
+    "run_id": "00ff",
+    "action_id": "1",
+}
 CROSS_SITE = [
     {"Origin": ATTACKER},
     {"Origin": "null"},

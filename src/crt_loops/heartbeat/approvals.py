@@ -219,7 +219,7 @@ class ApprovalDesk:
         if proposal is None:
             raise ApprovalNotFound(f"no heartbeat action has id {action_id}")
         action = proposal.action
-        if action.state != "proposed":
+        if action.state != ActionState.PROPOSED:
             raise ApprovalConflict(action_id, action.state)
         clean = check_edits(action.type, edits or {}, self.runner.options.secrets)
         payload = {**action.payload, **clean}

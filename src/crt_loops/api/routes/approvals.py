@@ -17,6 +17,7 @@ from crt_loops.api.routes.base_models import ISO, Out, _example
 from crt_loops.api.routes.deps import DB, valid_thread_id
 from crt_loops.api.routes.heartbeat import json_body, runner
 from crt_loops.api.routes.responses import ACTION_EXAMPLE, HeartbeatAction
+from crt_loops.core.enums import ActionState
 from crt_loops.db import approvals as approval_records
 from crt_loops.heartbeat import approvals
 from crt_loops.heartbeat.approvals import (
@@ -48,7 +49,7 @@ class Approval(HeartbeatAction):
     model_config = _example(
         {
             **ACTION_EXAMPLE,
-            "state": "proposed",
+            "state": ActionState.PROPOSED.value,
             "ledger_id": None,
             "action_id": 42,
             "thread_id": "default",

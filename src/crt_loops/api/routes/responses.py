@@ -317,6 +317,7 @@ class HeartbeatRun(Out):
     raw_reply: str | None = Field(
         None, description="the model's text when it was not usable: cut short, or no decision"
     )
+    retry_at: str | None = Field(description="skipped/owner_active: when it tries again")
 
 
 class TimezoneList(Out):
@@ -357,7 +358,6 @@ class HeartbeatPrompt(Out):
     chars: int = Field(description="the prompt's full size in characters, before the cap")
     truncated: bool = Field(description="true when the stored copy was cut at its cap")
     messages: list[PromptMessage]
-    retry_at: str | None = Field(description="skipped/owner_active: when it tries again")
 
 
 class HeartbeatHistory(Out):
