@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint bench venv clean
+.PHONY: run test test-fast lint bench venv clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,10 +25,14 @@ test: $(STAMP)
 	./scripts/ensure-browser.sh
 	$(PY) -m pytest -q
 
+# The unit and in-process integration layer: no subprocesses, no browser.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q --ignore=tests/system
+
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy .
+	$(PY) -m mypy
 
 bench: $(STAMP)
 	$(PY) -m bench

@@ -149,8 +149,8 @@ def static_scan() -> dict[str, Any]:
 
 
 def seed_db(tmp: Path) -> list[str]:
-    from heartbeat.config import HeartbeatConfig
-    from session_db import SessionDB
+    from crt_loops.db.session import SessionDB
+    from crt_loops.heartbeat.config import HeartbeatConfig
 
     db = SessionDB(tmp / "data" / "crt.db")
     try:
@@ -188,10 +188,10 @@ def seed_db(tmp: Path) -> list[str]:
 
 
 def run(ctx: BenchContext) -> BenchResult:
-    from fake_ollama import FakeOllama, Reply
-    from heartbeat_scripts import poster, prompt_text
-    from llm_scripts import install_thinking_routes
-    from service import Service
+    from support.fake_ollama import FakeOllama, Reply
+    from support.heartbeat_scripts import poster, prompt_text
+    from support.llm_scripts import install_thinking_routes
+    from support.service import Service
 
     result = BenchResult("api_load", "API under load: status and config while the loops are busy")
     scan = static_scan()

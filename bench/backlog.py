@@ -33,9 +33,9 @@ TARGET_CPU_MS_PER_MESSAGE = 1.0
 
 
 def run(ctx: BenchContext) -> BenchResult:
-    from continuous_loops import build_loops
-    from llm import DisabledLLM
-    from session_db import SessionDB
+    from crt_loops.db.session import SessionDB
+    from crt_loops.llm.client import DisabledLLM
+    from crt_loops.loops.runner import build_loops
 
     result = BenchResult("backlog", "Backlog: 200 threads x 50 new messages, LLM disabled")
     tmp = ctx.scratch("backlog")

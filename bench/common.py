@@ -30,14 +30,16 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
-if str(TESTS) not in sys.path:  # fake_ollama, service, heartbeat_scripts live there
+if (
+    str(TESTS) not in sys.path
+):  # the test support package lives there
     sys.path.insert(0, str(TESTS))
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from heartbeat.config import HeartbeatConfig, config_to_json  # noqa: E402
-from session_db import SessionDB, dumps  # noqa: E402
-from settings import Settings  # noqa: E402
+from crt_loops.db.session import SessionDB, dumps  # noqa: E402
+from crt_loops.heartbeat.config import HeartbeatConfig, config_to_json  # noqa: E402
+from crt_loops.settings import Settings  # noqa: E402
 
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(threadName)s] %(name)s: %(message)s"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -394,7 +396,7 @@ def seed_processed_history(db: SessionDB, ids: Sequence[str], *, now: float) -> 
     """Mark every thread fully processed by the three thinking loops, as a long-running service
     leaves them: scored messages, one reflection answered by a complete self-reply chain (3, the
     cap), a personality profile, and every loop's per-thread and global watermark at the top."""
-    from personality import default_profile
+    from crt_loops.mind.personality import default_profile
 
     profile = default_profile()
     with db.write() as tx:

@@ -34,15 +34,15 @@ TARGET_RATIO = 1.15
 
 
 def run(ctx: BenchContext) -> BenchResult:
-    from fake_ollama import FakeOllama, Reply
-    from heartbeat_scripts import install, poster
+    from support.fake_ollama import FakeOllama, Reply
+    from support.heartbeat_scripts import install, poster
 
-    from continuous_loops import build_loops
-    from heartbeat.config import HeartbeatConfig
-    from heartbeat.executor import HeartbeatRunner
-    from ledger_embed import start_embedded_ledger
-    from llm import build_llm
-    from session_db import SessionDB
+    from crt_loops.db.session import SessionDB
+    from crt_loops.heartbeat.config import HeartbeatConfig
+    from crt_loops.heartbeat.executor import HeartbeatRunner
+    from crt_loops.ledger.embed import start_embedded_ledger
+    from crt_loops.llm.client import build_llm
+    from crt_loops.loops.runner import build_loops
 
     result = BenchResult(
         "concurrency", "Concurrency: 100 due threads, 0.5 s LLM, max concurrency 4"

@@ -44,10 +44,10 @@ AGED_ACTIONS = 20_000
 
 def build(tmp: Any, fake_url: str, **overrides: Any) -> tuple[Any, Any, Any, Any]:
     """(settings, db, ledger, runner) wired like crt_api's startup."""
-    from heartbeat.executor import HeartbeatRunner
-    from ledger_embed import start_embedded_ledger
-    from llm import build_llm
-    from session_db import SessionDB
+    from crt_loops.db.session import SessionDB
+    from crt_loops.heartbeat.executor import HeartbeatRunner
+    from crt_loops.ledger.embed import start_embedded_ledger
+    from crt_loops.llm.client import build_llm
 
     values: dict[str, Any] = {
         "ollama_host": fake_url,
@@ -73,7 +73,7 @@ def build(tmp: Any, fake_url: str, **overrides: Any) -> tuple[Any, Any, Any, Any
 
 def one_scheduled_run(runner: Any, db: Any, thread_id: str) -> tuple[float, Any]:
     """Make ``thread_id`` due, then claim and run it as the loop does; (wall ms, record)."""
-    from heartbeat import store
+    from crt_loops.heartbeat import store
 
     now = time.time()
     with db.write() as tx:  # setup, not timed
@@ -97,7 +97,7 @@ def seed_outbox(db: Any, ids: list[str], n: int, *, now: float) -> None:
     20% comments (with a parent, i.e. answers to activity), 75% votes. Two actions per run."""
     import uuid
 
-    from session_db import dumps
+    from crt_loops.db.session import dumps
 
     span = 90 * 86_400.0
     kinds = ["vote"] * 15 + ["comment"] * 4 + ["post"]
@@ -188,8 +188,8 @@ def profile(runner: Any, db: Any, ids: list[str], n: int = 20) -> list[str]:
 
 
 def run(ctx: BenchContext) -> BenchResult:
-    from fake_ollama import FakeOllama
-    from heartbeat_scripts import install, poster
+    from support.fake_ollama import FakeOllama
+    from support.heartbeat_scripts import install, poster
 
     result = BenchResult("heartbeat", "Heartbeat overhead: one full run minus the LLM's round trip")
     tmp = ctx.scratch("heartbeat")
@@ -200,7 +200,7 @@ def run(ctx: BenchContext) -> BenchResult:
         _settings, db, ledger, runner = build(tmp, fake.url)
         try:
             ids = thread_ids(THREADS, "hb")
-            from heartbeat.config import HeartbeatConfig
+            from crt_loops.heartbeat.config import HeartbeatConfig
 
             now = time.time()
             seed_threads(

@@ -46,7 +46,7 @@ TARGET_CPU_PCT = 1.0
 
 
 def seed(db: Any, n: int, now: float) -> list[str]:
-    from heartbeat.config import HeartbeatConfig
+    from crt_loops.heartbeat.config import HeartbeatConfig
 
     ids = thread_ids(n)
     rng = random.Random(n)
@@ -67,10 +67,10 @@ def seed(db: Any, n: int, now: float) -> list[str]:
 
 def check_processed(db: Any) -> dict[str, bool]:
     """The seeded state is what the loops leave: nothing for any of them to do."""
-    from journal import SelfReplyService
-    from llm import DisabledLLM
-    from personality import PersonalityService
-    from reflection import ReflectionService
+    from crt_loops.llm.client import DisabledLLM
+    from crt_loops.mind.journal import SelfReplyService
+    from crt_loops.mind.personality import PersonalityService
+    from crt_loops.mind.reflection import ReflectionService
 
     llm = DisabledLLM("http://127.0.0.1:9", "m")
     return {
@@ -86,10 +86,10 @@ def check_processed(db: Any) -> dict[str, bool]:
 
 def queries_per_pass(ctx: BenchContext, n: int) -> dict[str, Any]:
     """Statements each loop's idle pass runs, with ``n`` seeded threads."""
-    from continuous_loops import build_loops
-    from heartbeat.executor import HeartbeatRunner
-    from llm import DisabledLLM
-    from session_db import SessionDB
+    from crt_loops.db.session import SessionDB
+    from crt_loops.heartbeat.executor import HeartbeatRunner
+    from crt_loops.llm.client import DisabledLLM
+    from crt_loops.loops.runner import build_loops
 
     tmp = ctx.scratch(f"idle-q{n}")
     settings = make_settings(tmp)
@@ -131,9 +131,9 @@ def queries_per_pass(ctx: BenchContext, n: int) -> dict[str, Any]:
 def waiting_chains(ctx: BenchContext, n: int) -> dict[str, Any]:
     """Not idle in the strict sense, reported for information: ``n`` threads whose self-reply
     chain is waiting on the minimum gap stay pending, and each pass looks at every one again."""
-    from journal import SelfReplyService
-    from llm import DisabledLLM
-    from session_db import SessionDB
+    from crt_loops.db.session import SessionDB
+    from crt_loops.llm.client import DisabledLLM
+    from crt_loops.mind.journal import SelfReplyService
 
     db = SessionDB(ctx.scratch(f"idle-chains{n}") / "crt.db")
     try:
@@ -178,12 +178,12 @@ def waiting_chains(ctx: BenchContext, n: int) -> dict[str, Any]:
 
 
 def cpu_share(ctx: BenchContext, window: float) -> dict[str, Any]:
-    from fake_ollama import FakeOllama
-    from service import Service
+    from support.fake_ollama import FakeOllama
+    from support.service import Service
 
     tmp = ctx.scratch("idle-svc")
     write_heartbeat_md(tmp)
-    from session_db import SessionDB
+    from crt_loops.db.session import SessionDB
 
     db = SessionDB(tmp / "data" / "crt.db")
     try:

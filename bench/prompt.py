@@ -56,8 +56,8 @@ def _text(rng: random.Random, n: int) -> str:
 
 
 def make_context(rng: random.Random, full: bool) -> tuple[Any, str]:
-    from heartbeat.context import Activity, FeedPost, HeartbeatContext, snippet
-    from session_db import MessageRow
+    from crt_loops.db.session import MessageRow
+    from crt_loops.heartbeat.context import Activity, FeedPost, HeartbeatContext, snippet
 
     n_msgs = WINDOW if full else rng.randint(0, WINDOW)
     messages = [
@@ -131,9 +131,9 @@ def instructions_kind(text: str) -> str:
 
 
 def distribution_part(ctx: BenchContext) -> dict[str, Any]:
-    from heartbeat.config import HeartbeatConfig
-    from heartbeat.decision import UNTRUSTED_CLOSE
-    from heartbeat.prompt import build_prompt
+    from crt_loops.heartbeat.config import HeartbeatConfig
+    from crt_loops.heartbeat.decision import UNTRUSTED_CLOSE
+    from crt_loops.heartbeat.prompt import build_prompt
 
     rng = random.Random(12)
     sizes: list[int] = []
@@ -177,12 +177,12 @@ def distribution_part(ctx: BenchContext) -> dict[str, Any]:
 
 
 def end_to_end_part(ctx: BenchContext) -> dict[str, Any]:
-    from fake_ollama import FakeOllama
-    from heartbeat_scripts import install, poster
+    from support.fake_ollama import FakeOllama
+    from support.heartbeat_scripts import install, poster
 
     from bench.heartbeat import build, one_scheduled_run
-    from heartbeat.config import HeartbeatConfig
-    from ledger_client import LedgerClient
+    from crt_loops.heartbeat.config import HeartbeatConfig
+    from crt_loops.ledger.client import LedgerClient
 
     tmp = ctx.scratch("prompt")
     rng = random.Random(5)

@@ -50,9 +50,9 @@ def uses_index(lines: list[str]) -> bool:
 
 
 def run(ctx: BenchContext) -> BenchResult:
-    from heartbeat import store
-    from heartbeat.config import HeartbeatConfig
-    from session_db import SessionDB
+    from crt_loops.db.session import SessionDB
+    from crt_loops.heartbeat import store
+    from crt_loops.heartbeat.config import HeartbeatConfig
 
     result = BenchResult("scheduler", "Scheduler scale: 100,000 threads with a heartbeat config")
     tmp = ctx.scratch("scheduler")

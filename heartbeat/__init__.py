@@ -1,8 +1,12 @@
-"""The heartbeat: per-thread scheduled decisions on the Ledger.
+"""The heartbeat, by its design-card name; the code lives in ``crt_loops.heartbeat``.
 
-Submodules (imported on demand, never from here, so importing the package starts nothing and
-pulls in nothing heavy): ``config`` (HeartbeatConfig), ``schedule`` (pure due-time and
-active-hours maths), ``instructions`` (HEARTBEAT.md), ``context`` and ``prompt`` (what the LLM
-sees), ``decision`` (the decision schema, lenient parsing, strict validation) and ``executor``
-(one heartbeat for one thread).
+Importing this package starts nothing: it re-exports the heartbeat's main types.
 """
+
+from __future__ import annotations
+
+from crt_loops.heartbeat.config import HeartbeatConfig
+from crt_loops.heartbeat.executor import HeartbeatRunner
+from crt_loops.heartbeat.loop import HeartbeatLoop
+
+__all__ = ["HeartbeatConfig", "HeartbeatLoop", "HeartbeatRunner"]

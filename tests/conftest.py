@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_ollama import FakeOllama
 from fastapi.testclient import TestClient
+from support.clock import FakeClock
+from support.fake_ollama import FakeOllama
+from support.service import LOCAL
 
-from clock import FakeClock
-from crt_api import create_app
-from session_db import SessionDB
-from settings import Settings
+from crt_loops.api.app import create_app
+from crt_loops.db.session import SessionDB
+from crt_loops.settings import Settings
 
 # Threads owned by the interpreter or by long-lived test infrastructure, not by a test.
 _IGNORED_THREAD_PREFIXES = (
@@ -26,18 +27,6 @@ _IGNORED_THREAD_PREFIXES = (
     "ThreadPoolExecutor",
     "AnyIO worker thread",  # anyio keeps idle pool threads ~10 s by design
 )
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01) -> Any:
-    """Poll ``predicate`` until it returns something truthy, or fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s: {predicate}")
-        threading.Event().wait(interval)
 
 
 @pytest.fixture(autouse=True)
@@ -92,10 +81,6 @@ def db(tmp_path: Path, clock: FakeClock) -> Iterator[SessionDB]:
     database = SessionDB(tmp_path / "crt.db", clock=clock)
     yield database
     database.close()
-
-
-# A loopback client address: without CRT_API_TOKEN the service serves only loopback clients.
-LOCAL = ("127.0.0.1", 50000)
 
 
 @pytest.fixture

@@ -1,1 +1,0 @@
-"""The embedded Ledger's internals; ``ledger_server`` is the entry module that serves them."""

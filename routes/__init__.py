@@ -1,1 +1,0 @@
-"""HTTP routers: thin layers over the services; crt_api wires them."""

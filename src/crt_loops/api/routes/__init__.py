@@ -1,0 +1,1 @@
+"""HTTP routers: thin layers over the services; ``crt_loops.api.app`` wires them."""

@@ -1,0 +1,296 @@
+"""The seed's heartbeat endpoints (DESIGN §4), each working with the seed's exact curl command.
+
+Bodies are read as JSON whatever their Content-Type: the seed's HEARTBEAT.md POST is sent by
+``curl -d`` (form-encoded Content-Type) and other clients send none at all.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, HTTPException, Query, Request
+from pydantic import ValidationError
+
+from crt_loops.api.routes import responses as out
+from crt_loops.api.routes.deps import DB, ExistingThread, ThreadId
+from crt_loops.api.routes.loops import start_loop, stop_loop
+from crt_loops.core.clock import iso
+from crt_loops.heartbeat import store
+from crt_loops.heartbeat.config import ConfigPatch
+from crt_loops.heartbeat.executor import HeartbeatBusy, HeartbeatRunner, HeartbeatThreadNotFound
+from crt_loops.heartbeat.instructions import (
+    MAX_BYTES,
+    Instructions,
+    InstructionsConflict,
+    InstructionsError,
+    InstructionsInvalid,
+    InstructionsTooLarge,
+    load_instructions,
+    write_instructions,
+)
+from crt_loops.heartbeat.loop import HeartbeatLoop
+
+router = APIRouter(tags=["heartbeat"])
+
+MAX_BODY_BYTES = 256 * 1024
+
+
+def heartbeat_loop(request: Request) -> HeartbeatLoop:
+    loop: HeartbeatLoop | None = getattr(request.app.state, "heartbeat_loop", None)
+    if loop is None:
+        raise HTTPException(status_code=503, detail="heartbeat_loop is not in app.state yet")
+    return loop
+
+
+def runner(request: Request) -> HeartbeatRunner:
+    try:
+        return heartbeat_loop(request).runner()
+    except HTTPException:
+        raise
+    except Exception as exc:
+        raise HTTPException(
+            status_code=503, detail=f"the heartbeat executor is not available: {exc}"
+        ) from exc
+
+
+async def json_body(request: Request, *, max_bytes: int = MAX_BODY_BYTES) -> Any:
+    """The body parsed as JSON regardless of Content-Type, or a 4xx that says what is wrong."""
+    raw = await request.body()
+    if len(raw) > max_bytes:
+        raise HTTPException(status_code=413, detail=f"body is larger than {max_bytes} bytes")
+    if not raw.strip():
+        raise HTTPException(status_code=422, detail="request body is empty; send a JSON object")
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise HTTPException(
+            status_code=422, detail=f"request body is not valid JSON: {exc}"
+        ) from exc
+    except RecursionError as exc:
+        # json.loads recurses per nesting level: "[[[[..." 100k deep was a 500
+        # (tests/test_fuzz_api.py).
+        raise HTTPException(
+            status_code=422, detail="request body is not valid JSON: it nests too deeply"
+        ) from exc
+    if not isinstance(value, dict):
+        raise HTTPException(status_code=422, detail="request body must be a JSON object")
+    return value
+
+
+def _errors(exc: ValidationError) -> list[dict[str, Any]]:
+    return [
+        {
+            "loc": ["body", *[str(p) for p in e.get("loc", ())]],
+            "msg": e.get("msg"),
+            "type": e.get("type"),
+        }
+        for e in exc.errors()
+    ]
+
+
+# -- loop status and control -------------------------------------------------------------
+
+
+@router.get(
+    "/api/heartbeat/status",
+    summary="Heartbeat loop state, schedule and run counts",
+    response_model=out.HeartbeatStatus,
+)
+def status(request: Request, db: DB) -> dict[str, Any]:
+    loop = heartbeat_loop(request)
+    base = loop.status()
+    due = store.earliest_due(db)
+    llm = request.app.state.llm
+    return {
+        **base,
+        "threads_enabled": store.count_scheduled(db),
+        "next_due": {"thread_id": due[0], "at": iso(due[1])} if due else None,
+        "llm": llm.status(),
+        "runs_by_outcome": store.outcome_counts(db),
+    }
+
+
+@router.post(
+    "/api/heartbeat/start",
+    summary="Start the heartbeat loop (even if the env left it off)",
+    response_model=out.LoopStarted,
+)
+def start(request: Request) -> dict[str, Any]:
+    return start_loop("heartbeat", request)
+
+
+@router.post(
+    "/api/heartbeat/stop",
+    summary="Stop the heartbeat loop; returns once it stopped",
+    response_model=out.LoopStopped,
+)
+def stop(request: Request) -> dict[str, Any]:
+    return stop_loop("heartbeat", request)
+
+
+# -- per-thread config, run-now, history --------------------------------------------------
+
+
+def config_view(db: Any, thread_id: str) -> dict[str, Any]:
+    hb = store.get_thread_heartbeat(db, thread_id)
+    if hb is None:
+        raise HTTPException(status_code=404, detail=f"thread {thread_id!r} does not exist")
+    return {
+        "thread_id": thread_id,
+        "config": hb.config.model_dump(mode="json"),
+        "configured": hb.configured,
+        "last_run": iso(hb.last_run),
+        "last_summary": hb.last_summary,
+        "last_actions": hb.last_actions,
+        "last_outcome": hb.last_outcome,
+        "last_reason": hb.last_reason,
+        "next_due_at": iso(hb.next_due),
+        "consecutive_failures": hb.failures,
+    }
+
+
+@router.get(
+    "/api/threads/{thread_id}/heartbeat/config",
+    summary="A thread's heartbeat config and last run (404 for an unknown thread)",
+    response_model=out.HeartbeatConfigView,
+)
+def get_config(thread_id: ExistingThread, db: DB) -> dict[str, Any]:
+    return config_view(db, thread_id)
+
+
+@router.post(
+    "/api/threads/{thread_id}/heartbeat/config",
+    summary="Partially update a thread's heartbeat config (creates the thread if needed)",
+    response_model=out.HeartbeatConfigView,
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/json": {
+                    "schema": ConfigPatch.model_json_schema(),
+                    "example": {"enabled": True, "every": 1800, "target": "none"},
+                }
+            }
+        }
+    },
+)
+async def post_config(thread_id: ThreadId, request: Request, db: DB) -> dict[str, Any]:
+    patch = await json_body(request)
+
+    def update() -> dict[str, Any]:
+        # Off the event loop: the merge and the DB write are one transaction in a worker thread.
+        try:
+            runner(request).update_config(thread_id, patch)
+        except ValidationError as exc:
+            raise HTTPException(status_code=422, detail=_errors(exc)) from exc
+        except ValueError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from exc
+        return config_view(db, thread_id)
+
+    return await anyio.to_thread.run_sync(update)
+
+
+@router.post(
+    "/api/threads/{thread_id}/heartbeat/run-now",
+    summary="Run one heartbeat now, synchronously; 409 if one is already running",
+    response_model=out.HeartbeatRun,
+)
+def run_now(
+    thread_id: ExistingThread,
+    request: Request,
+    dry_run: Annotated[bool, Query(description="force a dry run: nothing is sent")] = False,
+) -> dict[str, Any]:
+    try:
+        record = runner(request).run(thread_id, trigger="manual", force_dry_run=dry_run)
+    except HeartbeatBusy as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from exc
+    except HeartbeatThreadNotFound as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from exc
+    return record.as_api()
+
+
+@router.get(
+    "/api/threads/{thread_id}/heartbeat/history",
+    summary="A thread's heartbeat runs, newest first",
+    response_model=out.HeartbeatHistory,
+)
+def history(
+    thread_id: ExistingThread,
+    db: DB,
+    limit: Annotated[int, Query(ge=1, le=500)] = 20,
+) -> dict[str, Any]:
+    runs = store.list_runs(db, thread_id, limit=limit)
+    return {"thread_id": thread_id, "runs": [r.as_api() for r in runs]}
+
+
+# -- HEARTBEAT.md --------------------------------------------------------------------------
+
+
+def _instructions_view(doc: Instructions) -> dict[str, Any]:
+    return {**doc.as_dict(), "exists": not doc.missing, "max_bytes": MAX_BYTES}
+
+
+@router.get(
+    "/api/heartbeat/heartbeat.md", summary="Read HEARTBEAT.md", response_model=out.HeartbeatMd
+)
+def get_heartbeat_md(request: Request) -> dict[str, Any]:
+    try:
+        doc = load_instructions(request.app.state.settings.heartbeat_md_path)
+    except InstructionsError as exc:
+        raise HTTPException(status_code=500, detail=str(exc)) from exc
+    return _instructions_view(doc)
+
+
+@router.post(
+    "/api/heartbeat/heartbeat.md",
+    summary="Replace HEARTBEAT.md atomically (JSON body, any Content-Type)",
+    response_model=out.HeartbeatMd,
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["content"],
+                        "properties": {
+                            "content": {"type": "string"},
+                            "expected_sha256": {"type": "string"},
+                        },
+                    },
+                    "example": {"content": "## Checklist\n- Review recent posts\n"},
+                }
+            }
+        }
+    },
+)
+async def post_heartbeat_md(request: Request) -> dict[str, Any]:
+    body = await json_body(request, max_bytes=4 * MAX_BYTES)
+    unknown = set(body) - {"content", "expected_sha256"}
+    if unknown:
+        raise HTTPException(status_code=422, detail=f"unknown field(s): {sorted(unknown)}")
+    content = body.get("content")
+    if not isinstance(content, str):
+        raise HTTPException(status_code=422, detail="'content' is required and must be a string")
+    expected = body.get("expected_sha256")
+    if expected is not None and not isinstance(expected, str):
+        raise HTTPException(status_code=422, detail="'expected_sha256' must be a string")
+    path = request.app.state.settings.heartbeat_md_path
+
+    def write() -> Any:
+        return write_instructions(path, content, expected_sha256=expected)
+
+    try:
+        doc = await anyio.to_thread.run_sync(write)
+    except InstructionsTooLarge as exc:
+        raise HTTPException(status_code=413, detail=str(exc)) from exc
+    except InstructionsConflict as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from exc
+    except InstructionsInvalid as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from exc
+    except InstructionsError as exc:
+        raise HTTPException(status_code=500, detail=str(exc)) from exc
+    loop = getattr(request.app.state, "heartbeat_loop", None)
+    if loop is not None:
+        loop.wake()
+    return _instructions_view(doc)

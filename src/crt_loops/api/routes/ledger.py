@@ -1,0 +1,97 @@
+"""The Ledger as the service sees it: its feed (proxied through LedgerClient) and its status.
+
+Both endpoints are plain ``def``: the Ledger call blocks, so it runs in the threadpool, never on
+the event loop. Ledger failures map to: 429 (rate limited, with ``Retry-After``), 503 (the
+Ledger is unreachable), 502 (it answered with an error, including a rejected API key).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request
+
+from crt_loops.api.routes import responses as out
+from crt_loops.ledger.client import (
+    LedgerAuthError,
+    LedgerError,
+    LedgerHTTPError,
+    LedgerRateLimited,
+    LedgerRejected,
+    LedgerUnavailable,
+)
+from crt_loops.ledger.embed import EmbeddedLedger, LedgerEmbedError
+
+router = APIRouter(prefix="/api/ledger", tags=["ledger"])
+
+
+def _ledger(request: Request) -> EmbeddedLedger:
+    ledger: EmbeddedLedger | None = getattr(request.app.state, "ledger", None)
+    if ledger is None:
+        failed = getattr(request.app.state, "ledger_error", None)
+        detail = (
+            f"the Ledger did not start: {failed}"
+            if failed
+            else "the Ledger is not started yet (service starting?)"
+        )
+        raise HTTPException(status_code=503, detail=detail)
+    return ledger
+
+
+@router.get(
+    "/feed", summary="The Ledger's feed, as our agent sees it", response_model=out.LedgerFeed
+)
+def ledger_feed(
+    request: Request,
+    sort: Annotated[str, Query(pattern="^(hot|new|top)$")] = "hot",
+    limit: Annotated[int, Query(ge=1, le=100)] = 25,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    ledger = _ledger(request)
+    try:
+        page = ledger.client().feed(sort=sort, limit=limit, cursor=cursor)
+    except LedgerRateLimited as exc:
+        wait = exc.retry_after_seconds
+        headers = {"Retry-After": str(max(math.ceil(wait), 1))} if wait is not None else None
+        raise HTTPException(
+            status_code=429, detail=f"the Ledger rate-limited us: {exc.error}", headers=headers
+        ) from exc
+    except (LedgerUnavailable, LedgerEmbedError) as exc:
+        raise HTTPException(status_code=503, detail=f"the Ledger is unavailable: {exc}") from exc
+    except LedgerAuthError as exc:
+        raise HTTPException(
+            status_code=502,
+            detail="the Ledger rejected our API key (check CRT_LEDGER_API_KEY)",
+        ) from exc
+    except LedgerRejected as exc:
+        if exc.status_code not in (400, 422):
+            raise HTTPException(
+                status_code=502, detail=f"the Ledger answered HTTP {exc.status_code}: {exc.error}"
+            ) from exc
+        # sort and limit are checked above, so what the Ledger refused is the opaque cursor: the
+        # client's mistake, not a bad gateway (a fuzzed cursor got a 502, tests/test_fuzz_api.py).
+        raise HTTPException(
+            status_code=422, detail=f"cursor: the Ledger refused the request: {exc.error}"
+        ) from exc
+    except LedgerHTTPError as exc:
+        raise HTTPException(
+            status_code=502, detail=f"the Ledger answered HTTP {exc.status_code}: {exc.error}"
+        ) from exc
+    except LedgerError as exc:
+        raise HTTPException(status_code=502, detail=f"bad answer from the Ledger: {exc}") from exc
+    return {
+        "posts": [post.model_dump() for post in page.posts],
+        "sort": sort,
+        "has_more": page.has_more,
+        "next_cursor": page.next_cursor,
+    }
+
+
+@router.get(
+    "/status",
+    summary="Where the Ledger is, who we are on it, and whether it answers",
+    response_model=out.LedgerStatus,
+)
+def ledger_status(request: Request) -> dict[str, Any]:
+    return _ledger(request).ledger_info()

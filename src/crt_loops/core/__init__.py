@@ -1,0 +1,1 @@
+"""Building blocks with no project dependencies: the clock, metrics, a loopback server thread."""

@@ -1,0 +1,186 @@
+"""What a heartbeat looks at (DESIGN §5 step 4), gathered in bounded size.
+
+The thread's recent messages (``CRT_LOOP_WINDOW``), its latest reflection and personality, the
+agent's own last runs and actions (so it does not repeat itself), activity on its own Ledger
+posts (the Ledger's ``/home``), and the feed **with post ids**. Every Ledger string is other
+agents' words: it is kept as data here and fenced as untrusted by prompt.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from crt_loops.db.session import MessageRow, SessionDB
+from crt_loops.heartbeat import history, store
+from crt_loops.mind.personality import get_profile, style_instructions
+from crt_loops.mind.reflection import latest_reflection
+
+FEED_LIMIT = 15
+ACTIVITY_LIMIT = 10
+SNIPPET_CHARS = 280
+MESSAGE_CHARS = 600
+
+
+class LedgerReader(Protocol):
+    """The two Ledger calls a heartbeat's context needs (``ledger_client.LedgerClient``)."""
+
+    def home(self) -> Any: ...
+
+    def list_posts(self, *, sort: str = ..., limit: int = ..., cursor: str | None = ...) -> Any: ...
+
+
+@dataclass(frozen=True)
+class FeedPost:
+    id: str
+    title: str
+    author: str
+    submolt: str
+    score: int
+    comment_count: int
+    snippet: str
+    own: bool
+
+
+@dataclass(frozen=True)
+class Activity:
+    post_id: str
+    post_title: str
+    comment_id: str
+    author: str
+    snippet: str
+
+
+@dataclass
+class HeartbeatContext:
+    thread_id: str
+    messages: list[MessageRow]
+    reflection: str | None
+    personality: str | None
+    recent_runs: list[str]
+    recent_actions: list[str]
+    feed: list[FeedPost] = field(default_factory=list)
+    activity: list[Activity] = field(default_factory=list)
+    karma: int | None = None
+
+    def shown_post_ids(self) -> set[str]:
+        return {p.id for p in self.feed} | {a.post_id for a in self.activity}
+
+    def shown_comment_ids(self) -> set[str]:
+        return {a.comment_id for a in self.activity}
+
+    def fingerprint(self, *extra: str) -> str:
+        """A hash of what changed-or-not matters: new messages, feed, activity, instructions.
+
+        Scores and the agent's own run history are left out: a vote count ticking up is not a
+        reason to wake the model (REFERENCE §5: the cost of idle heartbeats).
+        """
+        basis = {
+            "messages": [m.id for m in self.messages],
+            "feed": sorted((p.id, p.comment_count) for p in self.feed),
+            "activity": sorted(a.comment_id for a in self.activity),
+            "reflection": self.reflection,
+            "extra": list(extra),
+        }
+        return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
+
+
+def snippet(text: Any, limit: int = SNIPPET_CHARS) -> str:
+    value = " ".join(str(text or "").split())
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+def _get(obj: Any, name: str, default: Any = None) -> Any:
+    if isinstance(obj, dict):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def gather_local(db: SessionDB, thread_id: str, *, window: int) -> HeartbeatContext:
+    """The thread's own side of the context (no network)."""
+    messages = db.list_messages(thread_id, limit=window, newest=True)
+    reflection_entry = latest_reflection(db, thread_id)
+    profile = get_profile(db, thread_id)
+    runs = store.list_runs(db, thread_id, limit=5)
+    recent_runs = [
+        f"{r.outcome}{'/' + r.reason if r.reason else ''}: {snippet(r.summary, 160)}"
+        for r in runs
+        if r.outcome != "running"
+    ]
+    recent_actions = []
+    for action in history.recent_thread_actions(db, thread_id, limit=8):
+        p = action.payload
+        if action.type == "post":
+            text = f'post in {p.get("submolt")}: "{snippet(p.get("title"), 80)}"'
+        elif action.type == "comment":
+            text = f'comment on {p.get("post_id")}: "{snippet(p.get("content"), 80)}"'
+        else:
+            text = f"{p.get('direction')}vote on {p.get('post_id')}"
+        recent_actions.append(f"{action.state}: {text}")
+    return HeartbeatContext(
+        thread_id=thread_id,
+        messages=messages,
+        reflection=snippet(reflection_entry.body, 800) if reflection_entry else None,
+        personality=style_instructions(profile) if profile else None,
+        recent_runs=recent_runs,
+        recent_actions=recent_actions,
+    )
+
+
+def add_ledger(
+    ctx: HeartbeatContext,
+    ledger: LedgerReader,
+    own_post_ids: set[str],
+    db: SessionDB,
+    answered: set[str],
+) -> None:
+    """Fill in the feed and activity on the agent's own posts. Ledger errors propagate.
+
+    New activity is merged into the unanswered list kept in the session DB (``/home`` shows
+    each comment once), so a run that fails after this point loses nothing.
+    """
+    home = ledger.home()
+    ctx.karma = _get(home, "karma")
+    fresh = [
+        {
+            "post_id": str(_get(item, "post_id")),
+            "post_title": snippet(_get(item, "post_title", ""), 120),
+            "comment_id": str(_get(item, "comment_id", "") or _get(item, "id", "")),
+            "author": snippet(_get(item, "author", "?"), 40),
+            "content": snippet(_get(item, "content", "")),
+        }
+        for item in list(_get(home, "activity", None) or [])
+    ]
+    pending = history.merge_pending_activity(db, fresh)
+    ctx.activity = [
+        Activity(
+            post_id=p["post_id"],
+            post_title=p["post_title"],
+            comment_id=p["comment_id"],
+            author=p["author"],
+            snippet=p["content"],
+        )
+        for p in pending
+        if p["comment_id"] not in answered
+    ][-ACTIVITY_LIMIT:]
+    page = ledger.list_posts(sort="hot", limit=FEED_LIMIT)
+    posts = _get(page, "posts", page) or []
+    feed: list[FeedPost] = []
+    for post in list(posts)[:FEED_LIMIT]:
+        post_id = str(_get(post, "id"))
+        author = _get(post, "author", "?")
+        feed.append(
+            FeedPost(
+                id=post_id,
+                title=snippet(_get(post, "title", ""), 160),
+                author=snippet(_get(author, "name", author), 40),
+                submolt=str(_get(post, "submolt", "general")),
+                score=int(_get(post, "score", 0) or 0),
+                comment_count=int(_get(post, "comment_count", 0) or 0),
+                snippet=snippet(_get(post, "content", "") or _get(post, "url", "")),
+                own=post_id in own_post_ids,
+            )
+        )
+    ctx.feed = feed

@@ -1,0 +1,138 @@
+"""What the agent has done lately, across all threads, and what is waiting for its answer.
+
+The Ledger agent is one for all threads, so validation (no double vote, no repeated text, the
+cooldowns ahead of a 429) reads every thread's outbox; and the comments on its posts that
+``/home`` showed once are kept here until a heartbeat has decided on them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from crt_loops.db.session import SessionDB, dumps
+from crt_loops.heartbeat.store import ActionRecord, action_from_row
+
+HISTORY_HORIZON = 30 * 86_400.0
+
+
+def agent_history(
+    db: SessionDB, *, since: float, changed_after: float | None = None
+) -> dict[str, Any]:
+    """What the agent did lately, across all threads (the Ledger agent is one for all of them).
+
+    Votes, own posts and answered comments look back ``HISTORY_HORIZON`` (a bounded, indexed
+    read however long the service has run: a repeated vote on an older post is a no-op on the
+    Ledger anyway); duplicate text and the daily comment count look back to ``since`` (24 h).
+
+    Each piece is one query over the covering index ``ix_hb_actions_sent`` (migration 3) that
+    SQLite folds into a single JSON array: decoding every payload in Python cost 28-35 ms per
+    heartbeat with 20,000 past actions, this ~2 ms (bench/heartbeat.py).
+    """
+    conn = db.read()
+    horizon = since - HISTORY_HORIZON
+    if changed_after is not None:
+        # Only what changed since an earlier read (see merge_history): a short indexed range.
+        horizon, since = max(horizon, changed_after), max(since, changed_after)
+    sent = "FROM heartbeat_actions WHERE state = 'sent' AND type = ? AND updated_at >= ?"
+
+    def strings(sql: str, *args: Any) -> set[str]:
+        values = json.loads(conn.execute(sql, args).fetchone()[0] or "[]")
+        return {str(v) for v in values if v}
+
+    # A sent vote's ledger_id is the post it voted on (outbox.call_ledger), so the
+    # votes come from the index alone, without reading a payload.
+    voted = strings(f"SELECT json_group_array(ledger_id) {sent}", "vote", horizon)
+    own_posts = strings(f"SELECT json_group_array(ledger_id) {sent}", "post", horizon)
+    parent = "SELECT json_group_array(json_extract(payload_json, '$.parent_id')) "
+    answered = strings(parent + sent, "comment", horizon) | strings(
+        parent + "FROM heartbeat_actions WHERE state = 'pending' AND type = 'comment' "
+        "AND updated_at >= ?",
+        horizon,
+    )
+    hashes = strings(
+        "SELECT json_group_array(content_hash) FROM heartbeat_actions WHERE updated_at >= ? "
+        "AND state IN ('sent', 'pending', 'dry_run') AND content_hash IS NOT NULL",
+        since,
+    )
+    last_post_at = conn.execute(f"SELECT MAX(updated_at) {sent}", ("post", horizon)).fetchone()[0]
+    last_comment_at = conn.execute(
+        f"SELECT MAX(updated_at) {sent}", ("comment", horizon)
+    ).fetchone()[0]
+    comments_today = int(conn.execute(f"SELECT COUNT(*) {sent}", ("comment", since)).fetchone()[0])
+    return {
+        "voted_post_ids": voted,
+        "answered_comment_ids": answered,
+        "own_post_ids": own_posts,
+        "recent_hashes": hashes,
+        "last_post_at": last_post_at,
+        "last_comment_at": last_comment_at,
+        "comments_last_24h": comments_today,
+    }
+
+
+def merge_history(first: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:
+    """An earlier agent_history read updated with a ``changed_after`` read of what came since.
+
+    The comment count may count a row twice at the boundary: conservative, it blocks early.
+    """
+    merged = dict(first)
+    for key in ("voted_post_ids", "answered_comment_ids", "own_post_ids", "recent_hashes"):
+        merged[key] = first[key] | later[key]
+    for key in ("last_post_at", "last_comment_at"):
+        values = [v for v in (first[key], later[key]) if v is not None]
+        merged[key] = max(values) if values else None
+    merged["comments_last_24h"] = first["comments_last_24h"] + later["comments_last_24h"]
+    return merged
+
+
+def recent_thread_actions(db: SessionDB, thread_id: str, limit: int = 10) -> list[ActionRecord]:
+    # In ix_hb_actions_thread's order, so LIMIT stops early: ORDER BY id alone sorted every
+    # action of the thread (1.5 ms per heartbeat at 2,000 actions, 0.015 ms now).
+    rows = db.read().execute(
+        "SELECT * FROM heartbeat_actions WHERE thread_id = ? AND state IN ('sent', 'dry_run') "
+        "ORDER BY created_at DESC, id DESC LIMIT ?",
+        (thread_id, limit),
+    )
+    return [action_from_row(r) for r in rows]
+
+
+# -- activity on the agent's posts ------------------------------------------------------------
+
+PENDING_ACTIVITY_KEY = "heartbeat:pending_activity"
+MAX_PENDING_ACTIVITY = 50
+
+
+def merge_pending_activity(db: SessionDB, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Add newly seen activity to the unanswered list and return it (oldest first).
+
+    The Ledger's ``/home`` shows each new comment once; keeping them here means a heartbeat that
+    fails after reading them does not lose them: they stay until a run has decided on them.
+    """
+    with db.write() as tx:
+        row = tx.execute("SELECT value FROM kv WHERE key = ?", (PENDING_ACTIVITY_KEY,)).fetchone()
+        pending: list[dict[str, Any]] = json.loads(row[0]) if row else []
+        known = {p.get("comment_id") for p in pending}
+        pending += [i for i in items if i.get("comment_id") not in known]
+        pending = pending[-MAX_PENDING_ACTIVITY:]
+        tx.execute(
+            "INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE "
+            "SET value = excluded.value, updated_at = excluded.updated_at",
+            (PENDING_ACTIVITY_KEY, dumps(pending), db.clock()),
+        )
+    return pending
+
+
+def settle_activity(db: SessionDB, comment_ids: set[str]) -> None:
+    """Drop activity a finished run has seen and decided on."""
+    if not comment_ids:
+        return
+    with db.write() as tx:
+        row = tx.execute("SELECT value FROM kv WHERE key = ?", (PENDING_ACTIVITY_KEY,)).fetchone()
+        if row is None:
+            return
+        pending = [p for p in json.loads(row[0]) if p.get("comment_id") not in comment_ids]
+        tx.execute(
+            "UPDATE kv SET value = ?, updated_at = ? WHERE key = ?",
+            (dumps(pending), db.clock(), PENDING_ACTIVITY_KEY),
+        )

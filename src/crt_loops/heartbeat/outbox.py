@@ -1,0 +1,196 @@
+"""The outbox: a heartbeat's actions as rows, sent to the Ledger once each (DESIGN §5 step 7).
+
+Every action is written with its idempotency key (``crt-<run_id>-<seq>``) before it is sent and
+updated right after its Ledger call; the Ledger deduplicates on the key, so recovery can re-send
+a ``pending`` row after a crash and it still lands once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from crt_loops.db.session import SessionDB
+from crt_loops.heartbeat import store
+from crt_loops.heartbeat.decision import RejectedAction, ValidatedAction
+from crt_loops.heartbeat.redaction import redact_payload
+from crt_loops.ledger.client import LedgerClient, LedgerError, LedgerRateLimited
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "[HEARTBEAT_LOOP]"
+ACTION_TYPES = ("post", "comment", "vote")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A run's outcome as decided by its actions' states."""
+
+    outcome: str
+    reason: str | None
+    error: str | None = None
+
+
+def build_rows(
+    run_id: str,
+    validated: Sequence[ValidatedAction],
+    rejected: Sequence[RejectedAction],
+    *,
+    dry_run: bool,
+    secrets: Sequence[str],
+) -> list[dict[str, Any]]:
+    """Outbox rows: allowed actions ``pending`` (or ``dry_run``), the rest ``blocked`` with
+    their reason; a payload that carries a secret is stored redacted."""
+    rows: list[dict[str, Any]] = []
+    for seq, item in enumerate(validated):
+        rows.append(
+            {
+                "seq": seq,
+                "type": item.action.type,
+                "payload": item.action.model_dump(exclude={"type"}, exclude_none=True),
+                "state": ("dry_run" if dry_run else "pending") if item.allowed else "blocked",
+                "error": None if item.allowed else item.reason,
+                "idempotency_key": f"crt-{run_id}-{seq}",
+                # Only what was (or would be) sent counts for the 24 h duplicate check.
+                "content_hash": item.content_hash if item.allowed else None,
+            }
+        )
+    for seq, bad in enumerate(rejected, start=len(rows)):
+        kind = str(bad.raw.get("type") or bad.raw.get("action") or "post")
+        rows.append(
+            {
+                "seq": seq,
+                "type": kind if kind in ACTION_TYPES else "post",
+                "payload": {"raw": bad.raw},
+                "state": "blocked",
+                "error": f"invalid: {bad.reason}",
+                "idempotency_key": f"crt-{run_id}-{seq}",
+                "content_hash": None,
+            }
+        )
+    for row in rows:
+        # A blocked action may carry a secret (that is why it was blocked): keep it out of the
+        # DB and the API. Allowed actions never carry one.
+        row["payload"] = redact_payload(row["payload"], secrets)
+    return rows
+
+
+def call_ledger(
+    ledger: LedgerClient | None, kind: str, payload: dict[str, Any], key: str
+) -> str | None:
+    """Send one action with its idempotency key; returns the Ledger's id for it."""
+    if ledger is None:
+        raise LedgerError("the Ledger is not available (see the startup log)")
+    if kind == "post":
+        post = ledger.create_post(
+            submolt=payload.get("submolt") or "general",
+            title=payload["title"],
+            content=payload["content"],
+            idempotency_key=key,
+        )
+        return str(post.id)
+    if kind == "comment":
+        comment = ledger.create_comment(
+            payload["post_id"],
+            content=payload["content"],
+            parent_id=payload.get("parent_id"),
+            idempotency_key=key,
+        )
+        return str(comment.id)
+    if payload.get("direction") == "down":
+        ledger.downvote_post(payload["post_id"], idempotency_key=key)
+    else:
+        ledger.upvote_post(payload["post_id"], idempotency_key=key)
+    # A vote's ledger_id is the post it voted on: agent_history reads votes from it.
+    return str(payload["post_id"])
+
+
+def send_pending(db: SessionDB, ledger: LedgerClient | None, rows: list[dict[str, Any]]) -> None:
+    """Send every ``pending`` row in order, recording each result as soon as it is known."""
+    for row in rows:
+        if row["state"] != "pending":
+            continue
+        try:
+            ledger_id = call_ledger(ledger, row["type"], row["payload"], row["idempotency_key"])
+        except LedgerRateLimited as exc:
+            row["state"], row["error"] = "failed", f"rate_limited: {exc}"
+        except LedgerError as exc:
+            row["state"], row["error"] = "failed", str(exc)
+        else:
+            row["state"], row["ledger_id"] = "sent", ledger_id
+            log_action(row)
+        store.update_action(
+            db,
+            row["idempotency_key"],
+            state=row["state"],
+            ledger_id=row.get("ledger_id"),
+            error=row["error"],
+        )
+
+
+def resend(db: SessionDB, ledger: LedgerClient | None, action: store.ActionRecord) -> bool:
+    """Recovery's re-send of one ``pending`` action with its original key."""
+    try:
+        ledger_id = call_ledger(ledger, action.type, action.payload, action.idempotency_key)
+    except LedgerError as exc:
+        store.update_action(db, action.idempotency_key, state="failed", error=f"on recovery: {exc}")
+        return False
+    store.update_action(db, action.idempotency_key, state="sent", ledger_id=ledger_id)
+    return True
+
+
+def verdict(rows: Sequence[dict[str, Any]], *, dry_run: bool) -> Verdict:
+    """The run's outcome and reason from its actions' final states."""
+    if dry_run:
+        planned = sum(1 for r in rows if r["state"] == "dry_run")
+        return Verdict("dry_run", None if planned else "no_action")
+    sent = [r for r in rows if r["state"] == "sent"]
+    failed = [r for r in rows if r["state"] == "failed"]
+    blocked = [r for r in rows if r["state"] == "blocked"]
+    if sent:
+        return Verdict("acted", "partial" if failed else None)
+    if failed:
+        limited = any(str(r["error"]).startswith("rate_limited") for r in failed)
+        errors = "; ".join(str(r["error"]) for r in failed)
+        return Verdict("failed", "rate_limited" if limited else "ledger_error", errors)
+    if blocked:
+        reasons = {str(r["error"]).split(":")[0] for r in blocked}
+        return Verdict("silent", reasons.pop() if len(reasons) == 1 else "blocked")
+    return Verdict("silent", None)
+
+
+def log_action(row: dict[str, Any], *, dry: bool = False) -> None:
+    """The seed's ``[HEARTBEAT_LOOP] Executed action: ...`` line."""
+    p = row["payload"]
+    tag = " (dry run)" if dry else ""
+    if row["type"] == "post":
+        logger.info(
+            '%s Executed action%s: post (title: "%s", content: "%s")',
+            PREFIX,
+            tag,
+            _clip(p.get("title")),
+            _clip(p.get("content")),
+        )
+    elif row["type"] == "comment":
+        logger.info(
+            '%s Executed action%s: comment (post_id: "%s", content: "%s")',
+            PREFIX,
+            tag,
+            p.get("post_id"),
+            _clip(p.get("content")),
+        )
+    else:
+        logger.info(
+            '%s Executed action%s: vote (post_id: "%s", direction: "%s")',
+            PREFIX,
+            tag,
+            p.get("post_id"),
+            p.get("direction"),
+        )
+
+
+def _clip(text: Any, limit: int = 80) -> str:
+    value = " ".join(str(text or "").split()).replace('"', "'")
+    return value if len(value) <= limit else value[: limit - 1] + "…"

@@ -1,0 +1,1 @@
+"""The embedded Ledger's internals; ``server`` is the module that serves them."""

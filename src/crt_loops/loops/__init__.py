@@ -1,0 +1,1 @@
+"""The background loop runner, the watermarked passes it runs, and retention."""

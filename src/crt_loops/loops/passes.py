@@ -1,0 +1,360 @@
+"""What the reflection, personality and self-reply passes share.
+
+- :class:`PassResult`: one pass's outcome as data (returned by every ``run_pass`` and
+  ``process_thread``, shown by the loops' status and ``POST /api/loops/run``).
+- :func:`run_watermarked_pass`: the per-loop watermark discipline. A pass first compares the
+  table's highest id with the loop's global watermark (two indexed reads: nothing new means
+  nothing else is touched), then works thread by thread inside a per-thread error boundary,
+  calling ``keepalive()`` before each thread, and finally advances the global watermark to the
+  highest id below which every row is processed for every thread. A thread that failed, was left
+  for later, or was never reached because the pass stopped early holds the watermark just below
+  its first unprocessed row, so it is picked up again by the next pass.
+- :class:`LLMGate`: one pass's view of the LLM: probe it once, stop trying after repeated
+  failures (so 200 threads do not each wait out a timeout), count calls, and warn once per pass,
+  not once per message, when falling back.
+- :func:`parse_reply`: lenient extraction of the JSON object from a model's reply (``<think>``
+  blocks, code fences, prose around it), then strict validation with pydantic.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import logging
+import re
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, TypeVar
+
+import pydantic
+
+from crt_loops.db.session import DatabaseClosedError, SessionDB
+from crt_loops.llm.client import LLM, ChatMessage, LLMBadOutput, LLMError, LLMReply, LLMUnavailable
+
+logger = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=pydantic.BaseModel)
+
+#: Consecutive LLM failures after which a pass stops calling the LLM and falls back.
+MAX_CONSECUTIVE_LLM_FAILURES = 2
+#: Tables whose ids the watermarks count (interpolated into SQL, so never from user input).
+WATERMARK_TABLES = frozenset({"messages", "journal_entries"})
+
+
+@dataclass
+class PassResult:
+    """One pass (or one thread run now) of a loop."""
+
+    loop: str
+    threads_seen: int = 0
+    threads_processed: int = 0
+    threads_deferred: int = 0  # evaluated, left for a later pass (e.g. the self-reply dice)
+    threads_failed: int = 0
+    messages_processed: int = 0
+    llm_calls: int = 0
+    llm_failures: int = 0
+    fallbacks: int = 0  # items produced by a heuristic or template because the LLM was not used
+    entries_written: int = 0
+    interrupted: bool = False
+    watermark: int | None = None
+    duration_ms: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["duration_ms"] = round(self.duration_ms, 2)
+        return data
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A thread with unprocessed rows: its watermark and the newest id seen by the pass."""
+
+    thread_id: str
+    watermark: int
+    max_id: int
+
+
+#: Does one thread's work; returns True when the thread is done up to ``candidate.max_id``
+#: (its watermark was advanced), False when it is deliberately left for a later pass.
+ProcessFn = Callable[[Candidate], bool]
+
+
+def thread_watermark(conn: sqlite3.Connection, loop: str, thread_id: str) -> int:
+    row = conn.execute(
+        "SELECT message_id FROM loop_watermarks WHERE loop = ? AND thread_id = ?",
+        (loop, thread_id),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _max_id(db: SessionDB, table: str) -> int:
+    row = db.read().execute(f"SELECT MAX(id) FROM {table}").fetchone()
+    return int(row[0] or 0)
+
+
+def has_new_rows(db: SessionDB, loop: str, table: str) -> bool:
+    """Whether ``table`` has rows above the loop's global watermark: two indexed reads, no write."""
+    return _max_id(db, table) > db.loop_watermark(loop)
+
+
+def _first_unprocessed(
+    db: SessionDB, loop: str, table: str, thread_id: str, floor: int
+) -> int | None:
+    conn = db.read()
+    above = max(floor, thread_watermark(conn, loop, thread_id))
+    row = conn.execute(
+        f"SELECT MIN(id) FROM {table} WHERE thread_id = ? AND id > ?", (thread_id, above)
+    ).fetchone()
+    return int(row[0]) if row and row[0] is not None else None
+
+
+def process_guarded(
+    process: ProcessFn, candidate: Candidate, result: PassResult, log_prefix: str
+) -> bool | None:
+    """Run one thread inside the error boundary: True/False from ``process``, None if it failed."""
+    try:
+        done = process(candidate)
+    except DatabaseClosedError:
+        raise  # shutting down: the whole pass stops, not one thread
+    except Exception as exc:  # one thread's failure must not stop the others
+        result.threads_failed += 1
+        result.errors.append(f"{candidate.thread_id}: {type(exc).__name__}: {exc}")
+        logger.exception(
+            "%s thread %s failed; its work is retried next pass: %s",
+            log_prefix,
+            candidate.thread_id,
+            exc,
+        )
+        return None
+    if done:
+        result.threads_processed += 1
+    else:
+        result.threads_deferred += 1
+    return done
+
+
+def run_watermarked_pass(
+    db: SessionDB,
+    *,
+    loop: str,
+    log_prefix: str,
+    table: str,
+    find_candidates: Callable[[], Sequence[Candidate]],
+    process: ProcessFn,
+    keepalive: Callable[[], bool],
+    result: PassResult,
+) -> PassResult:
+    """One pass over the threads with rows newer than the loop's watermarks (module docstring)."""
+    if table not in WATERMARK_TABLES:
+        raise ValueError(f"no watermark over table {table!r}")
+    started = time.perf_counter()
+    global_wm = db.loop_watermark(loop)
+    # Read before the candidates: ids are assigned under SQLite's single write lock, so any row
+    # committed after this read has a higher id and cannot be wrongly covered by the watermark.
+    high = _max_id(db, table)
+    result.watermark = global_wm
+    if high <= global_wm:
+        result.duration_ms = (time.perf_counter() - started) * 1000
+        return result
+    candidates = list(find_candidates())
+    result.threads_seen = len(candidates)
+    unfinished: list[str] = []
+    for index, candidate in enumerate(candidates):
+        if not keepalive():
+            result.interrupted = True
+            unfinished.extend(c.thread_id for c in candidates[index:])
+            logger.info(
+                "%s pass stopped early; %d thread(s) left for the next pass",
+                log_prefix,
+                len(candidates) - index,
+            )
+            break
+        if not process_guarded(process, candidate, result, log_prefix):
+            unfinished.append(candidate.thread_id)
+    new_wm = high
+    for thread_id in unfinished:
+        first = _first_unprocessed(db, loop, table, thread_id, global_wm)
+        if first is not None:
+            new_wm = min(new_wm, first - 1)
+    if new_wm > global_wm:
+        db.advance_loop_watermark(loop, new_wm)
+        result.watermark = new_wm
+    result.duration_ms = (time.perf_counter() - started) * 1000
+    if result.threads_seen:
+        logger.info(
+            "%s pass: %d thread(s), %d processed, %d deferred, %d failed, %d LLM call(s), "
+            "%d entr%s written in %.0f ms",
+            log_prefix,
+            result.threads_seen,
+            result.threads_processed,
+            result.threads_deferred,
+            result.threads_failed,
+            result.llm_calls,
+            result.entries_written,
+            "y" if result.entries_written == 1 else "ies",
+            result.duration_ms,
+        )
+    return result
+
+
+class LLMGate:
+    """One pass's use of the LLM: a single probe, a failure budget, one warning per pass."""
+
+    def __init__(self, llm: LLM, log_prefix: str, result: PassResult, *, fallback: str) -> None:
+        self.llm = llm
+        self.log_prefix = log_prefix
+        self.result = result
+        self.fallback_name = fallback
+        self._available: bool | None = None
+        self._consecutive_failures = 0
+        self._warned = False
+
+    def usable(self) -> bool:
+        """Whether to try the LLM now; probes (cached by the adapter) at most once per pass."""
+        if self._available is None:
+            self._available = self.llm.available()
+            if not self._available:
+                self.note_fallback(f"the LLM at {self.llm.host} is unavailable")
+        return self._available and self._consecutive_failures < MAX_CONSECUTIVE_LLM_FAILURES
+
+    def note_fallback(self, why: str) -> None:
+        if not self._warned:
+            self._warned = True
+            logger.warning(
+                "%s using the %s instead of the LLM for this pass: %s",
+                self.log_prefix,
+                self.fallback_name,
+                why,
+            )
+
+    def chat(
+        self,
+        messages: Sequence[ChatMessage],
+        model_cls: type[M],
+        *,
+        temperature: float,
+        max_tokens: int,
+    ) -> tuple[M, LLMReply] | None:
+        """Ask for ``model_cls`` as structured output; None (and a noted fallback) on failure."""
+        self.result.llm_calls += 1
+        try:
+            reply = self.llm.chat(
+                messages,
+                schema=model_cls.model_json_schema(),
+                temperature=temperature,
+                max_tokens=max_tokens,
+            )
+            parsed = parse_reply(reply.content, model_cls)
+        except LLMError as exc:
+            self.result.llm_failures += 1
+            self._consecutive_failures += 1
+            if isinstance(exc, LLMUnavailable):
+                self._available = False
+            self.note_fallback(f"{type(exc).__name__}: {exc}")
+            return None
+        self._consecutive_failures = 0
+        return parsed, reply
+
+
+_THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL | re.IGNORECASE)
+_MAX_OBJECT_STARTS = 50
+
+
+def extract_json_object(text: str) -> dict[str, Any]:
+    """The first JSON object in a model's reply; raises LLMBadOutput when there is none."""
+    cleaned = _THINK_BLOCK.sub("", text)
+    # An unterminated <think> means everything after it is still thinking, not the answer.
+    cleaned = re.split(r"<think>", cleaned, maxsplit=1, flags=re.IGNORECASE)[0]
+    chunks = [m.group(1) for m in _FENCE.finditer(cleaned)] + [cleaned]
+    decoder = json.JSONDecoder()
+    for raw in chunks:
+        chunk = raw.strip()
+        try:
+            value = json.loads(chunk)
+        except ValueError:
+            value = None
+        if isinstance(value, dict):
+            return value
+        starts = [i for i, ch in enumerate(chunk) if ch == "{"][:_MAX_OBJECT_STARTS]
+        for start in starts:
+            try:
+                value, _ = decoder.raw_decode(chunk, start)
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                return value
+    raise LLMBadOutput(f"no JSON object in the model's reply: {text[:120]!r}")
+
+
+def parse_reply(content: str, model_cls: type[M]) -> M:
+    """Lenient extraction, strict validation: raises LLMBadOutput if the shape is wrong."""
+    obj = extract_json_object(content)
+    try:
+        return model_cls.model_validate(obj)
+    except pydantic.ValidationError as exc:
+        raise LLMBadOutput(
+            f"the model's {model_cls.__name__} does not validate: {exc.error_count()} error(s), "
+            f"first: {exc.errors()[0]['msg']}"
+        ) from exc
+
+
+class WatermarkedService(abc.ABC):
+    """What the three thinking services share: a read-only "anything new?" check, a pass over
+    the threads above the watermark, and a manual run for one thread. Subclasses set the
+    class attributes and implement :meth:`process`."""
+
+    loop: str
+    log_prefix: str
+    table: str  # "messages" or "journal_entries": what the watermark runs over
+    fallback: str  # what an LLM failure falls back to, for the log line
+    db: SessionDB
+    llm: LLM
+
+    def has_work(self) -> bool:
+        """Cheap and read-only: is there anything new for a pass to look at?"""
+        return has_new_rows(self.db, self.loop, self.table)
+
+    def candidates(self) -> Sequence[Candidate]:
+        """Threads with unprocessed rows (default: messages above the loop's watermarks)."""
+        return [Candidate(*row) for row in self.db.threads_with_new_messages(self.loop)]
+
+    @abc.abstractmethod
+    def process(self, cand: Candidate, gate: LLMGate, result: PassResult) -> bool:
+        """One thread's work inside a pass; True when the thread is done (watermark moves)."""
+
+    def run_pass(self, *, keepalive: Callable[[], bool] = lambda: True) -> PassResult:
+        result = PassResult(self.loop)
+        gate = LLMGate(self.llm, self.log_prefix, result, fallback=self.fallback)
+        return run_watermarked_pass(
+            self.db,
+            loop=self.loop,
+            log_prefix=self.log_prefix,
+            table=self.table,
+            find_candidates=self.candidates,
+            process=lambda c: self.process(c, gate, result),
+            keepalive=keepalive,
+            result=result,
+        )
+
+    def run_one(
+        self, candidate: Candidate, process: Callable[[Candidate, LLMGate, PassResult], bool]
+    ) -> PassResult:
+        """Run ``process`` for one thread now, inside the same error boundary as a pass."""
+        result = PassResult(self.loop, threads_seen=1)
+        gate = LLMGate(self.llm, self.log_prefix, result, fallback=self.fallback)
+        process_guarded(lambda c: process(c, gate, result), candidate, result, self.log_prefix)
+        return result
+
+    def process_thread(self, thread_id: str) -> PassResult:
+        """This thread's unprocessed messages, now (``POST /api/loops/run``)."""
+        return self.run_one(self.message_candidate(thread_id), self.process)
+
+    def message_candidate(self, thread_id: str) -> Candidate:
+        """The thread's unprocessed messages, for a manual run."""
+        self.db.require_thread(thread_id)
+        wm = thread_watermark(self.db.read(), self.loop, thread_id)
+        return Candidate(thread_id, wm, max(wm, self.db.latest_message_id(thread_id)))

@@ -1,0 +1,1 @@
+"""What the agent thinks: reflection, personality, journal self-reply and chat."""

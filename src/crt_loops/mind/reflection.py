@@ -1,0 +1,511 @@
+"""Importance scoring of new messages, the topic scorecard, and reflection entries.
+
+Scoring (each pass, per thread with new messages): every new message gets an importance 1-10
+and a short reason. With the LLM, ONE structured call per thread per pass (``ImportanceScores``)
+scores the newest ``window`` unscored messages on an anchored scale (1 mundane small talk ...
+10 life-changing news, as in Generative Agents). Messages beyond that batch (a thread that
+received more than ``window`` messages since the last pass, e.g. an import) are scored by the
+heuristic in the same pass: every message is scored each pass, and LLM cost per thread per pass
+stays bounded. Scores the model gives out of range, for ids not in the batch, or not at all, are
+replaced by the heuristic's; ``scored_by`` always says which produced the stored value.
+
+The heuristic (used when the LLM is off, unreachable, failing, or for the overflow) combines:
+
+- a base of 1.5;
+- life events by category (career, relationships, health, loss, moving, milestones, money):
+  +3 for the first category, +1 for each further one;
+- emotions: +2.5 for an intense one (devastated, terrified, thrilled, ...), +1.5 for others,
+  +0.5 for a second distinct emotion;
+- personal stakes: +1 when the message is in the first person AND has a life event or emotion,
+  and +0.5 more when it has both (a compound of features, not a keyword count);
+- decisions and plans +1.5, urgency +1.5, asking for advice +1, a question +0.5;
+- length: +0.5 * log2(1 + words / 8), at most +2;
+- intensity: +0.3 per "!" and per shouted word (at most 2 each), +0.3 for intensifiers;
+- small talk (only greetings, thanks, acknowledgements) is 1 whatever else;
+- the agent's own messages are compressed toward 1 (1 + 0.6 * (score - 1)): the person's life
+  is what the journal remembers.
+
+The total is rounded and clamped to 1-10; the reason names the strongest features.
+
+Reflection: when the importance summed since the thread's last reflection
+(``reflection_state.last_reflection_message_id``) reaches ``threshold``, ONE ``reflection``
+journal entry is written. With the LLM (``ReflectionInsights``): 2-4 first-person insights over
+the ``window`` most important messages since the last reflection, each citing the message ids it
+rests on; cited ids that are not among those messages are dropped, and an insight left without
+evidence is dropped. Without the LLM (or when nothing valid survives): a heuristic summary of the
+most important messages and recurring topics. Either way ``meta`` holds
+``{"insights": [{"text", "evidence": [ids]}], "source": "llm" | "heuristic", ...}``.
+
+Topic scorecard (``reflection_view``): noun-ish keywords of the last 200 messages (words of 3+
+letters minus a stop list, plurals folded), each weighted by its message's importance (the
+agent's messages count half); top = highest total weight, rising/fading = the largest gain/loss of
+share between the older and the newer half.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from crt_loops.core.clock import Clock, iso
+from crt_loops.db.session import MessageRow, SessionDB
+from crt_loops.llm.client import LLM, ChatMessage
+from crt_loops.loops.passes import (
+    Candidate,
+    LLMGate,
+    PassResult,
+    WatermarkedService,
+    thread_watermark,
+)
+from crt_loops.mind.journal import JournalEntry, insert_entry, latest_entry
+from crt_loops.mind.topics import topic_scorecard, word_set, words_of
+
+logger = logging.getLogger(__name__)
+
+LOOP = "reflection"
+LOG_PREFIX = "[REFLECTION_LOOP]"
+DEFAULT_THRESHOLD = 40
+SCORECARD_SPAN = 200
+MAX_REASON_CHARS = 200
+MAX_INSIGHTS = 4
+_MSG_COLUMNS = "id, thread_id, role, content, created_at, importance, importance_reason, scored_by"
+
+
+# -- heuristic importance ------------------------------------------------------------------
+
+
+def _words(alternatives: str) -> re.Pattern[str]:
+    """A case-insensitive whole-word regex over ``|``-separated alternatives."""
+    return re.compile(r"\b(?:" + alternatives + r")\b", re.IGNORECASE)
+
+
+_LIFE_EVENTS = {
+    "career": _words(
+        r"(?:new|my|a|the) job|hired|fired|laid off|promot(?:ed|ion)|resign\w*|quit(?:ting)? my|"
+        r"interview|career|retir(?:e|ed|ing|ement)|boss"
+    ),
+    "relationships": _words(
+        r"married|wedding|engaged|divorc\w*|pregnan\w*|baby|broke up|breakup|girlfriend|"
+        r"boyfriend|wife|husband|proposed"
+    ),
+    "health": _words(
+        r"diagnos\w*|cancer|hospital\w*|surgery|illness|therapy|therapist|doctor|injur\w*|"
+        r"accident|depression|pain"
+    ),
+    "loss": _words(r"died|death|passed away|funeral|lost my|miscarriage"),
+    "moving": _words(r"moving|moved|relocat\w*|new (?:house|apartment|city|country)"),
+    "milestone": _words(
+        r"graduat\w*|degree|accepted|admitted|award|launched|bought a house|first time|"
+        r"birthday|anniversary"
+    ),
+    "money": _words(r"debt|bankrupt\w*|mortgage|loan|salary|raise|savings"),
+}
+_INTENSE_EMOTION = _words(
+    r"devastated|heartbroken|terrified|hopeless|panic\w*|grief|grieving|furious|ecstatic|"
+    r"thrilled|suicidal|traumati\w*"
+)
+_EMOTION = _words(
+    r"love|hate|afraid|scared|anxious|anxiety|worried|depressed|angry|ashamed|lonely|"
+    r"overwhelmed|excited|happy|sad|upset|stressed|proud|cried|crying|frustrated|nervous|"
+    r"relieved|guilty|jealous"
+)
+_DECISION = _words(
+    r"decided|decision|i will|i'll|i'm going to|plan(?:ning)? to|promise|commit(?:ted)?|"
+    r"deadline|goal|from now on|i chose|i've chosen"
+)
+_URGENCY = _words(r"urgent|asap|emergency|immediately|right now|tonight")
+_ADVICE = _words(r"should i|what do you think|advice|help me|can you help|recommend\w*")
+_FIRST_PERSON = _words(r"i|i'm|i've|i'd|me|my|mine|myself")
+_INTENSIFIER = _words(r"very|really|so much|extremely|incredibly|totally")
+_SMALL_TALK = word_set(
+    "hi hello hey yo thanks thank you thx ok okay k cool nice lol haha yes no yep nope sure good "
+    "morning evening night bye great np welcome alright fine"
+)
+
+
+def heuristic_importance(content: str, role: str = "user") -> tuple[int, str]:
+    """Deterministic importance 1-10 and a reason (rules in the module docstring)."""
+    text = content.strip()
+    tokens = words_of(text)
+    if not tokens or (len(tokens) <= 6 and all(t in _SMALL_TALK for t in tokens)):
+        return 1, "small talk"
+    parts: list[tuple[float, str]] = []
+    categories = [name for name, rx in _LIFE_EVENTS.items() if rx.search(text)]
+    if categories:
+        parts.append(
+            (3.0 + min(2, len(categories) - 1), "life event (" + ", ".join(categories) + ")")
+        )
+    intense = {m.lower() for m in _INTENSE_EMOTION.findall(text)}
+    mild = {m.lower() for m in _EMOTION.findall(text)}
+    if intense or mild:
+        emotion = 2.5 if intense else 1.5
+        if len(intense | mild) > 1:
+            emotion += 0.5
+        if _INTENSIFIER.search(text):
+            emotion += 0.3
+        parts.append((emotion, "emotion (" + ", ".join(sorted(intense | mild)[:3]) + ")"))
+    if _FIRST_PERSON.search(text) and (categories or intense or mild):
+        parts.append((1.5 if categories and (intense or mild) else 1.0, "personal stakes"))
+    for rx, weight, label in (
+        (_DECISION, 1.5, "a decision or plan"),
+        (_URGENCY, 1.5, "urgency"),
+        (_ADVICE, 1.0, "asks for advice"),
+    ):
+        if rx.search(text):
+            parts.append((weight, label))
+    if "?" in text:
+        parts.append((0.5, "a question"))
+    words = len(text.split())
+    length = min(2.0, 0.5 * math.log2(1 + words / 8))
+    if length >= 1.0:
+        parts.append((length, f"long message ({words} words)"))
+    else:
+        parts.append((length, ""))
+    shouted = sum(1 for w in text.split() if len(w) >= 3 and w.isalpha() and w.isupper())
+    intensity = 0.3 * min(2, text.count("!")) + 0.3 * min(2, shouted)
+    if intensity:
+        parts.append((intensity, "emphatic"))
+    raw = 1.5 + sum(weight for weight, _ in parts)
+    if role == "assistant":
+        raw = 1 + 0.6 * (raw - 1)
+    score = max(1, min(10, round(raw)))
+    named = [label for weight, label in sorted(parts, key=lambda p: -p[0]) if label][:3]
+    reason = ", ".join(named) or "routine message"
+    if role == "assistant":
+        reason = "agent's reply: " + reason
+    return score, reason[:MAX_REASON_CHARS]
+
+
+# -- LLM schemas ---------------------------------------------------------------------------
+
+
+class MessageScore(BaseModel):
+    id: int = Field(description="the message id, as given")
+    importance: int = Field(description="1 (mundane) to 10 (life-changing)")
+    reason: str = Field(description="why, in at most 12 words")
+
+
+class ImportanceScores(BaseModel):
+    """The LLM's importance scores for one batch of messages."""
+
+    scores: list[MessageScore]
+
+
+class Insight(BaseModel):
+    text: str = Field(description="one first-person insight")
+    evidence: list[int] = Field(description="ids of the messages it rests on")
+
+
+class ReflectionInsights(BaseModel):
+    """The LLM's reflection: a title and 2-4 insights citing message ids."""
+
+    title: str = ""
+    insights: list[Insight]
+
+
+_SCALE = (
+    "Rate how important each message is for you to remember about this person, from 1 to 10: "
+    "1 = purely mundane (greetings, small talk, thanks); 3 = an ordinary everyday detail or "
+    "routine question; 5 = notable (a plan, a strong opinion, a problem being worked on); "
+    "7 = significant (a decision, strong emotion, trouble at work or with health); "
+    "10 = life-changing news (a birth, a death, a diagnosis, a marriage, losing a job)."
+)
+
+
+def _render(messages: Sequence[MessageRow], *, with_importance: bool = False) -> str:
+    lines = []
+    for m in messages:
+        score = f" (importance {m.importance})" if with_importance and m.importance else ""
+        lines.append(f"[id {m.id}]{score} {m.role}: {' '.join(m.content.split())[:600]}")
+    return "\n".join(lines)
+
+
+# -- the service ---------------------------------------------------------------------------
+
+
+class ReflectionService(WatermarkedService):
+    """Scores new messages and writes a reflection entry once enough importance accumulated."""
+
+    loop = LOOP
+    log_prefix = LOG_PREFIX
+    table = "messages"
+    fallback = "heuristic"
+
+    def __init__(
+        self, db: SessionDB, llm: LLM, *, window: int, threshold: int, clock: Clock
+    ) -> None:
+        if window < 1 or threshold < 1:
+            raise ValueError(f"window and threshold must be >= 1, got {window}, {threshold}")
+        self.db = db
+        self.llm = llm
+        self.window = window
+        self.threshold = threshold
+        self.clock = clock
+
+    def process(self, cand: Candidate, gate: LLMGate, result: PassResult) -> bool:
+        conn = self.db.read()
+        new = [
+            MessageRow(*r)
+            for r in conn.execute(
+                f"SELECT {_MSG_COLUMNS} FROM messages WHERE thread_id = ? AND id > ? AND id <= ? "
+                "ORDER BY id",
+                (cand.thread_id, cand.watermark, cand.max_id),
+            )
+        ]
+        if not new:
+            return True
+        scores = self._score([m for m in new if m.importance is None], gate, result)
+        state = conn.execute(
+            "SELECT last_reflection_message_id FROM reflection_state WHERE thread_id = ?",
+            (cand.thread_id,),
+        ).fetchone()
+        last_id = int(state[0]) if state else 0
+        earlier = conn.execute(
+            "SELECT COALESCE(SUM(importance), 0) FROM messages WHERE thread_id = ? AND id > ? "
+            "AND id <= ?",
+            (cand.thread_id, last_id, cand.max_id),
+        ).fetchone()[0]
+        total = int(earlier) + sum(s[0] for mid, s in scores.items() if mid > last_id)
+        due = total >= self.threshold
+        with self.db.write() as tx:
+            # Only still-unscored rows: a concurrent manual run's scores are kept, not redone.
+            tx.executemany(
+                "UPDATE messages SET importance = ?, importance_reason = ?, scored_by = ? "
+                "WHERE id = ? AND importance IS NULL",
+                [(s[0], s[1], s[2], mid) for mid, s in scores.items()],
+            )
+            if not due:
+                self.db.set_thread_watermark(LOOP, cand.thread_id, cand.max_id, tx)
+        result.messages_processed += len(new)
+        if due:
+            self._reflect(cand, last_id, total, gate, result)
+        return True
+
+    def _score(
+        self, messages: list[MessageRow], gate: LLMGate, result: PassResult
+    ) -> dict[int, tuple[int, str, str]]:
+        scores: dict[int, tuple[int, str, str]] = {}
+        batch = messages[-self.window :]
+        if batch and gate.usable():
+            prompt = [
+                ChatMessage(
+                    "system",
+                    _SCALE + " Answer only with JSON: "
+                    '{"scores": [{"id": <id>, "importance": <1-10>, "reason": "<short>"}]}, '
+                    "one entry for every message id given.",
+                ),
+                ChatMessage("user", "Messages, oldest first:\n" + _render(batch)),
+            ]
+            answered = gate.chat(
+                prompt, ImportanceScores, temperature=0.1, max_tokens=200 + 60 * len(batch)
+            )
+            if answered is not None:
+                valid = {m.id for m in batch}
+                for s in answered[0].scores:
+                    # Never trust the model: unknown ids, repeats and off-scale values are dropped.
+                    if s.id in valid and s.id not in scores and 1 <= s.importance <= 10:
+                        reason = " ".join(s.reason.split())[:MAX_REASON_CHARS] or "model's score"
+                        scores[s.id] = (s.importance, reason, "llm")
+                if len(scores) < len(batch):
+                    logger.info(
+                        "%s the model scored %d of %d messages; the heuristic scores the rest",
+                        LOG_PREFIX,
+                        len(scores),
+                        len(batch),
+                    )
+        for m in messages:
+            if m.id not in scores:
+                scores[m.id] = (*heuristic_importance(m.content, m.role), "heuristic")
+                result.fallbacks += 1
+        return scores
+
+    def _reflect(
+        self, cand: Candidate, last_id: int, total: int, gate: LLMGate, result: PassResult
+    ) -> None:
+        conn = self.db.read()
+        rows = conn.execute(
+            f"SELECT {_MSG_COLUMNS} FROM messages WHERE thread_id = ? AND id > ? AND id <= ? "
+            "ORDER BY importance DESC, id DESC LIMIT ?",
+            (cand.thread_id, last_id, cand.max_id, self.window),
+        ).fetchall()
+        shown = sorted((MessageRow(*r) for r in rows), key=lambda m: m.id)
+        card = topic_scorecard(shown, limit=5)
+        topics = [t["topic"] for t in card["top"]]
+        meta: dict[str, Any] = {
+            "importance_sum": total,
+            "threshold": self.threshold,
+            "message_range": [last_id + 1, cand.max_id],
+            "topics": topics,
+        }
+        title, insights = "", []
+        if shown and gate.usable():
+            answered = gate.chat(
+                self._insight_prompt(shown), ReflectionInsights, temperature=0.3, max_tokens=900
+            )
+            if answered is not None:
+                insights = _valid_insights(answered[0], {m.id for m in shown})
+                title = " ".join(answered[0].title.split())[:120]
+                meta["model"] = answered[1].model
+                if not insights:
+                    gate.note_fallback("no insight of the model cited a message it was shown")
+        if insights:
+            meta["source"] = "llm"
+            body = "\n".join(
+                f"- {i['text']} (messages {', '.join('#' + str(e) for e in i['evidence'])})"
+                for i in insights
+            )
+        else:
+            meta["source"] = "heuristic"
+            meta.pop("model", None)
+            result.fallbacks += 1
+            title = ""
+            insights, body = _heuristic_reflection(shown, total, topics)
+        meta["insights"] = insights
+        title = title or ("Reflection on " + ", ".join(topics[:3]) if topics else "Reflection")
+        with self.db.write() as tx:
+            current = tx.execute(
+                "SELECT last_reflection_message_id FROM reflection_state WHERE thread_id = ?",
+                (cand.thread_id,),
+            ).fetchone()
+            if current is None or int(current[0]) < cand.max_id:
+                insert_entry(
+                    tx,
+                    thread_id=cand.thread_id,
+                    entry_type="reflection",
+                    title=title,
+                    body=body,
+                    created_at=self.clock(),
+                    meta=meta,
+                )
+                tx.execute(
+                    "INSERT INTO reflection_state (thread_id, last_reflection_message_id, "
+                    "last_reflection_at) VALUES (?, ?, ?) ON CONFLICT(thread_id) DO UPDATE SET "
+                    "last_reflection_message_id = excluded.last_reflection_message_id, "
+                    "last_reflection_at = excluded.last_reflection_at",
+                    (cand.thread_id, cand.max_id, self.clock()),
+                )
+                result.entries_written += 1
+                logger.info(
+                    "%s thread %s: reflection written (importance %d >= %d, %s)",
+                    LOG_PREFIX,
+                    cand.thread_id,
+                    total,
+                    self.threshold,
+                    meta["source"],
+                )
+            self.db.set_thread_watermark(LOOP, cand.thread_id, cand.max_id, tx)
+
+    def _insight_prompt(self, shown: Sequence[MessageRow]) -> list[ChatMessage]:
+        system = (
+            "You are a personal AI agent reflecting privately on a conversation with a person. "
+            "From the messages below, write 2 to 4 high-level insights in the first person "
+            "(for example 'I notice that ...', 'I should remember that ...'). Each insight must "
+            "cite, in evidence, the ids of the messages it rests on; cite only ids shown. "
+            'Answer only with JSON: {"title": "<short title>", "insights": '
+            '[{"text": "...", "evidence": [<id>, ...]}]}.'
+        )
+        return [
+            ChatMessage("system", system),
+            ChatMessage("user", "Messages, oldest first:\n" + _render(shown, with_importance=True)),
+        ]
+
+
+def _valid_insights(reply: ReflectionInsights, valid_ids: set[int]) -> list[dict[str, Any]]:
+    insights = []
+    for insight in reply.insights:
+        text = " ".join(insight.text.split())[:500]
+        evidence = sorted({e for e in insight.evidence if e in valid_ids})
+        if text and evidence:
+            insights.append({"text": text, "evidence": evidence})
+    return insights[:MAX_INSIGHTS]
+
+
+def _heuristic_reflection(
+    shown: Sequence[MessageRow], total: int, topics: list[str]
+) -> tuple[list[dict[str, Any]], str]:
+    ranked = sorted(shown, key=lambda m: (-(m.importance or 0), -m.id))
+    # Only what mattered (4+), but never an empty summary.
+    top = [m for m in ranked if (m.importance or 0) >= 4][:3] or ranked[:1]
+    insights = [
+        {
+            "text": f"I should remember this ({m.importance_reason or 'important'}): "
+            f'"{_excerpt(m.content)}"',
+            "evidence": [m.id],
+        }
+        for m in top
+    ]
+    lines = [f"Since my last reflection the conversation carried importance {total}."]
+    lines.append("What stood out:")
+    lines += [f"- #{m.id} ({m.importance}/10): {_excerpt(m.content)}" for m in top]
+    if topics:
+        lines.append("Recurring topics: " + ", ".join(topics) + ".")
+    return insights, "\n".join(lines)
+
+
+def _excerpt(text: str, limit: int = 140) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+# -- reading -------------------------------------------------------------------------------
+
+
+def latest_reflection(db: SessionDB, thread_id: str) -> JournalEntry | None:
+    """The thread's most recent reflection entry (for chat's system prompt)."""
+    return latest_entry(db, thread_id, "reflection")
+
+
+def reflection_view(
+    db: SessionDB, thread_id: str, *, threshold: int = DEFAULT_THRESHOLD
+) -> dict[str, Any]:
+    """Everything ``GET /api/threads/{id}/reflection`` shows; raises ThreadNotFound."""
+    db.require_thread(thread_id)
+    conn = db.read()
+    state = conn.execute(
+        "SELECT last_reflection_message_id, last_reflection_at FROM reflection_state "
+        "WHERE thread_id = ?",
+        (thread_id,),
+    ).fetchone()
+    last_id = int(state[0]) if state else 0
+    since = conn.execute(
+        "SELECT COALESCE(SUM(importance), 0), COUNT(*), COUNT(importance) FROM messages "
+        "WHERE thread_id = ? AND id > ?",
+        (thread_id, last_id),
+    ).fetchone()
+    counts = conn.execute(
+        "SELECT COUNT(*), COUNT(importance), COALESCE(SUM(scored_by = 'llm'), 0), "
+        "COALESCE(SUM(scored_by = 'heuristic'), 0), AVG(importance) FROM messages "
+        "WHERE thread_id = ?",
+        (thread_id,),
+    ).fetchone()
+    reflections = conn.execute(
+        "SELECT COUNT(*) FROM journal_entries WHERE thread_id = ? AND entry_type = 'reflection'",
+        (thread_id,),
+    ).fetchone()[0]
+    recent = db.list_messages(thread_id, limit=SCORECARD_SPAN, newest=True)
+    latest = latest_reflection(db, thread_id)
+    return {
+        "thread_id": thread_id,
+        "threshold": threshold,
+        "importance_since_last_reflection": int(since[0]),
+        "messages_since_last_reflection": int(since[1]),
+        "unscored_since_last_reflection": int(since[1]) - int(since[2]),
+        "last_reflection_message_id": last_id or None,
+        "last_reflection_at": iso(state[1]) if state else None,
+        "latest_reflection": latest.as_dict() if latest else None,
+        "counts": {
+            "messages": int(counts[0]),
+            "scored": int(counts[1]),
+            "scored_by_llm": int(counts[2]),
+            "scored_by_heuristic": int(counts[3]),
+            "average_importance": None if counts[4] is None else round(float(counts[4]), 2),
+            "reflections": int(reflections),
+        },
+        "scorecard": topic_scorecard(recent),
+        "reflection_loop_watermark": thread_watermark(conn, LOOP, thread_id),
+    }

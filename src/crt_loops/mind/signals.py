@@ -1,0 +1,160 @@
+"""What one of the person's messages says about how they like replies.
+
+:func:`observe` turns a message into :class:`Signal` s, each a target for one style dimension
+with a weight and the evidence in words (used verbatim in the personality history's ``reason``):
+
+- explicit requests ("be brief", "tl;dr", "explain in detail", "no emoji", "use bullet points",
+  "be more formal", "no fluff", ...) weigh ``EXPLICIT`` (0.35) on a score, or vote
+  ``VOTE_EXPLICIT`` (0.5) for a category;
+- how they write (slang or formal phrasing, emoji, code blocks, lists, jokes, thanks, terse
+  imperatives) weighs ``IMPLICIT`` (0.12), or votes ``VOTE_IMPLICIT`` (0.3);
+- long messages and why/how questions only hint at a wish for detail (``HINT``, 0.05). Short
+  messages are never read as "be brief": people often write short prompts that need long answers.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from crt_loops.db.session import MessageRow
+from crt_loops.mind.topics import word_set
+
+EXPLICIT, IMPLICIT, HINT = 0.35, 0.12, 0.05
+VOTE_EXPLICIT, VOTE_IMPLICIT = 0.5, 0.3
+
+
+def _rx(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern, re.IGNORECASE | re.MULTILINE)
+
+
+_BRIEF = _rx(
+    r"\b(?:be (?:more )?(?:brief|concise|short)|keep it (?:short|brief)|shorter (?:answers?|"
+    r"replies|please)|tl;?dr|too long|less detail|fewer words|in short|one[- ]liner|just the "
+    r"(?:answer|gist)|briefly)\b"
+)
+_DETAIL = _rx(
+    r"\b(?:explain (?:\w+ )?in (?:more )?detail|more details?|in[- ]depth|elaborate|go deeper|"
+    r"step[- ]by[- ]step|be (?:more )?thorough|longer (?:answers?|replies)|detailed "
+    r"(?:answers?|explanations?))\b"
+)
+_FORMAL = _rx(r"\b(?:be (?:more )?(?:formal|professional)|(?:formal|professional) tone)\b")
+_CASUAL = _rx(
+    r"\b(?:be (?:more )?(?:casual|relaxed|chill)|casual tone|less formal|don'?t be so formal)\b"
+)
+_NO_EMOJI = _rx(r"\b(?:no|stop using|without|fewer|don'?t use|less) emojis?\b")
+_MORE_EMOJI = _rx(r"\b(?:use|more|add|with) emojis?\b")
+_FMT_EXPLICIT = (
+    (
+        "plain",
+        _rx(
+            r"\b(?:no|without|stop using) (?:markdown|bullets?|bullet points|formatting|"
+            r"lists)\b|\bplain text\b"
+        ),
+    ),
+    ("bullets", _rx(r"\b(?:bullet(?:ed)? (?:points?|list)|bullets|as a list|in a list)\b")),
+    ("code", _rx(r"\b(?:show (?:me )?the code|code (?:only|snippets?|examples?)|just the code)\b")),
+    ("markdown", _rx(r"\b(?:use markdown|as a table|in a table|with headings)\b")),
+)
+_FMT_IMPLICIT = (
+    ("code", _rx(r"```|^(?: {4}|\t)\S|\b(?:def|fn|func|function)\s+\w+\s*\(")),
+    ("markdown", _rx(r"^#{1,6}\s|\*\*[^*\n]+\*\*|^\|.*\|\s*$")),
+)
+_LIST_LINE = _rx(r"^\s*(?:[-*•]|\d+[.)])\s+\S")
+_TONE_EXPLICIT = (
+    (
+        "direct",
+        _rx(
+            r"\b(?:be (?:more )?(?:direct|blunt|straightforward)|no fluff|(?:get|straight)"
+            r" to the point|skip the (?:pleasantries|small talk))\b"
+        ),
+    ),
+    ("warm", _rx(r"\b(?:be (?:more )?(?:friendly|warm|kind|gentle|supportive))\b")),
+    ("playful", _rx(r"\b(?:be (?:more )?(?:funny|playful)|make me laugh|tell me a joke)\b")),
+    ("neutral", _rx(r"\b(?:be (?:more )?serious|no jokes)\b")),
+)
+_TONE_IMPLICIT = (
+    ("playful", _rx(r"\b(?:ha(?:ha)+|lol|lmao|rofl|hehe)\b|😂|🤣|😜|😄")),
+    ("warm", _rx(r"\b(?:thank you|thanks so much|appreciate|grateful|you'?re the best)\b|❤|🙏|🥰")),
+    (
+        "direct",
+        _rx(
+            r"^(?:give|list|show|tell|write|fix|summari[sz]e|convert|translate|find|"
+            r"generate|rewrite)\b"
+        ),
+    ),
+)
+_WHY_HOW = _rx(r"^(?:why|how)\b|\bexplain\b")
+_FORMAL_MARK = _rx(
+    r"\b(?:please|could you|would you|kindly|thank you|regards|sincerely|dear|i would appreciate)\b"
+)
+_SLANG = word_set(
+    "lol lmao u ur gonna wanna gotta btw thx pls plz yeah yep nah hey yo dude omg idk imo tbh "
+    "kinda sorta ya cuz"
+)
+_EMOJI = re.compile(
+    "[\U0001f300-\U0001faff\u2600-\u27bf\U0001f1e6-\U0001f1ff]|(?:^|\\s)(?::-?[)D(P]|;-?\\)|<3)"
+    "(?=\\s|$)"
+)
+
+
+@dataclass(frozen=True)
+class Signal:
+    field: str
+    value: float | str  # a target score for numeric fields, a category for categorical ones
+    weight: float
+    why: str
+
+
+def observe(message: MessageRow) -> list[Signal]:
+    """What one of the person's messages says about how they like replies."""
+    text, tag = message.content, f"#{message.id}"
+    words = text.split()
+    out: list[Signal] = []
+
+    def asked(match: re.Match[str]) -> str:
+        return f'asked "{match.group(0).lower()}" ({tag})'
+
+    if m := _BRIEF.search(text):
+        out.append(Signal("verbosity", 0.0, EXPLICIT, asked(m)))
+    elif m := _DETAIL.search(text):
+        out.append(Signal("verbosity", 1.0, EXPLICIT, asked(m)))
+    elif len(words) > 80:
+        out.append(Signal("verbosity", 0.8, HINT, f"writes at length ({tag})"))
+    elif _WHY_HOW.search(text):
+        out.append(Signal("verbosity", 0.7, HINT, f"asks why/how ({tag})"))
+    if m := _FORMAL.search(text):
+        out.append(Signal("formality", 1.0, EXPLICIT, asked(m)))
+    elif m := _CASUAL.search(text):
+        out.append(Signal("formality", 0.0, EXPLICIT, asked(m)))
+    elif len(words) >= 3:
+        lowered = [w.strip(".,!?;:").lower() for w in words]
+        formal = len(_FORMAL_MARK.findall(text)) + 0.5 * text[:1].isupper()
+        formal += 0.5 * (text.rstrip()[-1:] in ".?!")
+        casual = sum(1 for w in lowered if w in _SLANG) + (1.0 if text == text.lower() else 0.0)
+        casual += 0.5 * ("!!" in text or "??" in text)
+        target = max(0.0, min(1.0, 0.5 + 0.12 * (formal - casual)))
+        label = "formal" if target > 0.6 else "casual" if target < 0.4 else "neutral"
+        out.append(Signal("formality", target, IMPLICIT, f"{label} phrasing ({tag})"))
+    if m := _NO_EMOJI.search(text):
+        out.append(Signal("emoji", 0.0, EXPLICIT, asked(m)))
+    elif m := _MORE_EMOJI.search(text):
+        out.append(Signal("emoji", 1.0, EXPLICIT, asked(m)))
+    else:
+        n = len(_EMOJI.findall(text))
+        target = 1.0 if n >= 2 else 0.7 if n == 1 else 0.0
+        out.append(Signal("emoji", target, IMPLICIT, f"{n} emoji ({tag})"))
+    for field, options, implicit in (
+        ("formatting", _FMT_EXPLICIT, _FMT_IMPLICIT),
+        ("tone", _TONE_EXPLICIT, _TONE_IMPLICIT),
+    ):
+        vote = next(((c, asked(m)) for c, rx in options if (m := rx.search(text))), None)
+        weight = VOTE_EXPLICIT
+        if vote is None:
+            weight = VOTE_IMPLICIT
+            vote = next(((c, f"{c} style ({tag})") for c, rx in implicit if rx.search(text)), None)
+            if vote is None and field == "formatting" and len(_LIST_LINE.findall(text)) >= 2:
+                vote = ("bullets", f"writes lists ({tag})")
+        if vote is not None:
+            out.append(Signal(field, vote[0], weight, vote[1]))
+    return out

@@ -1,0 +1,127 @@
+"""Topics of a conversation: noun-ish keywords and a scorecard of top, rising and fading ones.
+
+Keywords are words of 3+ letters minus a stop list of function words and conversational filler,
+with adverbs in -ly dropped and plurals folded (``cities`` -> ``city``, ``books`` -> ``book``).
+It is deliberately simple and deterministic: no NLP dependency, the same text always gives the
+same topics.
+
+The scorecard weighs each keyword by the importance of the messages it appears in (unscored
+messages count 3; the agent's own messages count half, since its replies echo the person's words
+at length), once per message. ``top`` is the highest total weight; ``rising`` and ``fading`` are
+the largest gains and losses of share between the older and the newer half of the messages,
+needing at least two mentions on the side that counts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from crt_loops.db.session import MessageRow
+
+_TOKEN = re.compile(r"[a-z][a-z'-]*")
+
+
+def word_set(text: str) -> frozenset[str]:
+    """A frozenset of the whitespace-separated words of ``text`` (for long word lists)."""
+    return frozenset(text.split())
+
+
+def words_of(text: str) -> list[str]:
+    """Lower-case word tokens (letters, apostrophes, hyphens)."""
+    return _TOKEN.findall(text.lower())
+
+
+_STOP = word_set(
+    """a about above after again against all almost also although always am an and another any
+    anybody anyone anything anyway are aren't around as ask asked at away back be because been
+    before being below best better between big both but by can can't cannot could couldn't did
+    didn't do does doesn't doing don't done down during each either else enough even ever every
+    everyone everything few find first for from get gets getting give go goes going gone good got
+    great had hadn't has hasn't have haven't having he her here hers herself him himself his how
+    however i i'd i'll i'm i've if in into is isn't it it's its itself just keep kind know last
+    least less let like likely little long look lot lots made make many may maybe me mean might
+    mine more most much must my myself need never new next nice no nor not nothing now of off oh
+    ok okay old on once one only or other others our ours out over own part people perhaps please
+    pretty put quite rather really right said same say says see seem seems she should shouldn't
+    since so some someone something sometimes soon still such sure take tell than thank thanks
+    that that's the their theirs them then there these they thing things think this those though
+    thought through time to today too try two under until up upon us use used very want wanted
+    was wasn't way we well were what what's when where whether which while who whom whose why
+    will with within without won't work would wouldn't yeah yes yet you you'd you'll you're
+    you've your yours yourself hi hello hey lol haha ah um also got gonna wanna feel felt going
+    doing tried trying help sorry sure fine via etc day days week weeks year years brief explain
+    detail details pls"""
+)
+
+
+def keywords(text: str) -> list[str]:
+    """Distinct noun-ish keywords in order of appearance (stop words out, plurals folded)."""
+    seen: dict[str, None] = {}
+    for token in words_of(text):
+        word = token.strip("'-")
+        if word.endswith("'s"):
+            word = word[:-2]
+        if len(word) < 3 or word in _STOP or word.endswith("ly"):
+            continue
+        if word.endswith("ies") and len(word) > 4:
+            word = word[:-3] + "y"
+        elif word.endswith(("ches", "shes", "xes", "sses")) or (
+            word.endswith("oes") and len(word) > 6
+        ):
+            word = word[:-2]
+        elif word.endswith("s") and not word.endswith(("ss", "us", "is")) and len(word) > 3:
+            word = word[:-1]
+        if word not in _STOP:
+            seen.setdefault(word, None)
+    return list(seen)
+
+
+def _weigh(messages: Sequence[MessageRow]) -> tuple[defaultdict[str, float], Counter[str]]:
+    weights: defaultdict[str, float] = defaultdict(float)
+    mentions: Counter[str] = Counter()
+    for m in messages:
+        weight = (m.importance or 3) * (1.0 if m.role == "user" else 0.5)
+        for word in keywords(m.content):
+            weights[word] += weight
+            mentions[word] += 1
+    return weights, mentions
+
+
+def topic_scorecard(messages: Sequence[MessageRow], *, limit: int = 8) -> dict[str, Any]:
+    """Top, rising and fading topics of ``messages`` (oldest first)."""
+    half = len(messages) // 2
+    older, newer = messages[:half], messages[half:]
+    w_old, n_old = _weigh(older)
+    w_new, n_new = _weigh(newer)
+    total = {k: w_old[k] + w_new[k] for k in {*w_old, *w_new}}
+    top = sorted(total, key=lambda k: (-total[k], k))[:limit]
+    card: dict[str, Any] = {
+        "messages_considered": len(messages),
+        "top": [
+            {"topic": k, "weight": round(total[k], 1), "mentions": n_old[k] + n_new[k]} for k in top
+        ],
+        "rising": [],
+        "fading": [],
+    }
+    if not older:
+        return card
+    s_old, s_new = sum(w_old.values()) or 1.0, sum(w_new.values()) or 1.0
+    delta = {k: w_new[k] / s_new - w_old[k] / s_old for k in total}
+    rising = [k for k in total if delta[k] > 0 and n_new[k] >= 2]
+    fading = [
+        k
+        for k in total
+        if delta[k] < 0 and n_old[k] >= 2 and w_new[k] / s_new < 0.5 * w_old[k] / s_old
+    ]
+    card["rising"] = [
+        {"topic": k, "share_change_pct": round(delta[k] * 100, 1)}
+        for k in sorted(rising, key=lambda k: (-delta[k], k))[:5]
+    ]
+    card["fading"] = [
+        {"topic": k, "share_change_pct": round(delta[k] * 100, 1)}
+        for k in sorted(fading, key=lambda k: (delta[k], k))[:5]
+    ]
+    return card

@@ -1,0 +1,1 @@
+"""Test support: fake Ollama, service processes, heartbeat environments and scripts."""

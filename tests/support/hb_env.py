@@ -1,0 +1,123 @@
+"""A heartbeat environment for tests: real SQLite under tmp_path, the real Ledger on a loopback
+port (with an injected clock), the real Ollama client against the fake Ollama, and a runner."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from crt_loops.core.server_thread import ServerThread
+from crt_loops.db.session import SessionDB
+from crt_loops.heartbeat import store
+from crt_loops.heartbeat.executor import HeartbeatRunner, LedgerLimits
+from crt_loops.ledger.client import LedgerClient
+from crt_loops.ledger.server import create_ledger_app
+from crt_loops.llm.client import OllamaLLM
+from crt_loops.settings import Settings
+from support.clock import FakeClock
+from support.fake_ollama import FakeOllama
+
+DEFAULT_MD = """# HEARTBEAT.md
+
+## Checklist
+- Look at new comments on your posts and answer them.
+- Read the feed; upvote what is good.
+
+## Rules
+Post only when you have something specific and new to say.
+"""
+
+
+@dataclass
+class HeartbeatEnv:
+    tmp: Path
+    clock: FakeClock
+    db: SessionDB
+    fake: FakeOllama
+    llm: OllamaLLM
+    ledger_server: ServerThread
+    ledger: LedgerClient
+    neighbour: LedgerClient
+    runner: HeartbeatRunner
+    api_key: str
+
+    @property
+    def md(self) -> Path:
+        return self.tmp / "HEARTBEAT.md"
+
+    def configure(self, thread_id: str = "default", **patch: Any) -> None:
+        """Partial config update through the same path as the API's POST."""
+        self.runner.update_config(thread_id, patch)
+
+    def run(self, thread_id: str = "default", **kwargs: Any) -> store.RunRecord:
+        kwargs.setdefault("trigger", "manual")
+        return self.runner.run(thread_id, **kwargs)
+
+    def ledger_posts(self) -> list[Any]:
+        return list(self.ledger.list_posts(sort="new", limit=100).posts)
+
+    def neighbour_post(self, title: str = "A neighbour's thought", content: str = "Hello.") -> str:
+        return str(self.neighbour.create_post("general", title, content).id)
+
+
+@contextmanager
+def heartbeat_env(
+    tmp: Path,
+    fake: FakeOllama,
+    *,
+    post_cooldown: float = 0,
+    known_limits: LedgerLimits | None = None,
+    llm_timeout: float = 10.0,
+    busy_timeout_ms: int = 5000,
+    ledger_timeout: float = 5.0,
+    **runner_kwargs: Any,
+) -> Iterator[HeartbeatEnv]:
+    clock = FakeClock()
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        data_dir=tmp / "data",
+        workspace=tmp,
+        ledger_post_cooldown_seconds=post_cooldown,
+        ledger_comment_cooldown_seconds=0,
+        ledger_port=0,
+    )
+    db = SessionDB(tmp / "crt.db", clock=clock, busy_timeout_ms=busy_timeout_ms)
+    (tmp / "HEARTBEAT.md").write_text(DEFAULT_MD, encoding="utf-8")
+    server = ServerThread(create_ledger_app(settings, clock=clock), name="ledger").start()
+    base = server.url + "/api/v1"
+    import httpx
+
+    setup = LedgerClient(base, None)
+    key = setup.register("crt", "the agent").api_key
+    neighbour_key = setup.register("neighbour", "another agent").api_key
+    setup.close()
+    ledger = LedgerClient(base, key, timeout=httpx.Timeout(ledger_timeout, connect=1.0))
+    neighbour = LedgerClient(base, neighbour_key)
+    llm = OllamaLLM(fake.url, "llama3.2:latest", timeout_seconds=llm_timeout)
+    runner = HeartbeatRunner(
+        db=db,
+        llm=llm,
+        ledger=ledger,
+        heartbeat_md=tmp / "HEARTBEAT.md",
+        agent_name="crt",
+        default_model="llama3.2:latest",
+        default_timezone="UTC",
+        window=20,
+        llm_timeout=llm_timeout,
+        limits=known_limits or LedgerLimits(post_cooldown, 0, 50),
+        secrets=[key],
+        clock=clock,
+        **runner_kwargs,
+    )
+    env = HeartbeatEnv(tmp, clock, db, fake, llm, server, ledger, neighbour, runner, key)
+    try:
+        yield env
+    finally:
+        ledger.close()
+        neighbour.close()
+        server.stop()
+        env.ledger_server.stop()  # a test may have replaced it
+        db.close()

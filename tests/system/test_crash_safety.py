@@ -1,0 +1,309 @@
+"""Crash safety: SIGKILL the service while heartbeats post, restart, repeat (issue 5, item 2).
+
+The real service (``uvicorn crt_api:app``) runs against a fake Ollama, with the heartbeat loop on
+for a few threads and run-now requests fired at it. It is killed with SIGKILL at chosen and at
+random moments, at least ``KILLS`` times:
+
+- ``llm``: while a heartbeat's LLM call is in flight (the fake holds its reply);
+- ``pending``: between the outbox write and the Ledger call. The fake model, as it answers,
+  takes the write lock of the Ledger's own database file, so the Ledger's POST waits on SQLite's
+  busy timeout while the action sits ``pending`` in the session DB; the test sees the pending row
+  (reading the session DB read-only) and kills;
+- ``sent``: as soon as a new post lands in the Ledger's database, before the service has
+  recorded it;
+- ``random``: a random moment after a run-now was fired.
+
+The embedded Ledger dies with the process; its data (``ledger.db``) and the session DB survive,
+and each restart serves the same Ledger on the same ``CRT_LEDGER_PORT``. At the end: no post on
+the Ledger twice, no action left ``pending``, every post matched by exactly one ``sent`` action,
+no run left ``running``, and every thread can run again at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import random
+import signal
+import sqlite3
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from support import heartbeat_scripts
+from support.fake_ollama import FakeOllama, Reply
+from support.service import Service
+from support.waiting import wait_for
+
+from crt_loops.db.session import SessionDB
+from crt_loops.heartbeat import store
+from crt_loops.heartbeat.executor import HeartbeatRunner
+from crt_loops.llm.client import DisabledLLM
+
+KILLS = 24
+THREADS = ["default", "t1", "t2", "t3"]
+HEARTBEAT_MD = "# HEARTBEAT.md\n\n## Checklist\n- Share one useful note about my owner's day\n"
+PHASES = ("llm", "pending", "sent", "random")
+
+
+def ro(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+class LedgerLock:
+    """Holds the Ledger DB's write lock from the test process when armed by the fake model."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.armed = threading.Event()
+        self.conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def take(self) -> None:
+        with self._lock:
+            if self.conn is None and self.armed.is_set():
+                self.armed.clear()
+                conn = sqlite3.connect(self.path, check_same_thread=False, timeout=5)
+                conn.isolation_level = None
+                conn.execute("BEGIN IMMEDIATE")
+                self.conn = conn
+
+    def release(self) -> None:
+        with self._lock:
+            self.armed.clear()
+            if self.conn is not None:
+                self.conn.execute("ROLLBACK")
+                self.conn.close()
+                self.conn = None
+
+
+@pytest.fixture
+def rig(
+    tmp_path: Path, fake_ollama: FakeOllama
+) -> Iterator[tuple[Service, FakeOllama, LedgerLock]]:
+    lock = LedgerLock(tmp_path / "data" / "ledger.db")
+
+    def decide(request: dict[str, Any]) -> Reply:
+        reply = heartbeat_scripts.poster(request)
+        lock.take()  # armed: the Ledger's next write waits while the action is pending
+        return reply
+
+    heartbeat_scripts.install(fake_ollama, decide)
+    (tmp_path / "HEARTBEAT.md").write_text(HEARTBEAT_MD, encoding="utf-8")
+    svc = Service(
+        tmp_path,
+        env={
+            "CRT_HEARTBEAT_LOOP_ENABLED": "true",
+            "CRT_HEARTBEAT_LOOP_SECONDS": "1",
+            "CRT_OLLAMA_HOST": fake_ollama.url,
+            "CRT_LLM_TIMEOUT_SECONDS": "10",
+            "CRT_LEDGER_POST_COOLDOWN_SECONDS": "0",
+            "CRT_LEDGER_REQUESTS_PER_MINUTE": "100000",
+            "CRT_REFLECTION_LOOP_ENABLED": "false",
+            "CRT_PERSONALITY_LOOP_ENABLED": "false",
+            "CRT_JOURNAL_SELF_REPLY_LOOP_ENABLED": "false",
+        },
+    )
+    try:
+        yield svc, fake_ollama, lock
+    finally:
+        lock.release()
+        fake_ollama.release.set()
+        svc.stop()
+
+
+def fire_run_now(url: str, thread_id: str) -> threading.Thread:
+    """POST run-now in a helper thread; the kill cuts it off, which is expected."""
+
+    def go() -> None:
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.post(f"{url}/api/threads/{thread_id}/heartbeat/run-now", timeout=30)
+
+    thread = threading.Thread(target=go, name="run-now-client", daemon=True)
+    thread.start()
+    return thread
+
+
+def count(path: Path, sql: str) -> int:
+    with ro(path) as conn:
+        return int(conn.execute(sql).fetchone()[0])
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_never_posts_twice_or_loses_an_action(
+    rig: tuple[Service, FakeOllama, LedgerLock],
+) -> None:
+    svc, fake, lock = rig
+    session_db = svc.tmp / "data" / "crt.db"
+    ledger_db = svc.tmp / "data" / "ledger.db"
+    rng = random.Random(int(os.environ.get("CRT_TEST_SEED", "5")))
+
+    svc.start()
+    for thread_id in THREADS:
+        r = httpx.post(
+            f"{svc.url}/api/threads/{thread_id}/heartbeat/config",
+            json={
+                "enabled": True,
+                "every_seconds": 10,
+                "target": "post",
+                "skip_when_unchanged": False,
+            },
+        )
+        assert r.status_code == 200, r.text
+
+    kills: Counter[str] = Counter()
+    phases = list(itertools.islice(itertools.cycle(PHASES), KILLS))
+    rng.shuffle(phases)
+    for phase in phases:
+        if svc.proc is None:
+            svc.start()
+        client: threading.Thread | None = None
+        thread_id = rng.choice(THREADS)
+        if phase == "llm":
+            fake.release.clear()
+            client = fire_run_now(svc.url, thread_id)
+            wait_for(lambda: fake.in_flight > 0, timeout=15)
+        elif phase == "pending":
+            lock.armed.set()
+            client = fire_run_now(svc.url, thread_id)
+            wait_for(
+                lambda: (
+                    lock.conn is not None
+                    and count(
+                        session_db, "SELECT COUNT(*) FROM heartbeat_actions WHERE state = 'pending'"
+                    )
+                    > 0
+                ),
+                timeout=15,
+            )
+        elif phase == "sent":
+            before = count(ledger_db, "SELECT COUNT(*) FROM posts")
+            client = fire_run_now(svc.url, thread_id)
+            wait_for(
+                lambda before=before: count(ledger_db, "SELECT COUNT(*) FROM posts") > before,
+                timeout=15,
+                interval=0.002,
+            )
+        else:
+            client = fire_run_now(svc.url, thread_id)
+            # A random moment is the point here, not waiting for something to happen.
+            threading.Event().wait(rng.uniform(0.0, 0.4))
+        assert svc.stop(sig=signal.SIGKILL) == -signal.SIGKILL
+        kills[phase] += 1
+        lock.release()
+        fake.release.set()
+        client.join(10)
+
+    # -- after the last kill: restart, let recovery run, and every thread works again --------
+    svc.start()
+    for thread_id in THREADS:
+        r = httpx.post(f"{svc.url}/api/threads/{thread_id}/heartbeat/run-now", timeout=30)
+        assert r.status_code == 200, f"{thread_id} after a crash: {r.status_code} {r.text}"
+        assert r.json()["outcome"] == "acted", r.json()
+    svc.stop()  # graceful: runs in flight finish and are recorded
+
+    with ro(session_db) as conn:
+        runs = conn.execute("SELECT outcome, reason FROM heartbeat_runs").fetchall()
+        actions = conn.execute(
+            "SELECT state, ledger_id, json_extract(payload_json, '$.title') AS title, error "
+            "FROM heartbeat_actions WHERE type = 'post'"
+        ).fetchall()
+    with ro(ledger_db) as conn:
+        posts = conn.execute("SELECT id, title FROM posts").fetchall()
+
+    running = [dict(r) for r in runs if r["outcome"] == "running"]
+    pending = [dict(a) for a in actions if a["state"] == "pending"]
+    titles = Counter(p["title"] for p in posts)
+    duplicates = {t: n for t, n in titles.items() if n > 1}
+    sent_ids = Counter(a["ledger_id"] for a in actions if a["state"] == "sent")
+    interrupted = sum(1 for r in runs if r["reason"] == "interrupted")
+    print(  # the figures for the issue's closing note (pytest -s)
+        f"\ncrash safety: {sum(kills.values())} kills {dict(kills)}, {len(runs)} runs "
+        f"({interrupted} interrupted), {len(posts)} posts, duplicates {len(duplicates)}, "
+        f"pending {len(pending)}, running {len(running)}"
+    )
+    assert sum(kills.values()) >= 20
+    assert not running, running
+    assert not pending, pending
+    assert not duplicates, duplicates
+    assert posts, "heartbeats posted"
+    for post in posts:
+        n = sent_ids[post["id"]]
+        assert n == 1, f"post {dict(post)} has {n} sent actions"
+    assert set(sent_ids) <= {p["id"] for p in posts}, "a sent action whose post does not exist"
+    assert interrupted >= kills["llm"], "runs cut off mid-LLM-call are recorded as interrupted"
+
+
+def test_recovery_closes_runs_of_a_dead_process_that_had_our_pid(tmp_path: Path) -> None:
+    """A restarted container often gets the pid its previous incarnation had (PID 1): the dead
+    holder's runs, leases and pending actions must still be recovered, not taken as ours."""
+    db = SessionDB(tmp_path / "crt.db")
+    try:
+        dead = f"{store.HOSTNAME}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        assert store.take_thread_lease(db, "default", dead, ttl=3600)
+        store.start_run(
+            db, run_id="r1", thread_id="default", trigger="schedule", dry_run=False, now=db.clock()
+        )
+        runner = HeartbeatRunner(
+            db=db,
+            llm=DisabledLLM("http://127.0.0.1:9", "m"),
+            ledger=None,
+            heartbeat_md=tmp_path / "HEARTBEAT.md",
+            agent_name="crt",
+            default_model="m",
+            default_timezone=None,
+            window=5,
+            llm_timeout=10,
+        )
+        result = runner.recover()
+        assert result["interrupted"] == 1
+        run = store.get_run(db, "r1")
+        assert run is not None and (run.outcome, run.reason) == ("failed", "interrupted")
+        assert store.lease_owner(db, "default") is None, "the dead holder's lease is released"
+    finally:
+        db.close()
+
+
+def test_recovery_releases_a_dead_claim_and_makes_its_thread_due_soon(tmp_path: Path) -> None:
+    """Killed between claiming a due thread and starting its run: no run row to close, but the
+    claim (a lease, and the slot hidden until the lease would expire) must not outlive it."""
+    db = SessionDB(tmp_path / "crt.db")
+    try:
+        now = db.clock()
+        with db.write() as tx:
+            tx.execute(
+                "UPDATE thread_sessions SET heartbeat_config_json = ?, heartbeat_next_due = ? "
+                "WHERE thread_id = 'default'",
+                ('{"enabled": true, "every_seconds": 1800}', now - 1),
+            )
+        dead = f"{store.HOSTNAME}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        claimed, busy = store.claim_due(db, now=now, owner=dead, ttl=3600, limit=1)
+        assert (claimed, busy) == (["default"], [])
+        hb = store.get_thread_heartbeat(db, "default")
+        assert hb is not None and hb.next_due == now + 3600  # hidden from other claimers
+        runner = HeartbeatRunner(
+            db=db,
+            llm=DisabledLLM("http://127.0.0.1:9", "m"),
+            ledger=None,
+            heartbeat_md=tmp_path / "HEARTBEAT.md",
+            agent_name="crt",
+            default_model="m",
+            default_timezone=None,
+            window=5,
+            llm_timeout=10,
+        )
+        runner.recover()
+        assert store.lease_owner(db, "default") is None
+        hb = store.get_thread_heartbeat(db, "default")
+        assert hb is not None and hb.next_due is not None
+        assert hb.next_due <= db.clock() + 30
+    finally:
+        db.close()
