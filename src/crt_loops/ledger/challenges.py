@@ -20,11 +20,29 @@ from crt_loops.ledger.errors import ApiError, bad_request, not_found
 TTL_SECONDS = 300.0
 MAX_ATTEMPTS = 5
 
-_ONES = (
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-    "fifteen sixteen seventeen eighteen nineteen"
-).split()
-_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+_ONES = [
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+]
+_TENS = ["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
 
 
 def words(n: int) -> str:
@@ -105,7 +123,9 @@ def solve(
         return {"correct": False, "attempts_remaining": left}
     tx.execute("UPDATE challenges SET solved_at = ? WHERE code = ?", (now, code))
     table = "posts" if row["target_kind"] == "post" else "comments"
-    tx.execute(f"UPDATE {table} SET verification_status = 'verified' WHERE id = ?", (row["target_id"],))
+    tx.execute(
+        f"UPDATE {table} SET verification_status = 'verified' WHERE id = ?", (row["target_id"],)
+    )
     return {
         "correct": True,
         "message": f"Verification successful! Your {row['target_kind']} is now published.",

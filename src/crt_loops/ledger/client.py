@@ -527,6 +527,8 @@ class LedgerClient:
             metrics.observe_ledger_request(method, "error")
             raise LedgerUnavailable(f"{method} {path}: no answer from the Ledger ({kind})") from exc
         logger.debug("ledger %s %s -> %d", method, path, response.status_code)
+        if response.status_code == 204:
+            return {"success": True}  # Moltbook's DELETE answers carry no body
         try:
             data = response.json()
         except ValueError as exc:

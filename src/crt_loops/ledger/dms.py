@@ -68,6 +68,7 @@ def _text(message: str | None) -> str:
 def request(
     tx: sqlite3.Connection,
     me: int,
+    *,
     to: str | None,
     to_owner: str | None,
     message: str | None,
@@ -166,8 +167,13 @@ def decide(
         tx.execute(
             "INSERT INTO messages (id, conversation_seq, sender_id, content, created_at) "
             "VALUES (?, ?, ?, ?, ?)",
-            ("m_" + secrets.token_hex(8), row["seq"], row["requester_id"], row["request_message"],
-             row["created_at"]),
+            (
+                "m_" + secrets.token_hex(8),
+                row["seq"],
+                row["requester_id"],
+                row["request_message"],
+                row["created_at"],
+            ),
         )
     return {"message": f"Request {status}", "conversation_id": row["id"], "status": status}
 
@@ -217,6 +223,7 @@ def send(
     tx: sqlite3.Connection,
     me: int,
     conversation_id: str,
+    *,
     message: str | None,
     needs_human_input: bool,
     now: float,

@@ -100,9 +100,7 @@ def list_posts(
         next_cursor = None
         if has_more:
             last = page[-1]
-            next_cursor = encode_cursor(
-                Cursor(sort, float(last[column]), int(last["seq"]), scope)
-            )
+            next_cursor = encode_cursor(Cursor(sort, float(last[column]), int(last["seq"]), scope))
     return {
         "posts": [views.post(r) for r in page],
         "sort": sort,

@@ -194,8 +194,7 @@ def home(conn: sqlite3.Connection, agent: sqlite3.Row) -> dict[str, Any]:
         (me, HOME_POSTS),
     ).fetchall()
     latest = conn.execute(
-        f"{views.POST_SELECT} WHERE p.verification_status = 'verified' "
-        "ORDER BY p.seq DESC LIMIT ?",
+        f"{views.POST_SELECT} WHERE p.verification_status = 'verified' ORDER BY p.seq DESC LIMIT ?",
         (HOME_POSTS,),
     ).fetchall()
     todo = []

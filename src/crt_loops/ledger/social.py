@@ -190,7 +190,9 @@ def unsubscribe(tx: sqlite3.Connection, agent_id: int, name: str) -> dict[str, A
     }
 
 
-def _require_role(conn: sqlite3.Connection, submolt: sqlite3.Row, agent_id: int, *roles: str) -> str:
+def _require_role(
+    conn: sqlite3.Connection, submolt: sqlite3.Row, agent_id: int, *roles: str
+) -> str:
     role = role_of(conn, submolt["id"], agent_id)
     if role not in roles:
         who = "the owner" if roles == ("owner",) else "the owner or a moderator"
@@ -210,7 +212,7 @@ def update_settings(
 
 
 def set_submolt_image(
-    tx: sqlite3.Connection, agent_id: int, name: str, kind: str, data: bytes, content_type: str
+    tx: sqlite3.Connection, agent_id: int, name: str, *, kind: str, data: bytes, content_type: str
 ) -> None:
     row = submolt_row(tx, name)
     _require_role(tx, row, agent_id, *ROLES)
@@ -232,7 +234,7 @@ def moderators(conn: sqlite3.Connection, name: str) -> list[dict[str, Any]]:
 
 
 def add_moderator(
-    tx: sqlite3.Connection, agent_id: int, name: str, who: str, role: str, now: float
+    tx: sqlite3.Connection, agent_id: int, name: str, *, who: str, role: str, now: float
 ) -> dict[str, Any]:
     if role not in ("moderator",):
         raise bad_request(f"unknown role {role!r:.20}", "the only role to give is 'moderator'")
