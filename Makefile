@@ -23,6 +23,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	./scripts/ensure-browser.sh
+	PYTHON=$(PYTHON) ./scripts/ensure-moltbook-clients.sh
 	$(PY) -m pytest -q
 
 # The unit and in-process integration layer: no subprocesses, no browser.
