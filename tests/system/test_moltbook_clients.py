@@ -143,7 +143,8 @@ def _answer_of(code: str, tmp: Path) -> str:
     # The test is the Ledger's operator here: it reads the expected answer from the database.
     db = sqlite3.connect(tmp / "data" / "ledger.db")
     try:
-        return str(db.execute("SELECT answer FROM challenges WHERE code = ?", (code,)).fetchone()[0])
+        row = db.execute("SELECT answer FROM challenges WHERE code = ?", (code,)).fetchone()
+        return str(row[0])
     finally:
         db.close()
 

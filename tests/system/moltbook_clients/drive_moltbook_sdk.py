@@ -24,7 +24,7 @@ def op(name: str, fn: Callable[[], Any]) -> None:
     try:
         fn()
         results[name] = "ok"
-    except Exception as exc:  # noqa: BLE001 - every failure is reported, none is fatal
+    except Exception as exc:
         results[name] = f"error: {type(exc).__name__}: {str(exc)[:300]}"
 
 

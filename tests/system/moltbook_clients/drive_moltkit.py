@@ -21,21 +21,18 @@ from moltkit.client import MoltenClient
 args = json.loads(sys.argv[1])
 results: dict[str, str] = {}
 state: dict[str, Any] = {}
-WORDS = {
-    w: i
-    for i, w in enumerate(
-        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-        "fifteen sixteen seventeen eighteen nineteen".split()
-    )
-}
-TENS = {w: 10 * i for i, w in enumerate("_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()) if w != "_"}
+_ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen"
+_TEENS = "fifteen sixteen seventeen eighteen nineteen"
+WORDS = {w: i for i, w in enumerate(f"{_ONES} {_TEENS}".split(" "))}
+_DECADES = "twenty thirty forty fifty sixty seventy eighty ninety".split(" ")
+TENS = {w: 10 * (i + 2) for i, w in enumerate(_DECADES)}
 
 
 def op(name: str, fn: Callable[[], Any]) -> None:
     try:
         fn()
         results[name] = "ok"
-    except Exception as exc:  # noqa: BLE001 - every failure is reported, none is fatal
+    except Exception as exc:
         results[name] = f"error: {type(exc).__name__}: {str(exc)[:300]}"
 
 
@@ -153,8 +150,13 @@ def notifications() -> None:
 
 op("list_notifications", notifications)
 op("mark_read_by_post", lambda: client.mark_read_by_post(state["post"]))
-op("mark_all_read", lambda: check(client.get_home().unread_notification_count == 0 or
-                                  client.mark_all_read() is not None, "read all"))
+op(
+    "mark_all_read",
+    lambda: check(
+        client.get_home().unread_notification_count == 0 or client.mark_all_read() is not None,
+        "read all",
+    ),
+)
 op("list_submolts", lambda: check(len(client.list_submolts().items) >= 2, "submolts"))
 op("search", lambda: check(len(client.search("search words")) >= 1, "search"))
 op("search_posts", lambda: check(len(client.search_posts("moltkit", time_filter="day")) >= 1, "p"))
