@@ -1,8 +1,11 @@
-"""The four background loops (``build_loops``); the code lives in ``crt_loops.loops.runner``."""
+"""The four background loops (``build_loops``); the code lives in ``crt_loops.loops``."""
 
+from __future__ import annotations
+
+from crt_loops.core.identity import PROCESS_OWNER
+from crt_loops.loops.build import build_loops
 from crt_loops.loops.runner import (
     LOOP_NAMES,
-    PROCESS_OWNER,
     BackgroundLoop,
     LoopState,
     LoopStateError,
@@ -13,7 +16,6 @@ from crt_loops.loops.runner import (
     TickOutcome,
     TickResult,
     Waiter,
-    build_loops,
     event_waiter,
 )
 

@@ -1,5 +1,7 @@
 """The typed Ledger client (``LedgerClient``); the code lives in ``crt_loops.ledger.client``."""
 
+from __future__ import annotations
+
 from crt_loops.ledger.client import (
     DEFAULT_TIMEOUT,
     UNAVAILABLE_STATUSES,

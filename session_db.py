@@ -1,5 +1,7 @@
 """The session DB (``SessionDB``); the code lives in ``crt_loops.db.session``."""
 
+from __future__ import annotations
+
 from crt_loops.db.session import (
     DEFAULT_THREAD,
     MIGRATIONS,

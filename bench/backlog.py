@@ -35,7 +35,7 @@ TARGET_CPU_MS_PER_MESSAGE = 1.0
 def run(ctx: BenchContext) -> BenchResult:
     from crt_loops.db.session import SessionDB
     from crt_loops.llm.client import DisabledLLM
-    from crt_loops.loops.runner import build_loops
+    from crt_loops.loops.build import build_loops
 
     result = BenchResult("backlog", "Backlog: 200 threads x 50 new messages, LLM disabled")
     tmp = ctx.scratch("backlog")

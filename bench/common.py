@@ -30,9 +30,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
-if (
-    str(TESTS) not in sys.path
-):  # the test support package lives there
+if str(TESTS) not in sys.path:  # the test support package lives there
     sys.path.insert(0, str(TESTS))
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))

@@ -42,7 +42,7 @@ def run(ctx: BenchContext) -> BenchResult:
     from crt_loops.heartbeat.executor import HeartbeatRunner
     from crt_loops.ledger.embed import start_embedded_ledger
     from crt_loops.llm.client import build_llm
-    from crt_loops.loops.runner import build_loops
+    from crt_loops.loops.build import build_loops
 
     result = BenchResult(
         "concurrency", "Concurrency: 100 due threads, 0.5 s LLM, max concurrency 4"

@@ -73,7 +73,7 @@ def build(tmp: Any, fake_url: str, **overrides: Any) -> tuple[Any, Any, Any, Any
 
 def one_scheduled_run(runner: Any, db: Any, thread_id: str) -> tuple[float, Any]:
     """Make ``thread_id`` due, then claim and run it as the loop does; (wall ms, record)."""
-    from crt_loops.heartbeat import store
+    from crt_loops.db import heartbeats
 
     now = time.time()
     with db.write() as tx:  # setup, not timed
@@ -82,7 +82,7 @@ def one_scheduled_run(runner: Any, db: Any, thread_id: str) -> tuple[float, Any]
             (now - 1, thread_id),
         )
     t0 = time.perf_counter()
-    claimed, _ = store.claim_due(
+    claimed, _ = heartbeats.claim_due(
         db, now=time.time(), owner=runner.owner, ttl=runner.lease_ttl, limit=1
     )
     if claimed != [thread_id]:

@@ -89,7 +89,7 @@ def queries_per_pass(ctx: BenchContext, n: int) -> dict[str, Any]:
     from crt_loops.db.session import SessionDB
     from crt_loops.heartbeat.executor import HeartbeatRunner
     from crt_loops.llm.client import DisabledLLM
-    from crt_loops.loops.runner import build_loops
+    from crt_loops.loops.build import build_loops
 
     tmp = ctx.scratch(f"idle-q{n}")
     settings = make_settings(tmp)

@@ -1,12 +1,12 @@
 """Scheduler scale: 100,000 threads with a heartbeat config; what one wake of the loop costs.
 
-A wake of the heartbeat loop is ``store.claim_due`` (lease up to ``limit`` due threads in one
-``BEGIN IMMEDIATE`` transaction) followed by ``store.earliest_due`` (how long to sleep). Both are
-timed over a simulated half hour of wakes against a DB of 100,000 threads (90% enabled, due
-times spread over the next 30 minutes, so each wake finds a few due), with the runs' effect
-(next due moved an interval on, lease released) applied between wakes but not timed. A wake
-with nothing due is timed too. ``EXPLAIN QUERY PLAN`` of both queries must name the partial
-index ``ix_threads_hb_due`` and no full scan of ``thread_sessions``.
+A wake of the heartbeat loop is ``heartbeats.claim_due`` (lease up to ``limit`` due threads in
+one ``BEGIN IMMEDIATE`` transaction) followed by ``heartbeats.earliest_due`` (how long to
+sleep). Both are timed over a simulated half hour of wakes against a DB of 100,000 threads (90%
+enabled, due times spread over the next 30 minutes, so each wake finds a few due), with the
+runs' effect (next due moved an interval on, lease released) applied between wakes but not
+timed. A wake with nothing due is timed too. ``EXPLAIN QUERY PLAN`` of both queries must name
+the partial index ``ix_threads_hb_due`` and no full scan of ``thread_sessions``.
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ def uses_index(lines: list[str]) -> bool:
 
 
 def run(ctx: BenchContext) -> BenchResult:
+    from crt_loops.db import heartbeats
     from crt_loops.db.session import SessionDB
-    from crt_loops.heartbeat import store
     from crt_loops.heartbeat.config import HeartbeatConfig
 
     result = BenchResult("scheduler", "Scheduler scale: 100,000 threads with a heartbeat config")
@@ -88,8 +88,10 @@ def run(ctx: BenchContext) -> BenchResult:
         idle: list[float] = []
         for _ in range(50):
             t = time.perf_counter()
-            claimed, _busy = store.claim_due(db, now=now - 10, owner=owner, ttl=300, limit=LIMIT)
-            store.earliest_due(db)
+            claimed, _busy = heartbeats.claim_due(
+                db, now=now - 10, owner=owner, ttl=300, limit=LIMIT
+            )
+            heartbeats.earliest_due(db)
             idle.append((time.perf_counter() - t) * 1000)
             assert not claimed
 
@@ -100,8 +102,8 @@ def run(ctx: BenchContext) -> BenchResult:
         for k in range(WAKES):
             at = now + k * step
             t = time.perf_counter()
-            claimed, _busy = store.claim_due(db, now=at, owner=owner, ttl=300, limit=LIMIT)
-            store.earliest_due(db)
+            claimed, _busy = heartbeats.claim_due(db, now=at, owner=owner, ttl=300, limit=LIMIT)
+            heartbeats.earliest_due(db)
             wakes.append((time.perf_counter() - t) * 1000)
             claimed_total += len(claimed)
             with db.write() as tx:  # the runs' records: next due, lease released (not timed)
@@ -111,9 +113,9 @@ def run(ctx: BenchContext) -> BenchResult:
                         "WHERE thread_id = ?",
                         (every, tid),
                     )
-                    tx.execute("DELETE FROM leases WHERE name = ?", (store.lease_name(tid),))
+                    tx.execute("DELETE FROM leases WHERE name = ?", (heartbeats.lease_name(tid),))
         t = time.perf_counter()
-        scheduled = store.count_scheduled(db)
+        scheduled = heartbeats.count_scheduled(db)
         count_ms = (time.perf_counter() - t) * 1000
     finally:
         db.close()

@@ -16,8 +16,9 @@ from support import heartbeat_scripts as hs
 from support.fake_ollama import FakeOllama, Reply
 from support.hb_env import HeartbeatEnv, heartbeat_env
 
+from crt_loops.core import identity
 from crt_loops.core.server_thread import ServerThread
-from crt_loops.heartbeat import store
+from crt_loops.db import heartbeats
 from crt_loops.heartbeat.executor import BACKOFF_STEPS, HeartbeatBusy, LedgerLimits
 
 POST = {"type": "post", "submolt": "general", "title": "On small habits", "content": "Notes."}
@@ -60,7 +61,7 @@ def test_acted_post_lands_once_with_outbox_record(env: HeartbeatEnv) -> None:
     posts = env.ledger_posts()
     assert [p.id for p in posts] == [action.ledger_id]
     assert posts[0].author == "crt"  # the key's agent, never a client-supplied name
-    hb = store.get_thread_heartbeat(env.db, "default")
+    hb = heartbeats.get_thread_heartbeat(env.db, "default")
     assert hb is not None
     assert hb.last_outcome == "acted" and hb.last_summary == "shared a note"
     assert hb.last_actions[0]["ledger_id"] == action.ledger_id
@@ -243,7 +244,7 @@ def test_quiet_hours_skip_and_reschedule_to_the_window(env: HeartbeatEnv) -> Non
     run = env.run(trigger="schedule")
     assert (run.outcome, run.reason) == ("skipped", "quiet_hours")
     assert env.fake.chat_calls == []
-    hb = store.get_thread_heartbeat(env.db, "default")
+    hb = heartbeats.get_thread_heartbeat(env.db, "default")
     assert hb is not None and hb.next_due is not None
     assert 14 * 3600 <= hb.next_due - env.clock.now < 22 * 3600
     # run-now bypasses active hours
@@ -292,13 +293,13 @@ def test_nothing_new_skips_scheduled_runs_but_not_run_now(env: HeartbeatEnv) -> 
 
 
 def test_busy_thread_refuses_run_now_and_schedule_retries_shortly(env: HeartbeatEnv) -> None:
-    assert store.take_thread_lease(env.db, "default", "someone-else", 60)
+    assert heartbeats.take_thread_lease(env.db, "default", "someone-else", 60)
     with pytest.raises(HeartbeatBusy):
         env.run()
     env.runner.record_busy("default", retry_in=15)
-    (run,) = store.list_runs(env.db, "default")
+    (run,) = heartbeats.list_runs(env.db, "default")
     assert (run.outcome, run.reason) == ("skipped", "busy")
-    hb = store.get_thread_heartbeat(env.db, "default")
+    hb = heartbeats.get_thread_heartbeat(env.db, "default")
     assert hb is not None and hb.next_due == env.clock.now + 15  # not a whole interval later
 
 
@@ -307,7 +308,7 @@ def test_busy_thread_refuses_run_now_and_schedule_retries_shortly(env: Heartbeat
 
 def test_recovery_closes_interrupted_runs_and_resends_pending_once(env: HeartbeatEnv) -> None:
     # A crash between the outbox write and the Ledger call: simulate its leftovers exactly.
-    store.start_run(
+    heartbeats.start_run(
         env.db,
         run_id="r1",
         thread_id="default",
@@ -315,7 +316,7 @@ def test_recovery_closes_interrupted_runs_and_resends_pending_once(env: Heartbea
         dry_run=False,
         now=env.clock.now,
     )
-    store.add_actions(
+    heartbeats.add_actions(
         env.db,
         "r1",
         "default",
@@ -337,10 +338,10 @@ def test_recovery_closes_interrupted_runs_and_resends_pending_once(env: Heartbea
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    assert store.take_thread_lease(env.db, "default", f"{store.HOSTNAME}:{dead.pid}:x", 600)
+    assert heartbeats.take_thread_lease(env.db, "default", f"{identity.HOSTNAME}:{dead.pid}:x", 600)
     result = env.runner.recover()
     assert result == {"interrupted": 1, "resent": 1, "failed": 0}
-    run = store.get_run(env.db, "r1")
+    run = heartbeats.get_run(env.db, "r1")
     assert run is not None and (run.outcome, run.reason) == ("failed", "interrupted")
     assert run.actions[0].state == "sent"
     assert len(env.ledger_posts()) == 1
@@ -348,7 +349,7 @@ def test_recovery_closes_interrupted_runs_and_resends_pending_once(env: Heartbea
 
 
 def test_recovery_leaves_a_live_holders_run_until_its_lease_expires(env: HeartbeatEnv) -> None:
-    store.start_run(
+    heartbeats.start_run(
         env.db,
         run_id="r2",
         thread_id="default",
@@ -356,7 +357,7 @@ def test_recovery_leaves_a_live_holders_run_until_its_lease_expires(env: Heartbe
         dry_run=False,
         now=env.clock.now,
     )
-    assert store.take_thread_lease(env.db, "default", "other-host:4242:x", 600)
+    assert heartbeats.take_thread_lease(env.db, "default", "other-host:4242:x", 600)
     assert env.runner.recover()["interrupted"] == 0  # another machine may still be running it
     env.clock.advance(601)
     assert env.runner.recover()["interrupted"] == 1
@@ -371,7 +372,7 @@ def test_consecutive_failures_back_off_and_reset_on_success(env: HeartbeatEnv) -
     gaps = []
     for _ in range(5):
         env.run(trigger="schedule")
-        hb = store.get_thread_heartbeat(env.db, "default")
+        hb = heartbeats.get_thread_heartbeat(env.db, "default")
         assert hb is not None and hb.next_due is not None
         gaps.append(hb.next_due - env.clock.now)
         env.clock.advance(1)
@@ -379,7 +380,7 @@ def test_consecutive_failures_back_off_and_reset_on_success(env: HeartbeatEnv) -
     assert hb.failures == 5
     answer(env, "HEARTBEAT_OK")
     env.run(trigger="schedule")
-    hb = store.get_thread_heartbeat(env.db, "default")
+    hb = heartbeats.get_thread_heartbeat(env.db, "default")
     assert hb is not None and hb.failures == 0 and hb.next_due == env.clock.now + 600
 
 
@@ -645,7 +646,7 @@ def test_concurrent_partial_config_updates_lose_nothing(env: HeartbeatEnv) -> No
         t.start()
     for t in threads:
         t.join(10)
-    hb = store.get_thread_heartbeat(env.db, "default")
+    hb = heartbeats.get_thread_heartbeat(env.db, "default")
     assert hb is not None
     cfg = hb.config
     assert (
@@ -669,7 +670,7 @@ def test_a_post_made_during_the_llm_call_counts_for_the_cooldown(
         def another_run_posts_meanwhile(request: dict[str, Any]) -> Reply:
             # Another thread's heartbeat (maybe another worker) sends a post while this run
             # waits on the model: its outbox record is what this run must see.
-            store.start_run(
+            heartbeats.start_run(
                 env.db,
                 run_id="o1",
                 thread_id="other",
@@ -677,7 +678,7 @@ def test_a_post_made_during_the_llm_call_counts_for_the_cooldown(
                 dry_run=False,
                 now=env.clock.now,
             )
-            store.add_actions(
+            heartbeats.add_actions(
                 env.db,
                 "o1",
                 "other",

@@ -15,7 +15,7 @@ from support.fake_ollama import FakeOllama, Reply
 from support.hb_env import HeartbeatEnv, heartbeat_env
 from support.waiting import wait_for
 
-from crt_loops.heartbeat import store
+from crt_loops.db import heartbeats
 from crt_loops.heartbeat.loop import BUSY_RETRY_SECONDS, HeartbeatLoop
 
 
@@ -55,13 +55,13 @@ def test_newly_enabled_thread_runs_within_a_minute(
     env.clock.advance(delay)
     with caplog.at_level(logging.INFO):
         assert loop.tick().detail["runs"] == 1
-    (run,) = store.list_runs(env.db, "default")
+    (run,) = heartbeats.list_runs(env.db, "default")
     assert run.trigger == "schedule" and run.outcome == "silent"
     assert "[HEARTBEAT_LOOP] Checker loop running" in caplog.text
     assert "[HEARTBEAT_LOOP] Heartbeat due for thread: default" in caplog.text
     # then it sleeps until the thread is next due, an interval later
     assert loop.next_delay() == pytest.approx(1800)  # capped by CRT_HEARTBEAT_LOOP_SECONDS
-    hb = store.get_thread_heartbeat(env.db, "default")
+    hb = heartbeats.get_thread_heartbeat(env.db, "default")
     assert hb is not None and hb.next_due == pytest.approx(env.clock.now + 3600)
 
 
@@ -74,28 +74,28 @@ def test_per_thread_intervals_are_honoured(env: HeartbeatEnv) -> None:
     while env.clock.now - start < 3 * 3600:
         loop.tick()
         env.clock.advance(max(loop.next_delay(), 1))
-    fast = len(store.list_runs(env.db, "fast", limit=100))
-    slow = len(store.list_runs(env.db, "slow", limit=100))
+    fast = len(heartbeats.list_runs(env.db, "fast", limit=100))
+    slow = len(heartbeats.list_runs(env.db, "slow", limit=100))
     assert fast in (18, 19) and slow in (6, 7), (fast, slow)
 
 
 def test_threads_do_not_all_fire_together(env: HeartbeatEnv) -> None:
     for i in range(20):
         env.configure(f"t{i}", enabled=True, every_seconds=1800)
-    dues = {store.get_thread_heartbeat(env.db, f"t{i}").next_due for i in range(20)}  # type: ignore[union-attr]
+    dues = {heartbeats.get_thread_heartbeat(env.db, f"t{i}").next_due for i in range(20)}  # type: ignore[union-attr]
     assert len(dues) >= 15  # a deterministic per-thread phase spreads them
 
 
 def test_busy_thread_is_retried_shortly(env: HeartbeatEnv) -> None:
     env.configure(enabled=True, every_seconds=1800)
     env.clock.advance(61)
-    assert store.take_thread_lease(env.db, "default", "another-worker", 300)
+    assert heartbeats.take_thread_lease(env.db, "default", "another-worker", 300)
     loop = make_loop(env)
     assert loop.tick().detail == {"runs": 0, "busy": 1}
-    (run,) = store.list_runs(env.db, "default")
+    (run,) = heartbeats.list_runs(env.db, "default")
     assert (run.outcome, run.reason) == ("skipped", "busy")
     assert loop.next_delay() == pytest.approx(BUSY_RETRY_SECONDS)
-    store.release_thread_lease(env.db, "default", "another-worker")
+    heartbeats.release_thread_lease(env.db, "default", "another-worker")
     env.clock.advance(BUSY_RETRY_SECONDS)
     assert loop.tick().detail["runs"] == 1
 
@@ -110,7 +110,7 @@ def test_at_most_max_concurrency_llm_calls_in_flight(env: HeartbeatEnv) -> None:
     assert loop.tick().detail == {"runs": 5, "busy": 0}
     assert env.fake.max_in_flight == 2
     for i in range(5):
-        (run,) = store.list_runs(env.db, f"t{i}")  # exactly one run each, no spurious "busy"
+        (run,) = heartbeats.list_runs(env.db, f"t{i}")  # exactly one run each, no spurious "busy"
         assert run.outcome == "silent"
 
 
@@ -125,8 +125,8 @@ def test_a_bad_stored_config_does_not_stop_the_pass(env: HeartbeatEnv) -> None:
     env.clock.advance(61)
     loop = make_loop(env)
     assert loop.tick().outcome.value == "ok"
-    assert store.list_runs(env.db, "good")[0].outcome == "silent"
-    assert len(store.list_runs(env.db, "bad")) == 1
+    assert heartbeats.list_runs(env.db, "good")[0].outcome == "silent"
+    assert len(heartbeats.list_runs(env.db, "bad")) == 1
 
 
 def test_runner_that_cannot_be_built_is_reported_and_retried(env: HeartbeatEnv) -> None:

@@ -7,17 +7,19 @@ from pathlib import Path
 
 from support.clock import FakeClock
 
+from crt_loops.db import heartbeats
 from crt_loops.db.session import SessionDB
-from crt_loops.heartbeat import store
 from crt_loops.loops.retention import DAY, RetentionJob, RetentionPolicy, prune
 
 
 def add_run(db: SessionDB, run_id: str, thread: str, at: float, *, pending: bool = False) -> None:
-    store.start_run(db, run_id=run_id, thread_id=thread, trigger="schedule", dry_run=False, now=at)
+    heartbeats.start_run(
+        db, run_id=run_id, thread_id=thread, trigger="schedule", dry_run=False, now=at
+    )
     with db.write() as tx:
         tx.execute("UPDATE heartbeat_runs SET outcome='silent' WHERE run_id=?", (run_id,))
     if pending:
-        store.add_actions(
+        heartbeats.add_actions(
             db,
             run_id,
             thread,

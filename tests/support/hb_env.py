@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from crt_loops.core.server_thread import ServerThread
+from crt_loops.db import heartbeats
 from crt_loops.db.session import SessionDB
-from crt_loops.heartbeat import store
 from crt_loops.heartbeat.executor import HeartbeatRunner, LedgerLimits
 from crt_loops.ledger.client import LedgerClient
 from crt_loops.ledger.server import create_ledger_app
@@ -52,7 +52,7 @@ class HeartbeatEnv:
         """Partial config update through the same path as the API's POST."""
         self.runner.update_config(thread_id, patch)
 
-    def run(self, thread_id: str = "default", **kwargs: Any) -> store.RunRecord:
+    def run(self, thread_id: str = "default", **kwargs: Any) -> heartbeats.RunRecord:
         kwargs.setdefault("trigger", "manual")
         return self.runner.run(thread_id, **kwargs)
 

@@ -41,8 +41,9 @@ from support.fake_ollama import FakeOllama, Reply
 from support.service import Service
 from support.waiting import wait_for
 
+from crt_loops.core import identity
+from crt_loops.db import heartbeats
 from crt_loops.db.session import SessionDB
-from crt_loops.heartbeat import store
 from crt_loops.heartbeat.executor import HeartbeatRunner
 from crt_loops.llm.client import DisabledLLM
 
@@ -247,9 +248,9 @@ def test_recovery_closes_runs_of_a_dead_process_that_had_our_pid(tmp_path: Path)
     holder's runs, leases and pending actions must still be recovered, not taken as ours."""
     db = SessionDB(tmp_path / "crt.db")
     try:
-        dead = f"{store.HOSTNAME}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        assert store.take_thread_lease(db, "default", dead, ttl=3600)
-        store.start_run(
+        dead = f"{identity.HOSTNAME}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        assert heartbeats.take_thread_lease(db, "default", dead, ttl=3600)
+        heartbeats.start_run(
             db, run_id="r1", thread_id="default", trigger="schedule", dry_run=False, now=db.clock()
         )
         runner = HeartbeatRunner(
@@ -265,9 +266,9 @@ def test_recovery_closes_runs_of_a_dead_process_that_had_our_pid(tmp_path: Path)
         )
         result = runner.recover()
         assert result["interrupted"] == 1
-        run = store.get_run(db, "r1")
+        run = heartbeats.get_run(db, "r1")
         assert run is not None and (run.outcome, run.reason) == ("failed", "interrupted")
-        assert store.lease_owner(db, "default") is None, "the dead holder's lease is released"
+        assert heartbeats.lease_owner(db, "default") is None, "the dead holder's lease is released"
     finally:
         db.close()
 
@@ -284,10 +285,10 @@ def test_recovery_releases_a_dead_claim_and_makes_its_thread_due_soon(tmp_path: 
                 "WHERE thread_id = 'default'",
                 ('{"enabled": true, "every_seconds": 1800}', now - 1),
             )
-        dead = f"{store.HOSTNAME}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        claimed, busy = store.claim_due(db, now=now, owner=dead, ttl=3600, limit=1)
+        dead = f"{identity.HOSTNAME}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        claimed, busy = heartbeats.claim_due(db, now=now, owner=dead, ttl=3600, limit=1)
         assert (claimed, busy) == (["default"], [])
-        hb = store.get_thread_heartbeat(db, "default")
+        hb = heartbeats.get_thread_heartbeat(db, "default")
         assert hb is not None and hb.next_due == now + 3600  # hidden from other claimers
         runner = HeartbeatRunner(
             db=db,
@@ -301,8 +302,8 @@ def test_recovery_releases_a_dead_claim_and_makes_its_thread_due_soon(tmp_path: 
             llm_timeout=10,
         )
         runner.recover()
-        assert store.lease_owner(db, "default") is None
-        hb = store.get_thread_heartbeat(db, "default")
+        assert heartbeats.lease_owner(db, "default") is None
+        hb = heartbeats.get_thread_heartbeat(db, "default")
         assert hb is not None and hb.next_due is not None
         assert hb.next_due <= db.clock() + 30
     finally:

@@ -29,7 +29,8 @@ from crt_loops.db.session import SessionDB
 from crt_loops.heartbeat.executor import HeartbeatRunner
 from crt_loops.ledger.embed import EmbeddedLedger, start_embedded_ledger
 from crt_loops.llm.client import build_llm
-from crt_loops.loops.runner import BackgroundLoop, build_loops
+from crt_loops.loops.build import build_loops
+from crt_loops.loops.runner import BackgroundLoop
 from crt_loops.settings import Settings, environment_snapshot, load_settings
 
 logger = logging.getLogger("crt_api")

@@ -201,7 +201,7 @@ MIGRATIONS: list[tuple[int, str]] = [
     (
         3,
         """
-        -- heartbeat.history.agent_history reads the agent's sent actions by type and time: with
+        -- db.agent_history.agent_history reads the agent's sent actions by type and time: with
         -- ledger_id and state in the index those reads never touch the table (bench/heartbeat.py:
         -- 20,000 past actions cost 28-35 ms per heartbeat before, ~2 ms after).
         CREATE INDEX ix_hb_actions_sent ON heartbeat_actions(type, updated_at, ledger_id, state)

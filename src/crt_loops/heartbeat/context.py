@@ -13,8 +13,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from crt_loops.db import agent_history, heartbeats
 from crt_loops.db.session import MessageRow, SessionDB
-from crt_loops.heartbeat import history, store
 from crt_loops.mind.personality import get_profile, style_instructions
 from crt_loops.mind.reflection import latest_reflection
 
@@ -103,14 +103,14 @@ def gather_local(db: SessionDB, thread_id: str, *, window: int) -> HeartbeatCont
     messages = db.list_messages(thread_id, limit=window, newest=True)
     reflection_entry = latest_reflection(db, thread_id)
     profile = get_profile(db, thread_id)
-    runs = store.list_runs(db, thread_id, limit=5)
+    runs = heartbeats.list_runs(db, thread_id, limit=5)
     recent_runs = [
         f"{r.outcome}{'/' + r.reason if r.reason else ''}: {snippet(r.summary, 160)}"
         for r in runs
         if r.outcome != "running"
     ]
     recent_actions = []
-    for action in history.recent_thread_actions(db, thread_id, limit=8):
+    for action in agent_history.recent_thread_actions(db, thread_id, limit=8):
         p = action.payload
         if action.type == "post":
             text = f'post in {p.get("submolt")}: "{snippet(p.get("title"), 80)}"'
@@ -153,7 +153,7 @@ def add_ledger(
         }
         for item in list(_get(home, "activity", None) or [])
     ]
-    pending = history.merge_pending_activity(db, fresh)
+    pending = agent_history.merge_pending_activity(db, fresh)
     ctx.activity = [
         Activity(
             post_id=p["post_id"],

@@ -22,8 +22,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from crt_loops.core import metrics
+from crt_loops.core.identity import PROCESS_OWNER, owner_is_dead
+from crt_loops.db import agent_history, heartbeats
 from crt_loops.db.session import SessionDB
-from crt_loops.heartbeat import history, outbox, store
+from crt_loops.heartbeat import outbox
 from crt_loops.heartbeat.config import HeartbeatConfig, merge_config
 from crt_loops.heartbeat.context import add_ledger, gather_local
 from crt_loops.heartbeat.decision import (
@@ -38,7 +40,6 @@ from crt_loops.heartbeat.redaction import redact_text
 from crt_loops.heartbeat.schedule import next_due
 from crt_loops.ledger.client import LedgerClient, LedgerError
 from crt_loops.llm.client import LLM, LLMError, LLMTimeout, LLMTruncated, LLMUnavailable
-from crt_loops.loops.runner import PROCESS_OWNER
 
 if TYPE_CHECKING:
     from crt_loops.ledger.embed import EmbeddedLedger
@@ -71,9 +72,9 @@ class HeartbeatThreadNotFound(LookupError):
 
 @dataclass
 class RunState:
-    """A run being built; becomes a store.RunRecord when finished."""
+    """A run being built; becomes a heartbeats.RunRecord when finished."""
 
-    run: store.RunRecord
+    run: heartbeats.RunRecord
     config: HeartbeatConfig
     context_hash: str | None = None
     seen_activity: set[str] = field(default_factory=set)
@@ -179,18 +180,18 @@ class HeartbeatRunner:
         trigger: Trigger,
         force_dry_run: bool = False,
         lease_held: bool = False,
-    ) -> store.RunRecord:
+    ) -> heartbeats.RunRecord:
         """One heartbeat; always returns the finished run record (failures are outcomes).
 
         Raises HeartbeatBusy when another run holds the thread, HeartbeatThreadNotFound for an
         unknown thread.
         """
-        hb = store.get_thread_heartbeat(self.db, thread_id)
+        hb = heartbeats.get_thread_heartbeat(self.db, thread_id)
         if hb is None:
             if lease_held:
-                store.release_thread_lease(self.db, thread_id, self.owner)
+                heartbeats.release_thread_lease(self.db, thread_id, self.owner)
             raise HeartbeatThreadNotFound(f"thread {thread_id!r} does not exist")
-        if not lease_held and not store.take_thread_lease(
+        if not lease_held and not heartbeats.take_thread_lease(
             self.db, thread_id, self.owner, self.lease_ttl
         ):
             raise HeartbeatBusy(f"a heartbeat for thread {thread_id!r} is already running")
@@ -198,10 +199,10 @@ class HeartbeatRunner:
         now = self.clock()
         config = hb.config
         dry_run = force_dry_run or config.dry_run
-        run = store.RunRecord.begin(thread_id, trigger=trigger, dry_run=dry_run, now=now)
+        run = heartbeats.RunRecord.begin(thread_id, trigger=trigger, dry_run=dry_run, now=now)
         state = RunState(run=run, config=config)
         try:
-            store.start_run(
+            heartbeats.start_run(
                 self.db,
                 run_id=run.run_id,
                 thread_id=thread_id,
@@ -220,18 +221,18 @@ class HeartbeatRunner:
             self._record(state, hb, started)
         finally:
             try:
-                store.release_thread_lease(self.db, thread_id, self.owner)
+                heartbeats.release_thread_lease(self.db, thread_id, self.owner)
             except sqlite3.OperationalError as exc:  # the lease expires on its own
                 logger.warning("%s could not release the lease of %s: %s", PREFIX, thread_id, exc)
         self.on_change()
-        finished = store.get_run(self.db, run.run_id)
+        finished = heartbeats.get_run(self.db, run.run_id)
         return finished or run
 
     def record_busy(self, thread_id: str, *, retry_in: float) -> None:
         """A due thread whose lease someone else holds: record it and retry shortly."""
         now = self.clock()
-        run = store.RunRecord.begin(thread_id, trigger="schedule", dry_run=False, now=now)
-        store.start_run(
+        run = heartbeats.RunRecord.begin(thread_id, trigger="schedule", dry_run=False, now=now)
+        heartbeats.start_run(
             self.db,
             run_id=run.run_id,
             thread_id=thread_id,
@@ -242,7 +243,7 @@ class HeartbeatRunner:
         run.outcome, run.reason = "skipped", "busy"
         run.summary = "another heartbeat for this thread was still running; retrying shortly"
         run.finished_at, run.duration_ms = now, 0.0
-        store.finish_run(
+        heartbeats.finish_run(
             self.db,
             run,
             next_due=now + retry_in,
@@ -257,9 +258,9 @@ class HeartbeatRunner:
         """At startup: runs left ``running`` by a crash become failed/interrupted, and outbox
         actions left ``pending`` are sent again with their original idempotency key."""
         interrupted = 0
-        for run in store.running_runs(self.db):
-            holder = store.lease_owner(self.db, run.thread_id)
-            if holder is not None and holder != self.owner and not store.owner_is_dead(holder):
+        for run in heartbeats.running_runs(self.db):
+            holder = heartbeats.lease_owner(self.db, run.thread_id)
+            if holder is not None and holder != self.owner and not owner_is_dead(holder):
                 continue  # a live process (another worker) is still running it
             now = self.clock()
             run.outcome, run.reason = "failed", "interrupted"
@@ -267,7 +268,7 @@ class HeartbeatRunner:
             run.finished_at = now
             run.duration_ms = (now - run.started_at) * 1000
             # finish_run schedules only enabled threads: due again shortly, not an interval later.
-            store.finish_run(
+            heartbeats.finish_run(
                 self.db,
                 run,
                 next_due=now + BACKOFF_STEPS[0],
@@ -277,16 +278,16 @@ class HeartbeatRunner:
             )
             interrupted += 1
         resent = failed = 0
-        for action in store.pending_actions(self.db):
-            holder = store.lease_owner(self.db, action.thread_id)
-            if holder is not None and holder != self.owner and not store.owner_is_dead(holder):
+        for action in heartbeats.pending_actions(self.db):
+            holder = heartbeats.lease_owner(self.db, action.thread_id)
+            if holder is not None and holder != self.owner and not owner_is_dead(holder):
                 continue
             if outbox.resend(self.db, self.ledger, action):
                 resent += 1
             else:
                 failed += 1
         # Last, so no claim can start before the dead holder's run and actions are settled.
-        store.release_dead_leases(self.db, due_by=self.clock() + BACKOFF_STEPS[0])
+        heartbeats.release_dead_leases(self.db, due_by=self.clock() + BACKOFF_STEPS[0])
         if interrupted or resent or failed:
             logger.info(
                 "%s recovery: %d interrupted run(s) closed, %d pending action(s) re-sent, "
@@ -300,7 +301,7 @@ class HeartbeatRunner:
 
     def schedule_after_config(self, thread_id: str, config: HeartbeatConfig) -> float | None:
         """When a thread with this (new) config is next due; None when disabled."""
-        hb = store.get_thread_heartbeat(self.db, thread_id)
+        hb = heartbeats.get_thread_heartbeat(self.db, thread_id)
         return self.due_for(thread_id, config, hb.last_run if hb else None)
 
     def due_for(
@@ -317,7 +318,7 @@ class HeartbeatRunner:
 
         Raises pydantic.ValidationError (nothing written) for an invalid patch.
         """
-        config = store.update_config(
+        config = heartbeats.update_config(
             self.db,
             thread_id,
             lambda stored: merge_config(stored, patch),
@@ -329,7 +330,7 @@ class HeartbeatRunner:
     # -- the pipeline ------------------------------------------------------------------------
 
     def _pipeline(
-        self, state: RunState, hb: store.ThreadHeartbeat, *, trigger: Trigger, now: float
+        self, state: RunState, hb: heartbeats.ThreadHeartbeat, *, trigger: Trigger, now: float
     ) -> None:
         config = state.config
         forced = trigger == "manual"
@@ -374,7 +375,7 @@ class HeartbeatRunner:
             )
             return
         past_at = self.clock()
-        past = history.agent_history(self.db, since=now - DAY)
+        past = agent_history.agent_history(self.db, since=now - DAY)
         ctx = gather_local(self.db, state.run.thread_id, window=self.window)
         if self.ledger is None:
             self._set(
@@ -466,9 +467,9 @@ class HeartbeatRunner:
         # Read again after the LLM call: another thread's run may have posted meanwhile, and
         # cooldowns count from now, not from when this run started.
         decided_at = self.clock()
-        past = history.merge_history(
+        past = agent_history.merge_history(
             past,
-            history.agent_history(self.db, since=decided_at - DAY, changed_after=past_at),
+            agent_history.agent_history(self.db, since=decided_at - DAY, changed_after=past_at),
         )
         vctx = ValidationContext(
             config=config,
@@ -494,7 +495,7 @@ class HeartbeatRunner:
             secrets=self.secrets,
         )
         # The outbox: written before anything is sent.
-        store.add_actions(self.db, state.run.run_id, state.run.thread_id, rows)
+        heartbeats.add_actions(self.db, state.run.run_id, state.run.thread_id, rows)
         state.run.summary = redact_text(decision.summary.strip(), self.secrets)[:1000]
         if state.run.dry_run:
             for row in rows:
@@ -530,7 +531,7 @@ class HeartbeatRunner:
                 (error or summary or "")[:300],
             )
 
-    def _record(self, state: RunState, hb: store.ThreadHeartbeat, started: float) -> None:
+    def _record(self, state: RunState, hb: heartbeats.ThreadHeartbeat, started: float) -> None:
         """Write the run's record, retrying a locked DB a few times: a record is never dropped
         for a transient lock. If it still cannot be written, the run stays ``running`` and the
         next start's recovery closes it as ``interrupted``."""
@@ -551,7 +552,7 @@ class HeartbeatRunner:
                     raise
                 threading.Event().wait(delays[attempt])
 
-    def _finish(self, state: RunState, hb: store.ThreadHeartbeat, started: float) -> None:
+    def _finish(self, state: RunState, hb: heartbeats.ThreadHeartbeat, started: float) -> None:
         run, config = state.run, state.config
         now = self.clock()
         run.finished_at = now
@@ -569,9 +570,9 @@ class HeartbeatRunner:
             due = next_due(now, config.every_seconds, now, run.thread_id, window=window)
         if run.outcome in ("acted", "silent"):
             # Decided on: a failed or dry run leaves them for the next heartbeat.
-            history.settle_activity(self.db, state.seen_activity)
+            agent_history.settle_activity(self.db, state.seen_activity)
         # A skip that never looked at the context keeps the old fingerprint.
-        store.finish_run(
+        heartbeats.finish_run(
             self.db, run, next_due=due, failures=failures, context_hash=state.context_hash
         )
         metrics.observe_heartbeat_run(run.outcome, run.reason, run.trigger, run.duration_ms / 1000)

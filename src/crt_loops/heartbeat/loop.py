@@ -19,7 +19,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 from crt_loops.core.clock import iso
-from crt_loops.heartbeat import store
+from crt_loops.db import heartbeats
 from crt_loops.loops.runner import BackgroundLoop
 
 if TYPE_CHECKING:
@@ -97,7 +97,7 @@ class HeartbeatLoop(BackgroundLoop):
             while not self._stop.is_set():
                 free = self.max_concurrency - len(futures)
                 if free > 0:
-                    claimed, found_busy = store.claim_due(
+                    claimed, found_busy = heartbeats.claim_due(
                         runner.db,
                         now=self.clock(),
                         owner=runner.owner,
@@ -139,7 +139,7 @@ class HeartbeatLoop(BackgroundLoop):
         if self.db is None:
             return self.interval_seconds
         try:
-            due = store.earliest_due(self.db)
+            due = heartbeats.earliest_due(self.db)
         except Exception as exc:  # a DB hiccup must not kill the loop: retry after the interval
             logger.warning("%s cannot read the schedule: %s", PREFIX, exc)
             return self.interval_seconds

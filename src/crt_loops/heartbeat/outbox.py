@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from crt_loops.db import heartbeats
 from crt_loops.db.session import SessionDB
-from crt_loops.heartbeat import store
 from crt_loops.heartbeat.decision import RejectedAction, ValidatedAction
 from crt_loops.heartbeat.redaction import redact_payload
 from crt_loops.ledger.client import LedgerClient, LedgerError, LedgerRateLimited
@@ -121,7 +121,7 @@ def send_pending(db: SessionDB, ledger: LedgerClient | None, rows: list[dict[str
         else:
             row["state"], row["ledger_id"] = "sent", ledger_id
             log_action(row)
-        store.update_action(
+        heartbeats.update_action(
             db,
             row["idempotency_key"],
             state=row["state"],
@@ -130,14 +130,16 @@ def send_pending(db: SessionDB, ledger: LedgerClient | None, rows: list[dict[str
         )
 
 
-def resend(db: SessionDB, ledger: LedgerClient | None, action: store.ActionRecord) -> bool:
+def resend(db: SessionDB, ledger: LedgerClient | None, action: heartbeats.ActionRecord) -> bool:
     """Recovery's re-send of one ``pending`` action with its original key."""
     try:
         ledger_id = call_ledger(ledger, action.type, action.payload, action.idempotency_key)
     except LedgerError as exc:
-        store.update_action(db, action.idempotency_key, state="failed", error=f"on recovery: {exc}")
+        heartbeats.update_action(
+            db, action.idempotency_key, state="failed", error=f"on recovery: {exc}"
+        )
         return False
-    store.update_action(db, action.idempotency_key, state="sent", ledger_id=ledger_id)
+    heartbeats.update_action(db, action.idempotency_key, state="sent", ledger_id=ledger_id)
     return True
 
 

@@ -14,31 +14,23 @@ from __future__ import annotations
 import abc
 import enum
 import logging
-import os
-import random
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from crt_loops.core import metrics
 from crt_loops.core.clock import Clock, iso, system_clock
+from crt_loops.core.identity import PROCESS_OWNER
 from crt_loops.db.session import SessionDB
 
 if TYPE_CHECKING:
-    from crt_loops.heartbeat.loop import HeartbeatLoop
-    from crt_loops.llm.client import LLM
     from crt_loops.loops.passes import WatermarkedService
-    from crt_loops.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 Waiter = Callable[[threading.Event, float], object]
-
-PROCESS_OWNER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def event_waiter(event: threading.Event, timeout: float) -> object:
@@ -338,76 +330,3 @@ class SelfReplyLoop(ServiceLoop):
 
 
 LOOP_NAMES = ("reflection", "personality", "journal_self_reply", "heartbeat")
-
-
-def build_loops(
-    session_db: SessionDB,
-    *,
-    settings: Settings,
-    llm: LLM,
-    heartbeat_runner_factory: Callable[[], Any] | None = None,
-    clock: Clock = system_clock,
-    waiter: Waiter = event_waiter,
-    rng: random.Random | None = None,
-) -> list[BackgroundLoop]:
-    """The four loops, in the seed's order: reflection, personality, self-reply, heartbeat."""
-    # Imported here: these modules import this one for BackgroundLoop.
-    from crt_loops.heartbeat.loop import HeartbeatLoop
-    from crt_loops.loops.retention import RetentionJob, RetentionPolicy
-    from crt_loops.mind.journal import SelfReplyService
-    from crt_loops.mind.personality import PersonalityService
-    from crt_loops.mind.reflection import ReflectionService
-
-    common: dict[str, Any] = {"db": session_db, "clock": clock, "waiter": waiter}
-    retention = RetentionJob(
-        session_db,
-        RetentionPolicy(
-            heartbeat_days=settings.heartbeat_retention_days,
-            journal_days=settings.journal_retention_days,
-            message_days=settings.message_retention_days,
-        ),
-        clock=clock,
-        owner=PROCESS_OWNER,
-    )
-    reflection = ReflectionLoop(
-        ReflectionService(
-            session_db,
-            llm,
-            window=settings.loop_window,
-            threshold=settings.reflection_threshold,
-            clock=clock,
-        ),
-        interval_seconds=settings.reflection_loop_seconds,
-        enabled=settings.reflection_loop_enabled,
-        maintenance=retention.maybe_run,
-        **common,
-    )
-    personality = PersonalityLoop(
-        PersonalityService(session_db, llm, window=settings.loop_window, clock=clock),
-        interval_seconds=settings.personality_loop_seconds,
-        enabled=settings.personality_loop_enabled,
-        **common,
-    )
-    self_reply = SelfReplyLoop(
-        SelfReplyService(
-            session_db,
-            llm,
-            chance=settings.journal_self_reply_chance,
-            min_seconds=settings.journal_self_reply_min_seconds,
-            window=settings.loop_window,
-            rng=rng or random.Random(),
-            clock=clock,
-        ),
-        interval_seconds=settings.journal_self_reply_loop_seconds,
-        enabled=settings.journal_self_reply_loop_enabled,
-        **common,
-    )
-    heartbeat: HeartbeatLoop = HeartbeatLoop(
-        runner_factory=heartbeat_runner_factory,
-        max_concurrency=settings.heartbeat_max_concurrency,
-        interval_seconds=settings.heartbeat_loop_seconds,
-        enabled=settings.heartbeat_loop_enabled,
-        maintenance=retention.maybe_run,
-        **common,
-    )
-    return [reflection, personality, self_reply, heartbeat]

@@ -17,7 +17,7 @@ from crt_loops.api.routes import responses as out
 from crt_loops.api.routes.deps import DB, ExistingThread, ThreadId
 from crt_loops.api.routes.loops import start_loop, stop_loop
 from crt_loops.core.clock import iso
-from crt_loops.heartbeat import store
+from crt_loops.db import heartbeats
 from crt_loops.heartbeat.config import ConfigPatch
 from crt_loops.heartbeat.executor import HeartbeatBusy, HeartbeatRunner, HeartbeatThreadNotFound
 from crt_loops.heartbeat.instructions import (
@@ -101,14 +101,14 @@ def _errors(exc: ValidationError) -> list[dict[str, Any]]:
 def status(request: Request, db: DB) -> dict[str, Any]:
     loop = heartbeat_loop(request)
     base = loop.status()
-    due = store.earliest_due(db)
+    due = heartbeats.earliest_due(db)
     llm = request.app.state.llm
     return {
         **base,
-        "threads_enabled": store.count_scheduled(db),
+        "threads_enabled": heartbeats.count_scheduled(db),
         "next_due": {"thread_id": due[0], "at": iso(due[1])} if due else None,
         "llm": llm.status(),
-        "runs_by_outcome": store.outcome_counts(db),
+        "runs_by_outcome": heartbeats.outcome_counts(db),
     }
 
 
@@ -134,7 +134,7 @@ def stop(request: Request) -> dict[str, Any]:
 
 
 def config_view(db: Any, thread_id: str) -> dict[str, Any]:
-    hb = store.get_thread_heartbeat(db, thread_id)
+    hb = heartbeats.get_thread_heartbeat(db, thread_id)
     if hb is None:
         raise HTTPException(status_code=404, detail=f"thread {thread_id!r} does not exist")
     return {
@@ -220,7 +220,7 @@ def history(
     db: DB,
     limit: Annotated[int, Query(ge=1, le=500)] = 20,
 ) -> dict[str, Any]:
-    runs = store.list_runs(db, thread_id, limit=limit)
+    runs = heartbeats.list_runs(db, thread_id, limit=limit)
     return {"thread_id": thread_id, "runs": [r.as_api() for r in runs]}
 
 

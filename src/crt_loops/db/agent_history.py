@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from crt_loops.db.heartbeats import ActionRecord, action_from_row
 from crt_loops.db.session import SessionDB, dumps
-from crt_loops.heartbeat.store import ActionRecord, action_from_row
 
 HISTORY_HORIZON = 30 * 86_400.0
 

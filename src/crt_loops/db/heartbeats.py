@@ -9,8 +9,6 @@ leaves something recovery can finish (DESIGN §5 steps 7-8).
 from __future__ import annotations
 
 import json
-import os
-import socket
 import sqlite3
 import uuid
 from collections.abc import Callable
@@ -18,12 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crt_loops.core.clock import iso
+from crt_loops.core.identity import owner_is_dead
 from crt_loops.db.session import SessionDB, dumps
 from crt_loops.heartbeat.config import HeartbeatConfig, config_from_json, config_to_json
-from crt_loops.loops.runner import PROCESS_OWNER
 
 LEASE_PREFIX = "hb:"
-HOSTNAME = socket.gethostname()
 
 
 @dataclass
@@ -319,28 +316,6 @@ def take_thread_lease(db: SessionDB, thread_id: str, owner: str, ttl: float) -> 
 
 def release_thread_lease(db: SessionDB, thread_id: str, owner: str) -> None:
     db.release_lease(lease_name(thread_id), owner)
-
-
-def owner_is_dead(owner: str) -> bool:
-    """True when ``owner`` (host:pid:nonce) names a process on this host that no longer runs."""
-    parts = owner.split(":")
-    if len(parts) < 3 or parts[0] != HOSTNAME:
-        return False
-    try:
-        pid = int(parts[1])
-    except ValueError:
-        return False
-    if pid == os.getpid():
-        # Our pid with another nonce: an earlier process that had the same pid, which is what
-        # a restarted container's PID 1 looks like. This process's own owner is PROCESS_OWNER.
-        return owner != PROCESS_OWNER
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 # -- runs ----------------------------------------------------------------------------------
