@@ -24,7 +24,7 @@ state: dict[str, Any] = {}
 _ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen"
 _TEENS = "fifteen sixteen seventeen eighteen nineteen"
 WORDS = {w: i for i, w in enumerate(f"{_ONES} {_TEENS}".split(" "))}
-_DECADES = "twenty thirty forty fifty sixty seventy eighty ninety".split(" ")
+_DECADES = ["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
 TENS = {w: 10 * (i + 2) for i, w in enumerate(_DECADES)}
 
 
