@@ -14,9 +14,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from crt_loops.ledger import listing, social
 from crt_loops.ledger.deps import service
 from crt_loops.ledger.errors import ApiError
+from crt_loops.ledger.storage import listing, social
 
 router = APIRouter()
 

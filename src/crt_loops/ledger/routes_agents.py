@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from crt_loops.core.clock import iso
-from crt_loops.ledger import rules, social, uploads
+from crt_loops.ledger import rules, uploads
 from crt_loops.ledger.deps import (
     AgentDep,
     Body,
@@ -22,7 +22,8 @@ from crt_loops.ledger.deps import (
     viewer_id,
     write,
 )
-from crt_loops.ledger.errors import bad_request, not_found
+from crt_loops.ledger.errors import bad_request
+from crt_loops.ledger.storage import social
 
 logger = logging.getLogger(__name__)
 router = APIRouter()
@@ -110,11 +111,8 @@ def profile(request: Request, viewer: MaybeAgent, name: str | None = None) -> JS
 async def upload_avatar(request: Request, agent: AgentDep) -> JSONResponse:
     _, file = await uploads.read_form(request)
     data, kind = uploads.image(file)
-    store = service(request).store
-    with store.write() as tx:
-        tx.execute(
-            "UPDATE agents SET avatar = ?, avatar_type = ? WHERE id = ?", (data, kind, agent.id)
-        )
+    with service(request).store.write() as tx:
+        social.set_avatar(tx, agent.id, data, kind)
     url = f"{base_url(request)}/api/v1/agents/{agent.name}/avatar"
     return respond(request, {"message": "Avatar updated", "avatar_url": url})
 
@@ -122,7 +120,7 @@ async def upload_avatar(request: Request, agent: AgentDep) -> JSONResponse:
 @router.delete("/agents/me/avatar")
 def remove_avatar(request: Request, agent: AgentDep) -> JSONResponse:
     def action(tx: Any) -> dict[str, Any]:
-        tx.execute("UPDATE agents SET avatar = NULL, avatar_type = NULL WHERE id = ?", (agent.id,))
+        social.set_avatar(tx, agent.id, None, None)
         return {"message": "Avatar removed"}
 
     return write(request, action)
@@ -130,15 +128,8 @@ def remove_avatar(request: Request, agent: AgentDep) -> JSONResponse:
 
 @router.get("/agents/{name}/avatar")
 def get_avatar(request: Request, name: str) -> Response:
-    row = (
-        service(request)
-        .store.read()
-        .execute("SELECT avatar, avatar_type FROM agents WHERE name_key = ?", (name.lower(),))
-        .fetchone()
-    )
-    if row is None or row["avatar"] is None:
-        raise not_found("Avatar", name)
-    return Response(row["avatar"], media_type=row["avatar_type"])
+    data, media_type = social.image(service(request).store.read(), "agent", name, "avatar")
+    return Response(data, media_type=media_type)
 
 
 @router.get("/agents/{name}")

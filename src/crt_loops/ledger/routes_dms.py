@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from crt_loops.ledger import dms
 from crt_loops.ledger.deps import AgentDep, Body, IdemKey, idempotent_write, respond, service, write
+from crt_loops.ledger.storage import dms
 
 router = APIRouter(prefix="/agents/dm")
 

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from crt_loops.ledger import listing, rules, social
+from crt_loops.ledger import rules
 from crt_loops.ledger.deps import (
     AgentDep,
     Body,
@@ -24,6 +24,7 @@ from crt_loops.ledger.deps import (
 )
 from crt_loops.ledger.errors import bad_request, not_found
 from crt_loops.ledger.limits import spend_comment, spend_post
+from crt_loops.ledger.storage import listing, social
 from crt_loops.ledger.store import Agent
 
 router = APIRouter()
@@ -186,11 +187,10 @@ def get_post(request: Request, viewer: MaybeAgent, post_id: str) -> JSONResponse
         post = store.get_post(post_id, viewer=me, conn=conn)
         if post is None:
             raise not_found("Post", post_id)
-        seq = conn.execute("SELECT seq FROM posts WHERE id = ?", (post_id,)).fetchone()[0]
         comments = listing.list_comments(
             conn, post_id, sort="best", limit=listing.MAX_COMMENT_PAGE, viewer=me
         )["comments"]
-    vote = store.user_vote(me, "post", seq)
+        vote = store.user_vote(me, "post", post_id, conn=conn)
     post.update(userVote=vote, your_vote=vote)
     return respond(request, {"post": post, "comments": comments})
 

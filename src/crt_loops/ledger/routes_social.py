@@ -7,9 +7,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from crt_loops.ledger import challenges, notifications, search
 from crt_loops.ledger.deps import AgentDep, Body, MaybeAgent, respond, service, write
 from crt_loops.ledger.errors import ApiError
+from crt_loops.ledger.storage import challenges, notifications, search
 
 router = APIRouter()
 

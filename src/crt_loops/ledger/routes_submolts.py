@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from crt_loops.ledger import rules, social, uploads
+from crt_loops.ledger import rules, uploads
 from crt_loops.ledger.deps import (
     AgentDep,
     Body,
@@ -21,7 +21,8 @@ from crt_loops.ledger.deps import (
     viewer_id,
     write,
 )
-from crt_loops.ledger.errors import bad_request, not_found
+from crt_loops.ledger.errors import bad_request
+from crt_loops.ledger.storage import social
 
 router = APIRouter(prefix="/submolts")
 
@@ -139,17 +140,8 @@ async def upload_image(request: Request, agent: AgentDep, name: str) -> JSONResp
 
 
 def _image(request: Request, name: str, kind: str) -> Response:
-    row = (
-        service(request)
-        .store.read()
-        .execute(
-            f"SELECT {kind} AS data, {kind}_type AS type FROM submolts WHERE name = ?", (name,)
-        )
-        .fetchone()
-    )
-    if row is None or row["data"] is None:
-        raise not_found("Image", f"{name}/{kind}")
-    return Response(row["data"], media_type=row["type"])
+    data, media_type = social.image(service(request).store.read(), "submolt", name, kind)
+    return Response(data, media_type=media_type)
 
 
 @router.get("/{name}/avatar")

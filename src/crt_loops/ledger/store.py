@@ -24,11 +24,11 @@ from typing import Any
 
 from crt_loops.core.clock import iso
 from crt_loops.db.sqlite import SQLiteStore
-from crt_loops.ledger import challenges, social, views
 from crt_loops.ledger.errors import ApiError, bad_request, not_found
-from crt_loops.ledger.notifications import notify
 from crt_loops.ledger.ranking import hot_score
 from crt_loops.ledger.schema import MIGRATIONS
+from crt_loops.ledger.storage import challenges, social, views
+from crt_loops.ledger.storage.notifications import notify
 
 DEFAULT_SUBMOLTS = (
     ("general", "General", "Anything goes."),
@@ -409,17 +409,18 @@ class LedgerStore(SQLiteStore):
             "author": {"id": target["public_id"], "name": target["name"]},
         }
 
-    def user_vote(self, agent_id: int | None, kind: str, seq: int) -> str | None:
+    def user_vote(
+        self, agent_id: int | None, kind: str, target_id: str, *, conn: sqlite3.Connection
+    ) -> str | None:
+        """The agent's vote on a post or comment: "up", "down" or ``None``."""
         if agent_id is None:
             return None
-        row = (
-            self.read()
-            .execute(
-                "SELECT value FROM votes WHERE agent_id = ? AND target_kind = ? AND target_seq = ?",
-                (agent_id, kind, seq),
-            )
-            .fetchone()
-        )
+        table = "posts" if kind == "post" else "comments"
+        row = conn.execute(
+            f"SELECT v.value FROM votes v JOIN {table} t ON t.seq = v.target_seq "
+            "WHERE v.agent_id = ? AND v.target_kind = ? AND t.id = ?",
+            (agent_id, kind, target_id),
+        ).fetchone()
         return None if row is None else ("up" if row[0] == 1 else "down")
 
     # -- the legacy /home activity list ----------------------------------------------------

@@ -25,10 +25,10 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-from crt_loops.ledger import views
 from crt_loops.ledger.errors import bad_request, not_found
 from crt_loops.ledger.ranking import Cursor, check_sort, decode_cursor, encode_cursor
-from crt_loops.ledger.search import window
+from crt_loops.ledger.storage import views
+from crt_loops.ledger.storage.search import window
 
 FEED_FILTERS = ("all", "following")
 COMMENT_SORTS = ("best", "top", "new", "old", "controversial")

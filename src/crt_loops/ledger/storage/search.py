@@ -13,8 +13,8 @@ import sqlite3
 import time
 from typing import Any
 
-from crt_loops.ledger import views
 from crt_loops.ledger.errors import bad_request
+from crt_loops.ledger.storage import views
 
 TYPES = ("all", "posts", "comments")
 MAX_QUERY = 500

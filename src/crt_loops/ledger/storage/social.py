@@ -16,9 +16,9 @@ import json
 import sqlite3
 from typing import Any
 
-from crt_loops.ledger import views
 from crt_loops.ledger.errors import ApiError, bad_request, not_found
-from crt_loops.ledger.notifications import notify
+from crt_loops.ledger.storage import views
+from crt_loops.ledger.storage.notifications import notify
 
 MAX_PINS = 3
 MAX_METADATA_BYTES = 4_000
@@ -279,3 +279,25 @@ def pin(tx: sqlite3.Connection, agent_id: int, post_id: str, pinned: bool) -> di
             )
     tx.execute("UPDATE posts SET is_pinned = ? WHERE seq = ?", (int(pinned), post["seq"]))
     return {"message": "Post pinned" if pinned else "Post unpinned", "is_pinned": pinned}
+
+
+def set_avatar(
+    tx: sqlite3.Connection, agent_id: int, data: bytes | None, content_type: str | None
+) -> None:
+    tx.execute(
+        "UPDATE agents SET avatar = ?, avatar_type = ? WHERE id = ?",
+        (data, content_type, agent_id),
+    )
+
+
+def image(conn: sqlite3.Connection, owner: str, name: str, kind: str) -> tuple[bytes, str]:
+    """An agent's avatar or a submolt's avatar or banner: its bytes and type, or 404."""
+    assert (owner, kind) in {("agent", "avatar"), ("submolt", "avatar"), ("submolt", "banner")}
+    if owner == "agent":
+        sql = "SELECT avatar, avatar_type FROM agents WHERE name_key = ?"
+    else:
+        sql = f"SELECT {kind}, {kind}_type FROM submolts WHERE name = ?"
+    row = conn.execute(sql, (name.lower(),)).fetchone()
+    if row is None or row[0] is None:
+        raise not_found("Image", f"{owner} {name} {kind}")
+    return bytes(row[0]), str(row[1])

@@ -15,8 +15,8 @@ from typing import Any
 
 from crt_loops.core.clock import iso
 from crt_loops.ledger.errors import ApiError, bad_request, not_found
-from crt_loops.ledger.notifications import notify
-from crt_loops.ledger.social import agent_row
+from crt_loops.ledger.storage.notifications import notify
+from crt_loops.ledger.storage.social import agent_row
 
 MAX_MESSAGE = 10_000
 

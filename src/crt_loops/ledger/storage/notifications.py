@@ -14,8 +14,8 @@ import sqlite3
 from typing import Any
 
 from crt_loops.core.clock import iso
-from crt_loops.ledger import views
 from crt_loops.ledger.errors import bad_request
+from crt_loops.ledger.storage import views
 
 HOME_POSTS = 5
 HOME_ACTIVITY_POSTS = 10
