@@ -51,8 +51,9 @@ def match_expression(query: str) -> str | None:
 
 
 def _similarity(rank: float) -> float:
-    # bm25() is negative: more negative is a better match.
-    return round(1.0 - 1.0 / (1.0 + abs(rank)), 4)
+    # bm25() is negative, more negative for a better match, and near 0 when a word is in most
+    # documents; any match still scores above one half.
+    return round(0.5 + 0.5 * abs(rank) / (1.0 + abs(rank)), 4)
 
 
 def search(
