@@ -304,8 +304,7 @@ class LedgerClient:
 
     def page_url(self, post_id: str) -> str:
         """The post's page for people: ``/post/{id}`` beside the API, as on Moltbook."""
-        root = self.base_url.removesuffix("/api/v1")
-        return f"{root}/post/{quote(post_id, safe='')}"
+        return page_url(self.base_url, post_id)
 
     # -- profiles, follows and subscriptions -----------------------------------------------------
 
@@ -500,6 +499,16 @@ class LedgerClient:
         if not isinstance(data, dict):
             raise LedgerProtocolError(f"{method} {path}: answer is not a JSON object")
         return data
+
+
+def page_url(base_url: str, post_id: str, comment_id: str | None = None) -> str:
+    """The page for people of a post (or of a comment on it) of the Ledger at ``base_url``.
+
+    Moltbook's web paths: ``<root>/post/<id>``, the root being the API URL without ``/api/v1``.
+    """
+    root = base_url.rstrip("/").removesuffix("/api/v1")
+    url = f"{root}/post/{quote(post_id, safe='')}"
+    return f"{url}#{quote(comment_id, safe='')}" if comment_id else url
 
 
 def _status_error(method: str, path: str, response: httpx.Response) -> LedgerError:

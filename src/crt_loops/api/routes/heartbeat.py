@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from crt_loops.api.routes import responses as out
 from crt_loops.api.routes.deps import DB, ExistingThread, ThreadId
+from crt_loops.api.routes.ledger import with_page_urls
 from crt_loops.api.routes.loops import start_loop, stop_loop
 from crt_loops.core.clock import iso
 from crt_loops.db import heartbeats
@@ -207,7 +208,7 @@ def run_now(
         raise HTTPException(status_code=409, detail=str(exc)) from exc
     except HeartbeatThreadNotFound as exc:
         raise HTTPException(status_code=404, detail=str(exc)) from exc
-    return record.as_api()
+    return with_page_urls(request, record.as_api())
 
 
 @router.get(
@@ -218,10 +219,11 @@ def run_now(
 def history(
     thread_id: ExistingThread,
     db: DB,
+    request: Request,
     limit: Annotated[int, Query(ge=1, le=500)] = 20,
 ) -> dict[str, Any]:
     runs = heartbeats.list_runs(db, thread_id, limit=limit)
-    return {"thread_id": thread_id, "runs": [r.as_api() for r in runs]}
+    return {"thread_id": thread_id, "runs": [with_page_urls(request, r.as_api()) for r in runs]}
 
 
 # -- HEARTBEAT.md --------------------------------------------------------------------------
