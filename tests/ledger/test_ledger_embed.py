@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from support.clock import FakeClock
 
 from crt_loops.api.routes.ledger import router
+from crt_loops.api.services import Services
 from crt_loops.core.server_thread import ServerThread
 from crt_loops.db.session import SessionDB
 from crt_loops.ledger.client import LedgerAuthError, LedgerClient
@@ -23,6 +24,7 @@ from crt_loops.ledger.embed import (
     start_embedded_ledger,
 )
 from crt_loops.ledger.server import create_ledger_app
+from crt_loops.llm.client import DisabledLLM
 from crt_loops.settings import Settings
 
 
@@ -200,10 +202,12 @@ def test_external_ledger_url_serves_nothing_and_uses_the_configured_key(
 # -- routes/ledger.py ---------------------------------------------------------------------------
 
 
-def serve_routes(ledger: EmbeddedLedger | None) -> ServerThread:
+def serve_routes(ledger: EmbeddedLedger | None, db: SessionDB, settings: Settings) -> ServerThread:
     app = FastAPI()
     app.include_router(router)
-    app.state.ledger = ledger
+    app.state.services = Services(
+        settings=settings, db=db, llm=DisabledLLM("http://127.0.0.1:9", "none"), ledger=ledger
+    )
     return ServerThread(app, name="api").start()
 
 
@@ -213,7 +217,7 @@ def test_feed_and_status_routes(
     ledger = start(started, embed_settings(ledger_post_cooldown_seconds=0), db)
     first = ledger.client().create_post("general", "one", "x")
     second = ledger.client().create_post("general", "two", "y")
-    api = serve_routes(ledger)
+    api = serve_routes(ledger, db, embed_settings())
     try:
         with httpx.Client(base_url=api.url) as http:
             page = http.get("/api/ledger/feed", params={"sort": "new", "limit": 1}).json()
@@ -254,14 +258,14 @@ def test_feed_route_maps_ledger_failures(
         (None, 503, "not started"),
     ]
     for ledger, status, fragment in cases:
-        api = serve_routes(ledger)
+        api = serve_routes(ledger, db, make_settings())
         try:
             response = httpx.get(api.url + "/api/ledger/feed")
             assert response.status_code == status, response.text
             assert fragment in response.json()["detail"]
         finally:
             api.stop()
-    api = serve_routes(limited)
+    api = serve_routes(limited, db, make_settings())
     try:
         with httpx.Client(base_url=api.url) as http:
             assert http.get("/api/ledger/feed").status_code == 200

@@ -14,6 +14,7 @@ from support.fake_ollama import FakeOllama, Reply
 from support.llm_scripts import install_thinking_routes
 
 from crt_loops.api.routes import journal as journal_routes
+from crt_loops.api.services import Services
 from crt_loops.db.session import SessionDB, ThreadNotFound
 from crt_loops.llm.client import DisabledLLM, OllamaLLM
 from crt_loops.mind.journal import (
@@ -359,9 +360,10 @@ def test_process_thread_forces_the_dice_not_off(
 def client(db: SessionDB, make_settings: Callable[..., Settings]) -> TestClient:
     app = FastAPI()
     app.include_router(journal_routes.router)
-    app.state.db = db
-    app.state.settings = make_settings(
-        journal_self_reply_chance=0.5, journal_self_reply_min_seconds=60
+    app.state.services = Services(
+        settings=make_settings(journal_self_reply_chance=0.5, journal_self_reply_min_seconds=60),
+        db=db,
+        llm=DisabledLLM("http://127.0.0.1:9", "none"),
     )
     return TestClient(app)
 

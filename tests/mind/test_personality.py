@@ -14,6 +14,7 @@ from support.fake_ollama import FakeOllama, Reply
 from support.llm_scripts import install_thinking_routes
 
 from crt_loops.api.routes import insights
+from crt_loops.api.services import Services
 from crt_loops.db.session import SessionDB, ThreadNotFound
 from crt_loops.llm.client import DisabledLLM, OllamaLLM
 from crt_loops.mind.journal import list_entries
@@ -280,8 +281,9 @@ def test_process_thread_and_view(
 
     app = FastAPI()
     app.include_router(insights.router)
-    app.state.db = db
-    app.state.settings = make_settings()
+    app.state.services = Services(
+        settings=make_settings(), db=db, llm=DisabledLLM("http://127.0.0.1:9", "none")
+    )
     client = TestClient(app)
     ok = client.get("/api/threads/t1/personality")
     assert ok.status_code == 200 and ok.json()["version"] == 1

@@ -19,6 +19,7 @@ from support.llm_scripts import (
 )
 
 from crt_loops.api.routes import insights
+from crt_loops.api.services import Services
 from crt_loops.db.session import SessionDB, ThreadNotFound
 from crt_loops.llm.client import DisabledLLM, OllamaLLM
 from crt_loops.mind.journal import list_entries
@@ -438,8 +439,11 @@ def test_reflection_view_and_route(
 
     app = FastAPI()
     app.include_router(insights.router)
-    app.state.db = db
-    app.state.settings = make_settings(reflection_threshold=77)
+    app.state.services = Services(
+        settings=make_settings(reflection_threshold=77),
+        db=db,
+        llm=DisabledLLM("http://127.0.0.1:9", "none"),
+    )
     client = TestClient(app)
     ok = client.get("/api/threads/t1/reflection")
     assert ok.status_code == 200 and ok.json()["threshold"] == 77

@@ -1,9 +1,8 @@
 """The CRT Loops service: ``create_app(settings)`` builds it, the lifespan runs it.
 
-Startup, in order: settings, logging, the session DB, the LLM, the Ledger (embedded on its own
-loopback port unless ``CRT_LEDGER_URL`` points elsewhere), heartbeat recovery, then the four
-loops (``build_loops``), each started when its ``CRT_*_LOOP_ENABLED`` says so. Shutdown runs the
-same steps backwards, each bounded and off the event loop. ``uvicorn crt_api:app`` serves
+Startup: settings, logging, then ``Services.start`` (api/services.py: the DB, the LLM, the
+Ledger, the loops), off the event loop; shutdown is ``Services.stop``, the same steps
+backwards. ``uvicorn crt_api:app`` serves
 the top-level ``crt_api.app = create_app()``; nothing starts at import.
 """
 
@@ -12,7 +11,6 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -25,18 +23,12 @@ from crt_loops.api.routes import dashboard, insights, journal, ledger, loops, sy
 from crt_loops.api.routes import heartbeat as heartbeat_routes
 from crt_loops.api.routes import metrics as metrics_routes
 from crt_loops.api.routes.deps import ERROR_RESPONSES
-from crt_loops.db.session import SessionDB
-from crt_loops.heartbeat.executor import HeartbeatRunner
-from crt_loops.ledger.embed import EmbeddedLedger, start_embedded_ledger
-from crt_loops.llm.client import build_llm
-from crt_loops.loops.build import build_loops
-from crt_loops.loops.runner import BackgroundLoop
+from crt_loops.api.services import Services
 from crt_loops.settings import Settings, environment_snapshot, load_settings
 
 logger = logging.getLogger("crt_api")
 
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(threadName)s] %(name)s: %(message)s"
-SHUTDOWN_JOIN_SECONDS = 10.0
 # The largest request body: far above a 32,000-character message or a 64 KiB HEARTBEAT.md,
 # even JSON-escaped.
 MAX_REQUEST_BYTES = 1024 * 1024
@@ -133,11 +125,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         logger.info(
             "starting CRT Loops (data dir %s, env %s)", active.data_dir, environment_snapshot()
         )
-        await anyio.to_thread.run_sync(_start, app, active)
+        services = await anyio.to_thread.run_sync(Services.start, active)
+        app.state.services = services
+        # The seed's names for the loops, for anyone looking in app.state.
+        for name, loop in services.loops.items():
+            setattr(app.state, f"{name}_loop", loop)
         try:
             yield
         finally:
-            await anyio.to_thread.run_sync(_stop, app)
+            await anyio.to_thread.run_sync(services.stop)
 
     app = FastAPI(
         title="CRT Loops",
@@ -146,9 +142,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.db = None
-    app.state.ledger_error = None
-    app.state.loops = None
+    app.state.services = None
 
     @app.middleware("http")
     async def access_control(
@@ -203,66 +197,3 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         app.include_router(module.router, responses=ERROR_RESPONSES)
     return app
-
-
-def _start(app: FastAPI, settings: Settings) -> None:
-    """Blocking startup steps (run in a worker thread, off the event loop)."""
-    app.state.started_at = time.time()
-    db = SessionDB(settings.session_db_path)
-    app.state.db = db
-    llm = build_llm(
-        enabled=settings.llm_enabled,
-        host=settings.ollama_host,
-        model=settings.ollama_model,
-        timeout_seconds=settings.llm_timeout_seconds,
-    )
-    app.state.llm = llm
-    ledger_handle: EmbeddedLedger | None = None
-    try:
-        ledger_handle = start_embedded_ledger(settings, db)
-    except Exception as exc:  # the service still runs; heartbeats record ledger_error
-        logger.error("Ledger unavailable: %s", exc)
-        app.state.ledger_error = f"{type(exc).__name__}: {exc}"
-    app.state.ledger = ledger_handle
-
-    def runner_factory() -> HeartbeatRunner:
-        return HeartbeatRunner.from_app_state(
-            settings=settings,
-            db=db,
-            llm=llm,
-            ledger=ledger_handle,
-            ledger_error=app.state.ledger_error,
-        )
-
-    built = build_loops(db, settings=settings, llm=llm, heartbeat_runner_factory=runner_factory)
-    app.state.reflection_loop = built[0]
-    app.state.personality_loop = built[1]
-    app.state.journal_self_reply_loop = built[2]
-    app.state.heartbeat_loop = built[3]
-    app.state.loops = {loop.name: loop for loop in built}
-    app.state.heartbeat_loop.recover()
-    if built[0].maintenance is not None:
-        built[0].maintenance()  # retention once at startup, then hourly from the loops
-    for loop in built:
-        if loop.enabled:
-            loop.start()
-        else:
-            logger.info(
-                "%s disabled by its env var (start it with POST /api/loops/%s/start)",
-                loop.log_prefix,
-                loop.name,
-            )
-
-
-def _stop(app: FastAPI) -> None:
-    """Blocking shutdown steps, each bounded; safe to run after a partial startup."""
-    loops_map: dict[str, BackgroundLoop] = getattr(app.state, "loops", None) or {}
-    for loop in loops_map.values():
-        loop.stop(timeout=SHUTDOWN_JOIN_SECONDS)
-    ledger_handle: EmbeddedLedger | None = getattr(app.state, "ledger", None)
-    if ledger_handle is not None:
-        ledger_handle.stop()
-    db: SessionDB | None = getattr(app.state, "db", None)
-    if db is not None:
-        db.close()
-    logger.info("CRT Loops stopped")

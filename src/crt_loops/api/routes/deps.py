@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict
 from crt_loops.db.session import THREAD_ID_RE, SessionDB
 
 if TYPE_CHECKING:
+    from crt_loops.api.services import Services
     from crt_loops.llm.client import LLM
     from crt_loops.settings import Settings
 
@@ -22,19 +23,24 @@ THREAD_ID_RULE = (
 )
 
 
+def get_services(request: Request) -> Services:
+    """The running service's parts, or a 503 while it is still starting."""
+    services: Services | None = getattr(request.app.state, "services", None)
+    if services is None:
+        raise HTTPException(status_code=503, detail="the service is still starting")
+    return services
+
+
 def get_db(request: Request) -> SessionDB:
-    db: SessionDB = request.app.state.db
-    return db
+    return get_services(request).db
 
 
 def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+    return get_services(request).settings
 
 
 def get_llm(request: Request) -> LLM:
-    llm: LLM = request.app.state.llm
-    return llm
+    return get_services(request).llm
 
 
 def valid_thread_id(
@@ -70,14 +76,6 @@ def existing_thread(thread_id: ThreadId, db: DB) -> str:
 
 
 ExistingThread = Annotated[str, Depends(existing_thread)]
-
-
-def app_state(request: Request, name: str) -> Any:
-    """An attribute of ``app.state``, or a 503 saying the service is still starting."""
-    value = getattr(request.app.state, name, None)
-    if value is None:
-        raise HTTPException(status_code=503, detail=f"{name} is not available (service starting?)")
-    return value
 
 
 class ErrorItem(BaseModel):

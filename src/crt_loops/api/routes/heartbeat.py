@@ -14,7 +14,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import ValidationError
 
 from crt_loops.api.routes import responses as out
-from crt_loops.api.routes.deps import DB, ExistingThread, ThreadId
+from crt_loops.api.routes.deps import DB, ExistingThread, ThreadId, get_services
 from crt_loops.api.routes.ledger import with_page_urls
 from crt_loops.api.routes.loops import start_loop, stop_loop
 from crt_loops.core.clock import iso
@@ -39,9 +39,9 @@ MAX_BODY_BYTES = 256 * 1024
 
 
 def heartbeat_loop(request: Request) -> HeartbeatLoop:
-    loop: HeartbeatLoop | None = getattr(request.app.state, "heartbeat_loop", None)
+    loop = get_services(request).heartbeat_loop
     if loop is None:
-        raise HTTPException(status_code=503, detail="heartbeat_loop is not in app.state yet")
+        raise HTTPException(status_code=503, detail="the heartbeat loop is not built yet")
     return loop
 
 
@@ -103,7 +103,7 @@ def status(request: Request, db: DB) -> dict[str, Any]:
     loop = heartbeat_loop(request)
     base = loop.status()
     due = heartbeats.earliest_due(db)
-    llm = request.app.state.llm
+    llm = get_services(request).llm
     return {
         **base,
         "threads_enabled": heartbeats.count_scheduled(db),
@@ -292,7 +292,8 @@ async def post_heartbeat_md(request: Request) -> dict[str, Any]:
         raise HTTPException(status_code=422, detail=str(exc)) from exc
     except InstructionsError as exc:
         raise HTTPException(status_code=500, detail=str(exc)) from exc
-    loop = getattr(request.app.state, "heartbeat_loop", None)
+    services = getattr(request.app.state, "services", None)
+    loop = services.heartbeat_loop if services is not None else None
     if loop is not None:
         loop.wake()
     return _instructions_view(doc)

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request
 
 from crt_loops.api.routes import responses as out
+from crt_loops.api.routes.deps import get_services
 from crt_loops.ledger.client import (
     LedgerAuthError,
     LedgerError,
@@ -28,9 +29,10 @@ router = APIRouter(prefix="/api/ledger", tags=["ledger"])
 
 
 def _ledger(request: Request) -> EmbeddedLedger:
-    ledger: EmbeddedLedger | None = getattr(request.app.state, "ledger", None)
+    services = get_services(request)
+    ledger = services.ledger
     if ledger is None:
-        failed = getattr(request.app.state, "ledger_error", None)
+        failed = services.ledger_error
         detail = (
             f"the Ledger did not start: {failed}"
             if failed
@@ -104,7 +106,7 @@ def ledger_status(request: Request) -> dict[str, Any]:
 
 def with_page_urls(request: Request, record: dict[str, Any]) -> dict[str, Any]:
     """A run record whose sent actions carry ``url``: the Ledger page of what they touched."""
-    ledger: EmbeddedLedger | None = getattr(request.app.state, "ledger", None)
+    ledger = get_services(request).ledger
     if ledger is None:
         return record
     actions = []

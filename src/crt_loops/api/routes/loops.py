@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from crt_loops.api.routes import responses as out
-from crt_loops.api.routes.deps import valid_thread_id
+from crt_loops.api.routes.deps import get_services, valid_thread_id
 from crt_loops.loops.runner import LOOP_NAMES, BackgroundLoop, LoopStateError
 
 STOP_TIMEOUT_SECONDS = 30.0
@@ -33,10 +33,7 @@ class RunLoopsIn(BaseModel):
 
 
 def loops_by_name(request: Request) -> dict[str, BackgroundLoop]:
-    loops: dict[str, BackgroundLoop] | None = getattr(request.app.state, "loops", None)
-    if loops is None:
-        raise HTTPException(status_code=503, detail="loops are not built yet (service starting)")
-    return loops
+    return get_services(request).loops
 
 
 def get_loop(request: Request, name: str) -> BackgroundLoop:
@@ -87,7 +84,7 @@ def stop_loop(name: str, request: Request) -> dict[str, Any]:
 )
 def run_loops(body: RunLoopsIn, request: Request) -> dict[str, Any]:
     thread_id = valid_thread_id(body.thread_id)
-    db = request.app.state.db
+    db = get_services(request).db
     if not db.thread_exists(thread_id):
         raise HTTPException(status_code=404, detail=f"thread {thread_id!r} does not exist")
     loops = loops_by_name(request)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 
 from crt_loops.api.routes import responses as out
+
+if TYPE_CHECKING:
+    from crt_loops.api.services import Services
 
 router = APIRouter(tags=["system"])
 
@@ -20,11 +23,10 @@ VERSION = "0.1.0"
     response_model=out.Health,
 )
 def health(request: Request) -> dict[str, Any]:
-    state = request.app.state
-    db = getattr(state, "db", None)
-    db_ok = db is not None and not db.closed
-    loops = getattr(state, "loops", None) or {}
-    started = getattr(state, "started_at", None)
+    services: Services | None = getattr(request.app.state, "services", None)
+    db_ok = services is not None and not services.db.closed
+    loops = services.loops if services is not None else {}
+    started = services.started_at if services is not None else None
     return {
         "status": "ok" if db_ok else "starting",
         "version": VERSION,

@@ -1,0 +1,119 @@
+"""The composition root: every long-lived part of the running service in one typed object.
+
+``Services.start(settings)`` builds and starts the parts in order: the session DB, the LLM, the
+Ledger (embedded on its own loopback port unless ``CRT_LEDGER_URL`` points elsewhere), the
+four loops, heartbeat recovery, a first retention pass, then each loop its ``CRT_*_ENABLED``
+says to start. If any step fails, what was already started is stopped before the error
+propagates. ``stop()`` runs the same steps backwards, each bounded, and is idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from crt_loops.db.session import SessionDB
+from crt_loops.heartbeat.executor import HeartbeatRunner
+from crt_loops.heartbeat.loop import HeartbeatLoop
+from crt_loops.ledger.embed import EmbeddedLedger, start_embedded_ledger
+from crt_loops.llm.client import LLM, build_llm
+from crt_loops.loops.build import build_loops
+from crt_loops.loops.runner import BackgroundLoop
+from crt_loops.settings import Settings
+
+logger = logging.getLogger("crt_api")
+
+SHUTDOWN_JOIN_SECONDS = 10.0
+
+
+@dataclass
+class Services:
+    """The running service's parts. Routes reach them through ``api.routes.deps``."""
+
+    settings: Settings
+    db: SessionDB
+    llm: LLM
+    ledger: EmbeddedLedger | None = None
+    #: Why the Ledger did not start, when it did not (heartbeats record ``ledger_error``).
+    ledger_error: str | None = None
+    #: The four loops by name, in the seed's order.
+    loops: dict[str, BackgroundLoop] = field(default_factory=dict)
+    started_at: float = field(default_factory=time.time)
+    stopped: bool = False
+
+    @property
+    def heartbeat_loop(self) -> HeartbeatLoop | None:
+        loop = self.loops.get("heartbeat")
+        return loop if isinstance(loop, HeartbeatLoop) else None
+
+    @classmethod
+    def start(cls, settings: Settings) -> Services:
+        """Build and start everything (blocking: run it off the event loop)."""
+        db = SessionDB(settings.session_db_path)
+        services = cls(
+            settings=settings,
+            db=db,
+            llm=build_llm(
+                enabled=settings.llm_enabled,
+                host=settings.ollama_host,
+                model=settings.ollama_model,
+                timeout_seconds=settings.llm_timeout_seconds,
+            ),
+        )
+        try:
+            services._start_parts()
+        except BaseException:
+            logger.error("startup failed; stopping what had started")
+            services.stop()
+            raise
+        return services
+
+    def _start_parts(self) -> None:
+        try:
+            self.ledger = start_embedded_ledger(self.settings, self.db)
+        except Exception as exc:  # the service still runs; heartbeats record ledger_error
+            logger.error("Ledger unavailable: %s", exc)
+            self.ledger_error = f"{type(exc).__name__}: {exc}"
+        built = build_loops(
+            self.db,
+            settings=self.settings,
+            llm=self.llm,
+            heartbeat_runner_factory=self._heartbeat_runner,
+        )
+        self.loops = {loop.name: loop for loop in built}
+        heartbeat = self.heartbeat_loop
+        if heartbeat is not None:
+            heartbeat.recover()
+        if built[0].maintenance is not None:
+            built[0].maintenance()  # retention once at startup, then hourly from the loops
+        for loop in built:
+            if loop.enabled:
+                loop.start()
+            else:
+                logger.info(
+                    "%s disabled by its env var (start it with POST /api/loops/%s/start)",
+                    loop.log_prefix,
+                    loop.name,
+                )
+
+    def _heartbeat_runner(self) -> HeartbeatRunner:
+        return HeartbeatRunner.from_app_state(
+            settings=self.settings,
+            db=self.db,
+            llm=self.llm,
+            ledger=self.ledger,
+            ledger_error=self.ledger_error,
+        )
+
+    def stop(self) -> None:
+        """Stop the loops, then the Ledger, then close the DB; each step bounded."""
+        if self.stopped:
+            return
+        self.stopped = True
+        for loop in self.loops.values():
+            loop.stop(timeout=SHUTDOWN_JOIN_SECONDS)
+        if self.ledger is not None:
+            self.ledger.stop()
+        self.db.close()
+        logger.info("CRT Loops stopped")
