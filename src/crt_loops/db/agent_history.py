@@ -50,6 +50,17 @@ def agent_history(
         "AND updated_at >= ?",
         horizon,
     )
+    # Sent follows and subscriptions store their social_actions.key as ledger_id; top-level
+    # comments mark their post, so no heartbeat comments twice in one thread.
+    social = strings(f"SELECT json_group_array(ledger_id) {sent}", "follow", horizon) | strings(
+        f"SELECT json_group_array(ledger_id) {sent}", "subscribe", horizon
+    )
+    commented = strings(
+        "SELECT json_group_array(json_extract(payload_json, '$.post_id')) FROM heartbeat_actions "
+        "WHERE state IN ('sent', 'pending') AND type = 'comment' AND updated_at >= ? "
+        "AND json_extract(payload_json, '$.parent_id') IS NULL",
+        horizon,
+    )
     hashes = strings(
         "SELECT json_group_array(content_hash) FROM heartbeat_actions WHERE updated_at >= ? "
         "AND state IN ('sent', 'pending', 'dry_run') AND content_hash IS NOT NULL",
@@ -65,6 +76,8 @@ def agent_history(
         "answered_comment_ids": answered,
         "own_post_ids": own_posts,
         "recent_hashes": hashes,
+        "social_done": social,
+        "commented_post_ids": commented,
         "last_post_at": last_post_at,
         "last_comment_at": last_comment_at,
         "comments_last_24h": comments_today,
@@ -77,7 +90,14 @@ def merge_history(first: dict[str, Any], later: dict[str, Any]) -> dict[str, Any
     The comment count may count a row twice at the boundary: conservative, it blocks early.
     """
     merged = dict(first)
-    for key in ("voted_post_ids", "answered_comment_ids", "own_post_ids", "recent_hashes"):
+    for key in (
+        "voted_post_ids",
+        "answered_comment_ids",
+        "own_post_ids",
+        "recent_hashes",
+        "social_done",
+        "commented_post_ids",
+    ):
         merged[key] = first[key] | later[key]
     for key in ("last_post_at", "last_comment_at"):
         values = [v for v in (first[key], later[key]) if v is not None]

@@ -235,6 +235,43 @@ MIGRATIONS: list[tuple[int, str]] = [
         END;
         """,
     ),
+    (
+        6,
+        """
+        -- Follow and subscribe actions. SQLite cannot change a CHECK constraint in place, so
+        -- the table is rebuilt with the same columns and indexes (a version number apart from
+        -- other branches' migrations: the order of independent migrations does not matter).
+        CREATE TABLE heartbeat_actions_v6 (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id TEXT NOT NULL REFERENCES heartbeat_runs(run_id) ON DELETE CASCADE,
+            thread_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            type TEXT NOT NULL
+                CHECK (type IN ('post', 'comment', 'vote', 'follow', 'subscribe')),
+            payload_json TEXT NOT NULL,
+            state TEXT NOT NULL
+                CHECK (state IN ('pending', 'sent', 'failed', 'blocked', 'dry_run')),
+            ledger_id TEXT,
+            error TEXT,
+            idempotency_key TEXT NOT NULL UNIQUE,
+            content_hash TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        INSERT INTO heartbeat_actions_v6 (id, run_id, thread_id, seq, type, payload_json, state,
+            ledger_id, error, idempotency_key, content_hash, created_at, updated_at)
+            SELECT id, run_id, thread_id, seq, type, payload_json, state, ledger_id, error,
+            idempotency_key, content_hash, created_at, updated_at FROM heartbeat_actions;
+        DROP TABLE heartbeat_actions;
+        ALTER TABLE heartbeat_actions_v6 RENAME TO heartbeat_actions;
+        CREATE INDEX ix_hb_actions_run ON heartbeat_actions(run_id, seq);
+        CREATE INDEX ix_hb_actions_pending ON heartbeat_actions(state) WHERE state = 'pending';
+        CREATE INDEX ix_hb_actions_thread ON heartbeat_actions(thread_id, created_at);
+        CREATE INDEX ix_hb_actions_updated ON heartbeat_actions(updated_at);
+        CREATE INDEX ix_hb_actions_sent ON heartbeat_actions(type, updated_at, ledger_id, state)
+            WHERE state = 'sent';
+        """,
+    ),
 ]
 
 

@@ -153,6 +153,22 @@ def add_ledger(
         }
         for item in list(_get(home, "activity", None) or [])
     ]
+    # Moltbook's /home has no once-only list: its unread comment notifications, grouped by
+    # post in activity_on_your_posts, are the replies to answer (the same comments here).
+    listed = {item["comment_id"] for item in fresh}
+    for group in list(_get(home, "activity_on_your_posts", None) or []):
+        for comment in list(_get(group, "comments", None) or []):
+            if str(_get(comment, "id")) in listed:
+                continue
+            fresh.append(
+                {
+                    "post_id": str(_get(group, "post_id")),
+                    "post_title": snippet(_get(group, "post_title", ""), 120),
+                    "comment_id": str(_get(comment, "id")),
+                    "author": snippet(_get(comment, "author", "?"), 40),
+                    "content": snippet(_get(comment, "content", "")),
+                }
+            )
     pending = agent_history.merge_pending_activity(db, fresh)
     ctx.activity = [
         Activity(

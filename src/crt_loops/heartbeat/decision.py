@@ -21,8 +21,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from crt_loops.heartbeat import social_actions as social
 from crt_loops.heartbeat.config import SUBMOLT_RE, HeartbeatConfig
 from crt_loops.heartbeat.redaction import contains_secret
+from crt_loops.heartbeat.social_actions import FollowAction, SocialContext, SubscribeAction
 
 DECISION_SCHEMA_TITLE = "HeartbeatDecision"  # the fake Ollama in tests routes on this title
 HEARTBEAT_OK = "HEARTBEAT_OK"
@@ -65,7 +67,7 @@ class VoteAction(_ActionBase):
     direction: Literal["up", "down"]
 
 
-AnyAction = PostAction | CommentAction | VoteAction
+AnyAction = PostAction | CommentAction | VoteAction | FollowAction | SubscribeAction
 Action = Annotated[AnyAction, Field(discriminator="type")]  # for pydantic: dispatch on "type"
 _ACTION = TypeAdapter[AnyAction](Action)
 
@@ -87,11 +89,11 @@ def decision_json_schema() -> dict[str, Any]:
     rules are applied by :func:`parse_decision` and :func:`validate_actions`. ``summary`` comes
     first so the model states its reasoning before it commits to actions.
     """
-    text_fields = ("post_id", "parent_id", "submolt", "title", "content")
+    text_fields = ("post_id", "parent_id", "submolt", "title", "content", "agent_name")
     action: dict[str, Any] = {
         "type": "object",
         "properties": {
-            "type": {"type": "string", "enum": ["post", "comment", "vote"]},
+            "type": {"type": "string", "enum": ["post", "comment", "vote", *social.SOCIAL_TYPES]},
             **{name: {"type": "string"} for name in text_fields},
             "direction": {"type": "string", "enum": ["up", "down"]},
         },
@@ -294,6 +296,7 @@ _TYPE_ALIASES = {"reply": "comment", "upvote": "vote", "downvote": "vote"}
 _KEY_ALIASES = {
     "postid": "post_id",
     "parentid": "parent_id",
+    "agent": "agent_name",
     "parent_comment_id": "parent_id",
     "body": "content",
     "text": "content",
@@ -399,6 +402,7 @@ class ValidationContext:
     default_submolt: str | None = None  # None: config.submolt
     shown_comment_ids: AbstractSet[str] | None = None
     post_cooldown_seconds: float = 0.0
+    social: SocialContext = field(default_factory=SocialContext)  # follows, threads
 
 
 @dataclass(frozen=True)
@@ -463,14 +467,16 @@ class _RunTally:
     comments: int = 0
     voted: set[str] = field(default_factory=set)
     hashes: set[str] = field(default_factory=set)
+    targets: set[str] = field(default_factory=set)  # social_actions.targets of allowed ones
 
     def record(self, action: AnyAction, digest: str | None) -> None:
         self.allowed += 1
+        self.targets |= social.targets(action)
         if isinstance(action, PostAction):
             self.posts += 1
         elif isinstance(action, CommentAction):
             self.comments += 1
-        else:
+        elif isinstance(action, VoteAction):
             self.voted.add(action.post_id)
         if digest is not None:
             self.hashes.add(digest)
@@ -486,8 +492,13 @@ def _first_block(
     ctx: ValidationContext,
     run: _RunTally,
 ) -> _Block | None:
-    if action.type not in allowed_types:
+    if social.target_type(action.type) not in allowed_types:
         return BlockReason.TARGET, f"target is {ctx.config.target!r}: {action.type} not allowed"
+    found = social.block(action, ctx.social, run.targets)
+    if found is not None:
+        return BlockReason(found[0]), found[1]
+    if isinstance(action, FollowAction | SubscribeAction):
+        return _check_secret(action, ctx) or _check_max(ctx, run)
     for check in (_check_fields(action), _check_secret(action, ctx), _check_leak(action)):
         if check is not None:
             return check
@@ -497,15 +508,16 @@ def _first_block(
             return check
     if digest is not None and (digest in ctx.recent_hashes or digest in run.hashes):
         return BlockReason.DUPLICATE, "the same text was already posted within 24 h"
-    check = _check_rate(action, ctx, run)
-    if check is not None:
-        return check
+    return _check_rate(action, ctx, run) or _check_max(ctx, run)
+
+
+def _check_max(ctx: ValidationContext, run: _RunTally) -> _Block | None:
     if run.allowed >= ctx.config.max_actions:
         return BlockReason.MAX_ACTIONS, f"max_actions is {ctx.config.max_actions}"
     return None
 
 
-def _check_fields(action: AnyAction) -> _Block | None:
+def _check_fields(action: PostAction | CommentAction | VoteAction) -> _Block | None:
     if isinstance(action, PostAction):
         if action.submolt is None or not SUBMOLT_RE.fullmatch(action.submolt):
             return BlockReason.INVALID, f"submolt {action.submolt!r} is not a valid name"
@@ -539,7 +551,7 @@ def _check_secret(action: AnyAction, ctx: ValidationContext) -> _Block | None:
     return None
 
 
-def _check_leak(action: AnyAction) -> _Block | None:
+def _check_leak(action: PostAction | CommentAction | VoteAction) -> _Block | None:
     if isinstance(action, VoteAction):
         return None
     for text in (action.content, action.title if isinstance(action, PostAction) else ""):

@@ -25,7 +25,7 @@ from crt_loops.core import metrics
 from crt_loops.core.identity import PROCESS_OWNER, owner_is_dead
 from crt_loops.db import agent_history, heartbeats
 from crt_loops.db.session import SessionDB
-from crt_loops.heartbeat import outbox
+from crt_loops.heartbeat import outbox, social_actions
 from crt_loops.heartbeat.config import HeartbeatConfig, merge_config
 from crt_loops.heartbeat.context import add_ledger, gather_local
 from crt_loops.heartbeat.decision import (
@@ -484,6 +484,7 @@ class HeartbeatRunner:
             comments_left_today=max(0, self.limits.comments_per_day - past["comments_last_24h"]),
             secrets=self.secrets,
             default_submolt=config.submolt,
+            social=social_actions.context(ctx, past, self.agent_name, config.submolt),
         )
         validated = validate_actions(decision, vctx)
         state.seen_activity = ctx.shown_comment_ids()
