@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
+from crt_loops.core.enums import LoopState, TickOutcome
 from crt_loops.core.identity import PROCESS_OWNER
 from crt_loops.loops.build import build_loops
 from crt_loops.loops.runner import (
     LOOP_NAMES,
     BackgroundLoop,
-    LoopState,
     LoopStateError,
     PersonalityLoop,
     ReflectionLoop,
     SelfReplyLoop,
     ServiceLoop,
-    TickOutcome,
     TickResult,
     Waiter,
     event_waiter,

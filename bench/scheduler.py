@@ -28,17 +28,13 @@ WAKES = 300
 LIMIT = 4
 TARGET_MS = 5.0
 
-CLAIM_SQL = (
-    "SELECT thread_id FROM thread_sessions WHERE heartbeat_next_due IS NOT NULL "
-    "AND heartbeat_next_due <= ? ORDER BY heartbeat_next_due LIMIT ?"
-)
 EARLIEST_SQL = (
     "SELECT thread_id, heartbeat_next_due FROM thread_sessions "
     "WHERE heartbeat_next_due IS NOT NULL ORDER BY heartbeat_next_due LIMIT 1"
 )
 
 
-def plan(conn: Any, sql: str, args: tuple[Any, ...]) -> list[str]:
+def plan(conn: Any, sql: str, args: tuple[Any, ...] | dict[str, Any]) -> list[str]:
     return [str(row[-1]) for row in conn.execute("EXPLAIN QUERY PLAN " + sql, args)]
 
 
@@ -78,7 +74,11 @@ def run(ctx: BenchContext) -> BenchResult:
             tx.execute("ANALYZE")
         seed_s = time.perf_counter() - t0
         conn = db.read()
-        claim_plan = plan(conn, CLAIM_SQL, (now, LIMIT * 4))
+        claim_plan = plan(
+            conn,
+            heartbeats.CLAIM_CANDIDATES_SQL,
+            {"now": now, "prefix": heartbeats.LEASE_PREFIX, "window": LIMIT * 4},
+        )
         earliest_plan = plan(conn, EARLIEST_SQL, ())
         count_plan = plan(
             conn, "SELECT COUNT(*) FROM thread_sessions WHERE heartbeat_next_due IS NOT NULL", ()

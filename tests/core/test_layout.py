@@ -23,12 +23,11 @@ SQL_HOMES = (
 # Modules that still hold SQL of their own; each is to move into a storage module.
 SQL_NOT_YET_MOVED = {
     "crt_loops/ledger/limits.py",
-    "crt_loops/loops/passes.py",
-    "crt_loops/loops/retention.py",
-    "crt_loops/mind/journal.py",
-    "crt_loops/mind/personality.py",
-    "crt_loops/mind/reflection.py",
 }
+# Packages that may talk to the driver: the session DB's storage package and the Ledger's own.
+DRIVER_HOMES = ("crt_loops/db/", "crt_loops/ledger/")
+# A session DB's raw connections and queries, which only its repositories use.
+RAW_DB_METHODS = {"read", "write", "snapshot", "conn", "query", "query_one"}
 SQL_RE = re.compile(
     r"\b(SELECT\s.+\sFROM|INSERT\s+(OR\s+\w+\s+)?INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM|"
     r"CREATE\s+(TABLE|INDEX|VIRTUAL))\b",
@@ -146,3 +145,36 @@ def test_the_wheel_lists_every_package_folder() -> None:
         if d.is_dir() and d.name != "__pycache__" and any(f.is_file() for f in d.iterdir())
     } | {"crt_loops"}
     assert listed == folders | {"heartbeat"}
+
+
+def _raw_db_calls(tree: ast.AST) -> list[str]:
+    """``db.write()``, ``self.db.read()`` and the like: a session DB used as a connection."""
+    found = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        receiver = node.func.value
+        named_db = (isinstance(receiver, ast.Name) and receiver.id == "db") or (
+            isinstance(receiver, ast.Attribute) and receiver.attr == "db"
+        )
+        if named_db and node.func.attr in RAW_DB_METHODS:
+            found.append(f"line {node.lineno}: db.{node.func.attr}()")
+    return found
+
+
+def test_only_the_storage_packages_use_the_driver_or_raw_connections() -> None:
+    offenders: dict[str, list[str]] = {}
+    for _, path in modules():
+        rel = str(path.relative_to(SRC))
+        if rel.startswith(DRIVER_HOMES):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        found = [
+            f"line {node.lineno}: imports sqlite3"
+            for node in ast.walk(tree)
+            if (isinstance(node, ast.Import) and any(a.name == "sqlite3" for a in node.names))
+            or (isinstance(node, ast.ImportFrom) and node.module == "sqlite3")
+        ] + _raw_db_calls(tree)
+        if found:
+            offenders[rel] = found
+    assert offenders == {}

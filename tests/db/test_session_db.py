@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from support.clock import FakeClock
 
+from crt_loops.db.errors import ConstraintViolation
 from crt_loops.db.session import (
     DEFAULT_THREAD,
     DatabaseClosedError,
@@ -55,8 +56,10 @@ def test_thread_ids_are_checked_never_rewritten(bad: str) -> None:
 def test_messages_need_an_existing_thread(db: SessionDB) -> None:
     with pytest.raises(ThreadNotFound):
         db.add_message("nope", "user", "hi")
-    with pytest.raises(sqlite3.IntegrityError):
+    # The driver's error is translated at the storage layer's edge and kept as the cause.
+    with pytest.raises(ConstraintViolation) as refused:
         db.add_message("default", "robot", "hi")
+    assert isinstance(refused.value.__cause__, sqlite3.IntegrityError)
 
 
 def test_get_never_creates(db: SessionDB) -> None:

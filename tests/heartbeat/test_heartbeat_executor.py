@@ -17,8 +17,10 @@ from support.fake_ollama import FakeOllama, Reply
 from support.hb_env import HeartbeatEnv, heartbeat_env
 
 from crt_loops.core import identity
+from crt_loops.core.enums import ActionState
 from crt_loops.core.server_thread import ServerThread
 from crt_loops.db import heartbeats
+from crt_loops.db.heartbeats import OutboxRow
 from crt_loops.heartbeat.executor import BACKOFF_STEPS, HeartbeatBusy, LedgerLimits
 
 POST = {"type": "post", "submolt": "general", "title": "On small habits", "content": "Notes."}
@@ -321,13 +323,13 @@ def test_recovery_closes_interrupted_runs_and_resends_pending_once(env: Heartbea
         "r1",
         "default",
         [
-            {
-                "seq": 0,
-                "type": "post",
-                "payload": {"submolt": "general", "title": "T", "content": "C"},
-                "state": "pending",
-                "idempotency_key": "crt-r1-0",
-            }
+            OutboxRow(
+                seq=0,
+                type="post",
+                payload={"submolt": "general", "title": "T", "content": "C"},
+                state=ActionState.PENDING,
+                idempotency_key="crt-r1-0",
+            )
         ],
     )
     # ... and the same key already landed once before the crash (the Ledger deduplicates).
@@ -683,13 +685,13 @@ def test_a_post_made_during_the_llm_call_counts_for_the_cooldown(
                 "o1",
                 "other",
                 [
-                    {
-                        "seq": 0,
-                        "type": "post",
-                        "payload": {"submolt": "general", "title": "X", "content": "Y"},
-                        "state": "sent",
-                        "idempotency_key": "crt-o1-0",
-                    }
+                    OutboxRow(
+                        seq=0,
+                        type="post",
+                        payload={"submolt": "general", "title": "X", "content": "Y"},
+                        state=ActionState.SENT,
+                        idempotency_key="crt-o1-0",
+                    )
                 ],
             )
             return Reply(content=decide(POST))
@@ -704,7 +706,7 @@ def test_prompt_shows_the_latest_reflection_however_much_journal_followed(
     env: HeartbeatEnv,
 ) -> None:
     """It once looked only at the 20 newest journal entries, so a busy journal hid it."""
-    from crt_loops.mind.journal import insert_entry
+    from crt_loops.db.journal import insert_entry
 
     with env.db.write() as tx:
         now = env.clock.now

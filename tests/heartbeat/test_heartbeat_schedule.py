@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 from crt_loops.heartbeat.schedule import (
     FIRST_RUN_BOUND_SECONDS,
     ActiveWindow,
+    backoff_delay,
+    due_after_failure,
     in_active_hours,
     next_due,
     next_window_opening,
@@ -306,3 +308,46 @@ def test_window_object_agrees_with_functions(
     bound = ActiveWindow(window[0], window[1], tz)
     assume(not bound.contains(ts))
     assert bound.next_opening(ts) == next_window_opening(ts, window[0], window[1], tz)
+
+
+# -- backoff ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("failures", "interval", "delay"),
+    [
+        (1, 1800, 30),
+        (2, 1800, 60),
+        (3, 1800, 300),
+        (4, 1800, 900),
+        (5, 1800, 900),  # the last step repeats
+        (50, 1800, 900),
+        (3, 120, 120),  # never past the thread's own interval
+        (1, 10, 10),
+    ],
+)
+def test_backoff_delay_steps_and_cap(failures: int, interval: float, delay: float) -> None:
+    assert backoff_delay(failures, interval) == delay
+
+
+@pytest.mark.parametrize(("failures", "interval"), [(0, 1800), (-1, 1800), (1, 0), (1, -5)])
+def test_backoff_delay_refuses_impossible_input(failures: int, interval: float) -> None:
+    with pytest.raises(ValueError):
+        backoff_delay(failures, interval)
+
+
+def test_due_after_failure_is_now_plus_the_delay() -> None:
+    now = utc("2024-06-10 12:00")
+    assert due_after_failure(now, 2, 1800) == now + 60
+
+
+def test_due_after_failure_inside_the_window_stays() -> None:
+    window = ActiveWindow(9 * H, 17 * H, BERLIN)
+    now = at("2024-06-10 12:00", BERLIN)
+    assert due_after_failure(now, 4, 3600, window=window) == now + 900
+
+
+def test_due_after_failure_past_the_window_moves_to_its_next_opening() -> None:
+    window = ActiveWindow(9 * H, 17 * H, BERLIN)
+    now = at("2024-06-10 16:55", BERLIN)  # + 15 min is 17:10, after the window closed
+    assert due_after_failure(now, 4, 3600, window=window) == at("2024-06-11 09:00", BERLIN)

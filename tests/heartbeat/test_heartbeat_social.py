@@ -13,7 +13,7 @@ from support.fake_ollama import FakeOllama
 from support.hb_env import HeartbeatEnv, heartbeat_env
 
 from crt_loops.heartbeat.config import HeartbeatConfig
-from crt_loops.heartbeat.context import Activity, FeedPost, HeartbeatContext, add_ledger
+from crt_loops.heartbeat.context import Activity, FeedPost, HeartbeatContext, read_home
 from crt_loops.heartbeat.decision import (
     BlockReason,
     CommentAction,
@@ -193,14 +193,6 @@ def test_replies_come_from_notifications_when_home_has_no_activity_list(
     # Moltbook's /home has only activity_on_your_posts; the context reads the replies there.
     own = env.ledger.create_post("general", "mine", "my words")
     comment = env.neighbour.create_comment(own.id, "a question for you")
-    ctx = HeartbeatContext(
-        thread_id="default",
-        messages=[],
-        reflection=None,
-        personality=None,
-        recent_runs=[],
-        recent_actions=[],
-    )
     home = env.ledger.home().model_dump()
     home["activity"] = []
 
@@ -211,7 +203,7 @@ def test_replies_come_from_notifications_when_home_has_no_activity_list(
         def list_posts(self, **kwargs: Any) -> Any:
             return env.ledger.list_posts(**kwargs)
 
-    add_ledger(ctx, MoltbookLike(), {own.id}, env.db, set())
-    assert [(a.comment_id, a.author, a.post_id) for a in ctx.activity] == [
+    read = read_home(MoltbookLike())
+    assert [(a["comment_id"], a["author"], a["post_id"]) for a in read.activity] == [
         (comment.id, "neighbour", own.id)
     ]

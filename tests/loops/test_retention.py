@@ -7,7 +7,9 @@ from pathlib import Path
 
 from support.clock import FakeClock
 
+from crt_loops.core.enums import ActionState
 from crt_loops.db import heartbeats
+from crt_loops.db.heartbeats import OutboxRow
 from crt_loops.db.session import SessionDB
 from crt_loops.loops.retention import DAY, RetentionJob, RetentionPolicy, prune
 
@@ -24,13 +26,13 @@ def add_run(db: SessionDB, run_id: str, thread: str, at: float, *, pending: bool
             run_id,
             thread,
             [
-                {
-                    "seq": 0,
-                    "type": "vote",
-                    "payload": {"post_id": "p", "direction": "up"},
-                    "state": "pending",
-                    "idempotency_key": f"k-{run_id}",
-                }
+                OutboxRow(
+                    seq=0,
+                    type="vote",
+                    payload={"post_id": "p", "direction": "up"},
+                    state=ActionState.PENDING,
+                    idempotency_key=f"k-{run_id}",
+                )
             ],
         )
 

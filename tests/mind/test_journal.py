@@ -22,8 +22,8 @@ from crt_loops.mind.journal import (
     JournalEntry,
     SelfReplyService,
     add_comment,
+    add_entry,
     get_settings,
-    insert_entry,
     list_entries,
     set_settings,
 )
@@ -41,17 +41,16 @@ def write_entry(
     db: SessionDB, thread_id: str, entry_type: str = "reflection", reply_to: int | None = None
 ) -> JournalEntry:
     db.ensure_thread(thread_id)
-    with db.write() as tx:
-        return insert_entry(
-            tx,
-            thread_id=thread_id,
-            entry_type=entry_type,
-            title=f"A {entry_type}",
-            body=f"I notice something about {thread_id}.",
-            created_at=db.clock(),
-            reply_to=reply_to,
-            meta={"source": "heuristic"},
-        )
+    return add_entry(
+        db,
+        thread_id=thread_id,
+        entry_type=entry_type,
+        title=f"A {entry_type}",
+        body=f"I notice something about {thread_id}.",
+        created_at=db.clock(),
+        reply_to=reply_to,
+        meta={"source": "heuristic"},
+    )
 
 
 def self_replies(db: SessionDB, thread_id: str) -> list[JournalEntry]:

@@ -12,7 +12,8 @@ from typing import Any
 from crt_loops.core.server_thread import ServerThread
 from crt_loops.db import heartbeats
 from crt_loops.db.session import SessionDB
-from crt_loops.heartbeat.executor import HeartbeatRunner, LedgerLimits
+from crt_loops.heartbeat.deps import LedgerLimits, RunnerDeps, RunnerOptions
+from crt_loops.heartbeat.executor import HeartbeatRunner
 from crt_loops.ledger.client import LedgerClient
 from crt_loops.ledger.server import create_ledger_app
 from crt_loops.llm.client import OllamaLLM
@@ -98,19 +99,17 @@ def heartbeat_env(
     neighbour = LedgerClient(base, neighbour_key)
     llm = OllamaLLM(fake.url, "llama3.2:latest", timeout_seconds=llm_timeout)
     runner = HeartbeatRunner(
-        db=db,
-        llm=llm,
-        ledger=ledger,
-        heartbeat_md=tmp / "HEARTBEAT.md",
-        agent_name="crt",
-        default_model="llama3.2:latest",
-        default_timezone="UTC",
-        window=20,
-        llm_timeout=llm_timeout,
-        limits=known_limits or LedgerLimits(post_cooldown, 0, 50),
-        secrets=[key],
-        clock=clock,
-        **runner_kwargs,
+        RunnerDeps(db=db, llm=llm, ledger=ledger, heartbeat_md=tmp / "HEARTBEAT.md", clock=clock),
+        RunnerOptions(
+            agent_name="crt",
+            default_model="llama3.2:latest",
+            default_timezone="UTC",
+            window=20,
+            llm_timeout=llm_timeout,
+            limits=known_limits or LedgerLimits(post_cooldown, 0, 50),
+            secrets=(key,),
+            **runner_kwargs,
+        ),
     )
     env = HeartbeatEnv(tmp, clock, db, fake, llm, server, ledger, neighbour, runner, key)
     try:

@@ -44,6 +44,7 @@ from support.waiting import wait_for
 from crt_loops.core import identity
 from crt_loops.db import heartbeats
 from crt_loops.db.session import SessionDB
+from crt_loops.heartbeat.deps import RunnerDeps, RunnerOptions
 from crt_loops.heartbeat.executor import HeartbeatRunner
 from crt_loops.llm.client import DisabledLLM
 
@@ -256,15 +257,15 @@ def test_recovery_closes_runs_of_a_dead_process_that_had_our_pid(tmp_path: Path)
             db, run_id="r1", thread_id="default", trigger="schedule", dry_run=False, now=db.clock()
         )
         runner = HeartbeatRunner(
-            db=db,
-            llm=DisabledLLM("http://127.0.0.1:9", "m"),
-            ledger=None,
-            heartbeat_md=tmp_path / "HEARTBEAT.md",
-            agent_name="crt",
-            default_model="m",
-            default_timezone=None,
-            window=5,
-            llm_timeout=10,
+            RunnerDeps(
+                db=db,
+                llm=DisabledLLM("http://127.0.0.1:9", "m"),
+                ledger=None,
+                heartbeat_md=tmp_path / "HEARTBEAT.md",
+            ),
+            RunnerOptions(
+                agent_name="crt", default_model="m", default_timezone=None, window=5, llm_timeout=10
+            ),
         )
         result = runner.recover()
         assert result["interrupted"] == 1
@@ -293,15 +294,15 @@ def test_recovery_releases_a_dead_claim_and_makes_its_thread_due_soon(tmp_path: 
         hb = heartbeats.get_thread_heartbeat(db, "default")
         assert hb is not None and hb.next_due == now + 3600  # hidden from other claimers
         runner = HeartbeatRunner(
-            db=db,
-            llm=DisabledLLM("http://127.0.0.1:9", "m"),
-            ledger=None,
-            heartbeat_md=tmp_path / "HEARTBEAT.md",
-            agent_name="crt",
-            default_model="m",
-            default_timezone=None,
-            window=5,
-            llm_timeout=10,
+            RunnerDeps(
+                db=db,
+                llm=DisabledLLM("http://127.0.0.1:9", "m"),
+                ledger=None,
+                heartbeat_md=tmp_path / "HEARTBEAT.md",
+            ),
+            RunnerOptions(
+                agent_name="crt", default_model="m", default_timezone=None, window=5, llm_timeout=10
+            ),
         )
         runner.recover()
         assert heartbeats.lease_owner(db, "default") is None

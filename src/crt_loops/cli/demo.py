@@ -10,6 +10,7 @@ from typing import Any
 
 from crt_loops.cli.http import EXIT_FAILED, EXIT_OK, MD_PATH, Api, CLIError, run_heartbeat
 from crt_loops.cli.output import dump_json, err, out, print_run
+from crt_loops.core.enums import RunOutcome, RunReason
 
 DEMO_THREAD = "demo"
 
@@ -164,10 +165,10 @@ def cmd_demo(api: Api, args: argparse.Namespace) -> int:
             ("crt ledger feed --sort new", "what the agents posted"),
             (f"crt heartbeat config {DEMO_THREAD} --enable --every 30m", "run it on a schedule"),
         ]
-        if real.get("reason") == "llm_unavailable":
+        if real.get("reason") == RunReason.LLM_UNAVAILABLE:
             steps.append(("ollama serve & ollama pull llama3.2", "then `crt demo` again"))
         width = max(len(cmd) for cmd, _ in steps)
         out("next:")
         for cmd, why in steps:
             out(f"  {cmd.ljust(width)}  {why}")
-    return EXIT_FAILED if real.get("outcome") == "failed" else EXIT_OK
+    return EXIT_FAILED if real.get("outcome") == RunOutcome.FAILED else EXIT_OK

@@ -45,6 +45,7 @@ from crt_loops.cli.output import (
     table,
     when,
 )
+from crt_loops.core.enums import RunOutcome
 
 LOOP_NAMES = ("reflection", "personality", "journal_self_reply", "heartbeat")
 
@@ -215,7 +216,7 @@ def cmd_hb_run(api: Api, args: argparse.Namespace) -> int:
         dump_json(run)
     else:
         print_run(run)
-    return EXIT_FAILED if run.get("outcome") == "failed" else EXIT_OK
+    return EXIT_FAILED if run.get("outcome") == RunOutcome.FAILED else EXIT_OK
 
 
 def cmd_hb_history(api: Api, args: argparse.Namespace) -> int:
@@ -231,7 +232,8 @@ def cmd_hb_history(api: Api, args: argparse.Namespace) -> int:
         [
             when(r.get("started_at")),
             r.get("trigger"),
-            r.get("outcome") + (" (dry)" if r.get("dry_run") and r["outcome"] != "dry_run" else ""),
+            r.get("outcome")
+            + (" (dry)" if r.get("dry_run") and r["outcome"] != RunOutcome.DRY_RUN else ""),
             r.get("reason"),
             len(r.get("actions") or []),
             r.get("summary") or r.get("error"),

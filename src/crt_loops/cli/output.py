@@ -11,15 +11,17 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from crt_loops.core.enums import RunReason
+
 CLIP = 60
 
 
-HINTS = {
-    "llm_unavailable": "no LLM answered: start Ollama (`ollama serve`) and pull the default "
-    "model with `ollama pull llama3.2`, then run again",
-    "empty_instructions": "HEARTBEAT.md is empty: write one with `crt heartbeat-md edit`",
-    "quiet_hours": "outside the thread's active hours (`crt heartbeat config THREAD`)",
-    "rate_limited": "the Ledger's rate limit: the agent may post once per cooldown",
+HINTS: dict[str, str] = {
+    RunReason.LLM_UNAVAILABLE: "no LLM answered: start Ollama (`ollama serve`) and pull the "
+    "default model with `ollama pull llama3.2`, then run again",
+    RunReason.EMPTY_INSTRUCTIONS: "HEARTBEAT.md is empty: write one with `crt heartbeat-md edit`",
+    RunReason.QUIET_HOURS: "outside the thread's active hours (`crt heartbeat config THREAD`)",
+    RunReason.RATE_LIMITED: "the Ledger's rate limit: the agent may post once per cooldown",
 }
 
 

@@ -8,12 +8,17 @@ cooldowns ahead of a 429) reads every thread's outbox; and the comments on its p
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any
 
+from crt_loops.core.enums import ActionState
+from crt_loops.db.errors import translated
 from crt_loops.db.heartbeats import ActionRecord, action_from_row
+from crt_loops.db.leases import kv_read, kv_write
 from crt_loops.db.session import SessionDB, dumps
 
 HISTORY_HORIZON = 30 * 86_400.0
+SENT, PENDING, DRY_RUN = ActionState.SENT, ActionState.PENDING, ActionState.DRY_RUN
 
 
 def agent_history(
@@ -29,12 +34,20 @@ def agent_history(
     SQLite folds into a single JSON array: decoding every payload in Python cost 28-35 ms per
     heartbeat with 20,000 past actions, this ~2 ms (bench/heartbeat.py).
     """
-    conn = db.read()
+    with translated():
+        return _agent_history(db.read(), since=since, changed_after=changed_after)
+
+
+def _agent_history(
+    conn: sqlite3.Connection, *, since: float, changed_after: float | None
+) -> dict[str, Any]:
     horizon = since - HISTORY_HORIZON
     if changed_after is not None:
         # Only what changed since an earlier read (see merge_history): a short indexed range.
         horizon, since = max(horizon, changed_after), max(since, changed_after)
-    sent = "FROM heartbeat_actions WHERE state = 'sent' AND type = ? AND updated_at >= ?"
+    # States are spelled into the SQL, not bound: only then can SQLite use the partial covering
+    # index (WHERE state = 'sent').
+    sent = f"FROM heartbeat_actions WHERE state = '{SENT}' AND type = ? AND updated_at >= ?"
 
     def strings(sql: str, *args: Any) -> set[str]:
         values = json.loads(conn.execute(sql, args).fetchone()[0] or "[]")
@@ -46,7 +59,7 @@ def agent_history(
     own_posts = strings(f"SELECT json_group_array(ledger_id) {sent}", "post", horizon)
     parent = "SELECT json_group_array(json_extract(payload_json, '$.parent_id')) "
     answered = strings(parent + sent, "comment", horizon) | strings(
-        parent + "FROM heartbeat_actions WHERE state = 'pending' AND type = 'comment' "
+        parent + f"FROM heartbeat_actions WHERE state = '{PENDING}' AND type = 'comment' "
         "AND updated_at >= ?",
         horizon,
     )
@@ -63,7 +76,7 @@ def agent_history(
     )
     hashes = strings(
         "SELECT json_group_array(content_hash) FROM heartbeat_actions WHERE updated_at >= ? "
-        "AND state IN ('sent', 'pending', 'dry_run') AND content_hash IS NOT NULL",
+        f"AND state IN ('{SENT}', '{PENDING}', '{DRY_RUN}') AND content_hash IS NOT NULL",
         since,
     )
     last_post_at = conn.execute(f"SELECT MAX(updated_at) {sent}", ("post", horizon)).fetchone()[0]
@@ -109,8 +122,8 @@ def merge_history(first: dict[str, Any], later: dict[str, Any]) -> dict[str, Any
 def recent_thread_actions(db: SessionDB, thread_id: str, limit: int = 10) -> list[ActionRecord]:
     # In ix_hb_actions_thread's order, so LIMIT stops early: ORDER BY id alone sorted every
     # action of the thread (1.5 ms per heartbeat at 2,000 actions, 0.015 ms now).
-    rows = db.read().execute(
-        "SELECT * FROM heartbeat_actions WHERE thread_id = ? AND state IN ('sent', 'dry_run') "
+    rows = db.query(
+        f"SELECT * FROM heartbeat_actions WHERE thread_id = ? AND state IN ('{SENT}', '{DRY_RUN}') "
         "ORDER BY created_at DESC, id DESC LIMIT ?",
         (thread_id, limit),
     )
@@ -130,16 +143,12 @@ def merge_pending_activity(db: SessionDB, items: list[dict[str, Any]]) -> list[d
     fails after reading them does not lose them: they stay until a run has decided on them.
     """
     with db.write() as tx:
-        row = tx.execute("SELECT value FROM kv WHERE key = ?", (PENDING_ACTIVITY_KEY,)).fetchone()
-        pending: list[dict[str, Any]] = json.loads(row[0]) if row else []
+        stored = kv_read(tx, PENDING_ACTIVITY_KEY)
+        pending: list[dict[str, Any]] = json.loads(stored) if stored is not None else []
         known = {p.get("comment_id") for p in pending}
         pending += [i for i in items if i.get("comment_id") not in known]
         pending = pending[-MAX_PENDING_ACTIVITY:]
-        tx.execute(
-            "INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE "
-            "SET value = excluded.value, updated_at = excluded.updated_at",
-            (PENDING_ACTIVITY_KEY, dumps(pending), db.clock()),
-        )
+        kv_write(tx, PENDING_ACTIVITY_KEY, dumps(pending), db.clock())
     return pending
 
 
@@ -148,11 +157,8 @@ def settle_activity(db: SessionDB, comment_ids: set[str]) -> None:
     if not comment_ids:
         return
     with db.write() as tx:
-        row = tx.execute("SELECT value FROM kv WHERE key = ?", (PENDING_ACTIVITY_KEY,)).fetchone()
-        if row is None:
+        stored = kv_read(tx, PENDING_ACTIVITY_KEY)
+        if stored is None:
             return
-        pending = [p for p in json.loads(row[0]) if p.get("comment_id") not in comment_ids]
-        tx.execute(
-            "UPDATE kv SET value = ?, updated_at = ? WHERE key = ?",
-            (dumps(pending), db.clock(), PENDING_ACTIVITY_KEY),
-        )
+        pending = [p for p in json.loads(stored) if p.get("comment_id") not in comment_ids]
+        kv_write(tx, PENDING_ACTIVITY_KEY, dumps(pending), db.clock())

@@ -11,27 +11,57 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from crt_loops.core.clock import iso
+from crt_loops.core.enums import ActionState, RunOutcome, RunReason, Trigger
 from crt_loops.core.identity import owner_is_dead
-from crt_loops.db.session import SessionDB, dumps
+from crt_loops.db.leases import drop_lease, take_lease, take_leases
+from crt_loops.db.session import SessionDB, dumps, insert_thread
 from crt_loops.heartbeat.config import HeartbeatConfig, config_from_json, config_to_json
 
 LEASE_PREFIX = "hb:"
+# Due threads in due order, each with whether an unexpired lease holds it (bench/scheduler.py
+# checks its plan walks ix_threads_hb_due).
+CLAIM_CANDIDATES_SQL = (
+    "SELECT t.thread_id, l.expires_at >= :now FROM thread_sessions t "
+    "LEFT JOIN leases l ON l.name = :prefix || t.thread_id "
+    "WHERE t.heartbeat_next_due IS NOT NULL AND t.heartbeat_next_due <= :now "
+    "ORDER BY t.heartbeat_next_due LIMIT :window"
+)
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """One action as the outbox writes it: before it is sent, and after each state change.
+
+    Immutable: a state change is a new row (``dataclasses.replace``), so the run's list of rows
+    always says what was written last.
+    """
+
+    seq: int
+    type: str
+    payload: dict[str, Any]
+    state: ActionState
+    idempotency_key: str
+    error: str | None = None
+    content_hash: str | None = None
+    ledger_id: str | None = None
 
 
 @dataclass
 class ActionRecord:
+    """One outbox action as read back from the DB."""
+
     id: int
     run_id: str
     thread_id: str
     seq: int
     type: str
     payload: dict[str, Any]
-    state: str
+    state: ActionState
     ledger_id: str | None
     error: str | None
     idempotency_key: str
@@ -52,11 +82,13 @@ class ActionRecord:
 
 @dataclass
 class RunRecord:
+    """One heartbeat run: ``running`` while in flight, then its outcome."""
+
     run_id: str
     thread_id: str
-    trigger: str
-    outcome: str
-    reason: str | None
+    trigger: Trigger
+    outcome: RunOutcome
+    reason: RunReason | None
     dry_run: bool
     summary: str
     started_at: float
@@ -69,13 +101,13 @@ class RunRecord:
     actions: list[ActionRecord] = field(default_factory=list)
 
     @classmethod
-    def begin(cls, thread_id: str, *, trigger: str, dry_run: bool, now: float) -> RunRecord:
+    def begin(cls, thread_id: str, *, trigger: Trigger, dry_run: bool, now: float) -> RunRecord:
         """A new run, ``running`` until its outcome is set."""
         return cls(
             run_id=uuid.uuid4().hex,
             thread_id=thread_id,
-            trigger=trigger,
-            outcome="running",
+            trigger=Trigger(trigger),
+            outcome=RunOutcome.RUNNING,
             reason=None,
             dry_run=dry_run,
             summary="",
@@ -118,8 +150,8 @@ class ThreadHeartbeat:
     last_run: float | None
     last_summary: str | None
     last_actions: list[dict[str, Any]]
-    last_outcome: str | None
-    last_reason: str | None
+    last_outcome: RunOutcome | None
+    last_reason: RunReason | None
     next_due: float | None
     failures: int
     context_hash: str | None
@@ -133,7 +165,7 @@ def action_from_row(row: sqlite3.Row) -> ActionRecord:
         seq=row["seq"],
         type=row["type"],
         payload=json.loads(row["payload_json"]),
-        state=row["state"],
+        state=ActionState(row["state"]),
         ledger_id=row["ledger_id"],
         error=row["error"],
         idempotency_key=row["idempotency_key"],
@@ -147,9 +179,9 @@ def _run(row: sqlite3.Row) -> RunRecord:
     return RunRecord(
         run_id=row["run_id"],
         thread_id=row["thread_id"],
-        trigger=row["trigger"],
-        outcome=row["outcome"],
-        reason=row["reason"],
+        trigger=Trigger(row["trigger"]),
+        outcome=RunOutcome(row["outcome"]),
+        reason=_reason(row["reason"]),
         dry_run=bool(row["dry_run"]),
         summary=row["summary"],
         started_at=row["started_at"],
@@ -162,20 +194,24 @@ def _run(row: sqlite3.Row) -> RunRecord:
     )
 
 
+def _reason(value: str | None) -> RunReason | None:
+    return None if value is None else RunReason(value)
+
+
+def _outcome(value: str | None) -> RunOutcome | None:
+    return None if value is None else RunOutcome(value)
+
+
 # -- configs -----------------------------------------------------------------------------
 
 
 def get_thread_heartbeat(db: SessionDB, thread_id: str) -> ThreadHeartbeat | None:
-    row = (
-        db.read()
-        .execute(
-            "SELECT thread_id, heartbeat_config_json, heartbeat_last_run, heartbeat_last_summary, "
-            "heartbeat_last_actions_json, heartbeat_last_outcome, heartbeat_last_reason, "
-            "heartbeat_next_due, heartbeat_failures, heartbeat_context_hash "
-            "FROM thread_sessions WHERE thread_id = ?",
-            (thread_id,),
-        )
-        .fetchone()
+    row = db.query_one(
+        "SELECT thread_id, heartbeat_config_json, heartbeat_last_run, heartbeat_last_summary, "
+        "heartbeat_last_actions_json, heartbeat_last_outcome, heartbeat_last_reason, "
+        "heartbeat_next_due, heartbeat_failures, heartbeat_context_hash "
+        "FROM thread_sessions WHERE thread_id = ?",
+        (thread_id,),
     )
     if row is None:
         return None
@@ -187,8 +223,8 @@ def get_thread_heartbeat(db: SessionDB, thread_id: str) -> ThreadHeartbeat | Non
         last_run=row["heartbeat_last_run"],
         last_summary=row["heartbeat_last_summary"],
         last_actions=json.loads(row["heartbeat_last_actions_json"] or "[]"),
-        last_outcome=row["heartbeat_last_outcome"],
-        last_reason=row["heartbeat_last_reason"],
+        last_outcome=_outcome(row["heartbeat_last_outcome"]),
+        last_reason=_reason(row["heartbeat_last_reason"]),
         next_due=row["heartbeat_next_due"],
         failures=row["heartbeat_failures"],
         context_hash=row["heartbeat_context_hash"],
@@ -208,11 +244,7 @@ def update_config(
     """
     with db.write() as tx:
         now = db.clock()
-        tx.execute(
-            "INSERT INTO thread_sessions (thread_id, title, created_at, updated_at) "
-            "VALUES (?, '', ?, ?) ON CONFLICT(thread_id) DO NOTHING",
-            (thread_id, now, now),
-        )
+        insert_thread(tx, thread_id, "", now)
         row = tx.execute(
             "SELECT heartbeat_config_json, heartbeat_last_run FROM thread_sessions "
             "WHERE thread_id = ?",
@@ -231,23 +263,16 @@ def update_config(
 
 def earliest_due(db: SessionDB) -> tuple[str, float] | None:
     """The enabled thread due first (an index lookup, not a scan)."""
-    row = (
-        db.read()
-        .execute(
-            "SELECT thread_id, heartbeat_next_due FROM thread_sessions "
-            "WHERE heartbeat_next_due IS NOT NULL ORDER BY heartbeat_next_due LIMIT 1"
-        )
-        .fetchone()
+    row = db.query_one(
+        "SELECT thread_id, heartbeat_next_due FROM thread_sessions "
+        "WHERE heartbeat_next_due IS NOT NULL ORDER BY heartbeat_next_due LIMIT 1"
     )
     return (row[0], float(row[1])) if row else None
 
 
 def count_scheduled(db: SessionDB) -> int:
-    return int(
-        db.read()
-        .execute("SELECT COUNT(*) FROM thread_sessions WHERE heartbeat_next_due IS NOT NULL")
-        .fetchone()[0]
-    )
+    row = db.query_one("SELECT COUNT(*) FROM thread_sessions WHERE heartbeat_next_due IS NOT NULL")
+    return int(row[0]) if row else 0
 
 
 def lease_name(thread_id: str) -> str:
@@ -268,50 +293,42 @@ def claim_due(
     ``busy`` are due threads whose lease someone else holds (a run-now, or another worker);
     ``exclude`` are threads the caller is already running.
     """
-    claimed: list[str] = []
+    wanted: list[str] = []
     busy: list[str] = []
     with db.write() as tx:
         due = tx.execute(
-            "SELECT thread_id FROM thread_sessions WHERE heartbeat_next_due IS NOT NULL "
-            "AND heartbeat_next_due <= ? ORDER BY heartbeat_next_due LIMIT ?",
-            (now, limit * 4 + len(exclude)),
+            CLAIM_CANDIDATES_SQL,
+            {"now": now, "prefix": LEASE_PREFIX, "window": limit * 4 + len(exclude)},
         ).fetchall()
-        for (thread_id,) in due:
+        for thread_id, held in due:
             if thread_id in exclude:
                 continue
-            if len(claimed) >= limit:
+            if len(wanted) >= limit:
                 break
-            if _take_lease(tx, lease_name(thread_id), owner, now, ttl):
-                claimed.append(thread_id)
-                # The slot is taken: hide it from other workers' claims until the run records
-                # its real next due time (or, if the holder dies, until its lease expires).
-                # Without this every other worker found it due and leased and recorded a
-                # skipped/busy run for it (tests/test_workers.py).
-                tx.execute(
-                    "UPDATE thread_sessions SET heartbeat_next_due = ? WHERE thread_id = ?",
-                    (now + ttl, thread_id),
-                )
-            else:
-                busy.append(thread_id)
+            (busy if held else wanted).append(thread_id)
+        # The claim itself is the one conditional upsert: the read above only picks candidates,
+        # so on a backend whose writers run concurrently a lease taken meanwhile loses us the
+        # thread (it is busy) instead of giving it to two workers. Not re-entrant, even for the
+        # same owner: a thread whose heartbeat is in flight in this very process must not be
+        # claimed again by the next refill of the pool.
+        taken = take_leases(tx, [lease_name(t) for t in wanted], owner, now, ttl, renew=False)
+        claimed = [t for t in wanted if lease_name(t) in taken]
+        busy += [t for t in wanted if lease_name(t) not in taken]
+        # The slot is taken: hide it from other workers' claims until the run records its real
+        # next due time (or, if the holder dies, until its lease expires). Without this every
+        # other worker found it due and leased and recorded a skipped/busy run for it
+        # (tests/test_workers.py).
+        if claimed:
+            tx.executemany(
+                "UPDATE thread_sessions SET heartbeat_next_due = ? WHERE thread_id = ?",
+                [(now + ttl, t) for t in claimed],
+            )
     return claimed, busy
-
-
-def _take_lease(tx: sqlite3.Connection, name: str, owner: str, now: float, ttl: float) -> bool:
-    # Not re-entrant, even for the same owner: a thread whose heartbeat is in flight in this
-    # very process must not be claimed again by the next refill of the pool.
-    row = tx.execute(
-        "INSERT INTO leases (name, owner, acquired_at, expires_at) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT(name) DO UPDATE SET owner = excluded.owner, "
-        "acquired_at = excluded.acquired_at, expires_at = excluded.expires_at "
-        "WHERE leases.expires_at < ? RETURNING owner",
-        (name, owner, now, now + ttl, now),
-    ).fetchone()
-    return row is not None
 
 
 def take_thread_lease(db: SessionDB, thread_id: str, owner: str, ttl: float) -> bool:
     with db.write() as tx:
-        return _take_lease(tx, lease_name(thread_id), owner, db.clock(), ttl)
+        return take_lease(tx, lease_name(thread_id), owner, db.clock(), ttl, renew=False)
 
 
 def release_thread_lease(db: SessionDB, thread_id: str, owner: str) -> None:
@@ -322,21 +339,18 @@ def release_thread_lease(db: SessionDB, thread_id: str, owner: str) -> None:
 
 
 def start_run(
-    db: SessionDB, *, run_id: str, thread_id: str, trigger: str, dry_run: bool, now: float
+    db: SessionDB, *, run_id: str, thread_id: str, trigger: Trigger, dry_run: bool, now: float
 ) -> None:
     with db.write() as tx:
         tx.execute(
             "INSERT INTO heartbeat_runs (run_id, thread_id, trigger, outcome, dry_run, started_at) "
-            "VALUES (?, ?, ?, 'running', ?, ?)",
-            (run_id, thread_id, trigger, int(dry_run), now),
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (run_id, thread_id, Trigger(trigger), RunOutcome.RUNNING, int(dry_run), now),
         )
 
 
-def add_actions(db: SessionDB, run_id: str, thread_id: str, rows: list[dict[str, Any]]) -> None:
-    """Write the run's actions to the outbox in one transaction, before any is sent.
-
-    Each row: seq, type, payload, state, error, idempotency_key, content_hash.
-    """
+def add_actions(db: SessionDB, run_id: str, thread_id: str, rows: Sequence[OutboxRow]) -> None:
+    """Write the run's actions to the outbox in one transaction, before any is sent."""
     now = db.clock()
     with db.write() as tx:
         tx.executemany(
@@ -347,13 +361,13 @@ def add_actions(db: SessionDB, run_id: str, thread_id: str, rows: list[dict[str,
                 (
                     run_id,
                     thread_id,
-                    r["seq"],
-                    r["type"],
-                    dumps(r["payload"]),
-                    r["state"],
-                    r.get("error"),
-                    r["idempotency_key"],
-                    r.get("content_hash"),
+                    r.seq,
+                    r.type,
+                    dumps(r.payload),
+                    ActionState(r.state),
+                    r.error,
+                    r.idempotency_key,
+                    r.content_hash,
                     now,
                     now,
                 )
@@ -366,7 +380,7 @@ def update_action(
     db: SessionDB,
     idempotency_key: str,
     *,
-    state: str,
+    state: ActionState,
     ledger_id: str | None = None,
     error: str | None = None,
 ) -> None:
@@ -374,7 +388,7 @@ def update_action(
         tx.execute(
             "UPDATE heartbeat_actions SET state = ?, ledger_id = COALESCE(?, ledger_id), "
             "error = ?, updated_at = ? WHERE idempotency_key = ?",
-            (state, ledger_id, error, db.clock(), idempotency_key),
+            (ActionState(state), ledger_id, error, db.clock(), idempotency_key),
         )
 
 
@@ -434,14 +448,12 @@ def finish_run(
 
 
 def list_actions(db: SessionDB, run_id: str) -> list[ActionRecord]:
-    rows = db.read().execute(
-        "SELECT * FROM heartbeat_actions WHERE run_id = ? ORDER BY seq", (run_id,)
-    )
+    rows = db.query("SELECT * FROM heartbeat_actions WHERE run_id = ? ORDER BY seq", (run_id,))
     return [action_from_row(r) for r in rows]
 
 
 def get_run(db: SessionDB, run_id: str) -> RunRecord | None:
-    row = db.read().execute("SELECT * FROM heartbeat_runs WHERE run_id = ?", (run_id,)).fetchone()
+    row = db.query_one("SELECT * FROM heartbeat_runs WHERE run_id = ?", (run_id,))
     if row is None:
         return None
     run = _run(row)
@@ -450,21 +462,17 @@ def get_run(db: SessionDB, run_id: str) -> RunRecord | None:
 
 
 def list_runs(db: SessionDB, thread_id: str, *, limit: int = 20) -> list[RunRecord]:
-    rows = (
-        db.read()
-        .execute(
-            "SELECT * FROM heartbeat_runs WHERE thread_id = ? ORDER BY started_at DESC, rowid DESC "
-            "LIMIT ?",
-            (thread_id, limit),
-        )
-        .fetchall()
+    rows = db.query(
+        "SELECT * FROM heartbeat_runs WHERE thread_id = ? ORDER BY started_at DESC, rowid DESC "
+        "LIMIT ?",
+        (thread_id, limit),
     )
     runs = [_run(r) for r in rows]
     if runs:
         ids = [r.run_id for r in runs]
         marks = ",".join("?" * len(ids))
         by_run: dict[str, list[ActionRecord]] = {}
-        for a in db.read().execute(
+        for a in db.query(
             f"SELECT * FROM heartbeat_actions WHERE run_id IN ({marks}) ORDER BY seq", ids
         ):
             by_run.setdefault(a["run_id"], []).append(action_from_row(a))
@@ -475,7 +483,7 @@ def list_runs(db: SessionDB, thread_id: str, *, limit: int = 20) -> list[RunReco
 
 def outcome_counts(db: SessionDB) -> dict[str, int]:
     # Kept by triggers (migration 4): GROUP BY over every run cost 35 ms at 200,000 runs.
-    rows = db.read().execute("SELECT outcome, n FROM heartbeat_run_counts WHERE n > 0")
+    rows = db.query("SELECT outcome, n FROM heartbeat_run_counts WHERE n > 0")
     return {r[0]: int(r[1]) for r in rows}
 
 
@@ -483,15 +491,16 @@ def outcome_counts(db: SessionDB) -> dict[str, int]:
 
 
 def running_runs(db: SessionDB) -> list[RunRecord]:
-    rows = db.read().execute("SELECT * FROM heartbeat_runs WHERE outcome = 'running'").fetchall()
+    # The value is spelled into the SQL, not bound: only then can SQLite use the partial index
+    # ix_hb_runs_running (WHERE outcome = 'running').
+    rows = db.query(f"SELECT * FROM heartbeat_runs WHERE outcome = '{RunOutcome.RUNNING}'")
     return [_run(r) for r in rows]
 
 
 def pending_actions(db: SessionDB) -> list[ActionRecord]:
-    rows = (
-        db.read()
-        .execute("SELECT * FROM heartbeat_actions WHERE state = 'pending' ORDER BY id")
-        .fetchall()
+    # Spelled into the SQL for the partial index ix_hb_actions_pending (as in running_runs).
+    rows = db.query(
+        f"SELECT * FROM heartbeat_actions WHERE state = '{ActionState.PENDING}' ORDER BY id"
     )
     return [action_from_row(r) for r in rows]
 
@@ -504,11 +513,12 @@ def release_dead_leases(db: SessionDB, *, due_by: float) -> int:
     runs were recorded busy) until the lease expired, minutes after the restart
     (tests/test_crash_safety.py).
     """
-    rows = db.read().execute("SELECT name, owner FROM leases").fetchall()
+    rows = db.query("SELECT name, owner FROM leases")
     dead = [(str(name), str(owner)) for name, owner in rows if owner_is_dead(str(owner))]
     if dead:
         with db.write() as tx:
-            tx.executemany("DELETE FROM leases WHERE name = ? AND owner = ?", dead)
+            for name, owner in dead:
+                drop_lease(tx, name, owner)
             tx.executemany(
                 "UPDATE thread_sessions SET heartbeat_next_due = MIN(heartbeat_next_due, ?) "
                 "WHERE thread_id = ? AND heartbeat_next_due IS NOT NULL",

@@ -1,11 +1,16 @@
 """SQLiteStore: one SQLite file, safe across threads and processes.
 
-Transaction discipline (REFERENCE §2): every connection runs in autocommit mode
+Transaction discipline (docs/storage.md): every connection runs in autocommit mode
 (``isolation_level=None``) with WAL, a busy timeout and foreign keys; every transaction that
 writes starts with ``BEGIN IMMEDIATE`` through :meth:`SQLiteStore.write`, so a read-then-write
 can neither lose an update nor fail with "database is locked" when another writer got in between.
 Each thread gets its own connection, created inside that thread. Schema changes are numbered
 migrations, applied once even when several processes start together.
+
+Driver errors leave :meth:`~SQLiteStore.write`, :meth:`~SQLiteStore.snapshot`,
+:meth:`~SQLiteStore.query` and :meth:`~SQLiteStore.query_one` as the exceptions of
+:mod:`crt_loops.db.errors`. :meth:`~SQLiteStore.read` hands out the raw connection: only the
+storage modules use it.
 
 Both the session DB and the embedded Ledger's DB are SQLiteStores.
 """
@@ -21,14 +26,15 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+from crt_loops.db.errors import DatabaseClosedError, translate, translated
+
+__all__ = ["BUSY_TIMEOUT_MS", "DatabaseClosedError", "SQLiteStore"]
 
 logger = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 5000
-
-
-class DatabaseClosedError(RuntimeError):
-    """Raised when a store is used after :meth:`SQLiteStore.close`."""
 
 
 class SQLiteStore:
@@ -77,7 +83,8 @@ class SQLiteStore:
             raise DatabaseClosedError(f"database {self.path} is closed")
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self._connect()
+            with translated():
+                conn = self._connect()
             self._local.conn = conn
             with self._lock:
                 alive = []
@@ -93,29 +100,68 @@ class SQLiteStore:
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
-        """A ``BEGIN IMMEDIATE`` transaction: committed on success, rolled back on any error."""
+        """A ``BEGIN IMMEDIATE`` transaction: committed on success, rolled back on any error.
+
+        A driver error inside the block, or from BEGIN or COMMIT, leaves as a
+        :class:`~crt_loops.db.errors.DatabaseError`; any other exception passes unchanged.
+        """
         conn = self.conn()
-        conn.execute("BEGIN IMMEDIATE")
+        with translated():
+            conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
+        except sqlite3.Error as exc:
+            self._rollback(conn)
+            raise translate(exc) from exc
         except BaseException:
-            conn.execute("ROLLBACK")
+            self._rollback(conn)
             raise
-        conn.execute("COMMIT")
+        with translated():
+            conn.execute("COMMIT")
+
+    def _rollback(self, conn: sqlite3.Connection) -> None:
+        # The error that got us here is the one worth raising, so nothing here may replace it:
+        # a failed statement may already have ended the transaction, and close() from another
+        # thread discards it with the connection.
+        try:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        except sqlite3.ProgrammingError:
+            logger.info("%s: closed inside a transaction, nothing to roll back", self.path)
 
     def read(self) -> sqlite3.Connection:
-        """This thread's connection for reads (autocommit: each statement is its own snapshot)."""
+        """This thread's connection for reads (autocommit: each statement is its own snapshot).
+
+        Errors of statements run on it are the driver's: prefer :meth:`query`.
+        """
         return self.conn()
+
+    def query(self, sql: str, args: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
+        """Every row of one read statement (its own snapshot)."""
+        conn = self.conn()
+        with translated():
+            return conn.execute(sql, args).fetchall()
+
+    def query_one(self, sql: str, args: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Row | None:
+        """The first row of one read statement, or None."""
+        conn = self.conn()
+        with translated():
+            row: sqlite3.Row | None = conn.execute(sql, args).fetchone()
+            return row
 
     @contextmanager
     def snapshot(self) -> Iterator[sqlite3.Connection]:
         """A read transaction: several SELECTs that see one consistent state."""
         conn = self.conn()
-        conn.execute("BEGIN")
+        with translated():
+            conn.execute("BEGIN")
         try:
             yield conn
+        except sqlite3.Error as exc:
+            raise translate(exc) from exc
         finally:
-            conn.execute("COMMIT")
+            with translated():
+                conn.execute("COMMIT")
 
     def close(self) -> None:
         """Close every connection. Idempotent and one-way: later use raises DatabaseClosedError."""
@@ -136,13 +182,12 @@ class SQLiteStore:
 
     def migrate(self) -> int:
         """Apply pending migrations; return the schema version."""
-        conn = self.conn()
-        with self.write():
+        with self.write() as conn:
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
                 "applied_at REAL NOT NULL)"
             )
-        applied = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
+        applied = {r[0] for r in self.query("SELECT version FROM schema_migrations")}
         for version, sql in self._migrations:
             if version in applied:
                 continue
@@ -159,8 +204,8 @@ class SQLiteStore:
                     (version, self.clock()),
                 )
             logger.info("%s: applied migration %d", self.path, version)
-        row = conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
-        return int(row[0] or 0)
+        row = self.query_one("SELECT MAX(version) FROM schema_migrations")
+        return int(row[0] or 0) if row else 0
 
 
 _TRIGGER = re.compile(r"CREATE\s+(?:TEMP(?:ORARY)?\s+)?TRIGGER\b", re.IGNORECASE)

@@ -4,6 +4,8 @@ The thread's recent messages (``CRT_LOOP_WINDOW``), its latest reflection and pe
 agent's own last runs and actions (so it does not repeat itself), activity on its own Ledger
 posts (the Ledger's ``/home``), and the feed **with post ids**. Every Ledger string is other
 agents' words: it is kept as data here and fenced as untrusted by prompt.py.
+
+Gathering only reads; keeping the newly shown activity is the pipeline's write.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from crt_loops.core.enums import RunOutcome
 from crt_loops.db import agent_history, heartbeats
 from crt_loops.db.session import MessageRow, SessionDB
 from crt_loops.mind.personality import get_profile, style_instructions
@@ -107,7 +110,7 @@ def gather_local(db: SessionDB, thread_id: str, *, window: int) -> HeartbeatCont
     recent_runs = [
         f"{r.outcome}{'/' + r.reason if r.reason else ''}: {snippet(r.summary, 160)}"
         for r in runs
-        if r.outcome != "running"
+        if r.outcome is not RunOutcome.RUNNING
     ]
     recent_actions = []
     for action in agent_history.recent_thread_actions(db, thread_id, limit=8):
@@ -129,20 +132,22 @@ def gather_local(db: SessionDB, thread_id: str, *, window: int) -> HeartbeatCont
     )
 
 
-def add_ledger(
-    ctx: HeartbeatContext,
-    ledger: LedgerReader,
-    own_post_ids: set[str],
-    db: SessionDB,
-    answered: set[str],
-) -> None:
-    """Fill in the feed and activity on the agent's own posts. Ledger errors propagate.
+@dataclass(frozen=True)
+class LedgerHome:
+    """What the Ledger's ``/home`` showed: the agent's karma and the comments on its posts that
+    are new since the last call (``/home`` shows each one once), in the stored shape."""
 
-    New activity is merged into the unanswered list kept in the session DB (``/home`` shows
-    each comment once), so a run that fails after this point loses nothing.
+    karma: int | None
+    activity: list[dict[str, Any]]
+
+
+def read_home(ledger: LedgerReader) -> LedgerHome:
+    """Read ``/home``. Ledger errors propagate.
+
+    The caller must keep the new activity (agent_history.merge_pending_activity) before it does
+    anything that can fail, or those comments are never shown again.
     """
     home = ledger.home()
-    ctx.karma = _get(home, "karma")
     fresh = [
         {
             "post_id": str(_get(item, "post_id")),
@@ -169,8 +174,12 @@ def add_ledger(
                     "content": snippet(_get(comment, "content", "")),
                 }
             )
-    pending = agent_history.merge_pending_activity(db, fresh)
-    ctx.activity = [
+    return LedgerHome(karma=_get(home, "karma"), activity=fresh)
+
+
+def unanswered_activity(pending: list[dict[str, Any]], answered: set[str]) -> list[Activity]:
+    """The newest of the kept activity (oldest first) the agent has not answered yet."""
+    return [
         Activity(
             post_id=p["post_id"],
             post_title=p["post_title"],
@@ -181,6 +190,10 @@ def add_ledger(
         for p in pending
         if p["comment_id"] not in answered
     ][-ACTIVITY_LIMIT:]
+
+
+def read_feed(ledger: LedgerReader, own_post_ids: set[str]) -> list[FeedPost]:
+    """The hot feed, with post ids, marking the agent's own posts. Ledger errors propagate."""
     page = ledger.list_posts(sort="hot", limit=FEED_LIMIT)
     posts = _get(page, "posts", page) or []
     feed: list[FeedPost] = []
@@ -199,4 +212,4 @@ def add_ledger(
                 own=post_id in own_post_ids,
             )
         )
-    ctx.feed = feed
+    return feed

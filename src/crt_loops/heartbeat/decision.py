@@ -16,11 +16,11 @@ import unicodedata
 from collections.abc import Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from crt_loops.core.enums import BlockReason
 from crt_loops.heartbeat import social_actions as social
 from crt_loops.heartbeat.config import SUBMOLT_RE, HeartbeatConfig
 from crt_loops.heartbeat.redaction import contains_secret
@@ -360,23 +360,6 @@ def _invalid(error: str) -> ParseResult:
 
 
 # -- validation ---------------------------------------------------------------------------
-
-
-class BlockReason(StrEnum):
-    """Why an action was not sent; stored with the action (state ``blocked``)."""
-
-    TARGET = "target"
-    MAX_ACTIONS = "max_actions"
-    UNKNOWN_POST = "unknown_post"
-    ALREADY_VOTED = "already_voted"
-    DUPLICATE = "duplicate"
-    RATE_LIMITED = "rate_limited"
-    TOO_LONG = "too_long"
-    EMPTY = "empty"
-    INVALID = "invalid"
-    SELF_VOTE = "self_vote"
-    SECRET = "secret"  # noqa: S105 (a reason code, not a password)
-    INTERNAL_LEAK = "internal_leak"
 
 
 @dataclass(frozen=True, kw_only=True)

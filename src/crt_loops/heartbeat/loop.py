@@ -19,6 +19,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 from crt_loops.core.clock import iso
+from crt_loops.core.enums import Trigger
 from crt_loops.db import heartbeats
 from crt_loops.loops.runner import BackgroundLoop
 
@@ -127,13 +128,13 @@ class HeartbeatLoop(BackgroundLoop):
 
     def _run_one(self, runner: HeartbeatRunner, thread_id: str) -> None:
         try:
-            runner.run(thread_id, trigger="schedule", lease_held=True)
+            runner.run(thread_id, trigger=Trigger.SCHEDULE, lease_held=True)
         except Exception as exc:  # the runner records its own failures; this is a last resort
             logger.exception("%s Failed to run heartbeat: %s: %s", PREFIX, thread_id, exc)
 
     def run_for_thread(self, thread_id: str) -> Mapping[str, Any]:
         """One scheduled-style heartbeat for ``thread_id`` now: gates apply (unlike run-now)."""
-        return self.runner().run(thread_id, trigger="schedule").as_api()
+        return self.runner().run(thread_id, trigger=Trigger.SCHEDULE).as_api()
 
     def next_delay(self) -> float:
         if self.db is None:

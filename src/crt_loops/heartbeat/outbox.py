@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 
+from crt_loops.core.enums import ActionState, BlockReason, RunOutcome, RunReason
 from crt_loops.db import heartbeats
+from crt_loops.db.heartbeats import OutboxRow
 from crt_loops.db.session import SessionDB
 from crt_loops.heartbeat import social_actions
 from crt_loops.heartbeat.decision import RejectedAction, ValidatedAction
+from crt_loops.heartbeat.gates import Verdict
 from crt_loops.heartbeat.redaction import redact_payload
 from crt_loops.heartbeat.social_actions import FollowAction, SubscribeAction
 from crt_loops.ledger.client import LedgerClient, LedgerError, LedgerRateLimited
@@ -24,15 +27,8 @@ logger = logging.getLogger(__name__)
 
 PREFIX = "[HEARTBEAT_LOOP]"
 ACTION_TYPES = ("post", "comment", "vote")
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """A run's outcome as decided by its actions' states."""
-
-    outcome: str
-    reason: str | None
-    error: str | None = None
+# A failed action's error starts with this when the Ledger answered 429.
+RATE_LIMITED = str(RunReason.RATE_LIMITED)
 
 
 def build_rows(
@@ -42,41 +38,39 @@ def build_rows(
     *,
     dry_run: bool,
     secrets: Sequence[str],
-) -> list[dict[str, Any]]:
+) -> list[OutboxRow]:
     """Outbox rows: allowed actions ``pending`` (or ``dry_run``), the rest ``blocked`` with
     their reason; a payload that carries a secret is stored redacted."""
-    rows: list[dict[str, Any]] = []
+    allowed_state = ActionState.DRY_RUN if dry_run else ActionState.PENDING
+    rows: list[OutboxRow] = []
     for seq, item in enumerate(validated):
         rows.append(
-            {
-                "seq": seq,
-                "type": item.action.type,
-                "payload": item.action.model_dump(exclude={"type"}, exclude_none=True),
-                "state": ("dry_run" if dry_run else "pending") if item.allowed else "blocked",
-                "error": None if item.allowed else item.reason,
-                "idempotency_key": f"crt-{run_id}-{seq}",
+            OutboxRow(
+                seq=seq,
+                type=item.action.type,
+                payload=item.action.model_dump(exclude={"type"}, exclude_none=True),
+                state=allowed_state if item.allowed else ActionState.BLOCKED,
+                error=None if item.allowed else item.reason,
+                idempotency_key=f"crt-{run_id}-{seq}",
                 # Only what was (or would be) sent counts for the 24 h duplicate check.
-                "content_hash": item.content_hash if item.allowed else None,
-            }
+                content_hash=item.content_hash if item.allowed else None,
+            )
         )
     for seq, bad in enumerate(rejected, start=len(rows)):
         kind = str(bad.raw.get("type") or bad.raw.get("action") or "post")
         rows.append(
-            {
-                "seq": seq,
-                "type": kind if kind in ACTION_TYPES else "post",
-                "payload": {"raw": bad.raw},
-                "state": "blocked",
-                "error": f"invalid: {bad.reason}",
-                "idempotency_key": f"crt-{run_id}-{seq}",
-                "content_hash": None,
-            }
+            OutboxRow(
+                seq=seq,
+                type=kind if kind in ACTION_TYPES else "post",
+                payload={"raw": bad.raw},
+                state=ActionState.BLOCKED,
+                error=f"{BlockReason.INVALID}: {bad.reason}",
+                idempotency_key=f"crt-{run_id}-{seq}",
+            )
         )
-    for row in rows:
-        # A blocked action may carry a secret (that is why it was blocked): keep it out of the
-        # DB and the API. Allowed actions never carry one.
-        row["payload"] = redact_payload(row["payload"], secrets)
-    return rows
+    # A blocked action may carry a secret (that is why it was blocked): keep it out of the
+    # DB and the API. Allowed actions never carry one.
+    return [replace(row, payload=redact_payload(row.payload, secrets)) for row in rows]
 
 
 def call_ledger(
@@ -115,27 +109,32 @@ def call_ledger(
     return str(payload["post_id"])
 
 
-def send_pending(db: SessionDB, ledger: LedgerClient | None, rows: list[dict[str, Any]]) -> None:
-    """Send every ``pending`` row in order, recording each result as soon as it is known."""
+def send_pending(
+    db: SessionDB, ledger: LedgerClient | None, rows: Sequence[OutboxRow]
+) -> list[OutboxRow]:
+    """Send every ``pending`` row in order, recording each result as soon as it is known.
+
+    Returns the rows as they now stand (the others unchanged).
+    """
+    done: list[OutboxRow] = []
     for row in rows:
-        if row["state"] != "pending":
+        if row.state is not ActionState.PENDING:
+            done.append(row)
             continue
         try:
-            ledger_id = call_ledger(ledger, row["type"], row["payload"], row["idempotency_key"])
+            ledger_id = call_ledger(ledger, row.type, row.payload, row.idempotency_key)
         except LedgerRateLimited as exc:
-            row["state"], row["error"] = "failed", f"rate_limited: {exc}"
+            now = replace(row, state=ActionState.FAILED, error=f"{RATE_LIMITED}: {exc}")
         except LedgerError as exc:
-            row["state"], row["error"] = "failed", str(exc)
+            now = replace(row, state=ActionState.FAILED, error=str(exc))
         else:
-            row["state"], row["ledger_id"] = "sent", ledger_id
-            log_action(row)
+            now = replace(row, state=ActionState.SENT, ledger_id=ledger_id)
+            log_action(now)
         heartbeats.update_action(
-            db,
-            row["idempotency_key"],
-            state=row["state"],
-            ledger_id=row.get("ledger_id"),
-            error=row["error"],
+            db, now.idempotency_key, state=now.state, ledger_id=now.ledger_id, error=now.error
         )
+        done.append(now)
+    return done
 
 
 def resend(db: SessionDB, ledger: LedgerClient | None, action: heartbeats.ActionRecord) -> bool:
@@ -144,38 +143,42 @@ def resend(db: SessionDB, ledger: LedgerClient | None, action: heartbeats.Action
         ledger_id = call_ledger(ledger, action.type, action.payload, action.idempotency_key)
     except LedgerError as exc:
         heartbeats.update_action(
-            db, action.idempotency_key, state="failed", error=f"on recovery: {exc}"
+            db, action.idempotency_key, state=ActionState.FAILED, error=f"on recovery: {exc}"
         )
         return False
-    heartbeats.update_action(db, action.idempotency_key, state="sent", ledger_id=ledger_id)
+    heartbeats.update_action(
+        db, action.idempotency_key, state=ActionState.SENT, ledger_id=ledger_id
+    )
     return True
 
 
-def verdict(rows: Sequence[dict[str, Any]], *, dry_run: bool) -> Verdict:
+def verdict(rows: Sequence[OutboxRow], *, dry_run: bool) -> Verdict:
     """The run's outcome and reason from its actions' final states."""
     if dry_run:
-        planned = sum(1 for r in rows if r["state"] == "dry_run")
-        return Verdict("dry_run", None if planned else "no_action")
-    sent = [r for r in rows if r["state"] == "sent"]
-    failed = [r for r in rows if r["state"] == "failed"]
-    blocked = [r for r in rows if r["state"] == "blocked"]
+        planned = any(r.state is ActionState.DRY_RUN for r in rows)
+        return Verdict(RunOutcome.DRY_RUN, None if planned else RunReason.NO_ACTION)
+    sent = [r for r in rows if r.state is ActionState.SENT]
+    failed = [r for r in rows if r.state is ActionState.FAILED]
+    blocked = [r for r in rows if r.state is ActionState.BLOCKED]
     if sent:
-        return Verdict("acted", "partial" if failed else None)
+        return Verdict(RunOutcome.ACTED, RunReason.PARTIAL if failed else None)
     if failed:
-        limited = any(str(r["error"]).startswith("rate_limited") for r in failed)
-        errors = "; ".join(str(r["error"]) for r in failed)
-        return Verdict("failed", "rate_limited" if limited else "ledger_error", errors)
+        limited = any(str(r.error).startswith(RATE_LIMITED) for r in failed)
+        errors = "; ".join(str(r.error) for r in failed)
+        reason = RunReason.RATE_LIMITED if limited else RunReason.LEDGER_ERROR
+        return Verdict(RunOutcome.FAILED, reason, error=errors)
     if blocked:
-        reasons = {str(r["error"]).split(":")[0] for r in blocked}
-        return Verdict("silent", reasons.pop() if len(reasons) == 1 else "blocked")
-    return Verdict("silent", None)
+        # A blocked row's error starts with its BlockReason, a run reason of the same name.
+        reasons = {RunReason(str(r.error).split(":")[0]) for r in blocked}
+        return Verdict(RunOutcome.SILENT, reasons.pop() if len(reasons) == 1 else RunReason.BLOCKED)
+    return Verdict(RunOutcome.SILENT, None)
 
 
-def log_action(row: dict[str, Any], *, dry: bool = False) -> None:
-    """The seed's ``[HEARTBEAT_LOOP] Executed action: ...`` line."""
-    p = row["payload"]
+def log_action(row: OutboxRow, *, dry: bool = False) -> None:
+    """The ``[HEARTBEAT_LOOP] Executed action: ...`` line."""
+    p = row.payload
     tag = " (dry run)" if dry else ""
-    if row["type"] == "post":
+    if row.type == "post":
         logger.info(
             '%s Executed action%s: post (title: "%s", content: "%s")',
             PREFIX,
@@ -183,7 +186,7 @@ def log_action(row: dict[str, Any], *, dry: bool = False) -> None:
             _clip(p.get("title")),
             _clip(p.get("content")),
         )
-    elif row["type"] == "comment":
+    elif row.type == "comment":
         logger.info(
             '%s Executed action%s: comment (post_id: "%s", content: "%s")',
             PREFIX,

@@ -21,9 +21,12 @@ from datetime import time as wall_time
 from zoneinfo import ZoneInfo
 
 __all__ = [
+    "BACKOFF_STEPS",
     "FIRST_RUN_BOUND_SECONDS",
     "MINUTES_PER_DAY",
     "ActiveWindow",
+    "backoff_delay",
+    "due_after_failure",
     "in_active_hours",
     "next_due",
     "next_window_opening",
@@ -31,6 +34,9 @@ __all__ = [
 ]
 
 MINUTES_PER_DAY = 1440
+# Consecutive failures back off (a failing heartbeat must not hammer the model or the Ledger),
+# never past the thread's own interval, and reset on the first success.
+BACKOFF_STEPS = (30.0, 60.0, 300.0, 900.0)
 # A newly enabled (or never run) thread runs within min(interval, this) of being enabled: a
 # person who just switched the heartbeat on wants to see it work, not wait half an hour.
 FIRST_RUN_BOUND_SECONDS = 60.0
@@ -160,6 +166,28 @@ def next_due(
     if window is not None and not window.contains(due):
         opening = window.next_opening(due)
         due = opening + spread if window.contains(opening + spread) else opening
+    return due
+
+
+def backoff_delay(failures: int, interval: float) -> float:
+    """How long to wait after the ``failures``-th consecutive failure (1 for the first).
+
+    The steps of :data:`BACKOFF_STEPS`, the last repeating, capped at ``interval``.
+    """
+    _check_interval(interval)
+    if failures < 1:
+        raise ValueError(f"failures counts the failure just recorded: >= 1, got {failures!r}")
+    return min(BACKOFF_STEPS[min(failures, len(BACKOFF_STEPS)) - 1], interval)
+
+
+def due_after_failure(
+    now: float, failures: int, interval: float, *, window: ActiveWindow | None = None
+) -> float:
+    """When a thread whose run just failed (the ``failures``-th time in a row) is due again:
+    after its backoff delay, moved to the window's next opening when that falls outside."""
+    due = now + backoff_delay(failures, interval)
+    if window is not None and not window.contains(due):
+        due = window.next_opening(due)
     return due
 
 

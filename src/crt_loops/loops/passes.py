@@ -22,7 +22,6 @@ import abc
 import json
 import logging
 import re
-import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -30,7 +29,10 @@ from typing import Any, TypeVar
 
 import pydantic
 
-from crt_loops.db.session import DatabaseClosedError, SessionDB
+from crt_loops.db import progress
+from crt_loops.db.errors import DatabaseClosedError
+from crt_loops.db.progress import WATERMARK_TABLES, Candidate
+from crt_loops.db.session import SessionDB
 from crt_loops.llm.client import LLM, ChatMessage, LLMBadOutput, LLMError, LLMReply, LLMUnavailable
 
 logger = logging.getLogger(__name__)
@@ -39,8 +41,20 @@ M = TypeVar("M", bound=pydantic.BaseModel)
 
 #: Consecutive LLM failures after which a pass stops calling the LLM and falls back.
 MAX_CONSECUTIVE_LLM_FAILURES = 2
-#: Tables whose ids the watermarks count (interpolated into SQL, so never from user input).
-WATERMARK_TABLES = frozenset({"messages", "journal_entries"})
+__all__ = [
+    "MAX_CONSECUTIVE_LLM_FAILURES",
+    "WATERMARK_TABLES",
+    "Candidate",
+    "LLMGate",
+    "PassResult",
+    "ProcessFn",
+    "WatermarkedService",
+    "extract_json_object",
+    "has_new_rows",
+    "parse_reply",
+    "process_guarded",
+    "run_watermarked_pass",
+]
 
 
 @dataclass
@@ -68,47 +82,14 @@ class PassResult:
         return data
 
 
-@dataclass(frozen=True)
-class Candidate:
-    """A thread with unprocessed rows: its watermark and the newest id seen by the pass."""
-
-    thread_id: str
-    watermark: int
-    max_id: int
-
-
 #: Does one thread's work; returns True when the thread is done up to ``candidate.max_id``
 #: (its watermark was advanced), False when it is deliberately left for a later pass.
 ProcessFn = Callable[[Candidate], bool]
 
 
-def thread_watermark(conn: sqlite3.Connection, loop: str, thread_id: str) -> int:
-    row = conn.execute(
-        "SELECT message_id FROM loop_watermarks WHERE loop = ? AND thread_id = ?",
-        (loop, thread_id),
-    ).fetchone()
-    return int(row[0]) if row else 0
-
-
-def _max_id(db: SessionDB, table: str) -> int:
-    row = db.read().execute(f"SELECT MAX(id) FROM {table}").fetchone()
-    return int(row[0] or 0)
-
-
 def has_new_rows(db: SessionDB, loop: str, table: str) -> bool:
     """Whether ``table`` has rows above the loop's global watermark: two indexed reads, no write."""
-    return _max_id(db, table) > db.loop_watermark(loop)
-
-
-def _first_unprocessed(
-    db: SessionDB, loop: str, table: str, thread_id: str, floor: int
-) -> int | None:
-    conn = db.read()
-    above = max(floor, thread_watermark(conn, loop, thread_id))
-    row = conn.execute(
-        f"SELECT MIN(id) FROM {table} WHERE thread_id = ? AND id > ?", (thread_id, above)
-    ).fetchone()
-    return int(row[0]) if row and row[0] is not None else None
+    return progress.committed_high_id(db, table) > db.loop_watermark(loop)
 
 
 def process_guarded(
@@ -152,9 +133,9 @@ def run_watermarked_pass(
         raise ValueError(f"no watermark over table {table!r}")
     started = time.perf_counter()
     global_wm = db.loop_watermark(loop)
-    # Read before the candidates: ids are assigned under SQLite's single write lock, so any row
-    # committed after this read has a higher id and cannot be wrongly covered by the watermark.
-    high = _max_id(db, table)
+    # Read before the candidates: any row committed after this read has a higher id
+    # (committed_high_id's promise), so the watermark cannot wrongly cover it.
+    high = progress.committed_high_id(db, table)
     result.watermark = global_wm
     if high <= global_wm:
         result.duration_ms = (time.perf_counter() - started) * 1000
@@ -176,7 +157,7 @@ def run_watermarked_pass(
             unfinished.append(candidate.thread_id)
     new_wm = high
     for thread_id in unfinished:
-        first = _first_unprocessed(db, loop, table, thread_id, global_wm)
+        first = progress.first_unprocessed(db, loop, table, thread_id, global_wm)
         if first is not None:
             new_wm = min(new_wm, first - 1)
     if new_wm > global_wm:
@@ -320,7 +301,7 @@ class WatermarkedService(abc.ABC):
 
     def candidates(self) -> Sequence[Candidate]:
         """Threads with unprocessed rows (default: messages above the loop's watermarks)."""
-        return [Candidate(*row) for row in self.db.threads_with_new_messages(self.loop)]
+        return progress.candidates(self.db, self.loop, "messages")
 
     @abc.abstractmethod
     def process(self, cand: Candidate, gate: LLMGate, result: PassResult) -> bool:
@@ -356,5 +337,5 @@ class WatermarkedService(abc.ABC):
     def message_candidate(self, thread_id: str) -> Candidate:
         """The thread's unprocessed messages, for a manual run."""
         self.db.require_thread(thread_id)
-        wm = thread_watermark(self.db.read(), self.loop, thread_id)
+        wm = self.db.thread_watermark(self.loop, thread_id)
         return Candidate(thread_id, wm, max(wm, self.db.latest_message_id(thread_id)))

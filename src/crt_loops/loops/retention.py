@@ -6,7 +6,8 @@ Heartbeat runs are the one thing that grows without a person doing anything (a y
 history: kept unless ``CRT_MESSAGE_RETENTION_DAYS`` / ``CRT_JOURNAL_RETENTION_DAYS`` say
 otherwise. A thread's latest heartbeat run is always kept, and so is every outbox action still
 ``pending`` (recovery must be able to finish it). Deletes go in batches, each its own short
-transaction, so a large prune never blocks the loops' writes for long.
+transaction, so a large prune never blocks the loops' writes for long
+(:mod:`crt_loops.db.retention`).
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from crt_loops.db import retention as retention_db
 from crt_loops.db.session import SessionDB
 
 logger = logging.getLogger(__name__)
 
 DAY = 86_400.0
-BATCH = 5_000
 
 
 @dataclass(frozen=True)
@@ -31,48 +32,19 @@ class RetentionPolicy:
     message_days: float = 0
 
 
-def _batched_delete(db: SessionDB, sql: str, cutoff: float) -> int:
-    total = 0
-    while True:
-        with db.write() as tx:
-            deleted = tx.execute(sql, (cutoff, BATCH)).rowcount
-        total += deleted
-        if deleted < BATCH:
-            return total
-
-
 def prune(db: SessionDB, policy: RetentionPolicy, *, now: float) -> dict[str, int]:
     """Delete what the policy says is too old; returns counts by kind."""
     counts = {"heartbeat_runs": 0, "journal_entries": 0, "messages": 0}
     if policy.heartbeat_days > 0:
-        # Actions go with their run (ON DELETE CASCADE); a run with a pending action stays.
-        counts["heartbeat_runs"] = _batched_delete(
-            db,
-            "DELETE FROM heartbeat_runs WHERE rowid IN ("
-            " SELECT r.rowid FROM heartbeat_runs r WHERE r.started_at < ?"
-            " AND r.outcome != 'running'"
-            " AND r.run_id NOT IN (SELECT a.run_id FROM heartbeat_actions a"
-            "                      WHERE a.state = 'pending')"
-            " AND r.started_at < (SELECT MAX(l.started_at) FROM heartbeat_runs l"
-            "                     WHERE l.thread_id = r.thread_id)"
-            " LIMIT ?)",
-            now - policy.heartbeat_days * DAY,
+        counts["heartbeat_runs"] = retention_db.prune_heartbeat_runs(
+            db, now - policy.heartbeat_days * DAY
         )
     if policy.journal_days > 0:
-        counts["journal_entries"] = _batched_delete(
-            db,
-            "DELETE FROM journal_entries WHERE id IN ("
-            " SELECT id FROM journal_entries WHERE created_at < ? ORDER BY id LIMIT ?)",
-            now - policy.journal_days * DAY,
+        counts["journal_entries"] = retention_db.prune_journal_entries(
+            db, now - policy.journal_days * DAY
         )
     if policy.message_days > 0:
-        # Ids are AUTOINCREMENT, never reused, so the loops' watermarks stay valid.
-        counts["messages"] = _batched_delete(
-            db,
-            "DELETE FROM messages WHERE id IN ("
-            " SELECT id FROM messages WHERE created_at < ? ORDER BY id LIMIT ?)",
-            now - policy.message_days * DAY,
-        )
+        counts["messages"] = retention_db.prune_messages(db, now - policy.message_days * DAY)
     if any(counts.values()):
         logger.info(
             "retention: pruned %d heartbeat run(s), %d journal entr(ies), %d message(s)",

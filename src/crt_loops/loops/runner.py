@@ -12,7 +12,6 @@ that under ``uvicorn --workers N`` exactly one process does each pass.
 from __future__ import annotations
 
 import abc
-import enum
 import logging
 import threading
 import time
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from crt_loops.core import metrics
 from crt_loops.core.clock import Clock, iso, system_clock
+from crt_loops.core.enums import LoopState, TickOutcome
 from crt_loops.core.identity import PROCESS_OWNER
 from crt_loops.db.session import SessionDB
 
@@ -38,20 +38,8 @@ def event_waiter(event: threading.Event, timeout: float) -> object:
     return event.wait(timeout)
 
 
-class LoopState(enum.StrEnum):
-    STOPPED = "stopped"
-    RUNNING = "running"
-    STOPPING = "stopping"
-
-
 class LoopStateError(RuntimeError):
     """Raised when a loop is asked for a transition its state does not allow."""
-
-
-class TickOutcome(enum.StrEnum):
-    OK = "ok"
-    FAILED = "failed"
-    LEASE_HELD = "lease_held"
 
 
 @dataclass

@@ -34,146 +34,57 @@ pass with no new entries and nothing pending is two indexed reads, no LLM call a
 
 from __future__ import annotations
 
-import json
 import logging
 import random
-import sqlite3
-from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from crt_loops.core.clock import Clock, iso
-from crt_loops.db.session import SessionDB, ThreadNotFound, check_thread_id, dumps
-from crt_loops.llm.client import LLM, ChatMessage
-from crt_loops.loops.passes import (
-    Candidate,
-    LLMGate,
-    PassResult,
-    WatermarkedService,
-    thread_watermark,
+from crt_loops.db import journal as journal_db
+from crt_loops.db import progress
+from crt_loops.db.journal import (
+    ENTRY_TYPES,
+    SELF_REPLY_MODES,
+    EntryNotFound,
+    JournalEntry,
+    add_entry,
+    get_entry,
+    latest_entry,
+    list_entries,
 )
+from crt_loops.db.session import SessionDB, ThreadNotFound, check_thread_id
+from crt_loops.llm.client import LLM, ChatMessage
+from crt_loops.loops.passes import Candidate, LLMGate, PassResult, WatermarkedService
 
 logger = logging.getLogger(__name__)
 
 LOOP = "journal_self_reply"
 LOG_PREFIX = "[JOURNAL_SELF_REPLY_LOOP]"
-ENTRY_TYPES = ("reflection", "personality", "self_reply", "comment")
-SELF_REPLY_MODES = ("default", "on", "off")
 MAX_CHAIN = 3
 COMMENTS_PER_PASS = 3
 MAX_COMMENT_CHARS = 10_000
 MAX_REPLY_CHARS = 2_000
 DEFAULT_CHANCE = 0.25
 DEFAULT_MIN_SECONDS = 1800.0
-_COLUMNS = "id, thread_id, entry_type, title, body, created_at, reply_to, meta_json"
-# The agent's own thinking that an unprompted self-reply may follow up (answers to comments are
-# conversations with the person, not thoughts to continue alone).
-_TARGET_FILTER = (
-    "(entry_type IN ('reflection', 'personality') OR (entry_type = 'self_reply' AND "
-    "COALESCE(json_extract(meta_json, '$.kind'), 'self_reply') <> 'comment_answer'))"
-)
-
-
 _KIND_LABEL = {"comment": "comment by the person", "self_reply": "your self-reply"}
 
 
-class EntryNotFound(LookupError):
-    """Raised when a journal entry does not exist, or belongs to another thread."""
-
-
-@dataclass(frozen=True)
-class JournalEntry:
-    id: int
-    thread_id: str
-    entry_type: str
-    title: str
-    body: str
-    created_at: float
-    reply_to: int | None
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "thread_id": self.thread_id,
-            "entry_type": self.entry_type,
-            "title": self.title,
-            "body": self.body,
-            "created_at": iso(self.created_at),
-            "reply_to": self.reply_to,
-            "meta": self.meta,
-        }
-
-
-def _entry(row: sqlite3.Row | tuple[Any, ...]) -> JournalEntry:
-    meta = json.loads(row[7]) if row[7] else {}
-    return JournalEntry(
-        id=int(row[0]),
-        thread_id=str(row[1]),
-        entry_type=str(row[2]),
-        title=str(row[3]),
-        body=str(row[4]),
-        created_at=float(row[5]),
-        reply_to=None if row[6] is None else int(row[6]),
-        meta=meta if isinstance(meta, dict) else {"value": meta},
-    )
-
-
-def insert_entry(
-    tx: sqlite3.Connection,
-    *,
-    thread_id: str,
-    entry_type: str,
-    title: str,
-    body: str,
-    created_at: float,
-    reply_to: int | None = None,
-    meta: dict[str, Any] | None = None,
-) -> JournalEntry:
-    """Write an entry inside the caller's transaction (with the results it belongs to)."""
-    if entry_type not in ENTRY_TYPES:
-        raise ValueError(f"entry_type must be one of {ENTRY_TYPES}, got {entry_type!r}")
-    row = tx.execute(
-        "INSERT INTO journal_entries (thread_id, entry_type, title, body, created_at, reply_to, "
-        f"meta_json) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {_COLUMNS}",
-        (thread_id, entry_type, title, body, created_at, reply_to, dumps(meta or {})),
-    ).fetchone()
-    return _entry(row)
-
-
-def get_entry(db: SessionDB, entry_id: int) -> JournalEntry | None:
-    row = (
-        db.read()
-        .execute(f"SELECT {_COLUMNS} FROM journal_entries WHERE id = ?", (entry_id,))
-        .fetchone()
-    )
-    return _entry(row) if row else None
-
-
-def list_entries(
-    db: SessionDB, thread_id: str, limit: int = 50, before_id: int | None = None
-) -> list[JournalEntry]:
-    """The thread's entries, newest first; ``before_id`` pages to older ones."""
-    rows = db.read().execute(
-        f"SELECT {_COLUMNS} FROM journal_entries WHERE thread_id = ? AND id < ? "
-        "ORDER BY id DESC LIMIT ?",
-        (thread_id, before_id if before_id is not None else 2**62, max(1, limit)),
-    )
-    return [_entry(r) for r in rows]
-
-
-def latest_entry(db: SessionDB, thread_id: str, entry_type: str) -> JournalEntry | None:
-    row = (
-        db.read()
-        .execute(
-            f"SELECT {_COLUMNS} FROM journal_entries WHERE thread_id = ? AND entry_type = ? "
-            "ORDER BY id DESC LIMIT 1",
-            (thread_id, entry_type),
-        )
-        .fetchone()
-    )
-    return _entry(row) if row else None
+__all__ = [
+    "ENTRY_TYPES",
+    "SELF_REPLY_MODES",
+    "EntryNotFound",
+    "JournalEntry",
+    "JournalReply",
+    "SelfReplyService",
+    "add_comment",
+    "add_entry",
+    "get_entry",
+    "get_settings",
+    "latest_entry",
+    "list_entries",
+    "set_settings",
+]
 
 
 def add_comment(db: SessionDB, thread_id: str, entry_id: int, body: str) -> JournalEntry:
@@ -184,26 +95,7 @@ def add_comment(db: SessionDB, thread_id: str, entry_id: int, body: str) -> Jour
         raise ValueError("a comment must not be empty")
     if len(text) > MAX_COMMENT_CHARS:
         raise ValueError(f"a comment is at most {MAX_COMMENT_CHARS} characters, got {len(text)}")
-    with db.write() as tx:
-        if not tx.execute(
-            "SELECT 1 FROM thread_sessions WHERE thread_id = ?", (thread_id,)
-        ).fetchone():
-            raise ThreadNotFound(f"thread {thread_id!r} does not exist")
-        owner = tx.execute(
-            "SELECT thread_id FROM journal_entries WHERE id = ?", (entry_id,)
-        ).fetchone()
-        if owner is None or owner[0] != thread_id:
-            raise EntryNotFound(f"journal entry {entry_id} does not exist in thread {thread_id!r}")
-        return insert_entry(
-            tx,
-            thread_id=thread_id,
-            entry_type="comment",
-            title="",
-            body=text,
-            created_at=db.clock(),
-            reply_to=entry_id,
-            meta={"author": "person"},
-        )
+    return journal_db.add_comment(db, thread_id, entry_id, text, author="person")
 
 
 # -- per-thread settings -------------------------------------------------------------------
@@ -217,18 +109,10 @@ def get_settings(
     min_seconds: float = DEFAULT_MIN_SECONDS,
 ) -> dict[str, Any]:
     """The thread's override and the policy it results in (``chance``: the configured one)."""
-    row = (
-        db.read()
-        .execute(
-            "SELECT journal_self_reply, last_self_reply_at FROM thread_sessions "
-            "WHERE thread_id = ?",
-            (check_thread_id(thread_id),),
-        )
-        .fetchone()
-    )
-    if row is None:
+    stored = journal_db.self_reply_settings(db, check_thread_id(thread_id))
+    if stored is None:
         raise ThreadNotFound(f"thread {thread_id!r} does not exist")
-    mode, last_at = str(row[0]), row[1]
+    mode, last_at = stored.mode, stored.last_self_reply_at
     effective = {"on": 1.0, "off": 0.0}.get(mode, chance)
     next_at = None if last_at is None or mode == "off" else last_at + min_seconds
     return {
@@ -255,13 +139,7 @@ def set_settings(
     if self_reply is not None:
         if self_reply not in SELF_REPLY_MODES:
             raise ValueError(f"self_reply must be one of {SELF_REPLY_MODES}, got {self_reply!r}")
-        with db.write() as tx:
-            cur = tx.execute(
-                "UPDATE thread_sessions SET journal_self_reply = ? WHERE thread_id = ?",
-                (self_reply, check_thread_id(thread_id)),
-            )
-            if cur.rowcount != 1:
-                raise ThreadNotFound(f"thread {thread_id!r} does not exist")
+        journal_db.set_self_reply_mode(db, check_thread_id(thread_id), self_reply)
     return get_settings(db, thread_id, chance=chance, min_seconds=min_seconds)
 
 
@@ -272,33 +150,6 @@ class JournalReply(BaseModel):
     """The LLM's structured answer for a journal self-reply or an answer to a comment."""
 
     reply: str = Field(description="2-4 sentences, first person, plain text")
-
-
-def _candidates(db: SessionDB) -> list[Candidate]:
-    rows = db.read().execute(
-        "SELECT j.thread_id, COALESCE(w.message_id, 0), MAX(j.id) "
-        "FROM journal_entries j LEFT JOIN loop_watermarks w "
-        "  ON w.loop = :loop AND w.thread_id = j.thread_id "
-        "WHERE j.id > (SELECT COALESCE(MAX(watermark), 0) FROM loop_state WHERE loop = :loop) "
-        "GROUP BY j.thread_id HAVING MAX(j.id) > COALESCE(w.message_id, 0) "
-        "ORDER BY j.thread_id",
-        {"loop": LOOP},
-    )
-    return [Candidate(r[0], int(r[1]), int(r[2])) for r in rows]
-
-
-def _chain(conn: sqlite3.Connection, entry_id: int) -> list[JournalEntry]:
-    """The entry and its ancestors along ``reply_to``, oldest first."""
-    rows = conn.execute(
-        "WITH RECURSIVE chain(id, depth) AS ("
-        "  SELECT id, 0 FROM journal_entries WHERE id = ? "
-        "  UNION ALL SELECT j.reply_to, c.depth + 1 FROM journal_entries j "
-        "  JOIN chain c ON j.id = c.id WHERE j.reply_to IS NOT NULL AND c.depth < 50) "
-        f"SELECT {', '.join('e.' + c.strip() for c in _COLUMNS.split(','))} "
-        "FROM chain JOIN journal_entries e ON e.id = chain.id ORDER BY chain.depth DESC",
-        (entry_id,),
-    ).fetchall()
-    return [_entry(r) for r in rows]
 
 
 class SelfReplyService(WatermarkedService):
@@ -333,7 +184,7 @@ class SelfReplyService(WatermarkedService):
         self.clock = clock
 
     def candidates(self) -> list[Candidate]:
-        return _candidates(self.db)
+        return progress.candidates(self.db, LOOP, "journal_entries")
 
     def process(self, cand: Candidate, gate: LLMGate, result: PassResult) -> bool:
         return self._process(cand, gate, result, force=False)
@@ -343,52 +194,29 @@ class SelfReplyService(WatermarkedService):
         minimum gap and looks at the whole thread; ``off``, the chain cap and "already answered"
         still hold."""
         self.db.require_thread(thread_id)
-        conn = self.db.read()
-        wm = thread_watermark(conn, LOOP, thread_id)
-        row = conn.execute(
-            "SELECT MAX(id) FROM journal_entries WHERE thread_id = ?", (thread_id,)
-        ).fetchone()
-        candidate = Candidate(thread_id, 0 if force else wm, max(wm, int(row[0] or 0)))
+        wm = self.db.thread_watermark(LOOP, thread_id)
+        newest = progress.newest_id(self.db, "journal_entries", thread_id)
+        candidate = Candidate(thread_id, 0 if force else wm, max(wm, newest))
         return self.run_one(candidate, lambda c, g, r: self._process(c, g, r, force=force))
 
     # -- one thread ----------------------------------------------------------------------
 
     def _process(self, cand: Candidate, gate: LLMGate, result: PassResult, *, force: bool) -> bool:
-        conn = self.db.read()
-        row = conn.execute(
-            "SELECT journal_self_reply, last_self_reply_at FROM thread_sessions "
-            "WHERE thread_id = ?",
-            (cand.thread_id,),
-        ).fetchone()
-        if row is None or row[0] == "off":
+        settings = journal_db.self_reply_settings(self.db, cand.thread_id)
+        if settings is None or settings.mode == "off":
             return self._done(cand)
-        mode, last_at = str(row[0]), row[1]
-        comments = [
-            _entry(r)
-            for r in conn.execute(
-                f"SELECT {_COLUMNS} FROM journal_entries c WHERE thread_id = ? AND id > ? "
-                "AND entry_type = 'comment' AND NOT EXISTS (SELECT 1 FROM journal_entries r "
-                "WHERE r.reply_to = c.id AND r.entry_type = 'self_reply') ORDER BY id LIMIT ?",
-                (cand.thread_id, cand.watermark, COMMENTS_PER_PASS),
-            )
-        ]
+        mode, last_at = settings.mode, settings.last_self_reply_at
+        comments = journal_db.unanswered_comments(
+            self.db, cand.thread_id, after_id=cand.watermark, limit=COMMENTS_PER_PASS
+        )
         if comments:
             for comment in comments:
                 self._reply(comment, "comment_answer", gate, result)
             return False  # look again next pass: more comments, or the dust settled
-        target_row = conn.execute(
-            f"SELECT {_COLUMNS} FROM journal_entries WHERE thread_id = ? AND id > ? AND "
-            f"{_TARGET_FILTER} ORDER BY id DESC LIMIT 1",
-            (cand.thread_id, cand.watermark),
-        ).fetchone()
-        if target_row is None:
+        target = journal_db.latest_own_thought(self.db, cand.thread_id, after_id=cand.watermark)
+        if target is None or journal_db.has_reply(self.db, target.id):
             return self._done(cand)
-        target = _entry(target_row)
-        if conn.execute(
-            "SELECT 1 FROM journal_entries WHERE reply_to = ? LIMIT 1", (target.id,)
-        ).fetchone():
-            return self._done(cand)
-        chain = _chain(conn, target.id)
+        chain = journal_db.chain(self.db, target.id)
         if sum(1 for e in chain if e.entry_type == "self_reply") >= MAX_CHAIN:
             return self._done(cand)
         chance = 1.0 if mode == "on" else self.chance
@@ -398,7 +226,7 @@ class SelfReplyService(WatermarkedService):
             # Continuing a chain with the fixed template would only repeat it; wait for the LLM.
             return False
         if not force:
-            if last_at is not None and self.clock() - float(last_at) < self.min_seconds:
+            if last_at is not None and self.clock() - last_at < self.min_seconds:
                 return False
             if self.rng.random() >= chance:
                 return False
@@ -419,7 +247,7 @@ class SelfReplyService(WatermarkedService):
         *,
         chain: list[JournalEntry] | None = None,
     ) -> None:
-        chain = chain if chain is not None else _chain(self.db.read(), target.id)
+        chain = chain if chain is not None else journal_db.chain(self.db, target.id)
         meta: dict[str, Any] = {
             "kind": kind,
             "depth": 1 + sum(1 for e in chain if e.entry_type == "self_reply"),
@@ -438,28 +266,16 @@ class SelfReplyService(WatermarkedService):
             text = _template(target, kind)
             meta["source"] = "template"
             result.fallbacks += 1
-        now = self.clock()
-        with self.db.write() as tx:
-            # Someone (a manual run, another process) may have answered it since we looked.
-            if tx.execute(
-                "SELECT 1 FROM journal_entries WHERE reply_to = ? AND entry_type = 'self_reply'",
-                (target.id,),
-            ).fetchone():
-                return
-            insert_entry(
-                tx,
-                thread_id=target.thread_id,
-                entry_type="self_reply",
-                title=("Re: " + (chain[0].title or chain[0].entry_type))[:200],
-                body=text,
-                created_at=now,
-                reply_to=target.id,
-                meta=meta,
-            )
-            tx.execute(
-                "UPDATE thread_sessions SET last_self_reply_at = ? WHERE thread_id = ?",
-                (now, target.thread_id),
-            )
+        written = journal_db.add_self_reply(
+            self.db,
+            target,
+            title=("Re: " + (chain[0].title or chain[0].entry_type))[:200],
+            body=text,
+            meta=meta,
+            now=self.clock(),
+        )
+        if written is None:
+            return  # answered meanwhile (a manual run, another process)
         result.entries_written += 1
         logger.info(
             "%s thread %s: wrote a %s to entry %d (%s)",

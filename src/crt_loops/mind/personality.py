@@ -37,16 +37,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from crt_loops.core.clock import Clock, iso
-from crt_loops.db.session import MessageRow, SessionDB, dumps
+from crt_loops.db import personality as personality_db
+from crt_loops.db.session import MessageRow, SessionDB
 from crt_loops.llm.client import LLM, ChatMessage
-from crt_loops.loops.passes import (
-    Candidate,
-    LLMGate,
-    PassResult,
-    WatermarkedService,
-    thread_watermark,
-)
-from crt_loops.mind.journal import insert_entry
+from crt_loops.loops.passes import Candidate, LLMGate, PassResult, WatermarkedService
 from crt_loops.mind.signals import Signal, observe
 from crt_loops.mind.topics import keywords, word_set
 
@@ -201,23 +195,13 @@ class PersonalityService(WatermarkedService):
         self.clock = clock
 
     def process(self, cand: Candidate, gate: LLMGate, result: PassResult) -> bool:
-        conn = self.db.read()
-        rows = conn.execute(
-            "SELECT id, thread_id, role, content, created_at, importance, importance_reason, "
-            "scored_by FROM messages WHERE thread_id = ? AND id > ? AND id <= ? AND role = 'user' "
-            "ORDER BY id",
-            (cand.thread_id, cand.watermark, cand.max_id),
-        ).fetchall()
-        mine = [MessageRow(*r) for r in rows]
+        mine = self.db.messages_in_range(cand.thread_id, cand.watermark, cand.max_id, role="user")
         if not mine:  # only the agent spoke: nothing to learn about the person
             self.db.set_thread_watermark(LOOP, cand.thread_id, cand.max_id)
             return True
-        stored = conn.execute(
-            "SELECT profile_json, version FROM personality_profiles WHERE thread_id = ?",
-            (cand.thread_id,),
-        ).fetchone()
-        before = json.loads(stored[0]) if stored else default_profile()
-        version = int(stored[1]) if stored else 0
+        stored = personality_db.stored_profile(self.db, cand.thread_id)
+        before = stored.profile if stored else default_profile()
+        version = stored.version if stored else 0
         profile = json.loads(json.dumps(before))
         notes: dict[str, list[str]] = {}
         for message in mine:
@@ -277,35 +261,29 @@ class PersonalityService(WatermarkedService):
             f"{c['field']}: " + (", ".join(notes.get(c["field"], [])[-3:]) or "recurring mentions")
             for c in changes
         )
-        with self.db.write() as tx:
-            row = tx.execute(
-                "SELECT version FROM personality_profiles WHERE thread_id = ?", (cand.thread_id,)
-            ).fetchone()
-            if (int(row[0]) if row else 0) != version:
-                return False  # updated meanwhile (a manual run): redo from the new state next pass
-            tx.execute(
-                "INSERT INTO personality_profiles (thread_id, profile_json, version, updated_at) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT(thread_id) DO UPDATE SET "
-                "profile_json = excluded.profile_json, version = excluded.version, "
-                "updated_at = excluded.updated_at",
-                (cand.thread_id, dumps(profile), new_version, now),
+        change = None
+        if changes:
+            change = personality_db.ProfileChange(
+                changes=changes,
+                reason=reason,
+                public_profile=public_profile(profile),
+                title="How I talk in this thread",
+                body=_entry_body(changes, notes),
+                meta={"changes": changes, "version": new_version, "source": source},
             )
-            if changes:
-                tx.execute(
-                    "INSERT INTO personality_history (thread_id, created_at, changes_json, reason, "
-                    "profile_json) VALUES (?, ?, ?, ?, ?)",
-                    (cand.thread_id, now, dumps(changes), reason, dumps(public_profile(profile))),
-                )
-                insert_entry(
-                    tx,
-                    thread_id=cand.thread_id,
-                    entry_type="personality",
-                    title="How I talk in this thread",
-                    body=_entry_body(changes, notes),
-                    created_at=now,
-                    meta={"changes": changes, "version": new_version, "source": source},
-                )
-            self.db.set_thread_watermark(LOOP, cand.thread_id, cand.max_id, tx)
+        saved = personality_db.save_profile(
+            self.db,
+            loop=LOOP,
+            thread_id=cand.thread_id,
+            up_to_id=cand.max_id,
+            expected_version=version,
+            profile=profile,
+            version=new_version,
+            now=now,
+            change=change,
+        )
+        if not saved:
+            return False  # updated meanwhile (a manual run): redo from the new state next pass
         if changes:
             result.entries_written += 1
             logger.info(
@@ -378,15 +356,8 @@ def public_profile(profile: Mapping[str, Any]) -> dict[str, Any]:
 
 def get_profile(db: SessionDB, thread_id: str) -> dict[str, Any] | None:
     """The thread's stored profile, or None before the first pass saw a message of the person."""
-    row = (
-        db.read()
-        .execute("SELECT profile_json FROM personality_profiles WHERE thread_id = ?", (thread_id,))
-        .fetchone()
-    )
-    if row is None:
-        return None
-    profile: dict[str, Any] = json.loads(row[0])
-    return profile
+    stored = personality_db.stored_profile(db, thread_id)
+    return stored.profile if stored else None
 
 
 _STYLE = {
@@ -429,26 +400,18 @@ def style_instructions(profile: Mapping[str, Any] | None) -> str:
 def personality_view(db: SessionDB, thread_id: str, *, history: int = 10) -> dict[str, Any]:
     """Everything ``GET /api/threads/{id}/personality`` shows; raises ThreadNotFound."""
     db.require_thread(thread_id)
-    conn = db.read()
-    row = conn.execute(
-        "SELECT profile_json, version, updated_at FROM personality_profiles WHERE thread_id = ?",
-        (thread_id,),
-    ).fetchone()
-    profile = json.loads(row[0]) if row else None
-    rows = conn.execute(
-        "SELECT id, created_at, changes_json, reason FROM personality_history "
-        "WHERE thread_id = ? ORDER BY id DESC LIMIT ?",
-        (thread_id, history),
-    ).fetchall()
+    stored = personality_db.stored_profile(db, thread_id)
+    profile = stored.profile if stored else None
+    changes = personality_db.history(db, thread_id, limit=history)
     return {
         "thread_id": thread_id,
         "profile": public_profile(profile) if profile else None,
-        "version": int(row[1]) if row else 0,
-        "updated_at": iso(row[2]) if row else None,
+        "version": stored.version if stored else 0,
+        "updated_at": iso(stored.updated_at) if stored else None,
         "style_instructions": style_instructions(profile),
         "history": [
-            {"id": r[0], "created_at": iso(r[1]), "changes": json.loads(r[2]), "reason": r[3]}
-            for r in rows
+            {"id": h.id, "created_at": iso(h.created_at), "changes": h.changes, "reason": h.reason}
+            for h in changes
         ],
-        "personality_loop_watermark": thread_watermark(conn, LOOP, thread_id),
+        "personality_loop_watermark": db.thread_watermark(LOOP, thread_id),
     }

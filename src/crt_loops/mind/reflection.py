@@ -53,16 +53,11 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from crt_loops.core.clock import Clock, iso
+from crt_loops.db import reflection as reflection_db
+from crt_loops.db.journal import JournalEntry, latest_entry
 from crt_loops.db.session import MessageRow, SessionDB
 from crt_loops.llm.client import LLM, ChatMessage
-from crt_loops.loops.passes import (
-    Candidate,
-    LLMGate,
-    PassResult,
-    WatermarkedService,
-    thread_watermark,
-)
-from crt_loops.mind.journal import JournalEntry, insert_entry, latest_entry
+from crt_loops.loops.passes import Candidate, LLMGate, PassResult, WatermarkedService
 from crt_loops.mind.topics import topic_scorecard, word_set, words_of
 
 logger = logging.getLogger(__name__)
@@ -73,7 +68,6 @@ DEFAULT_THRESHOLD = 40
 SCORECARD_SPAN = 200
 MAX_REASON_CHARS = 200
 MAX_INSIGHTS = 4
-_MSG_COLUMNS = "id, thread_id, role, content, created_at, importance, importance_reason, scored_by"
 
 
 # -- heuristic importance ------------------------------------------------------------------
@@ -248,39 +242,25 @@ class ReflectionService(WatermarkedService):
         self.clock = clock
 
     def process(self, cand: Candidate, gate: LLMGate, result: PassResult) -> bool:
-        conn = self.db.read()
-        new = [
-            MessageRow(*r)
-            for r in conn.execute(
-                f"SELECT {_MSG_COLUMNS} FROM messages WHERE thread_id = ? AND id > ? AND id <= ? "
-                "ORDER BY id",
-                (cand.thread_id, cand.watermark, cand.max_id),
-            )
-        ]
+        new = self.db.messages_in_range(cand.thread_id, cand.watermark, cand.max_id)
         if not new:
             return True
         scores = self._score([m for m in new if m.importance is None], gate, result)
-        state = conn.execute(
-            "SELECT last_reflection_message_id FROM reflection_state WHERE thread_id = ?",
-            (cand.thread_id,),
-        ).fetchone()
-        last_id = int(state[0]) if state else 0
-        earlier = conn.execute(
-            "SELECT COALESCE(SUM(importance), 0) FROM messages WHERE thread_id = ? AND id > ? "
-            "AND id <= ?",
-            (cand.thread_id, last_id, cand.max_id),
-        ).fetchone()[0]
-        total = int(earlier) + sum(s[0] for mid, s in scores.items() if mid > last_id)
+        last_id = reflection_db.state(self.db, cand.thread_id).last_message_id
+        earlier = reflection_db.importance_sum(
+            self.db, cand.thread_id, after_id=last_id, up_to_id=cand.max_id
+        )
+        total = earlier + sum(s[0] for mid, s in scores.items() if mid > last_id)
         due = total >= self.threshold
-        with self.db.write() as tx:
-            # Only still-unscored rows: a concurrent manual run's scores are kept, not redone.
-            tx.executemany(
-                "UPDATE messages SET importance = ?, importance_reason = ?, scored_by = ? "
-                "WHERE id = ? AND importance IS NULL",
-                [(s[0], s[1], s[2], mid) for mid, s in scores.items()],
-            )
-            if not due:
-                self.db.set_thread_watermark(LOOP, cand.thread_id, cand.max_id, tx)
+        # Not due: the thread is done up to max_id. Due: _reflect moves the watermark with the
+        # reflection it writes.
+        reflection_db.save_scores(
+            self.db,
+            scores,
+            loop=LOOP,
+            thread_id=cand.thread_id,
+            done_up_to=None if due else cand.max_id,
+        )
         result.messages_processed += len(new)
         if due:
             self._reflect(cand, last_id, total, gate, result)
@@ -327,13 +307,9 @@ class ReflectionService(WatermarkedService):
     def _reflect(
         self, cand: Candidate, last_id: int, total: int, gate: LLMGate, result: PassResult
     ) -> None:
-        conn = self.db.read()
-        rows = conn.execute(
-            f"SELECT {_MSG_COLUMNS} FROM messages WHERE thread_id = ? AND id > ? AND id <= ? "
-            "ORDER BY importance DESC, id DESC LIMIT ?",
-            (cand.thread_id, last_id, cand.max_id, self.window),
-        ).fetchall()
-        shown = sorted((MessageRow(*r) for r in rows), key=lambda m: m.id)
+        shown = reflection_db.most_important(
+            self.db, cand.thread_id, after_id=last_id, up_to_id=cand.max_id, limit=self.window
+        )
         card = topic_scorecard(shown, limit=5)
         topics = [t["topic"] for t in card["top"]]
         meta: dict[str, Any] = {
@@ -367,38 +343,26 @@ class ReflectionService(WatermarkedService):
             insights, body = _heuristic_reflection(shown, total, topics)
         meta["insights"] = insights
         title = title or ("Reflection on " + ", ".join(topics[:3]) if topics else "Reflection")
-        with self.db.write() as tx:
-            current = tx.execute(
-                "SELECT last_reflection_message_id FROM reflection_state WHERE thread_id = ?",
-                (cand.thread_id,),
-            ).fetchone()
-            if current is None or int(current[0]) < cand.max_id:
-                insert_entry(
-                    tx,
-                    thread_id=cand.thread_id,
-                    entry_type="reflection",
-                    title=title,
-                    body=body,
-                    created_at=self.clock(),
-                    meta=meta,
-                )
-                tx.execute(
-                    "INSERT INTO reflection_state (thread_id, last_reflection_message_id, "
-                    "last_reflection_at) VALUES (?, ?, ?) ON CONFLICT(thread_id) DO UPDATE SET "
-                    "last_reflection_message_id = excluded.last_reflection_message_id, "
-                    "last_reflection_at = excluded.last_reflection_at",
-                    (cand.thread_id, cand.max_id, self.clock()),
-                )
-                result.entries_written += 1
-                logger.info(
-                    "%s thread %s: reflection written (importance %d >= %d, %s)",
-                    LOG_PREFIX,
-                    cand.thread_id,
-                    total,
-                    self.threshold,
-                    meta["source"],
-                )
-            self.db.set_thread_watermark(LOOP, cand.thread_id, cand.max_id, tx)
+        written = reflection_db.add_reflection(
+            self.db,
+            loop=LOOP,
+            thread_id=cand.thread_id,
+            up_to_id=cand.max_id,
+            title=title,
+            body=body,
+            meta=meta,
+            now=self.clock(),
+        )
+        if written is not None:
+            result.entries_written += 1
+            logger.info(
+                "%s thread %s: reflection written (importance %d >= %d, %s)",
+                LOG_PREFIX,
+                cand.thread_id,
+                total,
+                self.threshold,
+                meta["source"],
+            )
 
     def _insight_prompt(self, shown: Sequence[MessageRow]) -> list[ChatMessage]:
         system = (
@@ -465,47 +429,30 @@ def reflection_view(
 ) -> dict[str, Any]:
     """Everything ``GET /api/threads/{id}/reflection`` shows; raises ThreadNotFound."""
     db.require_thread(thread_id)
-    conn = db.read()
-    state = conn.execute(
-        "SELECT last_reflection_message_id, last_reflection_at FROM reflection_state "
-        "WHERE thread_id = ?",
-        (thread_id,),
-    ).fetchone()
-    last_id = int(state[0]) if state else 0
-    since = conn.execute(
-        "SELECT COALESCE(SUM(importance), 0), COUNT(*), COUNT(importance) FROM messages "
-        "WHERE thread_id = ? AND id > ?",
-        (thread_id, last_id),
-    ).fetchone()
-    counts = conn.execute(
-        "SELECT COUNT(*), COUNT(importance), COALESCE(SUM(scored_by = 'llm'), 0), "
-        "COALESCE(SUM(scored_by = 'heuristic'), 0), AVG(importance) FROM messages "
-        "WHERE thread_id = ?",
-        (thread_id,),
-    ).fetchone()
-    reflections = conn.execute(
-        "SELECT COUNT(*) FROM journal_entries WHERE thread_id = ? AND entry_type = 'reflection'",
-        (thread_id,),
-    ).fetchone()[0]
+    state = reflection_db.state(db, thread_id)
+    last_id = state.last_message_id
+    stats = reflection_db.stats(db, thread_id, since_id=last_id)
     recent = db.list_messages(thread_id, limit=SCORECARD_SPAN, newest=True)
     latest = latest_reflection(db, thread_id)
     return {
         "thread_id": thread_id,
         "threshold": threshold,
-        "importance_since_last_reflection": int(since[0]),
-        "messages_since_last_reflection": int(since[1]),
-        "unscored_since_last_reflection": int(since[1]) - int(since[2]),
+        "importance_since_last_reflection": stats.importance_since,
+        "messages_since_last_reflection": stats.messages_since,
+        "unscored_since_last_reflection": stats.messages_since - stats.scored_since,
         "last_reflection_message_id": last_id or None,
-        "last_reflection_at": iso(state[1]) if state else None,
+        "last_reflection_at": iso(state.last_at),
         "latest_reflection": latest.as_dict() if latest else None,
         "counts": {
-            "messages": int(counts[0]),
-            "scored": int(counts[1]),
-            "scored_by_llm": int(counts[2]),
-            "scored_by_heuristic": int(counts[3]),
-            "average_importance": None if counts[4] is None else round(float(counts[4]), 2),
-            "reflections": int(reflections),
+            "messages": stats.messages,
+            "scored": stats.scored,
+            "scored_by_llm": stats.scored_by_llm,
+            "scored_by_heuristic": stats.scored_by_heuristic,
+            "average_importance": (
+                None if stats.average_importance is None else round(stats.average_importance, 2)
+            ),
+            "reflections": stats.reflections,
         },
         "scorecard": topic_scorecard(recent),
-        "reflection_loop_watermark": thread_watermark(conn, LOOP, thread_id),
+        "reflection_loop_watermark": db.thread_watermark(LOOP, thread_id),
     }

@@ -18,6 +18,7 @@ from crt_loops.api.routes.deps import DB, ExistingThread, ThreadId, get_services
 from crt_loops.api.routes.ledger import with_page_urls
 from crt_loops.api.routes.loops import start_loop, stop_loop
 from crt_loops.core.clock import iso
+from crt_loops.core.enums import Trigger
 from crt_loops.db import heartbeats
 from crt_loops.heartbeat.config import ConfigPatch
 from crt_loops.heartbeat.executor import HeartbeatBusy, HeartbeatRunner, HeartbeatThreadNotFound
@@ -203,7 +204,7 @@ def run_now(
     dry_run: Annotated[bool, Query(description="force a dry run: nothing is sent")] = False,
 ) -> dict[str, Any]:
     try:
-        record = runner(request).run(thread_id, trigger="manual", force_dry_run=dry_run)
+        record = runner(request).run(thread_id, trigger=Trigger.MANUAL, force_dry_run=dry_run)
     except HeartbeatBusy as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from exc
     except HeartbeatThreadNotFound as exc:

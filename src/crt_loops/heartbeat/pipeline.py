@@ -1,0 +1,229 @@
+"""One heartbeat's pipeline, from the gates to the outbox; it returns the verdict to record.
+
+    gates ─► context ─► (unchanged?) ─► prompt ─► LLM ─► parse ─► validate
+          ─► outbox (pending | blocked | dry_run) ─► Ledger calls ─► verdict
+
+Four phases, each a method that returns what the next needs or a :class:`Verdict` that ends the
+run: :meth:`Pipeline.gate` (cheap checks, no LLM call), :meth:`Pipeline.look` (the context: the
+only write here keeps the Ledger's newly shown activity), :meth:`Pipeline.think` (the LLM call
+and parsing) and :meth:`Pipeline.act` (validation, the outbox, the Ledger). No DB transaction is
+open across an LLM or Ledger call.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from crt_loops.core.enums import ActionState
+from crt_loops.db import agent_history, heartbeats
+from crt_loops.db.session import SessionDB
+from crt_loops.heartbeat import gates, outbox, social_actions
+from crt_loops.heartbeat.context import (
+    HeartbeatContext,
+    gather_local,
+    read_feed,
+    read_home,
+    unanswered_activity,
+)
+from crt_loops.heartbeat.decision import (
+    Decision,
+    RejectedAction,
+    ValidationContext,
+    decision_json_schema,
+    parse_decision,
+    validate_actions,
+)
+from crt_loops.heartbeat.deps import RunnerOptions
+from crt_loops.heartbeat.gates import Verdict
+from crt_loops.heartbeat.instructions import Instructions
+from crt_loops.heartbeat.prompt import build_prompt
+from crt_loops.heartbeat.recording import RunState
+from crt_loops.heartbeat.redaction import redact_text
+from crt_loops.ledger.client import LedgerClient, LedgerError
+from crt_loops.llm.client import LLM, LLMError
+
+DAY = 86_400.0
+
+
+@dataclass(frozen=True)
+class Looked:
+    """What the run looked at: the context, the agent's history, when that was read."""
+
+    ctx: HeartbeatContext
+    past: dict[str, Any]
+    past_at: float
+
+
+@dataclass(frozen=True)
+class Thought:
+    """The model's usable decision, and the actions it proposed that did not parse."""
+
+    decision: Decision
+    rejected: list[RejectedAction]
+
+
+@dataclass
+class Pipeline:
+    """The steps of one run, over the runner's collaborators as they are at its start."""
+
+    db: SessionDB
+    llm: LLM
+    ledger: LedgerClient | None
+    heartbeat_md: Path | str
+    options: RunnerOptions
+    llm_slots: threading.BoundedSemaphore
+    clock: Callable[[], float]
+
+    def run(self, state: RunState, hb: heartbeats.ThreadHeartbeat, *, forced: bool) -> Verdict:
+        now = state.run.started_at
+        instructions = self.gate(state, forced=forced, now=now)
+        if isinstance(instructions, Verdict):
+            return instructions
+        looked = self.look(state, hb, instructions, forced=forced, now=now)
+        if isinstance(looked, Verdict):
+            return looked
+        thought = self.think(state, instructions, looked.ctx, now=now)
+        if isinstance(thought, Verdict):
+            return thought
+        return self.act(state, looked, thought)
+
+    # -- the phases --------------------------------------------------------------------------
+
+    def gate(self, state: RunState, *, forced: bool, now: float) -> Instructions | Verdict:
+        """The cheap gates; passes on HEARTBEAT.md's instructions."""
+        config = state.config
+        if stop := gates.disabled(config, forced=forced):
+            return stop
+        window = config.active_window(self.options.default_timezone)
+        if stop := gates.quiet_hours(window, now, forced=forced):
+            return stop
+        instructions = gates.read_instructions(self.heartbeat_md)
+        if isinstance(instructions, Verdict):
+            return instructions
+        if stop := gates.empty_instructions(instructions) or gates.llm_unavailable(self.llm):
+            return stop
+        return instructions
+
+    def look(
+        self,
+        state: RunState,
+        hb: heartbeats.ThreadHeartbeat,
+        instructions: Instructions,
+        *,
+        forced: bool,
+        now: float,
+    ) -> Looked | Verdict:
+        """Gather the context, local and from the Ledger; skip when nothing changed."""
+        past_at = self.clock()
+        past = agent_history.agent_history(self.db, since=now - DAY)
+        ctx = gather_local(self.db, state.run.thread_id, window=self.options.window)
+        ledger = self.ledger
+        if ledger is None:
+            return gates.no_ledger(self.options.ledger_error)
+        try:
+            home = read_home(ledger)
+            # Kept before anything else can fail: /home shows each new comment only once.
+            pending = agent_history.merge_pending_activity(self.db, home.activity)
+            ctx.karma = home.karma
+            ctx.activity = unanswered_activity(pending, past["answered_comment_ids"])
+            ctx.feed = read_feed(ledger, past["own_post_ids"])
+        except LedgerError as exc:
+            return gates.ledger_read_failed(str(exc))
+        state.context_hash = ctx.fingerprint(instructions.sha256, state.config.model_dump_json())
+        if stop := gates.unchanged_context(state.config, hb, state.context_hash, forced=forced):
+            return stop
+        return Looked(ctx=ctx, past=past, past_at=past_at)
+
+    def think(
+        self, state: RunState, instructions: Instructions, ctx: HeartbeatContext, *, now: float
+    ) -> Thought | Verdict:
+        """Build the prompt, call the model (one of ``max_concurrency`` slots), parse."""
+        config = state.config
+        prompt = build_prompt(
+            instructions=instructions.content,
+            ctx=ctx,
+            config=config,
+            agent_name=self.options.agent_name,
+            now=now,
+        )
+        state.run.prompt_chars = prompt.chars
+        model = config.model_or(self.options.default_model)
+        state.run.model = model
+        llm_started = time.perf_counter()
+        try:
+            with self.llm_slots:
+                reply = self.llm.chat(
+                    prompt.messages,
+                    model=model,
+                    schema=decision_json_schema(),
+                    temperature=config.temperature,
+                    max_tokens=config.max_tokens,
+                    # Longer than the interval, or every run pays a cold model load.
+                    keep_alive=f"{int(config.every_seconds + 600)}s",
+                )
+        except LLMError as exc:
+            return gates.llm_failed(exc)
+        finally:
+            state.run.llm_ms = (time.perf_counter() - llm_started) * 1000
+        parsed = parse_decision(reply.content)
+        decision = gates.usable_decision(parsed, reply.content, self.options.secrets)
+        if isinstance(decision, Verdict):
+            return decision
+        return Thought(decision=decision, rejected=list(parsed.rejected))
+
+    def act(self, state: RunState, looked: Looked, thought: Thought) -> Verdict:
+        """Validate against what the agent did meanwhile, write the outbox, send, judge."""
+        config, run, limits = state.config, state.run, self.options.limits
+        # Read again after the LLM call: another thread's run may have posted meanwhile, and
+        # cooldowns count from now, not from when this run started.
+        decided_at = self.clock()
+        past = agent_history.merge_history(
+            looked.past,
+            agent_history.agent_history(
+                self.db, since=decided_at - DAY, changed_after=looked.past_at
+            ),
+        )
+        ctx = looked.ctx
+        vctx = ValidationContext(
+            config=config,
+            shown_post_ids=ctx.shown_post_ids(),
+            shown_comment_ids=ctx.shown_comment_ids(),
+            own_post_ids=past["own_post_ids"],
+            voted_post_ids=past["voted_post_ids"],
+            recent_hashes=past["recent_hashes"],
+            now=decided_at,
+            next_post_allowed_at=_after(past["last_post_at"], limits.post_cooldown),
+            next_comment_allowed_at=_after(past["last_comment_at"], limits.comment_cooldown),
+            comments_left_today=max(0, limits.comments_per_day - past["comments_last_24h"]),
+            secrets=self.options.secrets,
+            default_submolt=config.submolt,
+            social=social_actions.context(ctx, past, self.options.agent_name, config.submolt),
+        )
+        validated = validate_actions(thought.decision, vctx)
+        state.seen_activity = ctx.shown_comment_ids()
+        rows = outbox.build_rows(
+            run.run_id,
+            validated,
+            thought.rejected,
+            dry_run=run.dry_run,
+            secrets=self.options.secrets,
+        )
+        # The outbox: written before anything is sent.
+        heartbeats.add_actions(self.db, run.run_id, run.thread_id, rows)
+        run.summary = redact_text(thought.decision.summary.strip(), self.options.secrets)[:1000]
+        if run.dry_run:
+            for row in rows:
+                if row.state is ActionState.DRY_RUN:
+                    outbox.log_action(row, dry=True)
+        else:
+            rows = outbox.send_pending(self.db, self.ledger, rows)
+        return outbox.verdict(rows, dry_run=run.dry_run)
+
+
+def _after(ts: float | None, gap: float) -> float | None:
+    return None if ts is None else ts + gap
