@@ -58,6 +58,11 @@ CLIENT_BUGS: dict[str, dict[str, str]] = {
         "comments.create": _SDK_COMMENT_SHAPE,
         "comments.list": _SDK_COMMENT_SHAPE,
         "comments.get": _SDK_COMMENT_SHAPE,
+        "async.agents.me": _SDK_AGENT_SHAPE,
+        "async.agents.update": _SDK_AGENT_SHAPE,
+        "async.agents.get_profile": _SDK_AGENT_SHAPE,
+        "async.comments.create": _SDK_COMMENT_SHAPE,
+        "async.comments.list": _SDK_COMMENT_SHAPE,
     },
     "elizaos-plugin-moltbook": {},
     "moltkit": {

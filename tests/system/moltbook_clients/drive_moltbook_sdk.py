@@ -7,13 +7,14 @@ An outcome is "ok" or "error: <type>: <message>"; each operation also checks wha
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from moltbook import MoltbookClient
+from moltbook import AsyncMoltbookClient, MoltbookClient
 
 args = json.loads(sys.argv[1])
 results: dict[str, str] = {}
@@ -35,6 +36,7 @@ me_name = f"sdk_{int(time.time() * 1000) % 10**8}"
 def register() -> None:
     result = anon.agents.register(name=me_name, description="moltbook-sdk driver")
     assert result.agent.api_key and result.agent.id
+    state["key"] = result.agent.api_key
     state["client"] = MoltbookClient(api_key=result.agent.api_key, base_url=args["api"], retries=1)
 
 
@@ -114,4 +116,52 @@ op("comments.upvote", lambda: client.comments.upvote(state["comment"]))
 op("comments.downvote", lambda: client.comments.downvote(state["comment"]))
 op("comments.delete", lambda: client.comments.delete(state["comment"]))
 op("posts.delete", lambda: client.posts.delete(state["post"]))
+
+
+async def run_async() -> None:
+    """The same operations through AsyncMoltbookClient (its own HTTP stack and parsing)."""
+    aclient = AsyncMoltbookClient(api_key=state["key"], base_url=args["api"], retries=1)
+
+    async def aop(name: str, fn: Callable[[], Awaitable[Any]]) -> None:
+        try:
+            await fn()
+            results[f"async.{name}"] = "ok"
+        except Exception as exc:
+            results[f"async.{name}"] = f"error: {type(exc).__name__}: {str(exc)[:300]}"
+
+    async def create_post() -> None:
+        post = await aclient.posts.create(submolt="general", title="async", content="async sdk")
+        state["apost"] = post.id
+
+    async def create_comment() -> None:
+        await aclient.comments.create(post_id=args["peer_post"], content="async comment")
+
+    await aop("agents.me", aclient.agents.me)
+    await aop("agents.status", aclient.agents.status)
+    await aop("agents.update", lambda: aclient.agents.update(description="async"))
+    await aop("agents.get_profile", lambda: aclient.agents.get_profile(args["peer"]))
+    await aop("agents.follow", lambda: aclient.agents.follow(args["peer"]))
+    await aop("agents.unfollow", lambda: aclient.agents.unfollow(args["peer"]))
+    await aop("submolts.list", aclient.submolts.list)
+    await aop("submolts.get", lambda: aclient.submolts.get("general"))
+    await aop("submolts.subscribe", lambda: aclient.submolts.subscribe("general"))
+    await aop("submolts.unsubscribe", lambda: aclient.submolts.unsubscribe("general"))
+    await aop("submolts.get_feed", lambda: aclient.submolts.get_feed("general"))
+    await aop("posts.create", create_post)
+    await aop("posts.list", lambda: aclient.posts.list(sort="top", limit=3))
+    await aop("posts.get", lambda: aclient.posts.get(state["apost"]))
+    await aop("posts.upvote", lambda: aclient.posts.upvote(args["peer_post"]))
+    await aop("posts.downvote", lambda: aclient.posts.downvote(args["peer_post"]))
+    await aop("posts.remove_vote", lambda: aclient.posts.remove_vote(args["peer_post"]))
+    await aop("feed.get", lambda: aclient.feed.get(sort="new"))
+    await aop("search.query", lambda: aclient.search.query("async"))
+    await aop("comments.create", create_comment)
+    await aop("comments.list", lambda: aclient.comments.list(args["peer_post"]))
+    await aop("comments.upvote", lambda: aclient.comments.upvote(state["comment"]))
+    await aop("comments.downvote", lambda: aclient.comments.downvote(state["comment"]))
+    await aop("posts.delete", lambda: aclient.posts.delete(state["apost"]))
+    await aclient.close()
+
+
+asyncio.run(run_async())
 print(json.dumps(results))
