@@ -1,4 +1,4 @@
-"""Benchmarks for CRT Loops (issue 6). Run ``make bench`` or ``python -m bench [NAME ...]``.
+"""Benchmarks for CRT Loops. Run ``make bench`` or ``python -m bench [NAME ...]``.
 
 Never part of ``make test``: each benchmark measures this machine, writes its figures to
 ``bench/results.json`` and says which targets it met. See bench/README.md.

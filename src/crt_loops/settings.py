@@ -27,7 +27,8 @@ class SettingsError(ValueError):
 
 
 class Settings(BaseSettings):
-    """Every setting of DESIGN §8. Field ``foo_bar`` is read from ``CRT_FOO_BAR`` unless noted."""
+    """Every setting of docs/architecture.md §8. Field ``foo_bar`` is read from ``CRT_FOO_BAR``
+    unless noted."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,

@@ -1,4 +1,4 @@
-"""Access control and prompt injection (issue 5, item 6).
+"""Access control and prompt injection.
 
 - With ``CRT_API_TOKEN`` set, every ``/api`` route (enumerated from ``app.routes``) answers 401
   without the token or with a wrong one, and works with ``Authorization: Bearer <token>``.

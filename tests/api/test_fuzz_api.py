@@ -1,4 +1,4 @@
-"""Bad input (issue 5, item 5): schemathesis over the whole OpenAPI schema, then a table of
+"""Bad input: schemathesis over the whole OpenAPI schema, then a table of
 hostile inputs.
 
 The server is the real app (``crt_api.create_app``) served by real uvicorn in a thread

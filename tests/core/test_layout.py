@@ -178,3 +178,21 @@ def test_only_the_storage_packages_use_the_driver_or_raw_connections() -> None:
         if found:
             offenders[rel] = found
     assert offenders == {}
+
+
+# Documents a reader of this repository does not have; the repository's own are under docs/.
+OUTSIDE_CITATION_RE = re.compile(r"\b(DESIGN|REFERENCE) §|\b[Ii]ssue \d+|shared/[A-Z]+\.md")
+
+
+def test_comments_cite_only_the_repository() -> None:
+    sources = [path for _, path in modules()] + sorted((ROOT / "tests").rglob("*.py"))
+    sources += sorted((ROOT / "bench").glob("*.py")) + sorted(ROOT.glob("*.py"))
+    offending = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in sources
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if OUTSIDE_CITATION_RE.search(line) and "OUTSIDE_CITATION_RE" not in line
+    ]
+    assert offending == []
+    for cited in ("architecture.md", "reference.md", "storage.md", "seed.md"):
+        assert (ROOT / "docs" / cited).is_file()

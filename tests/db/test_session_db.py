@@ -98,7 +98,7 @@ def test_watermark_query_uses_the_primary_key(db: SessionDB) -> None:
 
 
 def test_four_threads_read_modify_write_lose_nothing(tmp_path: Path) -> None:
-    """REFERENCE §2 trap: SELECT-then-UPDATE under BEGIN IMMEDIATE loses no increments."""
+    """docs/reference.md §2 trap: SELECT-then-UPDATE under BEGIN IMMEDIATE loses no increments."""
     db = SessionDB(tmp_path / "race.db")
     db.kv_set("counter", "0")
     per_thread = 250

@@ -97,7 +97,8 @@ def test_seed_per_thread_example() -> None:
     ],
 )
 def test_interval_spellings(key: str, value: Any, seconds: int) -> None:
-    """Regression (REFERENCE §6): `every` was stored but `every_seconds` read; both count."""
+    """Regression (docs/reference.md §6): `every` was stored but `every_seconds` read; both
+    count."""
     assert HeartbeatConfig.model_validate({key: value}).every_seconds == seconds
 
 
@@ -282,7 +283,7 @@ STORED = HeartbeatConfig.model_validate(
 
 
 def test_post_keeps_omitted_fields() -> None:
-    """Regression (REFERENCE §6): a config POST reset every field it did not name."""
+    """Regression (docs/reference.md §6): a config POST reset every field it did not name."""
     merged = merge_config(STORED, {"dry_run": True})
     assert merged == STORED.model_copy(update={"dry_run": True})
 
@@ -449,7 +450,7 @@ def test_host_zone_without_tz_is_still_a_zone(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_active_window_uses_the_configured_zone() -> None:
-    """Regression (REFERENCE §6): active hours ignored the configured zone."""
+    """Regression (docs/reference.md §6): active hours ignored the configured zone."""
     config = HeartbeatConfig.model_validate(
         {"active_hours_start": 9, "active_hours_end": 17, "timezone": "America/New_York"}
     )

@@ -129,7 +129,8 @@ def test_code_fences_and_prose() -> None:
 
 
 def test_greedy_regex_regression() -> None:
-    """Regression (REFERENCE §6): a greedy ``\\{.*\\}`` grabbed from the first brace to the last."""
+    """Regression (docs/reference.md §6): a greedy ``\\{.*\\}`` grabbed from the first brace to the
+    last."""
     reply = (
         'I looked at {"post_id": "p9"} first. Decision: '
         + json.dumps(DECISION)
@@ -162,7 +163,7 @@ def test_trailing_commas_are_forgiven() -> None:
     ],
 )
 def test_legacy_silence_including_action_null(legacy: dict[str, Any]) -> None:
-    """Regression (REFERENCE §6): ``"action": null`` crashed the earlier parser."""
+    """Regression (docs/reference.md §6): ``"action": null`` crashed the earlier parser."""
     result = parsed(json.dumps(legacy))
     assert result.format == "legacy"
     assert result.decision is not None and result.decision.actions == []

@@ -1,5 +1,5 @@
 """One heartbeat end to end: every outcome and reason, the outbox, dry runs, recovery, backoff,
-and the fault matrix (issue 5 item 3): each fault leaves a run record with its reason, sends
+and the fault matrix: each fault leaves a run record with its reason, sends
 nothing, and the next healthy run acts."""
 
 from __future__ import annotations
@@ -463,20 +463,28 @@ def test_ollama_refused_mid_run(env: HeartbeatEnv) -> None:
 # -- fault matrix: the Ledger -----------------------------------------------------------------
 
 
-def test_ledger_refused(env: HeartbeatEnv) -> None:
-    answer(env, decide(POST))
-    port = env.ledger_server.port
-    env.ledger_server.stop()
-    run = env.run()
-    assert (run.outcome, run.reason) == ("failed", "ledger_error")
-    assert env.fake.calls_for("HeartbeatDecision") == []  # no LLM call without a Ledger
-    # bring it back on the same port: the next healthy run acts
-    from support.hb_env import Settings, create_ledger_app
+def test_ledger_refused(tmp_path: Path, fake_ollama: FakeOllama) -> None:
+    # A real server, so that stopping it leaves a port that refuses connections.
+    with heartbeat_env(tmp_path, fake_ollama, real_ledger=True) as env:
+        env.configure(enabled=True, every_seconds=600, target="any")
+        assert env.ledger_server is not None
+        answer(env, decide(POST))
+        port = env.ledger_server.port
+        env.ledger_server.stop()
+        run = env.run()
+        assert (run.outcome, run.reason) == ("failed", "ledger_error")
+        assert env.fake.calls_for("HeartbeatDecision") == []  # no LLM call without a Ledger
+        # bring it back on the same port: the next healthy run acts
+        from support.hb_env import Settings, create_ledger_app
 
-    settings = Settings(_env_file=None, data_dir=env.tmp / "data", ledger_post_cooldown_seconds=0)  # type: ignore[call-arg]
-    env.ledger_server = ServerThread(create_ledger_app(settings, clock=env.clock), port=port or 0)
-    env.ledger_server.start()
-    healthy_run_acts(env)
+        settings = Settings(  # type: ignore[call-arg]
+            _env_file=None, data_dir=env.tmp / "data", ledger_post_cooldown_seconds=0
+        )
+        env.ledger_server = ServerThread(
+            create_ledger_app(settings, clock=env.clock), port=port or 0
+        )
+        env.ledger_server.start()
+        healthy_run_acts(env)
 
 
 def test_ledger_429_with_retry_after(tmp_path: Path, fake_ollama: FakeOllama) -> None:

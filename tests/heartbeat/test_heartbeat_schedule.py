@@ -77,7 +77,8 @@ def test_end_of_day_24_00_and_whole_day() -> None:
 
 
 def test_the_zone_decides_not_the_server_clock() -> None:
-    """Regression (REFERENCE §6): active hours used the server's clock and ignored the zone."""
+    """Regression (docs/reference.md §6): active hours used the server's clock and ignored the
+    zone."""
     instant = utc("2024-06-10 20:00")  # 16:00 in New York, 22:00 in Berlin
     assert in_active_hours(instant, 9 * H, 17 * H, NEW_YORK)
     assert not in_active_hours(instant, 9 * H, 17 * H, UTC)

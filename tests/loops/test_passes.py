@@ -22,6 +22,9 @@ class Thing(BaseModel):
         'Sure! Here it is:\n```json\n{"name": "a", "size": 1}\n```\nAnything else?',
         'Prose with a {brace} first, then {"name": "a", "size": 1} and more.',
         '  {"name": "a", "size": "1"}  ',  # lax numbers are fine, the shape is strict
+        # An unclosed <think> is searched when the visible text holds nothing, as for the
+        # heartbeat's decisions: one rule for every reply (core.lenient_json).
+        '<think>unfinished thinking {"name": "a", "size": 1}',
     ],
 )
 def test_parse_reply_is_lenient_about_wrapping(content: str) -> None:
@@ -33,7 +36,7 @@ def test_parse_reply_is_lenient_about_wrapping(content: str) -> None:
     [
         "",
         "no json here",
-        '<think>unfinished thinking {"name": "a", "size": 1}',
+        "<think>unfinished thinking, no object",
         "[1, 2, 3]",
         '{"name": "a"}',
         '{"name": "a", "size": "big"}',

@@ -28,7 +28,8 @@ from crt_loops.mind.personality import (
 from crt_loops.settings import Settings
 
 with warnings.catch_warnings():
-    # REFERENCE §3: Starlette's TestClient warns about httpx 0.28 at import; only that warning.
+    # docs/reference.md §3: Starlette's TestClient warns about httpx 0.28 at import; only that
+    # warning.
     warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
     from fastapi.testclient import TestClient
 

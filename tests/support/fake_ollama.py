@@ -1,4 +1,4 @@
-"""A fake Ollama server speaking Ollama's HTTP protocol on loopback (REFERENCE §1).
+"""A fake Ollama server speaking Ollama's HTTP protocol on loopback (docs/reference.md §1).
 
 It is a real HTTP server, so the real ``ollama`` client (and httpx under it) is exercised end to
 end. What it answers is decided by a *responder*: a function from the request JSON to a

@@ -1,5 +1,7 @@
-"""A heartbeat environment for tests: real SQLite under tmp_path, the real Ledger on a loopback
-port (with an injected clock), the real Ollama client against the fake Ollama, and a runner."""
+"""A heartbeat environment for tests: real SQLite under tmp_path, the real Ledger app (with an
+injected clock) reached in process through Starlette's ASGI transport, or on a loopback port
+with ``real_ledger=True`` for tests that stop or replace the server, the real Ollama client
+against the fake Ollama, and a runner."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from fastapi.testclient import TestClient
 
 from crt_loops.core.server_thread import ServerThread
 from crt_loops.db import heartbeats
@@ -39,7 +43,8 @@ class HeartbeatEnv:
     db: SessionDB
     fake: FakeOllama
     llm: OllamaLLM
-    ledger_server: ServerThread
+    #: The Ledger's server thread when ``real_ledger``; None when it is reached in process.
+    ledger_server: ServerThread | None
     ledger: LedgerClient
     neighbour: LedgerClient
     runner: HeartbeatRunner
@@ -64,6 +69,15 @@ class HeartbeatEnv:
         return str(self.neighbour.create_post("general", title, content).id)
 
 
+class InProcessLedger(TestClient):
+    """The Ledger app reached in process. LedgerClient passes a per-request timeout, which
+    means nothing without a network (and TestClient warns about it), so it is dropped."""
+
+    def request(self, method: str, url: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        kwargs.pop("timeout", None)
+        return super().request(method, url, **kwargs)
+
+
 @contextmanager
 def heartbeat_env(
     tmp: Path,
@@ -74,6 +88,7 @@ def heartbeat_env(
     llm_timeout: float = 10.0,
     busy_timeout_ms: int = 5000,
     ledger_timeout: float = 5.0,
+    real_ledger: bool = False,
     **runner_kwargs: Any,
 ) -> Iterator[HeartbeatEnv]:
     clock = FakeClock()
@@ -87,16 +102,34 @@ def heartbeat_env(
     )
     db = SessionDB(tmp / "crt.db", clock=clock, busy_timeout_ms=busy_timeout_ms)
     (tmp / "HEARTBEAT.md").write_text(DEFAULT_MD, encoding="utf-8")
-    server = ServerThread(create_ledger_app(settings, clock=clock), name="ledger").start()
-    base = server.url + "/api/v1"
+    app = create_ledger_app(settings, clock=clock)
+    server: ServerThread | None = None
+    transport: TestClient | None = None
+    if real_ledger:
+        server = ServerThread(app, name="ledger").start()
+        base = server.url + "/api/v1"
+    else:
+        # The Host is a loopback address, as a real client's would be.
+        transport = InProcessLedger(app, base_url="http://127.0.0.1", raise_server_exceptions=False)
+        transport.__enter__()  # runs the Ledger's lifespan: its database opens
+        base = "http://127.0.0.1/api/v1"
     import httpx
 
-    setup = LedgerClient(base, None)
-    key = setup.register("crt", "the agent").api_key
-    neighbour_key = setup.register("neighbour", "another agent").api_key
-    setup.close()
-    ledger = LedgerClient(base, key, timeout=httpx.Timeout(ledger_timeout, connect=1.0))
-    neighbour = LedgerClient(base, neighbour_key)
+    try:
+        setup = LedgerClient(base, None, http_client=transport)
+        key = setup.register("crt", "the agent").api_key
+        neighbour_key = setup.register("neighbour", "another agent").api_key
+        setup.close()
+    except BaseException:
+        if transport is not None:
+            transport.__exit__(None, None, None)
+        if server is not None:
+            server.stop()
+        raise
+    ledger = LedgerClient(
+        base, key, timeout=httpx.Timeout(ledger_timeout, connect=1.0), http_client=transport
+    )
+    neighbour = LedgerClient(base, neighbour_key, http_client=transport)
     llm = OllamaLLM(fake.url, "llama3.2:latest", timeout_seconds=llm_timeout)
     runner = HeartbeatRunner(
         RunnerDeps(db=db, llm=llm, ledger=ledger, heartbeat_md=tmp / "HEARTBEAT.md", clock=clock),
@@ -117,6 +150,10 @@ def heartbeat_env(
     finally:
         ledger.close()
         neighbour.close()
-        server.stop()
-        env.ledger_server.stop()  # a test may have replaced it
+        if server is not None:
+            server.stop()
+        if env.ledger_server is not None:
+            env.ledger_server.stop()  # a test may have replaced it
+        if transport is not None:
+            transport.__exit__(None, None, None)
         db.close()

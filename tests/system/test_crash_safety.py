@@ -1,4 +1,4 @@
-"""Crash safety: SIGKILL the service while heartbeats post, restart, repeat (issue 5, item 2).
+"""Crash safety: SIGKILL the service while heartbeats post, restart, repeat.
 
 The real service (``uvicorn crt_api:app``) runs against a fake Ollama, with the heartbeat loop on
 for a few threads and run-now requests fired at it. It is killed with SIGKILL at chosen and at

@@ -1,4 +1,4 @@
-"""Issue 2's done-when: with the fake Ollama as the LLM and short intervals, a thread given 20 new
+"""End to end: with the fake Ollama as the LLM and short intervals, a thread given 20 new
 messages gets every message scored, one reflection entry, a personality profile and (chance 1)
 a self-reply, all made by the loops on their own schedule; then idle passes cost nothing."""
 

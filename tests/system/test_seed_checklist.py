@@ -119,7 +119,7 @@ def test_seed_checklist(service: Service, fake_ollama: FakeOllama) -> None:
 
 
 def test_scheduled_heartbeat_posts_on_its_own(service: Service, fake_ollama: FakeOllama) -> None:
-    """Issue 4's done-when: every_seconds 10 posts on the embedded Ledger with no manual trigger."""
+    """End to end: every_seconds 10 posts on the embedded Ledger with no manual trigger."""
     r = httpx.post(
         service.url + "/api/threads/default/heartbeat/config",
         json={"enabled": True, "every_seconds": 10, "target": "post", "skip_when_unchanged": False},

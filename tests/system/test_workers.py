@@ -1,4 +1,4 @@
-"""Exactly once under ``uvicorn crt_api:app --workers 3`` (issue 5, item 1).
+"""Exactly once under ``uvicorn crt_api:app --workers 3``.
 
 Three worker processes share one data dir, so each runs all four loops and tries to serve the
 embedded Ledger. The DB leases must make every pass of the reflection, personality and

@@ -3,7 +3,7 @@
 Every function is one short transaction; none waits on the network. A run is written as
 ``running`` before anything else happens, its actions are written to the outbox (``pending``)
 before they are sent, and each is updated right after its Ledger call, so a crash at any moment
-leaves something recovery can finish (DESIGN §5 steps 7-8).
+leaves something recovery can finish (docs/architecture.md §5 steps 7-8).
 """
 
 from __future__ import annotations

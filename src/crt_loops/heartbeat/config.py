@@ -1,4 +1,4 @@
-"""HeartbeatConfig: one thread's heartbeat settings (DESIGN §4), stored as JSON in
+"""HeartbeatConfig: one thread's heartbeat settings (docs/architecture.md §4), stored as JSON in
 ``thread_sessions.heartbeat_config_json``.
 
 Input is forgiving where a person would expect it (``every`` or ``every_seconds``, "30m" or
@@ -7,7 +7,7 @@ seconds, hours as "HH:MM", targets in a fixed order), and anything wrong is a
 ``pydantic.ValidationError`` naming the field and the rule, which the route answers with 422.
 
 A POST is a *partial* update: :func:`merge_config` applies only the fields it names (the earlier
-implementation reset every omitted field: REFERENCE §6).
+implementation reset every omitted field: docs/reference.md §6).
 """
 
 from __future__ import annotations
@@ -174,7 +174,8 @@ def _reject_bool(value: object) -> object:
 
 
 class HeartbeatConfig(BaseModel):
-    """One thread's heartbeat settings (DESIGN §4). Immutable: change it with merge_config."""
+    """One thread's heartbeat settings (docs/architecture.md §4). Immutable: change it with
+    merge_config."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
@@ -211,7 +212,8 @@ class HeartbeatConfig(BaseModel):
     @classmethod
     def _accept_every(cls, data: Any) -> Any:
         # The seed writes both `every` and `every_seconds`; the earlier implementation stored
-        # one and read the other, so per-thread intervals were silently ignored (REFERENCE §6).
+        # one and read the other, so per-thread intervals were silently ignored (docs/reference.md
+        # §6).
         if not isinstance(data, Mapping) or "every" not in data:
             return data
         values = dict(data)

@@ -1,4 +1,4 @@
-"""What a heartbeat looks at (DESIGN §5 step 4), gathered in bounded size.
+"""What a heartbeat looks at (docs/architecture.md §5 step 4), gathered in bounded size.
 
 The thread's recent messages (``CRT_LOOP_WINDOW``), its latest reflection and personality, the
 agent's own last runs and actions (so it does not repeat itself), activity on its own Ledger
@@ -78,7 +78,7 @@ class HeartbeatContext:
         """A hash of what changed-or-not matters: new messages, feed, activity, instructions.
 
         Scores and the agent's own run history are left out: a vote count ticking up is not a
-        reason to wake the model (REFERENCE §5: the cost of idle heartbeats).
+        reason to wake the model (docs/reference.md §5: the cost of idle heartbeats).
         """
         basis = {
             "messages": [m.id for m in self.messages],

@@ -1,4 +1,5 @@
-"""The heartbeat's decision: its schema, lenient parsing, strict validation (DESIGN §5 steps 5-6).
+"""The heartbeat's decision: its schema, lenient parsing, strict validation (docs/architecture.md
+§5 steps 5-6).
 
 Parsing is forgiving about *form* (``<think>`` blocks, code fences, JSON inside prose, a bare
 ``HEARTBEAT_OK``, the older single-action shape) and never raises; a reply that holds no
@@ -13,14 +14,15 @@ import hashlib
 import json
 import re
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from crt_loops.core.enums import BlockReason
+from crt_loops.core.lenient_json import json_values, last_value, split_reply
 from crt_loops.heartbeat import social_actions as social
 from crt_loops.heartbeat.config import SUBMOLT_RE, HeartbeatConfig
 from crt_loops.heartbeat.redaction import contains_secret
@@ -29,17 +31,17 @@ from crt_loops.heartbeat.social_actions import FollowAction, SocialContext, Subs
 DECISION_SCHEMA_TITLE = "HeartbeatDecision"  # the fake Ollama in tests routes on this title
 HEARTBEAT_OK = "HEARTBEAT_OK"
 # The prompt fences other agents' words between these lines. An action carrying the phrase is
-# the model copying scaffolding back out (REFERENCE §5, complaint 3), never something to post.
+# the model copying scaffolding back out (docs/reference.md §5, complaint 3), never something to
+# post.
 SCAFFOLD_PHRASE = "UNTRUSTED LEDGER CONTENT"
 UNTRUSTED_OPEN = f"<<<{SCAFFOLD_PHRASE}>>>"
 UNTRUSTED_CLOSE = f"<<<END {SCAFFOLD_PHRASE}>>>"
 
-TITLE_MAX = 300  # Moltbook's caps (REFERENCE §4)
+TITLE_MAX = 300  # Moltbook's caps (docs/reference.md §4)
 POST_CONTENT_MAX = 40_000
 COMMENT_CONTENT_MAX = 10_000
 _MAX_REPLY_CHARS = 200_000  # far above num_predict 8192; beyond it the reply is garbage
 _MAX_ITEMS = 50  # actions read from one reply; validation's max_actions blocks most of them
-_MAX_CANDIDATES = 100  # JSON objects tried inside prose
 _ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")  # ids go into Ledger URL paths: no '/' or '..'
 
 
@@ -146,98 +148,36 @@ def parse_decision(text: str) -> ParseResult:
         return _invalid("the reply nests too deeply to be a decision")
 
 
-_THINK_BLOCK_RE = re.compile(r"<(think|thinking)>.*?</\1>", re.DOTALL | re.IGNORECASE)
-_THINK_CLOSE_RE = re.compile(r"</think(?:ing)?>", re.IGNORECASE)
-_THINK_OPEN_RE = re.compile(r"<think(?:ing)?>", re.IGNORECASE)
-_FENCE_RE = re.compile(r"```[A-Za-z0-9_-]*")
 _OK_TOKEN_RE = re.compile(r"(?<![A-Za-z0-9_])HEARTBEAT_OK(?![A-Za-z0-9_])")
 _OK_EDGE_CHARS = " \t\r\n*_`'\".,!?:;-~()[]<>"
-_TOKEN_RE = re.compile(r'"(?:[^"\\]|\\.)*"|[{}]', re.DOTALL)  # strings first: braces in them
-_TRAILING_COMMA_RE = re.compile(r",\s*([}\]])")
 
 
 def _parse(text: str) -> ParseResult:
-    visible, hidden = _strip_think(text)
-    visible = _FENCE_RE.sub("", visible)
+    # The reply's text is read by core.lenient_json's rules (thinking skipped, visible text
+    # first, then the last object of an unclosed <think>); HEARTBEAT_OK in the visible text
+    # ranks between the two.
+    reply = split_reply(text)
+    visible = reply.visible
     if visible.strip().strip(_OK_EDGE_CHARS).upper() == HEARTBEAT_OK:
         return _silence("heartbeat_ok", HEARTBEAT_OK)
-    for _, _, candidate in _json_values(visible):
-        result = _interpret(candidate)
+    for _, _, candidate in json_values(visible):
+        result = _interpret(_as_object(candidate))
         if result is not None:
             return result
     if _OK_TOKEN_RE.search(visible):
         prose = " ".join(_OK_TOKEN_RE.sub(" ", visible).split())
         return _silence("heartbeat_ok", prose[:1000] or HEARTBEAT_OK)
-    # An unclosed <think>: the answer may sit at the end of the thinking, so the last
-    # top-level decision-shaped object (not one nested in an earlier match) is the likeliest.
-    last: ParseResult | None = None
-    last_end = -1
-    for start, end, candidate in _json_values(_FENCE_RE.sub("", hidden)):
-        result = _interpret(candidate) if start >= last_end else None
-        if result is not None:
-            last, last_end = result, end
+    last = last_value(reply.hidden, lambda candidate: _interpret(_as_object(candidate)))
     if last is not None:
-        return last
-    if not (visible.strip() or hidden.strip()):
+        return cast(ParseResult, last)
+    if not (visible.strip() or reply.hidden.strip()):
         return _invalid("the reply is empty")
     return _invalid("no decision found: expected a JSON object with actions and summary")
 
 
-def _strip_think(text: str) -> tuple[str, str]:
-    """(text outside any thinking, text of an unclosed trailing <think> block)."""
-    text = _THINK_BLOCK_RE.sub(" ", text)
-    closes = list(_THINK_CLOSE_RE.finditer(text))
-    if closes:
-        # Templates that open <think> in the prompt leave only the closing tag in the reply.
-        text = text[closes[-1].end() :]
-    opened = _THINK_OPEN_RE.search(text)
-    if opened is None:
-        return text, ""
-    return text[: opened.start()], text[opened.end() :]
-
-
-def _json_values(text: str) -> Iterator[tuple[int, int, Any]]:
-    """(start, end, object) for each JSON object in ``text``, in order: a balanced-brace scan
-    from every ``{`` (braces inside strings skipped), so prose around objects never matters,
-    and objects nested in one that fails to parse, or that is not a decision, are tried too."""
-    stripped = text.strip()
-    if stripped.startswith("["):
-        # A bare list of actions, the schema's inner array without its wrapper.
-        loaded = _loads(stripped)
-        if isinstance(loaded, list):
-            yield 0, len(text), {"actions": loaded}
-    start = text.find("{")
-    for _ in range(_MAX_CANDIDATES):
-        if start == -1:
-            return
-        end = _matching_brace(text, start)
-        if end is not None:
-            loaded = _loads(text[start:end])
-            if isinstance(loaded, dict):
-                yield start, end, loaded
-        start = text.find("{", start + 1)
-
-
-def _matching_brace(text: str, start: int) -> int | None:
-    depth = 0
-    for match in _TOKEN_RE.finditer(text, start):
-        piece = match.group()
-        if piece == "{":
-            depth += 1
-        elif piece == "}":
-            depth -= 1
-            if depth == 0:
-                return match.end()
-    return None
-
-
-def _loads(candidate: str) -> Any:
-    for attempt in (candidate, _TRAILING_COMMA_RE.sub(r"\1", candidate)):
-        try:
-            return json.loads(attempt)
-        except ValueError:
-            continue
-    return None
+def _as_object(candidate: Any) -> Any:
+    # A bare list of actions is the schema's inner array without its wrapper.
+    return {"actions": candidate} if isinstance(candidate, list) else candidate
 
 
 def _interpret(obj: Any) -> ParseResult | None:
@@ -260,7 +200,8 @@ _SILENT_WORDS = frozenset({"", "none", "null", "silent", "silence", "nothing", "
 
 def _from_legacy(keys: dict[str, Any], summary: str) -> ParseResult:
     action = keys["action"]
-    # `"action": null` crashed the earlier implementation (REFERENCE §6); it means "no action".
+    # `"action": null` crashed the earlier implementation (docs/reference.md §6); it means "no
+    # action".
     if action is None or (
         isinstance(action, str) and action.strip().lower() in _SILENT_WORDS | {"heartbeat_ok"}
     ):

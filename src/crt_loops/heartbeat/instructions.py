@@ -120,7 +120,8 @@ class Instructions:
     missing: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        """The API shape of DESIGN §4 (``last_modified`` as ISO-8601 UTC, as every API time)."""
+        """The API shape of docs/architecture.md §4 (``last_modified`` as ISO-8601 UTC, as every
+        API time)."""
         modified = (
             None
             if self.last_modified is None

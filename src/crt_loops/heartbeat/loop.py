@@ -1,4 +1,4 @@
-"""HeartbeatLoop: the fourth loop (DESIGN §5 steps 1 and 2).
+"""HeartbeatLoop: the fourth loop (docs/architecture.md §5 steps 1 and 2).
 
 It sleeps until the earliest ``next_due`` of an enabled thread, or at most
 ``CRT_HEARTBEAT_LOOP_SECONDS``; a config change, run-now or stop wakes it at once. Each tick

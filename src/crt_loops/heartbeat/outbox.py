@@ -1,4 +1,5 @@
-"""The outbox: a heartbeat's actions as rows, sent to the Ledger once each (DESIGN §5 step 7).
+"""The outbox: a heartbeat's actions as rows, sent to the Ledger once each (docs/architecture.md §5
+step 7).
 
 Every action is written with its idempotency key (``crt-<run_id>-<seq>``) before it is sent and
 updated right after its Ledger call; the Ledger deduplicates on the key, so recovery can re-send

@@ -3,7 +3,7 @@
 Every function takes Unix seconds (floats) and never reads a clock: the caller passes ``now``.
 Active hours are evaluated on the *local wall-clock time* of an instant in the configured zone,
 so a 09:00-17:00 window means 09:00-17:00 in that zone on every day, DST days included (the
-earlier implementation compared the server's clock and ignored the zone: REFERENCE §6).
+earlier implementation compared the server's clock and ignored the zone: docs/reference.md §6).
 
 Windows are minutes from local midnight: ``start_min`` in [0, 1440) inclusive, ``end_min`` in
 [0, 1440] exclusive (1440 is the end of the day); ``start_min > end_min`` wraps past midnight.

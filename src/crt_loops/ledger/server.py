@@ -1,8 +1,9 @@
-"""The embedded Ledger: a Moltbook-compatible forum for agents.
+"""The embedded Ledger: a Moltbook-compatible forum for agents (docs/architecture.md §6,
+docs/reference.md §4).
 
 ``create_ledger_app(settings)`` builds a FastAPI app over its own SQLite file
 (``settings.ledger_db_path``); the lifespan opens and closes the database. Standalone:
-``uvicorn ledger_server:app --port 8787`` (``app`` is built on first access, from the
+``uvicorn crt_loops.ledger.server:app --port 8787`` (``app`` is built on first access, from the
 environment, so importing this module does nothing).
 
 The API lives under ``/api/v1`` (plus ``GET /health``) and answers Moltbook's envelope:
@@ -174,7 +175,7 @@ def _standalone_app() -> FastAPI:
 
 
 def __getattr__(name: str) -> Any:
-    """``ledger_server.app`` for uvicorn, built from the environment on first access only."""
+    """``crt_loops.ledger.server:app`` for uvicorn, built from the environment on first use."""
     if name == "app":
         return _standalone_app()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,9 +19,7 @@
 from __future__ import annotations
 
 import abc
-import json
 import logging
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -29,6 +27,7 @@ from typing import Any, TypeVar
 
 import pydantic
 
+from crt_loops.core.lenient_json import first_object
 from crt_loops.db import progress
 from crt_loops.db.errors import DatabaseClosedError
 from crt_loops.db.progress import WATERMARK_TABLES, Candidate
@@ -240,35 +239,13 @@ class LLMGate:
         return parsed, reply
 
 
-_THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
-_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL | re.IGNORECASE)
-_MAX_OBJECT_STARTS = 50
-
-
 def extract_json_object(text: str) -> dict[str, Any]:
-    """The first JSON object in a model's reply; raises LLMBadOutput when there is none."""
-    cleaned = _THINK_BLOCK.sub("", text)
-    # An unterminated <think> means everything after it is still thinking, not the answer.
-    cleaned = re.split(r"<think>", cleaned, maxsplit=1, flags=re.IGNORECASE)[0]
-    chunks = [m.group(1) for m in _FENCE.finditer(cleaned)] + [cleaned]
-    decoder = json.JSONDecoder()
-    for raw in chunks:
-        chunk = raw.strip()
-        try:
-            value = json.loads(chunk)
-        except ValueError:
-            value = None
-        if isinstance(value, dict):
-            return value
-        starts = [i for i, ch in enumerate(chunk) if ch == "{"][:_MAX_OBJECT_STARTS]
-        for start in starts:
-            try:
-                value, _ = decoder.raw_decode(chunk, start)
-            except ValueError:
-                continue
-            if isinstance(value, dict):
-                return value
-    raise LLMBadOutput(f"no JSON object in the model's reply: {text[:120]!r}")
+    """The first JSON object in a model's reply (core.lenient_json's rules); raises
+    LLMBadOutput when there is none."""
+    found = first_object(text)
+    if found is None:
+        raise LLMBadOutput(f"no JSON object in the model's reply: {text[:120]!r}")
+    return found
 
 
 def parse_reply(content: str, model_cls: type[M]) -> M:

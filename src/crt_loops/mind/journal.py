@@ -1,6 +1,6 @@
 """The agent's journal: entries, people's comments, per-thread settings, and self-replies.
 
-Entries (DESIGN §9) are ``reflection`` and ``personality`` (written by those loops),
+Entries (docs/architecture.md §9) are ``reflection`` and ``personality`` (written by those loops),
 ``self_reply`` (the agent following up on its own entry, or answering a comment) and ``comment``
 (a person's comment on an entry). ``reply_to`` links a reply to the entry it answers.
 

@@ -88,7 +88,8 @@ class ErrorItem(BaseModel):
 
 
 class ErrorResponse(BaseModel):
-    """Every 4xx answer (DESIGN §4): ``detail`` is a sentence naming the problem, or a list of
+    """Every 4xx answer (docs/architecture.md §4): ``detail`` is a sentence naming the problem, or
+    a list of
     field errors (FastAPI's validation shape)."""
 
     detail: str | list[ErrorItem] | dict[str, Any]

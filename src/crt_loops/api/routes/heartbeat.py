@@ -1,4 +1,5 @@
-"""The seed's heartbeat endpoints (DESIGN §4), each working with the seed's exact curl command.
+"""The seed's heartbeat endpoints (docs/architecture.md §4), each working with the seed's exact
+curl command.
 
 Bodies are read as JSON whatever their Content-Type: the seed's HEARTBEAT.md POST is sent by
 ``curl -d`` (form-encoded Content-Type) and other clients send none at all.

@@ -79,7 +79,7 @@ _LOOP_EXAMPLE: dict[str, Any] = {
 
 
 class LoopStatus(Out):
-    """One loop's state (DESIGN §9 "Loop status")."""
+    """One loop's state (docs/architecture.md §9 "Loop status")."""
 
     model_config = _example(_LOOP_EXAMPLE)
     name: str = Field(description="reflection, personality, journal_self_reply or heartbeat")
@@ -229,7 +229,7 @@ _RUN_EXAMPLE: dict[str, Any] = {
 
 
 class HeartbeatRun(Out):
-    """One heartbeat run (DESIGN §9)."""
+    """One heartbeat run (docs/architecture.md §9)."""
 
     model_config = _example(_RUN_EXAMPLE)
     run_id: str
