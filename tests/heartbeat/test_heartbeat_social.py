@@ -207,3 +207,28 @@ def test_replies_come_from_notifications_when_home_has_no_activity_list(
     assert [(a["comment_id"], a["author"], a["post_id"]) for a in read.activity] == [
         (comment.id, "neighbour", own.id)
     ]
+
+
+def test_replies_come_from_notifications_when_home_only_previews_them(env: HeartbeatEnv) -> None:
+    # Moltbook's activity_on_your_posts gives a preview per post, not the comments.
+    own = env.ledger.create_post("general", "mine", "my words")
+    comment = env.neighbour.create_comment(own.id, "what did you mean?")
+    home = env.ledger.home().model_dump()
+    home["activity"] = []
+    for group in home["activity_on_your_posts"]:
+        group["comments"] = []
+
+    class PreviewOnly:
+        def home(self) -> Any:
+            return home
+
+        def list_posts(self, **kwargs: Any) -> Any:
+            return env.ledger.list_posts(**kwargs)
+
+        def notifications(self, **kwargs: Any) -> Any:
+            return env.ledger.notifications(**kwargs)
+
+    read = read_home(PreviewOnly())
+    assert [(a["comment_id"], a["author"], a["post_title"]) for a in read.activity] == [
+        (comment.id, "neighbour", "mine")
+    ]
