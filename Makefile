@@ -45,6 +45,7 @@ real-model-env:
 
 test: $(DEV) real-model-env
 	./scripts/ensure-browser.sh
+	PYTHON=$(PYTHON) ./scripts/ensure-moltbook-clients.sh
 	$(PY) -m pytest -q
 
 # The unit and in-process integration layer: no subprocesses, no browser.

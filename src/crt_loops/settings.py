@@ -128,6 +128,9 @@ class Settings(BaseSettings):
     ledger_requests_per_minute: int = Field(
         100, ge=1, description="embedded Ledger: requests per agent per minute"
     )
+    ledger_verification: bool = Field(
+        False, description="embedded Ledger: new posts and comments wait for a solved challenge"
+    )
     agent_name: str = Field(
         "crt", pattern=r"^[A-Za-z0-9_-]{2,32}$", description="the agent's name on the Ledger"
     )

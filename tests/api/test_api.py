@@ -186,10 +186,17 @@ def test_run_now_history_and_status(client: TestClient, fake_ollama: FakeOllama)
     client.post("/api/threads/default/heartbeat/config", json={"enabled": True, "target": "post"})
     first = client.post("/api/threads/default/heartbeat/run-now").json()
     assert first["outcome"] == "acted" and first["trigger"] == "manual"
+    (sent,) = first["actions"]
+    assert sent["url"].endswith(f"/post/{sent['ledger_id']}")
+    feed = client.get("/api/ledger/feed?sort=new").json()["posts"]
+    assert feed[0]["id"] == sent["ledger_id"] and feed[0]["url"] == sent["url"]
+    assert feed[0]["link"] is None
     dry = client.post("/api/threads/default/heartbeat/run-now?dry_run=true").json()
     assert dry["outcome"] == "dry_run" and dry["dry_run"] is True
     runs = client.get("/api/threads/default/heartbeat/history?limit=5").json()["runs"]
     assert [r["run_id"] for r in runs] == [dry["run_id"], first["run_id"]]  # newest first
+    assert runs[1]["actions"][0]["url"] == sent["url"]
+    assert all(a["url"] is None for a in runs[0]["actions"])  # a dry run sends nothing
     view = client.get("/api/threads/default/heartbeat/config").json()
     assert view["last_outcome"] == "dry_run" and view["last_run"] is not None
     status = client.get("/api/heartbeat/status").json()

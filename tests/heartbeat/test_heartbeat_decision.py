@@ -69,7 +69,13 @@ def test_schema_is_titled_and_plain() -> None:
     walk(schema)
     assert "anyOf" not in json.dumps(schema) and "$ref" not in json.dumps(schema)
     action = schema["properties"]["actions"]["items"]
-    assert action["properties"]["type"]["enum"] == ["post", "comment", "vote"]
+    assert action["properties"]["type"]["enum"] == [
+        "post",
+        "comment",
+        "vote",
+        "follow",
+        "subscribe",
+    ]
     assert action["properties"]["direction"]["enum"] == ["up", "down"]
 
 

@@ -358,6 +358,55 @@ def test_every_method_returns_typed_models(real: str) -> None:
             client.get_post(post.id)
 
 
+def test_the_moltbook_methods_against_the_real_server(real: str) -> None:
+    with LedgerClient(real, None) as anonymous:
+        alice_key = anonymous.register("alice").api_key
+        bob_key = anonymous.register("bob").api_key
+    with LedgerClient(real, alice_key) as alice, LedgerClient(real, bob_key) as bob:
+        assert alice.update_me(description="new words").description == "new words"
+        post = alice.create_post("general", "findable title", "some searchable words")
+        assert post.author_id and post.author_id.startswith("a_")
+        assert alice.page_url(post.id) == real.removesuffix("/api/v1") + f"/post/{post.id}"
+        assert bob.follow("alice").changed is True
+        assert bob.follow("alice").changed is False
+        assert [p.id for p in bob.feed(following_only=True).posts] == [post.id]
+        profile = bob.profile("alice")
+        assert profile.agent.is_following and profile.recent_posts[0].id == post.id
+        assert bob.unfollow("alice").changed is True
+        assert bob.subscribe("reflections").changed is True
+        assert bob.unsubscribe("reflections").changed is True
+        comment = bob.create_comment(post.id, "a reply with words")
+        assert bob.get_comment(comment.id).content == "a reply with words"
+        found = alice.search("searchable words")
+        assert [(r.type, r.id) for r in found.results] == [
+            ("post", post.id),
+            ("comment", comment.id),
+        ]
+        assert [r.id for r in alice.search("searchable", kind="posts").results] == [post.id]
+        page = alice.notifications(unread_only=True)
+        assert [n.type for n in page.notifications] == ["post_comment", "new_follower"]
+        assert page.notifications[0].comment is not None
+        home = alice.home()
+        assert home.unread_notification_count == 2
+        assert [a.post_id for a in home.activity_on_your_posts] == [post.id]
+        assert alice.mark_notifications_read(post.id).marked_read == 1
+        assert alice.mark_notifications_read().marked_read == 1
+        assert bob.upvote_post(post.id).score == 1
+        assert bob.remove_post_vote(post.id).score == 0
+        bob.delete_comment(comment.id)
+        assert bob.get_comment(comment.id).is_deleted
+        asked = alice.dm_request("bob", "hello bob")
+        assert bob.dm_check().pending_requests == 1
+        assert [c.id for c in bob.dm_requests()] == [asked.conversation_id]
+        bob.dm_answer(asked.conversation_id, approve=True)
+        bob.dm_send(asked.conversation_id, "hi alice")
+        (conversation,) = alice.dm_conversations()
+        assert (conversation.with_agent, conversation.unread_count) == ("bob", 1)
+        assert [m.content for m in alice.dm_messages(conversation.id)] == ["hello bob", "hi alice"]
+        with pytest.raises(LedgerNotFound):
+            alice.verify("ledger_verify_nope", "1.00")
+
+
 def test_real_server_errors_map_to_the_tree(real: str) -> None:
     with LedgerClient(real, "ledger_wrong") as client:
         with pytest.raises(LedgerAuthError) as auth:

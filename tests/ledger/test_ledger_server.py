@@ -158,18 +158,22 @@ def test_health_outside_and_inside_api(ledger: Ledger) -> None:
 # -- envelope and validation --------------------------------------------------------------------
 
 
-def test_body_validation_errors_use_the_envelope_with_422(ledger: Ledger) -> None:
+def test_body_validation_errors_are_400_with_the_envelope_and_rate_headers(ledger: Ledger) -> None:
+    # Moltbook answers bad JSON and missing or mistyped fields with 400, not FastAPI's 422.
     key = key_of(ledger.agent("alice"))
     for kwargs in (
         {"content": b"{not json", "headers": {"Content-Type": "application/json"}},
         {"json": {"submolt": "general", "title": 5, "content": "x"}},
-        {"json": {"title": "no submolt", "content": "x"}},
+        {"json": {"content": "no title", "submolt": "general"}},
     ):
         response = ledger.raw("POST", "/posts", key, **kwargs)
-        assert response.status_code == 422, response.text
+        assert response.status_code == 400, response.text
         body = response.json()
         assert body["success"] is False and body["error"].startswith("invalid request")
         assert body["details"]
+        assert response.headers["X-RateLimit-Limit"]
+    response = ledger.raw("POST", "/posts", key, json={"title": "no submolt", "content": "x"})
+    assert response.status_code == 400 and "submolt_name" in response.json()["error"]
 
 
 def test_unknown_route_and_method_use_the_envelope(ledger: Ledger) -> None:
@@ -238,7 +242,7 @@ def test_post_create_get_and_author_is_the_key_holder(ledger: Ledger) -> None:
     forged = {"submolt": "general", "title": "t", "content": "c", "author": "mallory"}
     response = ledger.raw("POST", "/posts", key_of(alice), json=forged)
     assert response.status_code == 201
-    assert response.json()["post"]["author"] == {"name": "alice"}
+    assert response.json()["post"]["author"]["name"] == "alice"
     link = alice.create_post("general", "a link", url="https://example.org/x")
     assert (link.url, link.content) == ("https://example.org/x", None)
     with pytest.raises(LedgerNotFound):
@@ -250,8 +254,6 @@ def test_post_create_get_and_author_is_the_key_holder(ledger: Ledger) -> None:
     [
         ({"title": "", "content": "x"}, "title must not be empty"),
         ({"title": "   ", "content": "x"}, "title must not be empty"),
-        ({"title": "t", "content": "  \n "}, "content must not be empty"),
-        ({"title": "t"}, "content must not be empty"),
         ({"title": "t", "content": "x", "url": "https://e.org"}, "either content or url"),
         ({"title": "t", "url": "ftp://e.org"}, "invalid url"),
         ({"title": "x" * 301, "content": "x"}, "title is too long (301 > 300"),
@@ -446,7 +448,7 @@ def test_listing_arguments_are_checked(ledger: Ledger) -> None:
         {"cursor": "garbage!"},
         {"limit": 0},
         {"limit": 101},
-        {"sort": "rising"},
+        {"sort": "sideways"},
     ):
         with pytest.raises(LedgerRejected) as info:
             alice.list_posts(**kwargs)

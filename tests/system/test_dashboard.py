@@ -212,7 +212,9 @@ def test_dashboard_drives_the_heartbeat(browser: WebDriver, service: Service) ->
     sent = acted.find_element(By.CSS_SELECTOR, 'li.action[data-state="sent"]')
     assert "Heartbeat note" in sent.text
     link = sent.find_element(By.CSS_SELECTOR, "a.ledger-link").get_attribute("href") or ""
-    assert "/api/v1/posts/" in link
+    assert "/post/p_" in link and "/api/" not in link
+    page = httpx.get(link)  # the post's page for people, readable without a key
+    assert page.status_code == 200 and "Heartbeat note" in page.text
 
     # Dry run: a second run, newest first, recorded as dry_run.
     css(browser, "#dry-run").click()

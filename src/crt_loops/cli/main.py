@@ -327,11 +327,11 @@ def cmd_ledger_feed(api: Api, args: argparse.Namespace) -> int:
             p.get("submolt"),
             p.get("author"),
             p["title"],
-            p["id"],
+            p.get("url") or p["id"],
         ]
         for p in posts
     ]
-    out(table(["score", "comments", "submolt", "author", "title", "id"], rows))
+    out(table(["score", "comments", "submolt", "author", "title", "page"], rows))
     return EXIT_OK
 
 

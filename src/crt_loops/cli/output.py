@@ -123,8 +123,8 @@ def print_run(run: dict[str, Any]) -> None:
                 a.get("state"),
                 a.get("title") or a.get("content") or a.get("direction") or "",
                 a.get("post_id") or a.get("submolt"),
-                a.get("ledger_id") or a.get("error"),
+                a.get("url") or a.get("ledger_id") or a.get("error"),
             ]
             for a in actions
         ]
-        out(table(["action", "state", "what", "on", "ledger id / error"], rows))
+        out(table(["action", "state", "what", "on", "page / error"], rows))

@@ -53,7 +53,9 @@ class BlockReason(StrEnum):
     - ``max_actions``: more actions than the config's ``max_actions``
     - ``unknown_post``: a post id the prompt did not show
     - ``already_voted``: the agent already voted on this post
-    - ``duplicate``: the same text was posted or commented within 24 h
+    - ``duplicate``: the same text was posted or commented within 24 h; a second comment in
+      one thread (same post at the top level, or same comment); a follow or subscription
+      already made
     - ``rate_limited``: the Ledger's cooldown or daily limit would answer 429
     - ``too_long``: a title or content over the Ledger's limits
     - ``empty``: no title or content

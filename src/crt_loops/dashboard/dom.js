@@ -108,9 +108,14 @@ export function clip(text, max = 280) {
   return value.length > max ? `${value.slice(0, max - 1)}…` : value;
 }
 
-/** A link to the Ledger's JSON view of a post, or null when we do not know where it lives. */
-export function ledgerPostLink(ledgerUrl, postId, text = 'View on Ledger') {
+/** A link to a post's page for people on the Ledger (``url`` from the API when it gave one;
+ * else ``/post/{id}`` beside the API, as on Moltbook), or null when we cannot tell where. */
+export function ledgerPostLink(ledgerUrl, postId, text = 'View on Ledger', url = null) {
+  if (url && /^https?:\/\//.test(url)) {
+    return h('a', { href: url, target: '_blank', rel: 'noopener noreferrer', class: 'ledger-link' }, text);
+  }
   if (!ledgerUrl || !postId || !/^https?:\/\//.test(ledgerUrl)) return null;
-  const href = `${ledgerUrl.replace(/\/+$/, '')}/posts/${encodeURIComponent(postId)}`;
+  const root = ledgerUrl.replace(/\/+$/, '').replace(/\/api\/v1$/, '');
+  const href = `${root}/post/${encodeURIComponent(postId)}`;
   return h('a', { href, target: '_blank', rel: 'noopener noreferrer', class: 'ledger-link' }, text);
 }

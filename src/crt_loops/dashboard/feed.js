@@ -20,7 +20,7 @@ export async function refreshFeed({ fresh = false } = {}) {
   renderIfChanged(byId('feed'), { posts: data.posts, ledger: state.ledgerUrl }, () =>
     data.posts.length
       ? data.posts.map((post) => {
-          const title = ledgerPostLink(state.ledgerUrl, post.id, post.title) || h('span', {}, post.title);
+          const title = ledgerPostLink(state.ledgerUrl, post.id, post.title, post.url) || h('span', {}, post.title);
           title.classList.add('post-title', 'untrusted');
           return h(
             'li',

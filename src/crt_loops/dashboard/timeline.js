@@ -134,7 +134,7 @@ function actionItem(action) {
   }
   // A post's ledger_id is the post; a comment's is the comment, so link its post instead.
   const postId = action.type === 'post' ? action.ledger_id : action.post_id;
-  const link = action.state === 'sent' ? ledgerPostLink(state.ledgerUrl, postId) : null;
+  const link = action.state === 'sent' ? ledgerPostLink(state.ledgerUrl, postId, 'View on Ledger', action.url) : null;
   return h(
     'li',
     { class: 'action', dataset: { state: action.state } },

@@ -33,6 +33,10 @@ class AgentHistory:
     answered_comment_ids: frozenset[str]
     own_post_ids: frozenset[str]
     recent_hashes: frozenset[str]
+    #: social_actions.key of each sent follow and subscription.
+    social_done: frozenset[str]
+    #: Posts the agent already commented on at the top level (one comment per thread).
+    commented_post_ids: frozenset[str]
     last_post_at: float | None
     last_comment_at: float | None
     comments_last_24h: int
@@ -81,6 +85,17 @@ def _agent_history(
         "AND updated_at >= ?",
         horizon,
     )
+    # Sent follows and subscriptions store their social_actions.key as ledger_id; top-level
+    # comments mark their post, so no heartbeat comments twice in one thread.
+    social = strings(f"SELECT json_group_array(ledger_id) {sent}", "follow", horizon) | strings(
+        f"SELECT json_group_array(ledger_id) {sent}", "subscribe", horizon
+    )
+    commented = strings(
+        "SELECT json_group_array(json_extract(payload_json, '$.post_id')) FROM heartbeat_actions "
+        f"WHERE state IN ('{SENT}', '{PENDING}') AND type = 'comment' AND updated_at >= ? "
+        "AND json_extract(payload_json, '$.parent_id') IS NULL",
+        horizon,
+    )
     hashes = strings(
         "SELECT json_group_array(content_hash) FROM heartbeat_actions WHERE updated_at >= ? "
         f"AND state IN ('{SENT}', '{PENDING}', '{DRY_RUN}', '{PROPOSED}') "
@@ -97,6 +112,8 @@ def _agent_history(
         answered_comment_ids=answered,
         own_post_ids=own_posts,
         recent_hashes=hashes,
+        social_done=social,
+        commented_post_ids=commented,
         last_post_at=last_post_at,
         last_comment_at=last_comment_at,
         comments_last_24h=comments_today,
@@ -113,6 +130,8 @@ def merge_history(first: AgentHistory, later: AgentHistory) -> AgentHistory:
         answered_comment_ids=first.answered_comment_ids | later.answered_comment_ids,
         own_post_ids=first.own_post_ids | later.own_post_ids,
         recent_hashes=first.recent_hashes | later.recent_hashes,
+        social_done=first.social_done | later.social_done,
+        commented_post_ids=first.commented_post_ids | later.commented_post_ids,
         last_post_at=_latest(first.last_post_at, later.last_post_at),
         last_comment_at=_latest(first.last_comment_at, later.last_comment_at),
         comments_last_24h=first.comments_last_24h + later.comments_last_24h,

@@ -198,6 +198,7 @@ MIGRATIONS: list[tuple[int, str]] = [
         """
         -- Each run's LLM call cost, as the server reported it (NULL: it did not say), so the
         -- history, /metrics and the dashboard show tokens and cache reuse, not characters.
+        -- Follow and subscribe actions widen the outbox's types.
         -- The owner in the loop: the outbox gains proposed/rejected/expired actions (with the
         -- time a proposal expires), runs gain the outcome `proposed` and the trigger `reply`.
         -- SQLite cannot change a CHECK constraint, so both tables are rebuilt. The new runs
@@ -240,7 +241,8 @@ MIGRATIONS: list[tuple[int, str]] = [
             run_id TEXT NOT NULL REFERENCES heartbeat_runs_new(run_id) ON DELETE CASCADE,
             thread_id TEXT NOT NULL,
             seq INTEGER NOT NULL,
-            type TEXT NOT NULL CHECK (type IN ('post', 'comment', 'vote')),
+            type TEXT NOT NULL
+                CHECK (type IN ('post', 'comment', 'vote', 'follow', 'subscribe')),
             payload_json TEXT NOT NULL,
             state TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'failed', 'blocked',
                 'dry_run', 'proposed', 'rejected', 'expired')),

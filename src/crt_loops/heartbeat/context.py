@@ -162,7 +162,36 @@ def read_home(ledger: LedgerReader) -> LedgerHome:
         }
         for item in list(_get(home, "activity", None) or [])
     ]
+    listed = {item["comment_id"] for item in fresh}
+    fresh += [r for r in _notified_replies(ledger, home) if r["comment_id"] not in listed]
     return LedgerHome(karma=_get(home, "karma"), activity=fresh)
+
+
+def _notified_replies(ledger: LedgerReader, home: Any) -> list[dict[str, Any]]:
+    """Moltbook's /home has no once-only list: its unread comment notifications, grouped by
+    post in ``activity_on_your_posts``, are the replies to answer. Where a group does not carry
+    its comments (Moltbook gives a preview), they come from ``GET /notifications``."""
+    groups = list(_get(home, "activity_on_your_posts", None) or [])
+    found = [(group, c) for group in groups for c in list(_get(group, "comments", None) or [])]
+    notifications = getattr(ledger, "notifications", None)
+    if groups and not found and callable(notifications):
+        page = notifications(unread_only=True)
+        titles = {str(_get(g, "post_id")): _get(g, "post_title", "") for g in groups}
+        for note in list(_get(page, "notifications", None) or []):
+            comment = _get(note, "comment", None)
+            post_id = str(_get(note, "related_post_id", "") or _get(comment, "post_id", ""))
+            if comment is not None and post_id in titles:
+                found.append(({"post_id": post_id, "post_title": titles[post_id]}, comment))
+    return [
+        {
+            "post_id": str(_get(group, "post_id")),
+            "post_title": snippet(_get(group, "post_title", ""), 120),
+            "comment_id": str(_get(comment, "id")),
+            "author": snippet(_get(comment, "author", "?"), 40),
+            "content": snippet(_get(comment, "content", "")),
+        }
+        for group, comment in found
+    ]
 
 
 def unanswered_activity(

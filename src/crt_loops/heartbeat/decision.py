@@ -16,7 +16,9 @@ from typing import Annotated, Any, Literal, cast
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from crt_loops.core.lenient_json import json_values, last_value, split_reply
+from crt_loops.heartbeat import social_actions as social
 from crt_loops.heartbeat.config import HeartbeatConfig
+from crt_loops.heartbeat.social_actions import FollowAction, SubscribeAction
 
 DECISION_SCHEMA_TITLE = "HeartbeatDecision"  # the fake Ollama in tests routes on this title
 HEARTBEAT_OK = "HEARTBEAT_OK"
@@ -53,7 +55,7 @@ class VoteAction(_ActionBase):
     direction: Literal["up", "down"]
 
 
-AnyAction = PostAction | CommentAction | VoteAction
+AnyAction = PostAction | CommentAction | VoteAction | FollowAction | SubscribeAction
 Action = Annotated[AnyAction, Field(discriminator="type")]  # for pydantic: dispatch on "type"
 _ACTION = TypeAdapter[AnyAction](Action)
 
@@ -75,6 +77,7 @@ SCHEMA_TITLE_MAX = 100
 SCHEMA_CONTENT_MAX = 400
 SCHEMA_ID_MAX = 40  # Ledger ids are "p_" or "c_" and 16 hex digits
 SCHEMA_SUBMOLT_MAX = 30
+SCHEMA_AGENT_NAME_MAX = 32  # social_actions.AGENT_NAME_RE
 
 
 def decision_json_schema(config: HeartbeatConfig | None = None) -> dict[str, Any]:
@@ -89,7 +92,11 @@ def decision_json_schema(config: HeartbeatConfig | None = None) -> dict[str, Any
     """
     max_actions = config.max_actions if config is not None else 3
     allowed = sorted(config.allowed_actions()) if config is not None else []
-    types = [t for t in ("post", "comment", "vote") if not allowed or t in allowed]
+    types = [
+        t
+        for t in ("post", "comment", "vote", *social.SOCIAL_TYPES)
+        if not allowed or social.target_type(t) in allowed
+    ]
 
     def text(limit: int) -> dict[str, Any]:
         return {"type": "string", "maxLength": limit}
@@ -103,6 +110,7 @@ def decision_json_schema(config: HeartbeatConfig | None = None) -> dict[str, Any
             "submolt": text(SCHEMA_SUBMOLT_MAX),
             "title": text(SCHEMA_TITLE_MAX),
             "content": text(SCHEMA_CONTENT_MAX),
+            "agent_name": text(SCHEMA_AGENT_NAME_MAX),
             "direction": {"type": "string", "enum": ["up", "down"]},
         },
         "required": ["type"],
@@ -245,6 +253,7 @@ _TYPE_ALIASES = {"reply": "comment", "upvote": "vote", "downvote": "vote"}
 _KEY_ALIASES = {
     "postid": "post_id",
     "parentid": "parent_id",
+    "agent": "agent_name",
     "parent_comment_id": "parent_id",
     "body": "content",
     "text": "content",

@@ -17,9 +17,11 @@ from crt_loops.core.enums import ActionState, BlockReason, RunOutcome, RunReason
 from crt_loops.db import heartbeats
 from crt_loops.db.heartbeats import OutboxRow
 from crt_loops.db.session import SessionDB
+from crt_loops.heartbeat import social_actions
 from crt_loops.heartbeat.decision import RejectedAction
 from crt_loops.heartbeat.gates import Verdict
 from crt_loops.heartbeat.redaction import redact_payload
+from crt_loops.heartbeat.social_actions import FollowAction, SubscribeAction
 from crt_loops.heartbeat.validation import ValidatedAction
 from crt_loops.ledger.client import LedgerClient, LedgerError, LedgerRateLimited
 
@@ -96,6 +98,12 @@ def call_ledger(
             idempotency_key=key,
         )
         return str(comment.id)
+    if kind == "follow":
+        ledger.follow(payload["agent_name"].removeprefix("@"), idempotency_key=key)
+        return social_actions.key(FollowAction(agent_name=payload["agent_name"]))
+    if kind == "subscribe":
+        ledger.subscribe(payload["submolt"].removeprefix("m/").lower(), idempotency_key=key)
+        return social_actions.key(SubscribeAction(submolt=payload["submolt"]))
     if payload.get("direction") == "down":
         ledger.downvote_post(payload["post_id"], idempotency_key=key)
     else:

@@ -20,7 +20,7 @@ from pathlib import Path
 from crt_loops.core.enums import ActionState, RunOutcome, RunReason
 from crt_loops.db import agent_history, heartbeats
 from crt_loops.db.session import SessionDB
-from crt_loops.heartbeat import approvals, gates, outbox, owner
+from crt_loops.heartbeat import approvals, gates, outbox, owner, social_actions
 from crt_loops.heartbeat.context import (
     HeartbeatContext,
     gather_local,
@@ -242,6 +242,7 @@ class Pipeline:
                 [m.content for m in ctx.messages] + [ctx.reflection or "", ctx.personality or ""]
             ),
             private_allowed=allowed_kinds(looked.instructions),
+            social=social_actions.context(ctx, past, self.options.agent_name, config.submolt),
         )
         validated = validate_actions(thought.decision, vctx)
         state.seen_activity = ctx.shown_comment_ids()

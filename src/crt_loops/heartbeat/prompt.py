@@ -29,6 +29,7 @@ from crt_loops.heartbeat.context import MESSAGE_CHARS, HeartbeatContext, snippet
 from crt_loops.heartbeat.decision import SCHEMA_CONTENT_MAX, SCHEMA_TITLE_MAX
 from crt_loops.heartbeat.fence import UNTRUSTED_CLOSE, UNTRUSTED_OPEN, defuse
 from crt_loops.heartbeat.redaction import mask_secrets
+from crt_loops.heartbeat.social_actions import SOCIAL_TYPES
 from crt_loops.llm.client import ChatMessage, LLMUsage
 
 logger = logging.getLogger(__name__)
@@ -56,7 +57,10 @@ Each action is one of:
   {{"type": "comment", "post_id": "<an id shown below>", "content": "<= {content_max} chars", \
 "parent_id": "<optional comment id>"}}
   {{"type": "vote", "post_id": "<an id shown below>", "direction": "up" or "down"}}
-Use only post ids shown in this prompt. At most {max_actions} action(s). Allowed action types \
+  {{"type": "follow", "agent_name": "<an author shown below>"}}
+  {{"type": "subscribe", "submolt": "<a submolt shown below>"}}
+Use only post ids shown in this prompt. Comment at most once on a post and once per comment. \
+At most {max_actions} action(s). Allowed action types \
 now: {allowed}. An empty "actions" list means stay silent."""
 
 
@@ -160,7 +164,10 @@ def build_prompt(
     max_chars: int = MAX_PROMPT_CHARS,
 ) -> Prompt:
     """The system and user messages for one heartbeat, within ``max_chars``."""
-    allowed = ", ".join(sorted(config.allowed_actions())) or "none (decide, but nothing is sent)"
+    kinds = set(config.allowed_actions())
+    if "vote" in kinds:
+        kinds |= set(SOCIAL_TYPES)  # follows and subscriptions ride on the vote target
+    allowed = ", ".join(sorted(kinds)) or "none (decide, but nothing is sent)"
     system = SYSTEM.format(
         agent=agent_name,
         open=UNTRUSTED_OPEN,

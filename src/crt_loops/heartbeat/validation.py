@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from crt_loops.core.enums import BlockReason
 from crt_loops.core.wording import allowed_again
 from crt_loops.edge.text import is_blank
+from crt_loops.heartbeat import social_actions as social
 from crt_loops.heartbeat.config import SUBMOLT_RE, HeartbeatConfig
 from crt_loops.heartbeat.decision import (
     COMMENT_CONTENT_MAX,
@@ -35,6 +36,7 @@ from crt_loops.heartbeat.decision import (
 from crt_loops.heartbeat.fence import SCAFFOLD_PHRASE
 from crt_loops.heartbeat.private_data import PrivateItem, PrivateKind, find_leak
 from crt_loops.heartbeat.redaction import contains_secret
+from crt_loops.heartbeat.social_actions import FollowAction, SocialContext, SubscribeAction
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,6 +64,7 @@ class ValidationContext:
     default_submolt: str | None = None  # None: config.submolt
     shown_comment_ids: AbstractSet[str] | None = None
     post_cooldown_seconds: float = 0.0
+    social: SocialContext = field(default_factory=SocialContext)  # follows, threads
     private: AbstractSet[PrivateItem] = frozenset()
     private_allowed: AbstractSet[PrivateKind] = frozenset()
 
@@ -177,14 +180,16 @@ class _RunTally:
     comments: int = 0
     voted: set[str] = field(default_factory=set)
     hashes: set[str] = field(default_factory=set)
+    targets: set[str] = field(default_factory=set)  # social_actions.targets of allowed ones
 
     def record(self, action: AnyAction, digest: str | None) -> None:
         self.allowed += 1
+        self.targets |= social.targets(action)
         if isinstance(action, PostAction):
             self.posts += 1
         elif isinstance(action, CommentAction):
             self.comments += 1
-        else:
+        elif isinstance(action, VoteAction):
             self.voted.add(action.post_id)
         if digest is not None:
             self.hashes.add(digest)
@@ -200,8 +205,13 @@ def _first_block(
     ctx: ValidationContext,
     run: _RunTally,
 ) -> _Block | None:
-    if action.type not in allowed_types:
+    if social.target_type(action.type) not in allowed_types:
         return BlockReason.TARGET, f"target is {ctx.config.target!r}: {action.type} not allowed"
+    found = social.block(action, ctx.social, run.targets)
+    if found is not None:
+        return BlockReason(found[0]), found[1]
+    if isinstance(action, FollowAction | SubscribeAction):
+        return _check_secret(action, ctx) or _check_max(ctx, run)
     for check in (
         _check_fields(action),
         _check_secret(action, ctx),
@@ -216,15 +226,16 @@ def _first_block(
             return check
     if digest is not None and (digest in ctx.recent_hashes or digest in run.hashes):
         return BlockReason.DUPLICATE, "the same text was already posted within 24 h"
-    check = _check_rate(action, ctx, run)
-    if check is not None:
-        return check
+    return _check_rate(action, ctx, run) or _check_max(ctx, run)
+
+
+def _check_max(ctx: ValidationContext, run: _RunTally) -> _Block | None:
     if run.allowed >= ctx.config.max_actions:
         return BlockReason.MAX_ACTIONS, f"max_actions is {ctx.config.max_actions}"
     return None
 
 
-def _check_fields(action: AnyAction) -> _Block | None:
+def _check_fields(action: PostAction | CommentAction | VoteAction) -> _Block | None:
     if isinstance(action, PostAction):
         if action.submolt is None or not SUBMOLT_RE.fullmatch(action.submolt):
             return BlockReason.INVALID, f"submolt {action.submolt!r} is not a valid name"
@@ -271,7 +282,7 @@ def _check_private(action: AnyAction, ctx: ValidationContext) -> _Block | None:
     )
 
 
-def _check_leak(action: AnyAction) -> _Block | None:
+def _check_leak(action: PostAction | CommentAction | VoteAction) -> _Block | None:
     if isinstance(action, VoteAction):
         return None
     for text in (action.content, action.title if isinstance(action, PostAction) else ""):

@@ -32,232 +32,87 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ValidationError
 
 from crt_loops.core import metrics
 from crt_loops.edge.text import strip_bidi
+from crt_loops.ledger.client_errors import (
+    LedgerAuthError,
+    LedgerError,
+    LedgerHTTPError,
+    LedgerNotFound,
+    LedgerProtocolError,
+    LedgerRateLimited,
+    LedgerRejected,
+    LedgerUnavailable,
+)
+from crt_loops.ledger.models import (
+    ActivityItem,
+    Agent,
+    Change,
+    Comment,
+    CommentList,
+    Conversation,
+    DMCheck,
+    DMRequestResult,
+    Health,
+    HomeDigest,
+    Message,
+    Notification,
+    NotificationPage,
+    Post,
+    PostActivity,
+    PostPage,
+    Profile,
+    Registration,
+    SearchResult,
+    SearchResults,
+    Submolt,
+    Verification,
+    VerifyResult,
+    VoteResult,
+)
+
+__all__ = [
+    "ActivityItem",
+    "Agent",
+    "Change",
+    "Comment",
+    "CommentList",
+    "Conversation",
+    "DMCheck",
+    "DMRequestResult",
+    "Health",
+    "HomeDigest",
+    "LedgerAuthError",
+    "LedgerClient",
+    "LedgerError",
+    "LedgerHTTPError",
+    "LedgerNotFound",
+    "LedgerProtocolError",
+    "LedgerRateLimited",
+    "LedgerRejected",
+    "LedgerUnavailable",
+    "Message",
+    "Notification",
+    "NotificationPage",
+    "Post",
+    "PostActivity",
+    "PostPage",
+    "Profile",
+    "Registration",
+    "SearchResult",
+    "SearchResults",
+    "Submolt",
+    "Verification",
+    "VerifyResult",
+    "VoteResult",
+]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=3.0)
 UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
-
-
-# -- errors -------------------------------------------------------------------------------------
-
-
-class LedgerError(Exception):
-    """Base of every error this client raises; never raised itself."""
-
-
-class LedgerUnavailable(LedgerError):
-    """Raised when no answer came: connect error, timeout, or 502/503/504, after any retries.
-
-    ``connect_failed`` is true when the connection could not even be opened (nothing was sent).
-    """
-
-    def __init__(
-        self, message: str, *, connect_failed: bool = False, status_code: int | None = None
-    ) -> None:
-        super().__init__(message)
-        self.connect_failed = connect_failed
-        self.status_code = status_code
-
-
-class LedgerProtocolError(LedgerError):
-    """Raised when a successful answer is not the JSON this API promises."""
-
-
-class LedgerHTTPError(LedgerError):
-    """Raised for an error status with no more specific class (e.g. 500, after any retries)."""
-
-    def __init__(
-        self, method: str, path: str, status_code: int, body: Mapping[str, Any] | None
-    ) -> None:
-        self.method = method
-        self.path = path
-        self.status_code = status_code
-        self.body: dict[str, Any] = dict(body or {})
-        self.error = str(self.body.get("error") or self.body.get("detail") or "")
-        self.hint = str(self.body.get("hint") or "")
-        hint = f" ({self.hint})" if self.hint else ""
-        super().__init__(f"{method} {path}: HTTP {status_code}: {self.error or 'error'}{hint}")
-
-
-class LedgerRateLimited(LedgerHTTPError):
-    """Raised on 429; ``retry_after_seconds`` says when to try again (None if not told)."""
-
-    def __init__(
-        self,
-        method: str,
-        path: str,
-        status_code: int,
-        body: Mapping[str, Any] | None,
-        retry_after_seconds: float | None,
-    ) -> None:
-        super().__init__(method, path, status_code, body)
-        self.retry_after_seconds = retry_after_seconds
-        remaining = self.body.get("daily_remaining")
-        self.daily_remaining: int | None = remaining if isinstance(remaining, int) else None
-
-
-class LedgerRejected(LedgerHTTPError):
-    """Raised on a 4xx refusal (400, 403, 409, 413, 422): repeating the request will not help."""
-
-
-class LedgerAuthError(LedgerRejected):
-    """Raised on 401: the API key is missing, unknown or revoked."""
-
-
-class LedgerNotFound(LedgerRejected):
-    """Raised on 404: the post, comment, submolt or route does not exist."""
-
-
-# -- models -------------------------------------------------------------------------------------
-
-
-class _Model(BaseModel):
-    # Unknown fields are ignored so that the client also reads a real Moltbook's richer answers.
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-def _name_of(value: Any) -> Any:
-    """Moltbook nests ``author``/``submolt`` as objects; flatten them to their name."""
-    if isinstance(value, Mapping):
-        return value.get("name")
-    return value
-
-
-class Agent(_Model):
-    name: str
-    description: str = ""
-    karma: int = 0
-    post_count: int | None = None
-    comment_count: int | None = None
-    created_at: str | None = None
-
-
-class Registration(_Model):
-    name: str
-    api_key: str = Field(repr=False)
-    description: str = ""
-
-
-class Submolt(_Model):
-    name: str
-    display_name: str = ""
-    description: str = ""
-    post_count: int | None = None
-    created_by: str | None = None
-    created_at: str | None = None
-
-
-class _Voted(_Model):
-    upvotes: int = 0
-    downvotes: int = 0
-    score: int = 0
-
-    @model_validator(mode="before")
-    @classmethod
-    def _score(cls, data: Any) -> Any:
-        if isinstance(data, Mapping) and data.get("score") is None:
-            data = {
-                **data,
-                "score": int(data.get("upvotes") or 0) - int(data.get("downvotes") or 0),
-            }
-        return data
-
-
-class Post(_Voted):
-    id: str
-    title: str
-    content: str | None = None
-    url: str | None = None
-    submolt: str | None = None
-    author: str | None = None
-    comment_count: int = 0
-    created_at: str | None = None
-
-    @field_validator("submolt", "author", mode="before")
-    @classmethod
-    def _flatten(cls, value: Any) -> Any:
-        return _name_of(value)
-
-
-class PostPage(_Model):
-    posts: list[Post]
-    sort: str | None = None
-    has_more: bool = False
-    next_cursor: str | None = None
-
-
-class Comment(_Voted):
-    id: str
-    content: str
-    post_id: str | None = None
-    parent_id: str | None = None
-    depth: int = 0
-    author: str | None = None
-    created_at: str | None = None
-
-    @field_validator("author", mode="before")
-    @classmethod
-    def _flatten(cls, value: Any) -> Any:
-        return _name_of(value)
-
-
-class CommentList(_Model):
-    comments: list[Comment]
-    post_id: str | None = None
-    sort: str | None = None
-    count: int | None = None
-    has_more: bool = False
-
-
-class VoteResult(_Model):
-    vote: str | None = None
-    changed: bool | None = None
-    score: int | None = None
-    upvotes: int | None = None
-    downvotes: int | None = None
-    message: str | None = None
-
-
-class ActivityItem(_Model):
-    type: str
-    post_id: str
-    comment_id: str
-    content: str
-    author: str | None = None
-    post_title: str | None = None
-    parent_id: str | None = None
-    created_at: str | None = None
-
-    @field_validator("author", mode="before")
-    @classmethod
-    def _flatten(cls, value: Any) -> Any:
-        return _name_of(value)
-
-
-class HomeDigest(_Model):
-    agent_name: str | None = None
-    karma: int = 0
-    activity: list[ActivityItem] = Field(default_factory=list)
-    activity_has_more: bool = False
-    latest_posts: list[Post] = Field(default_factory=list)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _account(cls, data: Any) -> Any:
-        if isinstance(data, Mapping) and isinstance(data.get("your_account"), Mapping):
-            account = data["your_account"]
-            data = {**data, "agent_name": account.get("name"), "karma": account.get("karma", 0)}
-        return data
-
-
-class Health(_Model):
-    status: str
-    service: str | None = None
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -365,8 +220,13 @@ class LedgerClient:
         idempotency_key: str | None = None,
     ) -> Post:
         # Bidi overrides would let a post display in another order than it reads to the
-        # agent; they never leave this client (any Ledger, not only ours).
-        body: dict[str, Any] = {"submolt": submolt, "title": strip_bidi(title)}
+        # agent; they never leave this client (any Ledger, not only ours). Both names: the
+        # newest Moltbook docs say submolt_name, older servers read submolt.
+        body: dict[str, Any] = {
+            "submolt_name": submolt,
+            "submolt": submolt,
+            "title": strip_bidi(title),
+        }
         if content is not None:
             body["content"] = strip_bidi(content)
         if url is not None:
@@ -384,8 +244,12 @@ class LedgerClient:
         limit: int = 25,
         cursor: str | None = None,
         submolt: str | None = None,
+        offset: int | None = None,
+        time: str | None = None,
     ) -> PostPage:
-        params = _params(sort=sort, limit=limit, cursor=cursor, submolt=submolt)
+        params = _params(
+            sort=sort, limit=limit, cursor=cursor, submolt=submolt, offset=offset, time=time
+        )
         return _parse(PostPage, self._request("GET", "/posts", params=params))
 
     def delete_post(self, post_id: str) -> None:
@@ -407,8 +271,10 @@ class LedgerClient:
         )
         return _parse(Comment, data, "comment")
 
-    def list_comments(self, post_id: str, *, sort: str = "top", limit: int = 200) -> CommentList:
-        params = _params(sort=sort, limit=limit)
+    def list_comments(
+        self, post_id: str, *, sort: str = "top", limit: int = 200, cursor: str | None = None
+    ) -> CommentList:
+        params = _params(sort=sort, limit=limit, cursor=cursor)
         return _parse(
             CommentList, self._request("GET", f"/posts/{_seg(post_id)}/comments", params=params)
         )
@@ -427,12 +293,113 @@ class LedgerClient:
     ) -> VoteResult:
         return self._vote(f"/comments/{_seg(comment_id)}/downvote", idempotency_key)
 
-    def feed(self, *, sort: str = "hot", limit: int = 25, cursor: str | None = None) -> PostPage:
-        params = _params(sort=sort, limit=limit, cursor=cursor)
+    def feed(
+        self,
+        *,
+        sort: str = "hot",
+        limit: int = 25,
+        cursor: str | None = None,
+        following_only: bool = False,
+    ) -> PostPage:
+        params = _params(
+            sort=sort, limit=limit, cursor=cursor, filter="following" if following_only else None
+        )
         return _parse(PostPage, self._request("GET", "/feed", params=params))
 
     def home(self) -> HomeDigest:
         return _parse(HomeDigest, self._request("GET", "/home"))
+
+    def page_url(self, post_id: str) -> str:
+        """The post's page for people: ``/post/{id}`` beside the API, as on Moltbook."""
+        return page_url(self.base_url, post_id)
+
+    # -- profiles, follows and subscriptions -----------------------------------------------------
+
+    def update_me(self, *, description: str | None = None) -> Agent:
+        data = self._request("PATCH", "/agents/me", json=_params(description=description))
+        return _parse(Agent, data, "agent")
+
+    def profile(self, name: str) -> Profile:
+        return _parse(Profile, self._request("GET", "/agents/profile", params={"name": name}))
+
+    def follow(self, name: str, *, idempotency_key: str | None = None) -> Change:
+        path = f"/agents/{_seg(name)}/follow"
+        return _parse(Change, self._request("POST", path, idempotency_key=idempotency_key))
+
+    def unfollow(self, name: str) -> Change:
+        return _parse(Change, self._request("DELETE", f"/agents/{_seg(name)}/follow"))
+
+    def subscribe(self, submolt: str, *, idempotency_key: str | None = None) -> Change:
+        path = f"/submolts/{_seg(submolt)}/subscribe"
+        return _parse(Change, self._request("POST", path, idempotency_key=idempotency_key))
+
+    def unsubscribe(self, submolt: str) -> Change:
+        return _parse(Change, self._request("DELETE", f"/submolts/{_seg(submolt)}/subscribe"))
+
+    # -- comments, votes, search, notifications, verification ------------------------------------
+
+    def get_comment(self, comment_id: str) -> Comment:
+        return _parse(Comment, self._request("GET", f"/comments/{_seg(comment_id)}"), "comment")
+
+    def delete_comment(self, comment_id: str) -> None:
+        self._request("DELETE", f"/comments/{_seg(comment_id)}")
+
+    def remove_post_vote(self, post_id: str) -> VoteResult:
+        return _parse(VoteResult, self._request("DELETE", f"/posts/{_seg(post_id)}/vote"))
+
+    def search(self, query: str, *, kind: str = "all", limit: int = 20) -> SearchResults:
+        params = {"q": query, "type": kind, "limit": limit}
+        return _parse(SearchResults, self._request("GET", "/search", params=params))
+
+    def notifications(
+        self, *, limit: int = 20, cursor: str | None = None, unread_only: bool = False
+    ) -> NotificationPage:
+        params = _params(limit=limit, cursor=cursor, unread="true" if unread_only else None)
+        return _parse(NotificationPage, self._request("GET", "/notifications", params=params))
+
+    def mark_notifications_read(self, post_id: str | None = None) -> Change:
+        path = "/notifications/read-all"
+        if post_id is not None:
+            path = f"/notifications/read-by-post/{_seg(post_id)}"
+        return _parse(Change, self._request("POST", path))
+
+    def verify(self, verification_code: str, answer: str) -> VerifyResult:
+        body = {"verification_code": verification_code, "answer": answer}
+        return _parse(VerifyResult, self._request("POST", "/verify", json=body))
+
+    # -- direct messages -------------------------------------------------------------------------
+
+    def dm_check(self) -> DMCheck:
+        return _parse(DMCheck, self._request("GET", "/agents/dm/check"))
+
+    def dm_request(self, to: str, message: str) -> DMRequestResult:
+        body = {"to": to, "message": message}
+        return _parse(DMRequestResult, self._request("POST", "/agents/dm/request", json=body))
+
+    def dm_requests(self) -> list[Conversation]:
+        data = self._request("GET", "/agents/dm/requests")
+        return [_parse(Conversation, item) for item in _list(data, "requests")]
+
+    def dm_answer(self, conversation_id: str, *, approve: bool, block: bool = False) -> Change:
+        verb = "approve" if approve else "reject"
+        path = f"/agents/dm/requests/{_seg(conversation_id)}/{verb}"
+        return _parse(
+            Change, self._request("POST", path, json=None if approve else {"block": block})
+        )
+
+    def dm_conversations(self) -> list[Conversation]:
+        data = self._request("GET", "/agents/dm/conversations")
+        box = data.get("conversations")
+        items = box.get("items", []) if isinstance(box, Mapping) else box or []
+        return [_parse(Conversation, item) for item in items]
+
+    def dm_messages(self, conversation_id: str) -> list[Message]:
+        data = self._request("GET", f"/agents/dm/conversations/{_seg(conversation_id)}")
+        return [_parse(Message, item) for item in _list(data, "messages")]
+
+    def dm_send(self, conversation_id: str, message: str) -> Change:
+        path = f"/agents/dm/conversations/{_seg(conversation_id)}/send"
+        return _parse(Change, self._request("POST", path, json={"message": message}))
 
     def _vote(self, path: str, idempotency_key: str | None) -> VoteResult:
         return _parse(VoteResult, self._request("POST", path, idempotency_key=idempotency_key))
@@ -530,6 +497,8 @@ class LedgerClient:
             metrics.observe_ledger_request(method, "error")
             raise LedgerUnavailable(f"{method} {path}: no answer from the Ledger ({kind})") from exc
         logger.debug("ledger %s %s -> %d", method, path, response.status_code)
+        if response.status_code == 204:
+            return {"success": True}  # Moltbook's DELETE answers carry no body
         try:
             data = response.json()
         except ValueError as exc:
@@ -537,6 +506,16 @@ class LedgerClient:
         if not isinstance(data, dict):
             raise LedgerProtocolError(f"{method} {path}: answer is not a JSON object")
         return data
+
+
+def page_url(base_url: str, post_id: str, comment_id: str | None = None) -> str:
+    """The page for people of a post (or of a comment on it) of the Ledger at ``base_url``.
+
+    Moltbook's web paths: ``<root>/post/<id>``, the root being the API URL without ``/api/v1``.
+    """
+    root = base_url.rstrip("/").removesuffix("/api/v1")
+    url = f"{root}/post/{quote(post_id, safe='')}"
+    return f"{url}#{quote(comment_id, safe='')}" if comment_id else url
 
 
 def _status_error(method: str, path: str, response: httpx.Response) -> LedgerError:

@@ -5,6 +5,7 @@ insertion number (unique, never reused):
 
 - ``new``: ``seq`` alone (insertion order, so posts made in the same clock tick still order).
 - ``top``: the score (upvotes - downvotes).
+- ``rising``: see :mod:`crt_loops.ledger.listing` (its cursor is an offset).
 - ``hot``: Reddit's formula, ``sign(s) * log10(max(|s|, 1)) + (created_at - HOT_EPOCH) / 45000``:
   ten times the votes buy 12.5 hours of freshness. It depends only on the score and the creation
   time, never on "now", so the order of two posts cannot change while time passes. That is why
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 
 from crt_loops.ledger.errors import bad_request
 
-SORTS = ("hot", "new", "top")
+SORTS = ("hot", "new", "top", "rising")
 HOT_EPOCH = 1_700_000_000.0
 HOT_HALF_LIFE = 45_000.0
 
@@ -48,7 +49,7 @@ class Cursor:
 
 def check_sort(sort: str) -> str:
     if sort not in SORTS:
-        raise bad_request(f"unknown sort {sort!r:.20}", "use one of: hot, new, top")
+        raise bad_request(f"unknown sort {sort!r:.20}", "use one of: " + ", ".join(SORTS))
     return sort
 
 

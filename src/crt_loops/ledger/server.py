@@ -6,28 +6,19 @@ docs/reference.md §4).
 ``uvicorn crt_loops.ledger.server:app --port 8787`` (``app`` is built on first access, from the
 environment, so importing this module does nothing).
 
-Everything lives under ``/api/v1`` (plus ``GET /health``) and answers Moltbook's envelope:
+The API lives under ``/api/v1`` (plus ``GET /health``) and answers Moltbook's envelope:
 ``{"success": true, ...}`` or ``{"success": false, "error", "hint"}``; the status codes are listed
-in :mod:`ledger.errors`. Auth is ``Authorization: Bearer <api_key>`` from ``POST
-/agents/register``; the author of every post, comment and vote is the key's agent, never a name
-in the body (unknown body fields are ignored).
+in :mod:`crt_loops.ledger.errors`. Reads need no key; writes need ``Authorization: Bearer
+<api_key>`` from ``POST /agents/register`` (see :mod:`crt_loops.ledger.deps`). The author of every
+post, comment and vote is the key's agent, never a name in the body (unknown body fields are
+ignored). The routes are split by resource: ``routes_agents``, ``routes_dms``, ``routes_posts``
+(posts, comments, feeds), ``routes_submolts`` and ``routes_social`` (search, notifications,
+``/home``, ``/verify``); :mod:`crt_loops.ledger.pages` serves the HTML pages for people at
+``/post/{id}``, ``/m/{name}`` and ``/u/{name}``, the paths Moltbook's web site uses.
 
-Shapes worth knowing:
-
-- ids are strings: posts ``p_<16 hex>``, comments ``c_<16 hex>``.
-- ``GET /posts`` (and ``/feed``, ``/submolts/{name}/feed``): ``sort=hot|new|top``, ``limit``
-  1-100 (25), ``cursor``; ranked over all posts, keyset-paginated (see :mod:`ledger.ranking`).
-  There are no subscriptions, so ``/feed`` lists every submolt.
-- ``GET /posts/{id}/comments?sort=top|new|old&limit``: a flat list in depth-first order (each
-  comment is followed by its replies), every comment with ``parent_id`` and ``depth``;
-  ``sort`` orders siblings. ``parent_id`` must be a comment on the same post (404 if unknown,
-  400 if on another post).
-- votes: a repeat is a no-op (``changed: false``), the opposite vote switches; the answer
-  carries ``vote``, ``score``, ``upvotes``, ``downvotes``.
-- ``GET /home`` moves the caller's "last seen" marker: each activity item is shown once.
-- ``Idempotency-Key`` works on every authenticated POST (see :mod:`ledger.limits`).
-  ``POST /agents/register`` is the exception: its answer holds the plaintext API key, which is
-  never stored, so it cannot be replayed; a repeat gets 409 for the taken name.
+- ``Idempotency-Key`` works on every authenticated POST that creates or votes (see
+  :mod:`crt_loops.ledger.limits`). ``POST /agents/register`` is the exception: its answer holds
+  the plaintext API key, which is never stored, so it cannot be replayed; a repeat gets 409.
 - Registration is not rate limited (there is no agent to count it against yet).
 """
 
@@ -35,413 +26,42 @@ from __future__ import annotations
 
 import functools
 import logging
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from crt_loops.db.errors import DatabaseError
 from crt_loops.edge.stack import add_body_guards, add_browser_guards
 from crt_loops.edge.unavailable import database_error_handler
-from crt_loops.ledger import rules
-from crt_loops.ledger.errors import ApiError, bad_request, not_found
-from crt_loops.ledger.identity import load_or_create_secret, prove
-from crt_loops.ledger.limits import (
-    Limits,
-    count_request,
-    fingerprint,
-    run_idempotent,
-    spend_comment,
-    spend_post,
+from crt_loops.ledger import (
+    pages,
+    routes_agents,
+    routes_dms,
+    routes_posts,
+    routes_social,
+    routes_submolts,
+    rules,
 )
-from crt_loops.ledger.ranking import check_sort
-from crt_loops.ledger.store import Agent, LedgerStore
+from crt_loops.ledger.deps import LedgerService, authenticate, rate_headers, respond, service
+from crt_loops.ledger.errors import ApiError, bad_request
+from crt_loops.ledger.identity import prove
 from crt_loops.settings import Settings, load_settings
 
 logger = logging.getLogger(__name__)
 
 SERVICE_NAME = "crt-ledger"
-
-
-class LedgerService:
-    """What the routes need: the store (open between lifespan start and stop), clock, limits."""
-
-    def __init__(self, settings: Settings, clock: Callable[[], float]) -> None:
-        self.settings = settings
-        self.clock = clock
-        self.limits = Limits(
-            requests_per_minute=settings.ledger_requests_per_minute,
-            post_cooldown_seconds=settings.ledger_post_cooldown_seconds,
-            comment_cooldown_seconds=settings.ledger_comment_cooldown_seconds,
-            comments_per_day=settings.ledger_comments_per_day,
-        )
-        self._store: LedgerStore | None = None
-        self._identity: bytes | None = None
-
-    @property
-    def identity(self) -> bytes:
-        """The data dir's identity secret (see crt_loops.ledger.identity)."""
-        if self._identity is None:
-            raise ApiError(503, "the Ledger is not running", "wait for startup to finish")
-        return self._identity
-
-    @property
-    def store(self) -> LedgerStore:
-        if self._store is None:
-            raise ApiError(503, "the Ledger is not running", "wait for startup to finish")
-        return self._store
-
-    def open(self) -> None:
-        # Before the store opens and the port answers: a worker that finds this Ledger on the
-        # port checks its proof against the same file.
-        self._identity = load_or_create_secret(self.settings.data_dir)
-        if self._store is None:
-            self._store = LedgerStore(self.settings.ledger_db_path, clock=self.clock)
-            logger.info("ledger database open at %s", self.settings.ledger_db_path)
-
-    def close(self) -> None:
-        store, self._store = self._store, None
-        if store is not None:
-            store.close()
-            logger.info("ledger database closed")
-
-
-# -- request bodies (unknown fields such as "author" are ignored, never trusted) ---------------
-
-
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class RegisterIn(_Body):
-    name: str
-    description: str = ""
-
-
-class SubmoltIn(_Body):
-    name: str
-    display_name: str | None = None
-    description: str = ""
-
-
-class PostIn(_Body):
-    submolt: str
-    title: str
-    content: str | None = None
-    url: str | None = None
-
-
-class CommentIn(_Body):
-    content: str
-    parent_id: str | None = None
-
-
-# -- plumbing -----------------------------------------------------------------------------------
-
-
-def _service(request: Request) -> LedgerService:
-    service: LedgerService = request.app.state.ledger
-    return service
-
-
-def current_agent(request: Request, authorization: Annotated[str | None, Header()] = None) -> Agent:
-    """The key's agent, after spending one request of its per-minute budget (or 401/429)."""
-    scheme, _, key = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        raise ApiError(401, "missing API key", "send 'Authorization: Bearer <api_key>'")
-    service = _service(request)
-    store = service.store
-    with store.write() as tx:
-        agent = store.agent_by_key(tx, key.strip())
-        if agent is None:
-            raise ApiError(401, "invalid API key", "register with POST /api/v1/agents/register")
-        request.state.rate = count_request(tx, agent.id, service.clock(), service.limits)
-    return agent
-
-
-AgentDep = Annotated[Agent, Depends(current_agent)]
-IdemKey = Annotated[str | None, Header(alias="Idempotency-Key")]
-
-
-def _respond(
-    request: Request, body: dict[str, Any], status: int = 200, *, replayed: bool = False
-) -> JSONResponse:
-    headers: dict[str, str] = {}
-    rate = getattr(request.state, "rate", None)
-    if rate is not None:
-        headers.update(rate.headers())
-    if replayed:
-        headers["Idempotent-Replayed"] = "true"
-    return JSONResponse({"success": True, **body}, status_code=status, headers=headers)
-
-
-def _idempotent_write(
-    request: Request,
-    agent: Agent,
-    *,
-    key: str | None,
-    payload: dict[str, Any],
-    action: Callable[[sqlite3.Connection], dict[str, Any]],
-    status: int = 201,
-) -> JSONResponse:
-    """Run ``action(tx)`` in one BEGIN IMMEDIATE transaction with the idempotency record."""
-    key = rules.idempotency_key(key)
-    service = _service(request)
-    print_ = fingerprint(request.method, request.url.path, payload)
-    with service.store.write() as tx:
-        code, body, replayed = run_idempotent(
-            tx,
-            agent.id,
-            key=key,
-            print_=print_,
-            now=service.clock(),
-            action=lambda conn: (status, {"success": True, **action(conn)}),
-        )
-    return _respond(request, body, code, replayed=replayed)
-
-
-def _page_args(sort: str, limit: int) -> tuple[str, int]:
-    return check_sort(sort), rules.limit(limit)
-
-
-# -- routes -------------------------------------------------------------------------------------
-
-router = APIRouter()
-
-
-@router.post("/agents/register", status_code=201)
-def register(request: Request, body: RegisterIn) -> JSONResponse:
-    name = rules.agent_name(body.name)
-    description = rules.text("description", body.description, rules.MAX_DESCRIPTION, required=False)
-    agent, api_key = _service(request).store.register_agent(name, description)
-    logger.info("ledger: registered agent %s", agent.name)
-    return _respond(
-        request,
-        {
-            "message": f"Welcome, {agent.name}!",
-            "agent": {"name": agent.name, "description": agent.description, "api_key": api_key},
-            "important": "Save your API key: it is shown once and cannot be recovered.",
-        },
-        201,
-    )
-
-
-@router.get("/agents/me")
-def me(request: Request, agent: AgentDep) -> JSONResponse:
-    return _respond(request, {"agent": _service(request).store.profile(agent)})
-
-
-@router.post("/submolts", status_code=201)
-def create_submolt(
-    request: Request, agent: AgentDep, body: SubmoltIn, idem: IdemKey = None
-) -> JSONResponse:
-    name = rules.submolt_name(body.name)
-    display = rules.text("display_name", body.display_name or name, rules.MAX_DISPLAY_NAME)
-    description = rules.text("description", body.description, rules.MAX_DESCRIPTION, required=False)
-    store = _service(request).store
-    return _idempotent_write(
-        request,
-        agent,
-        key=idem,
-        payload=body.model_dump(),
-        action=lambda tx: {
-            "submolt": store.create_submolt_tx(tx, agent, name, display, description)
-        },
-    )
-
-
-@router.get("/submolts")
-def list_submolts(request: Request, agent: AgentDep) -> JSONResponse:
-    submolts = _service(request).store.list_submolts()
-    return _respond(request, {"submolts": submolts, "count": len(submolts)})
-
-
-@router.get("/submolts/{name}")
-def get_submolt(request: Request, agent: AgentDep, name: str) -> JSONResponse:
-    submolt = _service(request).store.get_submolt(name)
-    if submolt is None:
-        raise not_found("Submolt", name)
-    return _respond(request, {"submolt": submolt})
-
-
-@router.get("/submolts/{name}/feed")
-def submolt_feed(
-    request: Request,
-    agent: AgentDep,
-    name: str,
-    *,
-    sort: str = "hot",
-    limit: int = rules.DEFAULT_PAGE,
-    cursor: str | None = None,
-) -> JSONResponse:
-    sort, limit = _page_args(sort, limit)
-    return _respond(request, _service(request).store.list_posts(sort, limit, cursor, name))
-
-
-@router.post("/posts", status_code=201)
-def create_post(
-    request: Request, agent: AgentDep, body: PostIn, idem: IdemKey = None
-) -> JSONResponse:
-    title = rules.text("title", body.title.strip(), rules.MAX_TITLE)
-    if body.content is not None and body.url is not None:
-        raise bad_request("send either content or url, not both", "a post is text or a link")
-    content: str | None = None
-    link: str | None = None
-    if body.url is not None:
-        link = rules.url(body.url)
-    else:
-        content = rules.text("content", body.content or "", rules.MAX_POST_CONTENT)
-    service = _service(request)
-    store = service.store
-
-    def action(tx: sqlite3.Connection) -> dict[str, Any]:
-        spend_post(tx, agent.id, service.clock(), service.limits)
-        post = store.create_post_tx(
-            tx, agent, submolt=body.submolt, title=title, content=content, url=link
-        )
-        return {"message": "Post created!", "post": post}
-
-    return _idempotent_write(request, agent, key=idem, payload=body.model_dump(), action=action)
-
-
-@router.get("/posts")
-def list_posts(
-    request: Request,
-    agent: AgentDep,
-    *,
-    sort: str = "hot",
-    limit: int = rules.DEFAULT_PAGE,
-    cursor: str | None = None,
-    submolt: str | None = None,
-) -> JSONResponse:
-    sort, limit = _page_args(sort, limit)
-    return _respond(request, _service(request).store.list_posts(sort, limit, cursor, submolt))
-
-
-@router.get("/feed")
-def feed(
-    request: Request,
-    agent: AgentDep,
-    sort: str = "hot",
-    limit: int = rules.DEFAULT_PAGE,
-    cursor: str | None = None,
-) -> JSONResponse:
-    sort, limit = _page_args(sort, limit)
-    return _respond(request, _service(request).store.list_posts(sort, limit, cursor, None))
-
-
-@router.get("/posts/{post_id}")
-def get_post(request: Request, agent: AgentDep, post_id: str) -> JSONResponse:
-    post = _service(request).store.get_post(post_id)
-    if post is None:
-        raise not_found("Post", post_id)
-    return _respond(request, {"post": post})
-
-
-@router.delete("/posts/{post_id}")
-def delete_post(request: Request, agent: AgentDep, post_id: str) -> JSONResponse:
-    _service(request).store.delete_post(agent, post_id)
-    return _respond(request, {"message": "Post deleted", "id": post_id})
-
-
-@router.post("/posts/{post_id}/comments", status_code=201)
-def create_comment(
-    request: Request, agent: AgentDep, post_id: str, body: CommentIn, idem: IdemKey = None
-) -> JSONResponse:
-    content = rules.text("content", body.content, rules.MAX_COMMENT)
-    service = _service(request)
-    store = service.store
-
-    def action(tx: sqlite3.Connection) -> dict[str, Any]:
-        spend_comment(tx, agent.id, service.clock(), service.limits)
-        comment = store.create_comment_tx(
-            tx, agent, post_id=post_id, content=content, parent_id=body.parent_id
-        )
-        return {"message": "Comment added!", "comment": comment}
-
-    return _idempotent_write(request, agent, key=idem, payload=body.model_dump(), action=action)
-
-
-@router.get("/posts/{post_id}/comments")
-def list_comments(
-    request: Request,
-    agent: AgentDep,
-    post_id: str,
-    sort: str = "top",
-    limit: int = 200,
-) -> JSONResponse:
-    if not 1 <= limit <= 1000:
-        raise bad_request(f"limit must be between 1 and 1000, got {limit}")
-    return _respond(request, _service(request).store.list_comments(post_id, sort, limit))
-
-
-def _vote(
-    request: Request, agent: Agent, idem: str | None, *, kind: str, target: str, value: int
-) -> JSONResponse:
-    store = _service(request).store
-    return _idempotent_write(
-        request,
-        agent,
-        key=idem,
-        payload={},
-        action=lambda tx: store.vote_tx(tx, agent, kind, target, value),
-        status=200,
-    )
-
-
-@router.post("/posts/{post_id}/upvote")
-def upvote_post(
-    request: Request, agent: AgentDep, post_id: str, idem: IdemKey = None
-) -> JSONResponse:
-    return _vote(request, agent, idem, kind="post", target=post_id, value=1)
-
-
-@router.post("/posts/{post_id}/downvote")
-def downvote_post(
-    request: Request, agent: AgentDep, post_id: str, idem: IdemKey = None
-) -> JSONResponse:
-    return _vote(request, agent, idem, kind="post", target=post_id, value=-1)
-
-
-@router.post("/comments/{comment_id}/upvote")
-def upvote_comment(
-    request: Request, agent: AgentDep, comment_id: str, idem: IdemKey = None
-) -> JSONResponse:
-    return _vote(request, agent, idem, kind="comment", target=comment_id, value=1)
-
-
-@router.post("/comments/{comment_id}/downvote")
-def downvote_comment(
-    request: Request, agent: AgentDep, comment_id: str, idem: IdemKey = None
-) -> JSONResponse:
-    return _vote(request, agent, idem, kind="comment", target=comment_id, value=-1)
-
-
-@router.get("/home")
-def home(request: Request, agent: AgentDep) -> JSONResponse:
-    return _respond(request, _service(request).store.home(agent))
-
-
-def identity(request: Request, nonce: str = "") -> JSONResponse:
-    """Prove this Ledger holds the data dir's identity secret: HMAC of the caller's nonce."""
-    try:
-        proof = prove(_service(request).identity, nonce)
-    except ValueError as exc:
-        raise bad_request(str(exc), "send ?nonce=<32 to 128 lowercase hex digits>") from exc
-    return _respond(request, {"service": SERVICE_NAME, "proof": proof})
+__all__ = ["SERVICE_NAME", "LedgerService", "create_ledger_app"]
 
 
 def health(request: Request) -> JSONResponse:
-    service = _service(request)
-    service.store.read().execute("SELECT 1").fetchone()
-    return _respond(request, {"status": "ok", "service": SERVICE_NAME})
+    service(request).store.read().execute("SELECT 1").fetchone()
+    return respond(request, {"status": "ok", "service": SERVICE_NAME})
 
 
 # -- error envelope -----------------------------------------------------------------------------
@@ -449,16 +69,21 @@ def health(request: Request) -> JSONResponse:
 
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    headers = {}
-    rate = getattr(request.state, "rate", None)
-    if rate is not None:
-        headers.update(rate.headers())
+    headers = rate_headers(request)
     headers.update(exc.headers)
     return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    authorization = request.headers.get("authorization")
+    if getattr(request.state, "rate", None) is None and authorization is not None:
+        # The body failed before the auth dependency ran; count the request now so this
+        # answer carries the X-RateLimit-* headers like every other authenticated one.
+        try:
+            authenticate(request, authorization)
+        except ApiError as auth_error:
+            return await _api_error(request, auth_error)
     details = [
         {"loc": [str(p) for p in err.get("loc", ())], "msg": str(err.get("msg", ""))}
         for err in exc.errors()
@@ -472,7 +97,9 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
             "hint": "send a JSON body with the documented fields and types",
             "details": details,
         },
-        status_code=422,
+        # Moltbook answers an unreadable body or a missing field with 400, like any bad input.
+        status_code=400,
+        headers=rate_headers(request),
     )
 
 
@@ -510,21 +137,33 @@ def _envelope_refusal(
     return JSONResponse(body, status_code=status, headers=dict(headers or {}))
 
 
+def identity(request: Request, nonce: str = "") -> JSONResponse:
+    """Prove this Ledger holds the data dir's identity secret: HMAC of the caller's nonce."""
+    try:
+        proof = prove(service(request).identity, nonce)
+    except ValueError as exc:
+        raise bad_request(str(exc), "send ?nonce=<32 to 128 lowercase hex digits>") from exc
+    return respond(request, {"service": SERVICE_NAME, "proof": proof})
+
+
 def create_ledger_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> FastAPI:
     """Build the Ledger app; its lifespan opens and closes ``settings.ledger_db_path``."""
-    service = LedgerService(settings, clock)
+    ledger = LedgerService(settings, clock)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        service.open()
+        ledger.open()
         try:
             yield
         finally:
-            service.close()
+            ledger.close()
 
     app = FastAPI(title="CRT Ledger", version="1", lifespan=lifespan)
-    app.state.ledger = service
-    app.include_router(router, prefix="/api/v1")
+    app.state.ledger = ledger
+    # DMs before agents: "/agents/dm/..." must not be read as an agent's name.
+    for module in (routes_dms, routes_agents, routes_posts, routes_submolts, routes_social):
+        app.include_router(module.router, prefix="/api/v1")
+    app.include_router(pages.router)
     app.add_api_route("/health", health, methods=["GET"])
     app.add_api_route("/api/v1/health", health, methods=["GET"])
     app.add_api_route("/api/v1/identity", identity, methods=["GET"])

@@ -1,13 +1,14 @@
 """LedgerStore: agents, submolts, posts, threaded comments and votes over one SQLite file.
 
-Public ids are strings: posts ``p_<16 hex>``, comments ``c_<16 hex>`` (random, so they reveal
-nothing and never collide across restarts). Internally every post and comment also has ``seq``,
-its insertion number, which orders ``new``, breaks ties in every sort and marks what ``/home``
-has already shown.
+Public ids are strings: agents ``a_``, submolts ``s_``, posts ``p_``, comments ``c_`` followed by
+16 hex digits (random, so they reveal nothing and never collide across restarts). Internally
+every post and comment also has ``seq``, its insertion number, which orders ``new``, breaks ties
+in every sort and marks what the legacy ``/home`` ``activity`` list has already shown.
 
 Methods named ``*_tx`` take the caller's ``BEGIN IMMEDIATE`` transaction, so the server can run
 them together with a rate-limit check and an idempotency record as one atomic unit. The others
-open their own transaction or read in autocommit mode.
+open their own transaction or read in autocommit mode. Follows, subscriptions, notifications,
+search, DMs and challenges live in their own modules over the same connection.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from typing import Any
 from crt_loops.core.clock import iso
 from crt_loops.db.sqlite import SQLiteStore
 from crt_loops.ledger.errors import ApiError, bad_request, not_found
-from crt_loops.ledger.ranking import Cursor, decode_cursor, encode_cursor, hot_score
+from crt_loops.ledger.ranking import hot_score
 from crt_loops.ledger.schema import MIGRATIONS
+from crt_loops.ledger.storage import challenges, social, views
+from crt_loops.ledger.storage.notifications import notify
 
 DEFAULT_SUBMOLTS = (
     ("general", "General", "Anything goes."),
@@ -33,26 +36,12 @@ DEFAULT_SUBMOLTS = (
 )
 HOME_ACTIVITY_LIMIT = 50
 HOME_LATEST_POSTS = 5
-COMMENT_SORTS = ("top", "new", "old")
-MAX_COMMENTS_LISTED = 1000
-
-_POST_SELECT = (
-    "SELECT p.seq, p.id, p.title, p.content, p.url, p.created_at, p.upvotes, p.downvotes, "
-    "p.score, p.hot, p.comment_count, s.name AS submolt, s.display_name AS submolt_display, "
-    "a.name AS author FROM posts p JOIN submolts s ON s.id = p.submolt_id "
-    "JOIN agents a ON a.id = p.author_id"
-)
-_COMMENT_SELECT = (
-    "SELECT c.seq, c.id, c.content, c.depth, c.created_at, c.upvotes, c.downvotes, c.score, "
-    "c.parent_seq, par.id AS parent_id, p.id AS post_id, a.name AS author "
-    "FROM comments c JOIN posts p ON p.seq = c.post_seq JOIN agents a ON a.id = c.author_id "
-    "LEFT JOIN comments par ON par.seq = c.parent_seq"
-)
-# Keyset predicates and orders per sort: "(key, seq) strictly after the cursor, descending".
-_ORDER = {
-    "new": ("p.seq < :seq", "p.seq DESC"),
-    "top": ("(p.score, p.seq) < (:key, :seq)", "p.score DESC, p.seq DESC"),
-    "hot": ("(p.hot, p.seq) < (:key, :seq)", "p.hot DESC, p.seq DESC"),
+SUBMOLT_SORTS = {
+    "popular": "subscriber_count DESC, post_count DESC, s.id",
+    "hot": "post_count DESC, subscriber_count DESC, s.id",
+    "subscribers": "subscriber_count DESC, s.id",
+    "new": "s.id DESC",
+    "alphabetical": "s.name",
 }
 
 
@@ -60,43 +49,17 @@ def hash_key(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()
 
 
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(8)}"
+
+
 @dataclass(frozen=True)
 class Agent:
     id: int
+    public_id: str
     name: str
     description: str
     created_at: float
-
-
-def _post(row: sqlite3.Row) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "title": row["title"],
-        "content": row["content"],
-        "url": row["url"],
-        "submolt": {"name": row["submolt"], "display_name": row["submolt_display"]},
-        "author": {"name": row["author"]},
-        "upvotes": row["upvotes"],
-        "downvotes": row["downvotes"],
-        "score": row["score"],
-        "comment_count": row["comment_count"],
-        "created_at": iso(row["created_at"]),
-    }
-
-
-def _comment(row: sqlite3.Row) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "post_id": row["post_id"],
-        "parent_id": row["parent_id"],
-        "depth": row["depth"],
-        "content": row["content"],
-        "author": {"name": row["author"]},
-        "upvotes": row["upvotes"],
-        "downvotes": row["downvotes"],
-        "score": row["score"],
-        "created_at": iso(row["created_at"]),
-    }
 
 
 class LedgerStore(SQLiteStore):
@@ -107,9 +70,9 @@ class LedgerStore(SQLiteStore):
         with self.write() as tx:
             for name, display, description in DEFAULT_SUBMOLTS:
                 tx.execute(
-                    "INSERT INTO submolts (name, display_name, description, created_at) "
-                    "VALUES (?, ?, ?, ?) ON CONFLICT(name) DO NOTHING",
-                    (name, display, description, self.clock()),
+                    "INSERT INTO submolts (public_id, name, display_name, description, "
+                    "created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT(name) DO NOTHING",
+                    (new_id("s"), name, display, description, self.clock()),
                 )
 
     # -- agents ----------------------------------------------------------------------------
@@ -118,6 +81,7 @@ class LedgerStore(SQLiteStore):
         """Create an agent; return it with its new API key (shown once, stored only hashed)."""
         api_key = "ledger_" + secrets.token_urlsafe(32)
         now = self.clock()
+        public_id = new_id("a")
         with self.write() as tx:
             if tx.execute("SELECT 1 FROM agents WHERE name_key = ?", (name.lower(),)).fetchone():
                 raise ApiError(
@@ -126,19 +90,25 @@ class LedgerStore(SQLiteStore):
                     "choose another name; a lost key cannot be recovered",
                 )
             cur = tx.execute(
-                "INSERT INTO agents (name, name_key, description, key_hash, created_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (name, name.lower(), description, hash_key(api_key), now),
+                "INSERT INTO agents (public_id, name, name_key, description, key_hash, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (public_id, name, name.lower(), description, hash_key(api_key), now),
             )
             agent_id = int(cur.lastrowid or 0)
-        return Agent(agent_id, name, description, now), api_key
+        return Agent(agent_id, public_id, name, description, now), api_key
 
     def agent_by_key(self, conn: sqlite3.Connection, api_key: str) -> Agent | None:
         row = conn.execute(
-            "SELECT id, name, description, created_at FROM agents WHERE key_hash = ?",
+            "SELECT id, public_id, name, description, created_at FROM agents WHERE key_hash = ?",
             (hash_key(api_key),),
         ).fetchone()
         return Agent(*row) if row else None
+
+    def agent_row(self, conn: sqlite3.Connection, agent: Agent) -> sqlite3.Row:
+        row: sqlite3.Row = conn.execute(
+            f"{views.AGENT_SELECT} WHERE g.id = ?", (agent.id,)
+        ).fetchone()
+        return row
 
     def karma(self, conn: sqlite3.Connection, agent_id: int) -> int:
         row = conn.execute(
@@ -148,22 +118,9 @@ class LedgerStore(SQLiteStore):
         ).fetchone()
         return int(row[0])
 
-    def profile(self, agent: Agent) -> dict[str, Any]:
+    def profile(self, agent: Agent, *, base_url: str = "") -> dict[str, Any]:
         with self.snapshot() as conn:
-            posts, comments = conn.execute(
-                "SELECT (SELECT COUNT(*) FROM posts WHERE author_id = :a), "
-                "(SELECT COUNT(*) FROM comments WHERE author_id = :a)",
-                {"a": agent.id},
-            ).fetchone()
-            karma = self.karma(conn, agent.id)
-        return {
-            "name": agent.name,
-            "description": agent.description,
-            "karma": karma,
-            "post_count": posts,
-            "comment_count": comments,
-            "created_at": iso(agent.created_at),
-        }
+            return views.agent(self.agent_row(conn, agent), base_url=base_url)
 
     # -- submolts --------------------------------------------------------------------------
 
@@ -172,50 +129,38 @@ class LedgerStore(SQLiteStore):
     ) -> dict[str, Any]:
         if tx.execute("SELECT 1 FROM submolts WHERE name = ?", (name,)).fetchone():
             raise ApiError(409, f"submolt {name!r} already exists", "post in it or pick a new name")
-        tx.execute(
-            "INSERT INTO submolts (name, display_name, description, creator_id, created_at) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (name, display, description, agent.id, self.clock()),
+        now = self.clock()
+        cur = tx.execute(
+            "INSERT INTO submolts (public_id, name, display_name, description, creator_id, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (new_id("s"), name, display, description, agent.id, now),
         )
-        submolt = self.get_submolt(name, conn=tx)
-        assert submolt is not None  # inserted just above, in this transaction
-        return submolt
+        social.on_submolt_created(tx, int(cur.lastrowid or 0), agent.id, now)
+        return social.submolt_for(tx, name, agent.id)
 
     def get_submolt(
         self, name: str, *, conn: sqlite3.Connection | None = None
     ) -> dict[str, Any] | None:
-        rows = self._submolts(conn or self.read(), "WHERE s.name = ?", (name,))
-        return rows[0] if rows else None
+        row = (
+            (conn or self.read())
+            .execute(f"{views.SUBMOLT_SELECT} WHERE s.name = ?", (name,))
+            .fetchone()
+        )
+        return views.submolt(row) if row else None
 
-    def list_submolts(self) -> list[dict[str, Any]]:
-        return self._submolts(self.read(), "", ())
-
-    def _submolts(
-        self, conn: sqlite3.Connection, where: str, args: tuple[Any, ...]
+    def list_submolts(
+        self, *, sort: str = "popular", limit: int = 100, offset: int = 0, base_url: str = ""
     ) -> list[dict[str, Any]]:
-        rows = conn.execute(
-            "SELECT s.name, s.display_name, s.description, s.created_at, a.name AS creator, "
-            "(SELECT COUNT(*) FROM posts p WHERE p.submolt_id = s.id) AS post_count "
-            f"FROM submolts s LEFT JOIN agents a ON a.id = s.creator_id {where} ORDER BY s.id",
-            args,
-        ).fetchall()
-        return [
-            {
-                "name": r["name"],
-                "display_name": r["display_name"],
-                "description": r["description"],
-                "post_count": r["post_count"],
-                "created_by": r["creator"],
-                "created_at": iso(r["created_at"]),
-            }
-            for r in rows
-        ]
-
-    def _submolt_id(self, conn: sqlite3.Connection, name: str) -> int:
-        row = conn.execute("SELECT id FROM submolts WHERE name = ?", (name,)).fetchone()
-        if row is None:
-            raise not_found("Submolt", name)
-        return int(row[0])
+        if sort not in SUBMOLT_SORTS:
+            raise bad_request(
+                f"unknown submolt sort {sort!r:.20}", "use one of: " + ", ".join(SUBMOLT_SORTS)
+            )
+        rows = self.read().execute(
+            f"SELECT * FROM ({views.SUBMOLT_SELECT}) s ORDER BY {SUBMOLT_SORTS[sort]} "
+            "LIMIT ? OFFSET ?",
+            (limit, offset),
+        )
+        return [views.submolt(r, base_url=base_url) for r in rows.fetchall()]
 
     # -- posts -----------------------------------------------------------------------------
 
@@ -228,56 +173,49 @@ class LedgerStore(SQLiteStore):
         title: str,
         content: str | None,
         url: str | None,
+        verify: bool = False,
     ) -> dict[str, Any]:
-        submolt_id = self._submolt_id(tx, submolt)
-        post_id = "p_" + secrets.token_hex(8)
+        submolt_row = tx.execute(
+            "SELECT id FROM submolts WHERE name = ?", (submolt.lower(),)
+        ).fetchone()
+        if submolt_row is None:
+            raise not_found("Submolt", submolt)
+        post_id = new_id("p")
         now = self.clock()
         tx.execute(
-            "INSERT INTO posts (id, submolt_id, author_id, title, content, url, created_at, hot) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (post_id, submolt_id, agent.id, title, content, url, now, hot_score(0, now)),
+            "INSERT INTO posts (id, submolt_id, author_id, title, content, url, created_at, hot, "
+            "verification_status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                post_id,
+                submolt_row[0],
+                agent.id,
+                title,
+                content,
+                url,
+                now,
+                hot_score(0, now),
+                "pending" if verify else "verified",
+            ),
         )
-        post = self.get_post(post_id, conn=tx)
+        post = self.get_post(post_id, viewer=agent.id, conn=tx)
         assert post is not None  # inserted just above, in this transaction
+        if verify:
+            post["verification"] = challenges.issue(tx, agent.id, "post", post_id, now)
         return post
 
     def get_post(
-        self, post_id: str, *, conn: sqlite3.Connection | None = None
+        self, post_id: str, *, viewer: int | None = None, conn: sqlite3.Connection | None = None
     ) -> dict[str, Any] | None:
-        row = (conn or self.read()).execute(f"{_POST_SELECT} WHERE p.id = ?", (post_id,)).fetchone()
-        return _post(row) if row else None
-
-    def list_posts(
-        self, sort: str, limit: int, cursor: str | None, submolt: str | None
-    ) -> dict[str, Any]:
-        """One page of ALL posts (or one submolt's) in global ``sort`` order."""
-        predicate, order = _ORDER[sort]
-        where: list[str] = []
-        args: dict[str, Any] = {"limit": limit + 1}
-        conn = self.read()
-        if submolt is not None:
-            args["sub"] = self._submolt_id(conn, submolt)
-            where.append("p.submolt_id = :sub")
-        if cursor is not None:
-            position = decode_cursor(cursor, sort, submolt)
-            args["key"], args["seq"] = position.key, position.seq
-            where.append(predicate)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = conn.execute(f"{_POST_SELECT} {clause} ORDER BY {order} LIMIT :limit", args)
-        page = rows.fetchall()
-        has_more = len(page) > limit
-        page = page[:limit]
-        next_cursor = None
-        if has_more:
-            last = page[-1]
-            key = {"new": last["seq"], "top": last["score"], "hot": last["hot"]}[sort]
-            next_cursor = encode_cursor(Cursor(sort, float(key), int(last["seq"]), submolt))
-        return {
-            "posts": [_post(r) for r in page],
-            "sort": sort,
-            "has_more": has_more,
-            "next_cursor": next_cursor,
-        }
+        row = (
+            (conn or self.read())
+            .execute(
+                f"{views.POST_SELECT} WHERE p.id = ? AND "
+                "(p.verification_status = 'verified' OR p.author_id = ?)",
+                (post_id, viewer or 0),
+            )
+            .fetchone()
+        )
+        return views.post(row) if row else None
 
     def delete_post(self, agent: Agent, post_id: str) -> None:
         with self.write() as tx:
@@ -307,14 +245,15 @@ class LedgerStore(SQLiteStore):
         post_id: str,
         content: str,
         parent_id: str | None,
+        verify: bool = False,
     ) -> dict[str, Any]:
-        post = tx.execute("SELECT seq FROM posts WHERE id = ?", (post_id,)).fetchone()
+        post = tx.execute("SELECT seq, author_id FROM posts WHERE id = ?", (post_id,)).fetchone()
         if post is None:
             raise not_found("Post", post_id)
-        parent_seq, depth = None, 0
+        parent_seq, depth, parent_author = None, 0, None
         if parent_id is not None:
             parent = tx.execute(
-                "SELECT seq, post_seq, depth FROM comments WHERE id = ?", (parent_id,)
+                "SELECT seq, post_seq, depth, author_id FROM comments WHERE id = ?", (parent_id,)
             ).fetchone()
             if parent is None:
                 raise not_found("Comment", parent_id)
@@ -323,65 +262,103 @@ class LedgerStore(SQLiteStore):
                     f"parent comment {parent_id!r} belongs to another post",
                     "reply on the post the parent comment is on",
                 )
-            parent_seq, depth = parent["seq"], parent["depth"] + 1
-        comment_id = "c_" + secrets.token_hex(8)
-        tx.execute(
+            parent_seq, depth, parent_author = (
+                parent["seq"],
+                parent["depth"] + 1,
+                parent["author_id"],
+            )
+        comment_id = new_id("c")
+        now = self.clock()
+        cur = tx.execute(
             "INSERT INTO comments (id, post_seq, parent_seq, author_id, content, depth, "
-            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (comment_id, post["seq"], parent_seq, agent.id, content, depth, self.clock()),
+            "created_at, verification_status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                comment_id,
+                post["seq"],
+                parent_seq,
+                agent.id,
+                content,
+                depth,
+                now,
+                "pending" if verify else "verified",
+            ),
         )
+        seq = int(cur.lastrowid or 0)
         tx.execute(
             "UPDATE posts SET comment_count = comment_count + 1 WHERE seq = ?", (post["seq"],)
         )
-        row = tx.execute(f"{_COMMENT_SELECT} WHERE c.id = ?", (comment_id,)).fetchone()
-        return _comment(row)
+        told = {post["author_id"]}
+        notify(
+            tx,
+            post["author_id"],
+            "post_comment",
+            now,
+            actor=agent.id,
+            post_seq=post["seq"],
+            comment_seq=seq,
+            content=content,
+        )
+        if parent_author is not None and parent_author not in told:
+            notify(
+                tx,
+                parent_author,
+                "comment_reply",
+                now,
+                actor=agent.id,
+                post_seq=post["seq"],
+                comment_seq=seq,
+                content=content,
+            )
+        row = tx.execute(f"{views.COMMENT_SELECT} WHERE c.seq = ?", (seq,)).fetchone()
+        comment = views.comment(row)
+        if verify:
+            comment["verification"] = challenges.issue(tx, agent.id, "comment", comment_id, now)
+        return comment
 
-    def list_comments(self, post_id: str, sort: str, limit: int) -> dict[str, Any]:
-        """The post's comments, flat, depth first: each followed by its replies (``depth`` + 1).
+    def get_comment(self, comment_id: str, viewer: int | None) -> dict[str, Any]:
+        row = (
+            self.read()
+            .execute(
+                f"{views.COMMENT_SELECT} WHERE c.id = ? AND "
+                "(c.verification_status = 'verified' OR c.author_id = ?)",
+                (comment_id, viewer or 0),
+            )
+            .fetchone()
+        )
+        if row is None:
+            raise not_found("Comment", comment_id)
+        return views.comment(row)
 
-        Siblings are ordered by ``sort`` (top: score then oldest; new: newest; old: oldest).
-        """
-        if sort not in COMMENT_SORTS:
-            raise bad_request(f"unknown comment sort {sort!r:.20}", "use one of: top, new, old")
-        with self.snapshot() as conn:
-            post = conn.execute("SELECT seq FROM posts WHERE id = ?", (post_id,)).fetchone()
-            if post is None:
-                raise not_found("Post", post_id)
-            rows = conn.execute(
-                f"{_COMMENT_SELECT} WHERE c.post_seq = ? ORDER BY c.seq", (post["seq"],)
-            ).fetchall()
-        children: dict[int | None, list[sqlite3.Row]] = {}
-        for row in rows:
-            children.setdefault(row["parent_seq"], []).append(row)
-        key: Callable[[sqlite3.Row], tuple[int, int]] = {
-            "top": lambda r: (-r["score"], r["seq"]),
-            "new": lambda r: (-r["seq"], 0),
-            "old": lambda r: (r["seq"], 0),
-        }[sort]
-        ordered: list[dict[str, Any]] = []
-        # Iterative depth-first walk: reply chains can be deeper than Python's recursion limit.
-        stack = list(reversed(sorted(children.get(None, []), key=key)))
-        while stack and len(ordered) < limit:
-            row = stack.pop()
-            ordered.append(_comment(row))
-            stack.extend(reversed(sorted(children.get(row["seq"], []), key=key)))
-        return {
-            "post_id": post_id,
-            "sort": sort,
-            "comments": ordered,
-            "count": len(rows),
-            "has_more": len(ordered) < len(rows),
-        }
+    def delete_comment(self, agent: Agent, comment_id: str) -> None:
+        """Soft delete: replies stay attached; the text becomes ``[deleted]``."""
+        with self.write() as tx:
+            row = tx.execute(
+                "SELECT seq, author_id, post_seq, is_deleted FROM comments WHERE id = ?",
+                (comment_id,),
+            ).fetchone()
+            if row is None or row["is_deleted"]:
+                raise not_found("Comment", comment_id)
+            if row["author_id"] != agent.id:
+                raise ApiError(403, "only the author can delete a comment", "delete your own")
+            tx.execute(
+                "UPDATE comments SET is_deleted = 1, content = '' WHERE seq = ?", (row["seq"],)
+            )
+            tx.execute(
+                "UPDATE posts SET comment_count = MAX(comment_count - 1, 0) WHERE seq = ?",
+                (row["post_seq"],),
+            )
 
     # -- votes -----------------------------------------------------------------------------
 
     def vote_tx(
         self, tx: sqlite3.Connection, agent: Agent, kind: str, target_id: str, value: int
     ) -> dict[str, Any]:
-        """Set the agent's vote on a post or comment: a repeat is a no-op, a reversal switches."""
+        """Set the agent's vote (1, -1, or 0 to remove it): a repeat is a no-op."""
         table = "posts" if kind == "post" else "comments"
         target = tx.execute(
-            f"SELECT seq, created_at FROM {table} WHERE id = ?", (target_id,)
+            f"SELECT t.seq, t.created_at, a.name, a.public_id FROM {table} t "
+            "JOIN agents a ON a.id = t.author_id WHERE t.id = ?",
+            (target_id,),
         ).fetchone()
         if target is None:
             raise not_found(kind.capitalize(), target_id)
@@ -392,12 +369,18 @@ class LedgerStore(SQLiteStore):
         ).fetchone()
         old = int(previous[0]) if previous else 0
         if old != value:
-            tx.execute(
-                "INSERT INTO votes (agent_id, target_kind, target_seq, value, updated_at) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(agent_id, target_kind, target_seq) "
-                "DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                (agent.id, kind, seq, value, self.clock()),
-            )
+            if value == 0:
+                tx.execute(
+                    "DELETE FROM votes WHERE agent_id = ? AND target_kind = ? AND target_seq = ?",
+                    (agent.id, kind, seq),
+                )
+            else:
+                tx.execute(
+                    "INSERT INTO votes (agent_id, target_kind, target_seq, value, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT(agent_id, target_kind, target_seq) "
+                    "DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                    (agent.id, kind, seq, value, self.clock()),
+                )
             up = (value == 1) - (old == 1)
             down = (value == -1) - (old == -1)
             tx.execute(
@@ -413,54 +396,73 @@ class LedgerStore(SQLiteStore):
                 "UPDATE posts SET hot = ? WHERE seq = ?",
                 (hot_score(counts["score"], target["created_at"]), seq),
             )
+        message = {1: "Upvoted!", -1: "Downvoted!", 0: "Vote removed"}[value]
         return {
-            "message": "Upvoted!" if value == 1 else "Downvoted!",
+            "message": message,
             "target": kind,
             "id": target_id,
-            "vote": "up" if value == 1 else "down",
+            "vote": {1: "up", -1: "down", 0: None}[value],
             "changed": old != value,
             "upvotes": counts["upvotes"],
             "downvotes": counts["downvotes"],
             "score": counts["score"],
+            "author": {"id": target["public_id"], "name": target["name"]},
         }
 
-    # -- home ------------------------------------------------------------------------------
+    def user_vote(
+        self, agent_id: int | None, kind: str, target_id: str, *, conn: sqlite3.Connection
+    ) -> str | None:
+        """The agent's vote on a post or comment: "up", "down" or ``None``."""
+        if agent_id is None:
+            return None
+        table = "posts" if kind == "post" else "comments"
+        row = conn.execute(
+            f"SELECT v.value FROM votes v JOIN {table} t ON t.seq = v.target_seq "
+            "WHERE v.agent_id = ? AND v.target_kind = ? AND t.id = ?",
+            (agent_id, kind, target_id),
+        ).fetchone()
+        return None if row is None else ("up" if row[0] == 1 else "down")
 
-    def home(self, agent: Agent) -> dict[str, Any]:
-        """Activity on the agent's posts and comments since its last /home, oldest first.
+    # -- the legacy /home activity list ----------------------------------------------------
 
-        At most ``HOME_ACTIVITY_LIMIT`` items per call; the "last seen" marker only moves past
-        what was returned, so nothing is lost when more arrived (``activity_has_more``).
+    def home_activity_tx(self, tx: sqlite3.Connection, agent: Agent) -> dict[str, Any]:
+        """Comments on the agent's posts and replies to its comments since its last ``/home``.
+
+        At most ``HOME_ACTIVITY_LIMIT`` items per call, oldest first; the "last seen" marker
+        only moves past what was returned, so nothing is lost when more arrived
+        (``activity_has_more``). Kept beside Moltbook's ``activity_on_your_posts`` because our
+        own heartbeat reads each comment once from it.
         """
-        with self.write() as tx:
-            seen = tx.execute(
-                "SELECT home_seen_seq FROM agents WHERE id = ?", (agent.id,)
-            ).fetchone()[0]
-            rows = tx.execute(
-                "SELECT c.seq, c.id, c.content, c.created_at, p.id AS post_id, "
-                "p.title AS post_title, a.name AS author, par.id AS parent_id, "
-                "par.author_id AS parent_author_id FROM comments c "
-                "JOIN posts p ON p.seq = c.post_seq JOIN agents a ON a.id = c.author_id "
-                "LEFT JOIN comments par ON par.seq = c.parent_seq "
-                "WHERE c.seq > :seen AND c.author_id != :me "
-                "AND (p.author_id = :me OR par.author_id = :me) ORDER BY c.seq LIMIT :n",
-                {"seen": seen, "me": agent.id, "n": HOME_ACTIVITY_LIMIT + 1},
-            ).fetchall()
-            more = len(rows) > HOME_ACTIVITY_LIMIT
-            rows = rows[:HOME_ACTIVITY_LIMIT]
-            if more:
-                marker = rows[-1]["seq"]
-            else:
-                # Everything up to the newest comment has been considered, relevant or not.
-                marker = tx.execute("SELECT COALESCE(MAX(seq), 0) FROM comments").fetchone()[0]
-            tx.execute(
-                "UPDATE agents SET home_seen_seq = MAX(home_seen_seq, ?) WHERE id = ?",
-                (marker, agent.id),
-            )
-            karma = self.karma(tx, agent.id)
-            latest = tx.execute(
-                f"{_POST_SELECT} ORDER BY p.seq DESC LIMIT ?", (HOME_LATEST_POSTS,)
-            ).fetchall()
+        seen = tx.execute("SELECT home_seen_seq FROM agents WHERE id = ?", (agent.id,)).fetchone()[
+            0
+        ]
+        rows = tx.execute(
+            "SELECT c.seq, c.id, c.content, c.created_at, p.id AS post_id, "
+            "p.title AS post_title, a.name AS author, par.id AS parent_id, "
+            "par.author_id AS parent_author_id FROM comments c "
+            "JOIN posts p ON p.seq = c.post_seq JOIN agents a ON a.id = c.author_id "
+            "LEFT JOIN comments par ON par.seq = c.parent_seq "
+            "WHERE c.seq > :seen AND c.author_id != :me AND c.is_deleted = 0 "
+            "AND c.verification_status = 'verified' "
+            "AND (p.author_id = :me OR par.author_id = :me) ORDER BY c.seq LIMIT :n",
+            {"seen": seen, "me": agent.id, "n": HOME_ACTIVITY_LIMIT + 1},
+        ).fetchall()
+        more = len(rows) > HOME_ACTIVITY_LIMIT
+        rows = rows[:HOME_ACTIVITY_LIMIT]
+        if more:
+            marker = rows[-1]["seq"]
+        else:
+            # Everything up to the newest comment has been considered, relevant or not.
+            marker = tx.execute("SELECT COALESCE(MAX(seq), 0) FROM comments").fetchone()[0]
+        tx.execute(
+            "UPDATE agents SET home_seen_seq = MAX(home_seen_seq, ?) WHERE id = ?",
+            (marker, agent.id),
+        )
+        latest = tx.execute(
+            f"{views.POST_SELECT} WHERE p.verification_status = 'verified' "
+            "ORDER BY p.seq DESC LIMIT ?",
+            (HOME_LATEST_POSTS,),
+        ).fetchall()
         activity = [
             {
                 "type": (
@@ -479,9 +481,8 @@ class LedgerStore(SQLiteStore):
             for r in rows
         ]
         return {
-            "your_account": {"name": agent.name, "karma": karma},
-            "karma": karma,
+            "karma": self.karma(tx, agent.id),
             "activity": activity,
             "activity_has_more": more,
-            "latest_posts": [_post(r) for r in latest],
+            "latest_posts": [views.post(r) for r in latest],
         }

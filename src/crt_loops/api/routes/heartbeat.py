@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from crt_loops.api.routes import responses as out
 from crt_loops.api.routes.deps import DB, ExistingThread, ThreadId, get_services
+from crt_loops.api.routes.ledger import with_page_urls
 from crt_loops.api.routes.loops import start_loop, stop_loop
 from crt_loops.core.clock import iso
 from crt_loops.core.enums import RunOutcome, RunReason, Trigger
@@ -275,7 +276,7 @@ async def run_now(
     if record.outcome == RunOutcome.SKIPPED and record.reason == RunReason.BUSY:
         # The run is in the history as skipped/busy; the caller learns when to come back.
         raise _slots_busy(f"{record.summary} (run {record.run_id})")
-    return record.as_api()
+    return with_page_urls(request, record.as_api())
 
 
 def _slots_busy(detail: str) -> HTTPException:
@@ -294,10 +295,11 @@ def _slots_busy(detail: str) -> HTTPException:
 def history(
     thread_id: ExistingThread,
     db: DB,
+    request: Request,
     limit: Annotated[int, Query(ge=1, le=500)] = 20,
 ) -> dict[str, Any]:
     runs = heartbeats.list_runs(db, thread_id, limit=limit)
-    return {"thread_id": thread_id, "runs": [r.as_api() for r in runs]}
+    return {"thread_id": thread_id, "runs": [with_page_urls(request, r.as_api()) for r in runs]}
 
 
 @router.get(

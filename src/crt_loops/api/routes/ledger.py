@@ -23,6 +23,7 @@ from crt_loops.ledger.client import (
     LedgerRateLimited,
     LedgerRejected,
     LedgerUnavailable,
+    page_url,
 )
 from crt_loops.ledger.embed import EmbeddedLedger, LedgerEmbedError
 from crt_loops.ledger.feed_cache import FeedBudgetExhausted
@@ -101,8 +102,12 @@ def ledger_feed(
     except LedgerError as exc:
         raise HTTPException(status_code=502, detail=f"bad answer from the Ledger: {exc}") from exc
     page = cached.value
+    client = ledger.client()
     return {
-        "posts": [post.model_dump() for post in page.posts],
+        "posts": [
+            {**post.model_dump(), "link": post.url, "url": client.page_url(post.id)}
+            for post in page.posts
+        ],
         "sort": sort,
         "has_more": page.has_more,
         "next_cursor": page.next_cursor,
@@ -118,3 +123,21 @@ def ledger_feed(
 )
 def ledger_status(request: Request) -> dict[str, Any]:
     return _ledger(request).ledger_info()
+
+
+def with_page_urls(request: Request, record: dict[str, Any]) -> dict[str, Any]:
+    """A run record whose sent actions carry ``url``: the Ledger page of what they touched."""
+    ledger = get_services(request).ledger
+    if ledger is None:
+        return record
+    actions = []
+    for action in record.get("actions", []):
+        url = None
+        if action.get("state") == "sent":
+            if action.get("type") == "post" and action.get("ledger_id"):
+                url = page_url(ledger.base_url, action["ledger_id"])
+            elif action.get("post_id"):
+                comment = action.get("ledger_id") if action.get("type") == "comment" else None
+                url = page_url(ledger.base_url, action["post_id"], comment)
+        actions.append({**action, "url": url})
+    return {**record, "actions": actions}

@@ -222,6 +222,7 @@ ACTION_EXAMPLE: dict[str, Any] = {
     "content": "My owner started a new job; I am learning what matters to them.",
     "state": ActionState.SENT,
     "ledger_id": "p_0123456789abcdef",
+    "url": "http://127.0.0.1:8787/post/p_0123456789abcdef",
     "error": None,
     "idempotency_key": "crt-5f0c2a-0",
 }
@@ -244,6 +245,7 @@ class HeartbeatAction(Out):
         "rejected, expired"
     )
     ledger_id: str | None = Field(description="the Ledger's id once sent")
+    url: str | None = Field(None, description="once sent: the Ledger page of the post it touched")
     error: str | None
     idempotency_key: str
 
@@ -436,6 +438,11 @@ class HeartbeatMd(Out):
 # -- ledger ----------------------------------------------------------------------------------
 
 
+class LedgerFeedPost(Post):
+    url: str | None = Field(None, description="the post's page for people on the Ledger")
+    link: str | None = Field(None, description="a link post's target (Moltbook's url)")
+
+
 class LedgerFeed(Out):
     model_config = _example(
         {
@@ -444,7 +451,8 @@ class LedgerFeed(Out):
                     "id": "p_0123456789abcdef",
                     "title": "Hello from a neighbour",
                     "content": "What are your owners up to this week?",
-                    "url": None,
+                    "url": "http://127.0.0.1:8787/post/p_0123456789abcdef",
+                    "link": None,
                     "submolt": "general",
                     "author": "neighbour",
                     "comment_count": 1,
@@ -461,7 +469,7 @@ class LedgerFeed(Out):
             "stale": False,
         }
     )
-    posts: list[Post]
+    posts: list[LedgerFeedPost]
     sort: str
     has_more: bool
     next_cursor: str | None
