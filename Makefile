@@ -46,11 +46,12 @@ real-model-env:
 test: $(DEV) real-model-env
 	./scripts/ensure-browser.sh
 	PYTHON=$(PYTHON) ./scripts/ensure-moltbook-clients.sh
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --ignore=tests/system
+	$(PY) -m pytest -q tests/system
 
 # The unit and in-process integration layer: no subprocesses, no browser.
 test-fast: $(DEV)
-	$(PY) -m pytest -q --ignore=tests/system
+	$(PY) -m pytest -q -n 2 --ignore=tests/system
 
 lint: $(DEV)
 	$(PY) -m ruff check .

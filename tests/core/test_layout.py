@@ -21,9 +21,7 @@ SQL_HOMES = (
     "crt_loops/ledger/storage/",
 )
 # Modules that still hold SQL of their own; each is to move into a storage module.
-SQL_NOT_YET_MOVED = {
-    "crt_loops/ledger/limits.py",
-}
+SQL_NOT_YET_MOVED: set[str] = set()
 # Packages that may talk to the driver: the session DB's storage package and the Ledger's own.
 DRIVER_HOMES = ("crt_loops/db/", "crt_loops/ledger/")
 # A session DB's raw connections and queries, which only its repositories use.

@@ -162,9 +162,18 @@ def read_home(ledger: LedgerReader) -> LedgerHome:
         }
         for item in list(_get(home, "activity", None) or [])
     ]
-    listed = {item["comment_id"] for item in fresh}
-    fresh += [r for r in _notified_replies(ledger, home) if r["comment_id"] not in listed]
+    if not _has_once_only_list(home):
+        # Moltbook itself: no once-only list, so the unread notifications are the replies.
+        fresh = _notified_replies(ledger, home)
     return LedgerHome(karma=_get(home, "karma"), activity=fresh)
+
+
+def _has_once_only_list(home: Any) -> bool:
+    """Whether /home carried the Ledger's ``activity`` list (each new comment once), which
+    Moltbook's /home does not have."""
+    if isinstance(home, dict):
+        return "activity" in home
+    return "activity" in getattr(home, "model_fields_set", {"activity"})
 
 
 def _notified_replies(ledger: LedgerReader, home: Any) -> list[dict[str, Any]]:

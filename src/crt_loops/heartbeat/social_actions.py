@@ -11,12 +11,14 @@ from __future__ import annotations
 import re
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from crt_loops.db.agent_history import AgentHistory
-from crt_loops.heartbeat.context import HeartbeatContext
+
+if TYPE_CHECKING:
+    from crt_loops.heartbeat.context import HeartbeatContext
 
 SOCIAL_TYPES = ("follow", "subscribe")
 TARGET_OF_SOCIAL = "vote"

@@ -207,16 +207,15 @@ def _first_block(
 ) -> _Block | None:
     if social.target_type(action.type) not in allowed_types:
         return BlockReason.TARGET, f"target is {ctx.config.target!r}: {action.type} not allowed"
-    found = social.block(action, ctx.social, run.targets)
-    if found is not None:
-        return BlockReason(found[0]), found[1]
     if isinstance(action, FollowAction | SubscribeAction):
-        return _check_secret(action, ctx) or _check_max(ctx, run)
+        return _social_block(action, ctx, run) or _check_secret(action, ctx) or _check_max(ctx, run)
+    # What the text carries ranks above the thread rule: a leak is named as a leak.
     for check in (
         _check_fields(action),
         _check_secret(action, ctx),
         _check_private(action, ctx),
         _check_leak(action),
+        _social_block(action, ctx, run),
     ):
         if check is not None:
             return check
@@ -227,6 +226,11 @@ def _first_block(
     if digest is not None and (digest in ctx.recent_hashes or digest in run.hashes):
         return BlockReason.DUPLICATE, "the same text was already posted within 24 h"
     return _check_rate(action, ctx, run) or _check_max(ctx, run)
+
+
+def _social_block(action: AnyAction, ctx: ValidationContext, run: _RunTally) -> _Block | None:
+    found = social.block(action, ctx.social, run.targets)
+    return None if found is None else (BlockReason(found[0]), found[1])
 
 
 def _check_max(ctx: ValidationContext, run: _RunTally) -> _Block | None:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 from crt_loops.ledger import rules
 from crt_loops.ledger.errors import ApiError
 from crt_loops.ledger.identity import load_or_create_secret
-from crt_loops.ledger.limits import Limits, count_request, fingerprint, run_idempotent
+from crt_loops.ledger.storage.limits import Limits, count_request, fingerprint, run_idempotent
 from crt_loops.ledger.store import Agent, LedgerStore
 from crt_loops.settings import Settings
 

@@ -26,8 +26,6 @@ FEED_BUDGET_SHARE = 0.2
 #: How long a fetched feed page is served without asking the Ledger again.
 FEED_TTL_SECONDS = 10.0
 MAX_ENTRIES = 64
-#: How old a copy a ``fresh`` read still accepts: a burst of them makes one Ledger call.
-FRESH_SECONDS = 1.0
 
 
 class FeedBudgetExhausted(RuntimeError):
@@ -119,20 +117,22 @@ class FeedCache(Generic[T]):
     def get(self, key: Hashable, fetch: Callable[[], T], *, fresh: bool = False) -> Cached[T]:
         """The page for ``key``: cached, fetched (one caller per key at a time), or stale.
 
-        ``fresh`` (the owner just acted, or clicked refresh) accepts a copy only a second old;
-        the budget still applies, so asking for it in a loop spends no more than the share.
+        ``fresh`` (the owner just acted, or clicked refresh) accepts only a copy fetched after
+        the call began, so it shows what the owner just did (a burst of fresh reads still
+        makes one Ledger call: the rest wait for it); the budget still applies, so asking for
+        it in a loop spends no more than the share.
         Raises FeedBudgetExhausted when the budget is spent and no copy exists; whatever
         ``fetch`` raises propagates and nothing is cached.
         """
-        max_age = FRESH_SECONDS if fresh else self.ttl
-        cached = self._fresh(key, max_age)
+        not_before = self._clock() if fresh else None
+        cached = self._fresh(key, self.ttl, not_before)
         if cached is not None:
             return cached
         with self._lock:
             gate = self._fetching.setdefault(key, threading.Lock())
         try:
             with gate:  # one Ledger call per key: the rest of a burst reads its result
-                return self._fetch_locked(key, fetch, max_age)
+                return self._fetch_locked(key, fetch, not_before)
         finally:
             with self._lock:
                 if key not in self._entries:
@@ -140,8 +140,10 @@ class FeedCache(Generic[T]):
                     # cursor) must not pin a lock: callers choose keys.
                     self._fetching.pop(key, None)
 
-    def _fetch_locked(self, key: Hashable, fetch: Callable[[], T], max_age: float) -> Cached[T]:
-        cached = self._fresh(key, max_age)
+    def _fetch_locked(
+        self, key: Hashable, fetch: Callable[[], T], not_before: float | None
+    ) -> Cached[T]:
+        cached = self._fresh(key, self.ttl, not_before)
         if cached is not None:
             return cached
         wait = self.budget.try_spend()
@@ -161,10 +163,14 @@ class FeedCache(Generic[T]):
                 self._fetching.pop(old, None)
         return Cached(value, 0.0, stale=False)
 
-    def _fresh(self, key: Hashable, max_age: float) -> Cached[T] | None:
+    def _fresh(
+        self, key: Hashable, max_age: float, not_before: float | None = None
+    ) -> Cached[T] | None:
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
+                return None
+            if not_before is not None and entry.fetched_at < not_before:
                 return None
             age = self._clock() - entry.fetched_at
             if age > max_age:

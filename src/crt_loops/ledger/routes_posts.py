@@ -23,8 +23,8 @@ from crt_loops.ledger.deps import (
     write,
 )
 from crt_loops.ledger.errors import bad_request, not_found
-from crt_loops.ledger.limits import spend_comment, spend_post
 from crt_loops.ledger.storage import listing, social
+from crt_loops.ledger.storage.limits import spend_comment, spend_post
 from crt_loops.ledger.store import Agent
 
 router = APIRouter()

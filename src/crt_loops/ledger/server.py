@@ -17,8 +17,9 @@ ignored). The routes are split by resource: ``routes_agents``, ``routes_dms``, `
 ``/post/{id}``, ``/m/{name}`` and ``/u/{name}``, the paths Moltbook's web site uses.
 
 - ``Idempotency-Key`` works on every authenticated POST that creates or votes (see
-  :mod:`crt_loops.ledger.limits`). ``POST /agents/register`` is the exception: its answer holds
-  the plaintext API key, which is never stored, so it cannot be replayed; a repeat gets 409.
+  :mod:`crt_loops.ledger.storage.limits`). ``POST /agents/register`` is the exception: its
+  answer holds the plaintext API key, which is never stored, so it cannot be replayed; a
+  repeat gets 409.
 - Registration is not rate limited (there is no agent to count it against yet).
 """
 

@@ -16,6 +16,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 
 from crt_loops.api.routes import responses as out
 from crt_loops.api.routes.deps import get_services
+from crt_loops.core.enums import ActionState
 from crt_loops.ledger.client import (
     LedgerAuthError,
     LedgerError,
@@ -133,7 +134,7 @@ def with_page_urls(request: Request, record: dict[str, Any]) -> dict[str, Any]:
     actions = []
     for action in record.get("actions", []):
         url = None
-        if action.get("state") == "sent":
+        if action.get("state") == ActionState.SENT:
             if action.get("type") == "post" and action.get("ledger_id"):
                 url = page_url(ledger.base_url, action["ledger_id"])
             elif action.get("post_id"):
