@@ -201,6 +201,13 @@ def test_the_ledger_refuses_cross_site_writes_in_its_envelope(
     )
     assert r.status_code == 415 and r.json()["success"] is False
     assert live_ledger.count("agents") == 1 and live_ledger.count("posts") == 0
+    # A keyed multipart upload (Moltbook's avatars) passes: no web page can set Authorization.
+    files = {"file": ("a.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "image/png")}
+    keyed = http.post(
+        url + "/agents/me/avatar", files=files, headers={"Authorization": f"Bearer {key}"}
+    )
+    assert keyed.status_code != 415, keyed.text
+    assert http.post(url + "/agents/me/avatar", files=files).status_code == 415
     # The heartbeat's own client sends no Origin: it keeps working.
     r = http.post(
         url + "/posts",

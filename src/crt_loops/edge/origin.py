@@ -18,7 +18,9 @@ them with a 403 and a sentence:
   ``application/x-www-form-urlencoded``, because that is what ``curl -d '{...}'`` sends; a URL
   encoded form cannot spell a JSON object (``{`` and ``"`` are percent-encoded), but a
   ``text/plain`` form or a ``multipart/form-data`` one can, so those are refused even from a
-  client that sends no Origin (an old browser).
+  client that sends no Origin (an old browser). A request with an ``Authorization`` header is
+  exempt: no form or no-cors fetch can set one (it needs a CORS preflight, which nothing here
+  grants), and the Ledger's Moltbook uploads (avatars, banners) are multipart with a key.
 
 Requests that carry none of these headers (curl, scripts, ``crt``, the Ledger client) and the
 dashboard's own same-origin requests pass untouched.
@@ -105,7 +107,7 @@ class BrowserOriginGuard:
                     "open the dashboard itself, or call the API without a browser",
                 )
         content_type = headers.get(b"content-type")
-        if unsafe and not is_json_content_type(content_type):
+        if unsafe and b"authorization" not in headers and not is_json_content_type(content_type):
             shown = content_type.decode("latin-1")[:80] if content_type else ""
             return (
                 415,
