@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL_ALIAS = "smollm2"
@@ -105,15 +106,18 @@ def start_llama_server(
             stderr=subprocess.STDOUT,
         )
     server = LlamaServer(proc, port, log_path)
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
+
+    def healthy() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"llama.cpp's server exited ({proc.returncode}):\n{server.log()}")
         try:
-            if httpx.get(server.url + "/health", timeout=1).status_code == 200:
-                return server
+            return httpx.get(server.url + "/health", timeout=1).status_code == 200
         except httpx.HTTPError:
-            pass
-        time.sleep(0.1)  # polling a child process's start-up, with a deadline
-    server.stop()
-    raise RuntimeError(f"llama.cpp's server was not healthy in {timeout:g} s:\n{server.log()}")
+            return False
+
+    try:
+        wait_for(healthy, timeout=timeout, interval=0.1)
+    except AssertionError as exc:
+        server.stop()
+        raise RuntimeError(f"llama.cpp's server was not healthy:\n{server.log()}") from exc
+    return server

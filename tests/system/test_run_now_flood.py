@@ -20,6 +20,7 @@ import pytest
 from support import heartbeat_scripts
 from support.fake_ollama import FakeOllama, Reply
 from support.service import Service
+from support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -110,13 +111,13 @@ def test_fifty_run_nows_leave_the_service_responsive(service: Service) -> None:
 def test_sigterm_during_a_flood_stops_in_bounded_time(service: Service) -> None:
     with ThreadPoolExecutor(max_workers=FLOOD) as pool:
         futures = _flood(pool, service.url)
+
         # Wait until the model is busy with one of them, then ask the service to stop.
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        def busy() -> bool:
             status = httpx.get(service.url + "/api/heartbeat/status", timeout=5).json()
-            if status["runs_by_outcome"] or sum(f.done() for f in futures) >= FLOOD - 3:
-                break
-            time.sleep(0.05)
+            return bool(status["runs_by_outcome"]) or sum(f.done() for f in futures) >= FLOOD - 3
+
+        wait_for(busy, timeout=10, interval=0.05)
         started = time.monotonic()
         code = service.stop(signal.SIGTERM, timeout=30)
         stopped = time.monotonic() - started

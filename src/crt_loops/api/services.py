@@ -41,7 +41,7 @@ class Services:
     ledger: EmbeddedLedger | None = None
     #: Why the Ledger did not start, when it did not (heartbeats record ``ledger_error``).
     ledger_error: str | None = None
-    #: The four loops by name, in the seed's order.
+    #: The four loops by name, in docs/seed.md's order.
     loops: dict[str, BackgroundLoop] = field(default_factory=dict)
     started_at: float = field(default_factory=time.time)
     stopped: bool = False

@@ -5,6 +5,7 @@ total deadline, stats and metrics, and the text scrub. A backend adds only its p
 
 from __future__ import annotations
 
+import abc
 import logging
 import threading
 import time
@@ -36,7 +37,7 @@ class Completion:
     usage: LLMUsage
 
 
-class HTTPBackend:
+class HTTPBackend(abc.ABC):
     """The ``LLM`` protocol over an HTTP server; subclasses speak one protocol."""
 
     backend = "http"
@@ -96,12 +97,13 @@ class HTTPBackend:
             self._probe_ok, self._probe_error, self._probe_at = ok, error, now
         return ok
 
+    @abc.abstractmethod
     def _probe(self) -> tuple[bool, str | None]:
-        raise NotImplementedError
+        """Whether the server answers, and why not when it does not."""
 
+    @abc.abstractmethod
     def _list_models(self) -> list[str]:
         """The server's model names; raises httpx errors or ValueError."""
-        raise NotImplementedError
 
     def models(self, *, refresh: bool = False) -> list[str] | None:
         now = self._clock()
@@ -147,6 +149,7 @@ class HTTPBackend:
 
     # -- chat -------------------------------------------------------------------------------
 
+    @abc.abstractmethod
     def _complete(
         self,
         messages: Sequence[ChatMessage],
@@ -158,7 +161,7 @@ class HTTPBackend:
         keep_alive: float | str | None,
         deadline: Deadline,
     ) -> Completion:
-        raise NotImplementedError
+        """One call to the server within ``deadline``; its reply and usage."""
 
     def chat(
         self,

@@ -1,4 +1,4 @@
-"""``build_loops``: the four loops wired to their services, in the seed's order.
+"""``build_loops``: the four loops wired to their services, in docs/seed.md's order.
 
 The composition of the loop layer: it imports the runner, the thinking services and the
 heartbeat loop, and none of them imports it.
@@ -40,7 +40,7 @@ def build_loops(
     waiter: Waiter = event_waiter,
     rng: random.Random | None = None,
 ) -> list[BackgroundLoop]:
-    """The four loops, in the seed's order: reflection, personality, self-reply, heartbeat."""
+    """The four loops, in docs/seed.md's order: reflection, personality, self-reply, heartbeat."""
     common: dict[str, Any] = {"db": session_db, "clock": clock, "waiter": waiter}
     retention = RetentionJob(
         session_db,

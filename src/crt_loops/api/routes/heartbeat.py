@@ -1,7 +1,7 @@
-"""The seed's heartbeat endpoints (docs/architecture.md §4), each working with the seed's exact
+"""The heartbeat endpoints of docs/seed.md (docs/architecture.md §4), each working with its exact
 curl command.
 
-Bodies are read as JSON whatever their Content-Type: the seed's HEARTBEAT.md POST is sent by
+Bodies are read as JSON whatever their Content-Type: docs/seed.md's HEARTBEAT.md POST is sent by
 ``curl -d`` (form-encoded Content-Type) and other clients send none at all.
 """
 
