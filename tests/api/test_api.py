@@ -3,6 +3,7 @@ heartbeat config/run-now/history/HEARTBEAT.md, and clear 4xx errors that write n
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,73 @@ def test_chat_503_keeps_the_message_when_the_llm_is_down(
         m["content"] for m in client.get("/api/threads/default/messages").json()["messages"]
     ]
     assert contents == ["Are you there?"]
+
+
+def _events(r: Any) -> list[dict[str, Any]]:
+    assert r.headers["content-type"].startswith("application/x-ndjson"), r.text
+    return [json.loads(line) for line in r.text.splitlines() if line.strip()]
+
+
+def test_chat_streams_the_reply_as_it_is_written_then_the_stored_answer(
+    client: TestClient, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.set_responder(lambda req: "Nice to hear from you again.")
+    r = client.post("/api/threads/default/chat", json={"message": "Hi", "stream": True})
+    assert r.status_code == 200
+    events = _events(r)
+    texts = [e["text"] for e in events if e["event"] == "text"]
+    assert len(texts) == 6 and "".join(texts) == "Nice to hear from you again."
+    done = events[-1]
+    assert [e["event"] for e in events].count("done") == 1 and done["event"] == "done"
+    assert done["reply"] == "Nice to hear from you again."
+    stored = client.get("/api/threads/default/messages").json()["messages"]
+    assert [m["content"] for m in stored] == ["Hi", "Nice to hear from you again."]
+    assert done["assistant_message"]["id"] == stored[-1]["id"]
+    assert fake_ollama.chat_calls[-1]["stream"] is True
+
+
+def test_chat_stream_over_the_openai_backend(
+    make_settings: Callable[..., Settings], fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.set_responder(lambda req: "Two words.")
+    settings = make_settings(
+        ollama_host=fake_ollama.url + "/v1",
+        llm_backend="openai",
+        ollama_model="qwen3:8b",
+        reflection_loop_enabled=False,
+        personality_loop_enabled=False,
+        journal_self_reply_loop_enabled=False,
+    )
+    with TestClient(create_app(settings), client=LOCAL) as c:
+        r = c.post("/api/threads/default/chat", json={"message": "Hi", "stream": True})
+    events = _events(r)
+    assert [e["text"] for e in events if e["event"] == "text"] == ["Two", " words."]
+    assert events[-1]["event"] == "done" and events[-1]["reply"] == "Two words."
+
+
+def test_chat_stream_failing_mid_reply_ends_with_an_error_event_and_keeps_the_message(
+    client: TestClient, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.always(Reply(content="I was about to", stream_error="runner crashed"))
+    r = client.post("/api/threads/default/chat", json={"message": "Still there?", "stream": True})
+    assert r.status_code == 200
+    events = _events(r)
+    assert events[0] == {"event": "text", "text": "I"}
+    assert events[-1]["event"] == "error" and events[-1]["status"] == 503
+    assert "runner crashed" in events[-1]["detail"] and "saved" in events[-1]["detail"]
+    stored = client.get("/api/threads/default/messages").json()["messages"]
+    assert [m["content"] for m in stored] == ["Still there?"]
+
+
+def test_chat_stream_with_the_llm_down_is_a_plain_503(
+    client: TestClient, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.stop()
+    r = client.post("/api/threads/default/chat", json={"message": "Hello?", "stream": True})
+    assert r.status_code == 503 and r.headers["content-type"].startswith("application/json")
+    assert "saved" in detail(r)
+    r = client.post("/api/threads/default/chat", json={"message": "x", "stream": "yes please"})
+    assert r.status_code == 422 and "stream" in r.text
 
 
 # -- loops ---------------------------------------------------------------------------------

@@ -396,6 +396,40 @@ def test_chat_without_a_message_is_a_conversation(
     assert out.splitlines() == ["reply to hello", "reply to and more"]
 
 
+def test_chat_prints_the_reply_while_the_model_is_still_writing(
+    svc: Running, fake: FakeOllama
+) -> None:
+    # The model writes "Hello" and then takes 2 s over the rest: the first word must reach the
+    # terminal while the call is still in flight.
+    fake.set_responder(lambda request: Reply(content="Hello there, friend.", chunk_delay=2.0))
+    env = {"CRT_URL": svc.url, "CRT_API_TOKEN": TOKEN, "PATH": "/usr/bin:/bin"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "crt_loops.cli.main", "chat", "cli-stream", "hi"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdout is not None
+    seen = b""
+    while b"Hello" not in seen:
+        byte = proc.stdout.read(1)
+        assert byte, f"crt ended before the first word: {seen!r}"
+        seen += byte
+    assert fake.in_flight == 1 and proc.poll() is None
+    rest, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert (seen + rest).decode() == "Hello there, friend.\n"
+
+
+def test_chat_failing_mid_reply_says_so_with_the_exit_code_of_a_5xx(
+    crt: Any, fake: FakeOllama
+) -> None:
+    fake.set_responder(lambda request: Reply(content="Let me", stream_error="runner crashed"))
+    code, out, err = crt("chat", "cli-chat", "tell me more")
+    assert code == crt_cli.EXIT_FAILED
+    assert out == "Let\n" and "runner crashed" in err and "saved" in err
+
+
 def test_errors_are_json_under_json_and_bad_options_are_usage_errors(crt: Any) -> None:
     code, out, err = crt("--json", "threads", "show", "no-such-thread")
     assert code == 2 and out == ""

@@ -1,8 +1,9 @@
 """``crt threads`` and ``crt chat``: talking with the agent from a terminal.
 
 ``crt chat THREAD MESSAGE`` sends one message and prints the reply; without MESSAGE it is a
-conversation (one line per message, an empty line or Ctrl-D ends it). The chat API answers in one
-piece, so the wait shows a spinner on a terminal rather than a stream of words.
+conversation (one line per message, an empty line or Ctrl-D ends it). The reply is printed as the
+model writes it (the chat API's ``stream`` mode); until its first words arrive a terminal shows a
+spinner. ``--json`` prints the whole answer as one object instead.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import sys
 from typing import Any
 
 from crt_loops.cli.args import positive_int
-from crt_loops.cli.http import EXIT_OK, Api, CLIError
-from crt_loops.cli.output import clip, dump_json, out, pairs, progress, table, when
+from crt_loops.cli.http import EXIT_FAILED, EXIT_OK, Api, CLIError, status_error
+from crt_loops.cli.output import clip, dump_json, out, pairs, progress, table, when, write
 
 #: The LLM's own timeout is 120 s by default; the chat request waits a little longer.
 CHAT_TIMEOUT = 300.0
@@ -79,13 +80,52 @@ def _send(api: Api, thread: str, message: str) -> dict[str, Any]:
     return reply
 
 
+def _stream(api: Api, thread: str, message: str, prefix: str = "") -> dict[str, Any]:
+    """Print the reply as it is written (after ``prefix``); the final answer is returned."""
+    path = f"/api/threads/{thread}/chat"
+    events = api.stream_lines(path, {"message": message, "stream": True}, timeout=CHAT_TIMEOUT)
+    shown = ""
+    with progress("waiting for the agent's reply") as spinner:
+        for event in events:
+            kind = event.get("event")
+            if kind == "text":
+                piece = str(event.get("text", ""))
+                if not shown:
+                    piece = piece.lstrip()
+                    if not piece:
+                        continue
+                    spinner.stop()
+                    write(prefix)
+                write(piece)
+                shown += piece
+            elif kind == "done":
+                reply = str(event.get("reply", ""))
+                # The stored reply is the authority (a cut mark, an empty reply's note).
+                if not shown:
+                    spinner.stop()
+                    write(prefix + reply)
+                elif reply.startswith(shown):
+                    write(reply[len(shown) :])
+                else:
+                    write("\n" + reply)
+                write("\n")
+                return event
+            elif kind == "error":
+                if shown:
+                    write("\n")
+                status = int(event.get("status") or 500)
+                raise status_error(status, f"POST {path}: {event.get('detail')}")
+    if shown:
+        write("\n")
+    raise CLIError(f"POST {path}: the answer ended before the reply did", EXIT_FAILED)
+
+
 def cmd_chat(api: Api, args: argparse.Namespace) -> int:
     if args.message:
-        reply = _send(api, args.thread, " ".join(args.message))
         if args.json:
-            dump_json(reply)
+            dump_json(_send(api, args.thread, " ".join(args.message)))
         else:
-            out(reply["reply"])
+            _stream(api, args.thread, " ".join(args.message))
         return EXIT_OK
     interactive = sys.stdin.isatty()
     if interactive:
@@ -98,17 +138,15 @@ def cmd_chat(api: Api, args: argparse.Namespace) -> int:
         if not line.strip():
             break
         try:
-            reply = _send(api, args.thread, line)
+            if args.json:
+                dump_json(_send(api, args.thread, line))
+            else:
+                _stream(api, args.thread, line, prefix="agent> " if interactive else "")
         except CLIError as exc:
             if not interactive:
                 raise
             # In a conversation one failed message is said and the next one can be tried.
             out(f"(not answered: {exc})")
-            continue
-        if args.json:
-            dump_json(reply)
-        else:
-            out(f"agent> {reply['reply']}" if interactive else reply["reply"])
     return EXIT_OK
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -73,18 +75,45 @@ class Api:
     ) -> Any:
         return self.request("POST", path, body=body, params=params, timeout=timeout)
 
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: Any = None,
-        params: dict[str, Any] | None = None,
-        timeout: float | None = None,
-    ) -> Any:
+    def stream_lines(
+        self, path: str, body: Any, *, timeout: float | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """POST ``body`` and yield each NDJSON line of the answer as it arrives."""
         wait = timeout or self.timeout
+        with (
+            self._transport_errors(wait),
+            self._http.stream(
+                "POST",
+                path,
+                json=body,
+                timeout=wait,
+                headers={"Accept": "application/x-ndjson, application/json"},
+            ) as response,
+        ):
+            if response.status_code >= 400:
+                response.read()
+                raise _http_error("POST", path, response)
+            if not response.headers.get("content-type", "").startswith("application/x-ndjson"):
+                # An older service answers in one piece: that is one "done" event.
+                response.read()
+                yield {"event": "done", **response.json()}
+                return
+            for line in response.iter_lines():
+                if not line.strip():
+                    continue
+                try:
+                    event = json.loads(line)
+                except ValueError as exc:
+                    raise CLIError(
+                        f"POST {path}: a line of the answer is not JSON", EXIT_FAILED
+                    ) from exc
+                if isinstance(event, dict):
+                    yield event
+
+    @contextmanager
+    def _transport_errors(self, wait: float) -> Iterator[None]:
         try:
-            response = self._http.request(method, path, json=body, params=params, timeout=wait)
+            yield
         except httpx.TimeoutException as exc:
             raise CLIError(
                 f"no answer from the CRT service at {self.url} within {wait:.0f} s "
@@ -97,6 +126,19 @@ class Api:
                 "with `crt serve` (or `make run`), or point --url / CRT_URL at it",
                 EXIT_UNREACHABLE,
             ) from exc
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: dict[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        wait = timeout or self.timeout
+        with self._transport_errors(wait):
+            response = self._http.request(method, path, json=body, params=params, timeout=wait)
         if response.status_code >= 400:
             raise _http_error(method, path, response)
         if response.status_code == 204 or not response.content:
@@ -114,7 +156,11 @@ def _http_error(method: str, path: str, response: httpx.Response) -> CLIError:
     except ValueError:
         body = None
     detail = body.get("detail", body) if isinstance(body, dict) else response.text.strip()
-    message = f"{method} {path}: HTTP {status}: {format_detail(detail)}"
+    return status_error(status, f"{method} {path}: HTTP {status}: {format_detail(detail)}")
+
+
+def status_error(status: int, message: str) -> CLIError:
+    """``message`` as a CLIError whose exit code follows the HTTP ``status``."""
     if status in (401, 403):
         return CLIError(message, EXIT_AUTH)
     if status == 409:

@@ -20,6 +20,12 @@ def out(text: str = "") -> None:
     print(text, file=sys.stdout)
 
 
+def write(text: str) -> None:
+    """``text`` on stdout at once, without a newline (a reply arriving piece by piece)."""
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
 def err(text: str) -> None:
     print(text, file=sys.stderr)
 
@@ -75,31 +81,44 @@ def when(iso: str | None, now: datetime | None = None) -> str:
     return f"in {duration(delta)}" if delta > 0 else f"{duration(-delta)} ago"
 
 
-@contextmanager
-def progress(message: str) -> Iterator[None]:
-    """A spinner on stderr while waiting, only when stderr is a terminal."""
-    stream: TextIO = sys.stderr
-    if not stream.isatty():
-        yield
-        return
-    done = threading.Event()
+class Spinner:
+    """A spinner on stderr; :meth:`stop` clears it (early, e.g. when the answer starts)."""
 
-    def spin() -> None:
+    def __init__(self, message: str, stream: TextIO) -> None:
+        self.message = message
+        self.stream = stream
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._spin, name="crt-progress", daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
         for frame in itertools.cycle("|/-\\"):
-            stream.write(f"\r{frame} {message} ")
-            stream.flush()
-            if done.wait(0.1):
+            self.stream.write(f"\r{frame} {self.message} ")
+            self.stream.flush()
+            if self._done.wait(0.1):
                 break
-        stream.write("\r" + " " * (len(message) + 3) + "\r")
-        stream.flush()
+        self.stream.write("\r" + " " * (len(self.message) + 3) + "\r")
+        self.stream.flush()
 
-    spinner = threading.Thread(target=spin, name="crt-progress", daemon=True)
-    spinner.start()
+    def stop(self) -> None:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join(1.0)
+
+
+@contextmanager
+def progress(message: str) -> Iterator[Spinner]:
+    """A spinner on stderr while waiting, only when stderr is a terminal."""
+    spinner = Spinner(message, sys.stderr)
+    if sys.stderr.isatty():
+        spinner.start()
     try:
-        yield
+        yield spinner
     finally:
-        done.set()
-        spinner.join(1.0)
+        spinner.stop()
 
 
 def print_run(run: dict[str, Any]) -> None:

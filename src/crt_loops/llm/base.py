@@ -19,7 +19,7 @@ from crt_loops.core import metrics
 from crt_loops.llm.deadline import Deadline
 from crt_loops.llm.errors import LLMError, LLMTruncated, LLMUnavailable, LLMUnknownModel
 from crt_loops.llm.text import scrub
-from crt_loops.llm.types import ChatMessage, LLMReply, LLMStats, LLMUsage
+from crt_loops.llm.types import ChatMessage, LLMReply, LLMStats, LLMUsage, TextSink
 
 logger = logging.getLogger(__name__)
 
@@ -160,8 +160,12 @@ class HTTPBackend(abc.ABC):
         max_tokens: int | None,
         keep_alive: float | str | None,
         deadline: Deadline,
+        on_text: TextSink | None,
     ) -> Completion:
-        """One call to the server within ``deadline``; its reply and usage."""
+        """One call to the server within ``deadline``; its reply and usage.
+
+        ``on_text`` gets each streamed piece of the reply's text as it is read.
+        """
 
     def chat(
         self,
@@ -172,6 +176,7 @@ class HTTPBackend(abc.ABC):
         temperature: float | None = None,
         max_tokens: int | None = None,
         keep_alive: float | str | None = None,
+        on_text: TextSink | None = None,
     ) -> LLMReply:
         use_model = model or self.model
         prompt_chars = sum(len(m.content) for m in messages)
@@ -188,6 +193,7 @@ class HTTPBackend(abc.ABC):
                 max_tokens=max_tokens,
                 keep_alive=keep_alive,
                 deadline=deadline,
+                on_text=on_text,
             )
             content = scrub(done.content)
             if done.done_reason == "length":

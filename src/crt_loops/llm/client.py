@@ -25,7 +25,15 @@ from crt_loops.llm.errors import (
 )
 from crt_loops.llm.ollama import OllamaLLM
 from crt_loops.llm.openai import OpenAICompatibleLLM
-from crt_loops.llm.types import LLM, ChatMessage, LLMReply, LLMStats, LLMUsage, add_usage
+from crt_loops.llm.types import (
+    LLM,
+    ChatMessage,
+    LLMReply,
+    LLMStats,
+    LLMUsage,
+    TextSink,
+    add_usage,
+)
 
 __all__ = [
     "LLM",
@@ -44,6 +52,7 @@ __all__ = [
     "LLMUsage",
     "OllamaLLM",
     "OpenAICompatibleLLM",
+    "TextSink",
     "add_usage",
     "build_llm",
 ]
@@ -75,6 +84,7 @@ class DisabledLLM:
         temperature: float | None = None,
         max_tokens: int | None = None,
         keep_alive: float | str | None = None,
+        on_text: TextSink | None = None,
     ) -> LLMReply:
         raise LLMUnavailable("the LLM is disabled (CRT_LLM_ENABLED=false)")
 

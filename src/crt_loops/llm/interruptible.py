@@ -15,7 +15,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from crt_loops.llm.client import LLM, ChatMessage, LLMError, LLMReply
+from crt_loops.llm.client import LLM, ChatMessage, LLMError, LLMReply, TextSink
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +80,7 @@ class InterruptibleLLM:
         temperature: float | None = None,
         max_tokens: int | None = None,
         keep_alive: float | str | None = None,
+        on_text: TextSink | None = None,
     ) -> LLMReply:
         call = _Call()
         with self._lock:
@@ -96,6 +97,7 @@ class InterruptibleLLM:
                     temperature=temperature,
                     max_tokens=max_tokens,
                     keep_alive=keep_alive,
+                    on_text=on_text,
                 )
             except BaseException as exc:  # handed to the caller, who raises it
                 call.error = exc

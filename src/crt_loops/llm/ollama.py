@@ -23,7 +23,8 @@ from crt_loops.llm.errors import (
     LLMUnavailable,
     LLMUnknownModel,
 )
-from crt_loops.llm.types import ChatMessage, LLMUsage
+from crt_loops.llm.text import scrub
+from crt_loops.llm.types import ChatMessage, LLMUsage, TextSink
 
 
 class OllamaLLM(HTTPBackend):
@@ -56,6 +57,7 @@ class OllamaLLM(HTTPBackend):
         max_tokens: int | None,
         keep_alive: float | str | None,
         deadline: Deadline,
+        on_text: TextSink | None,
     ) -> Completion:
         options: dict[str, Any] = {}
         if temperature is not None:
@@ -85,7 +87,7 @@ class OllamaLLM(HTTPBackend):
             ) as resp:
                 if resp.status_code >= 400:
                     raise self._http_error(resp.status_code, resp.read(), model)
-                return _read_stream(resp.lines())
+                return _read_stream(resp.lines(), on_text)
         except httpx.HTTPError as exc:
             raise LLMUnavailable(f"HTTP error talking to Ollama at {self.host}: {exc}") from exc
 
@@ -105,7 +107,7 @@ class OllamaLLM(HTTPBackend):
         return LLMResponseError(f"Ollama answered {status}: {detail}", status)
 
 
-def _read_stream(lines: Any) -> Completion:
+def _read_stream(lines: Any, on_text: TextSink | None = None) -> Completion:
     parts: list[str] = []
     for line in lines:
         try:
@@ -118,8 +120,10 @@ def _read_stream(lines: Any) -> Completion:
             raise LLMResponseError(f"Ollama reported an error mid-stream: {obj['error']}", -1)
         message = obj.get("message")
         piece = message.get("content") if isinstance(message, dict) else obj.get("response")
-        if isinstance(piece, str):
+        if isinstance(piece, str) and piece:
             parts.append(piece)
+            if on_text is not None:
+                on_text(scrub(piece))
         if obj.get("done"):
             return Completion("".join(parts), obj.get("done_reason"), _usage(obj))
     raise LLMBadOutput("Ollama's stream ended without its final (done) line")

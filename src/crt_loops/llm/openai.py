@@ -26,7 +26,8 @@ from crt_loops.llm.errors import (
     LLMUnavailable,
     LLMUnknownModel,
 )
-from crt_loops.llm.types import ChatMessage, LLMUsage
+from crt_loops.llm.text import scrub
+from crt_loops.llm.types import ChatMessage, LLMUsage, TextSink
 
 _NAME_RE = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -83,6 +84,7 @@ class OpenAICompatibleLLM(HTTPBackend):
         max_tokens: int | None,
         keep_alive: float | str | None,
         deadline: Deadline,
+        on_text: TextSink | None,
     ) -> Completion:
         body: dict[str, Any] = {
             "model": model,
@@ -112,7 +114,7 @@ class OpenAICompatibleLLM(HTTPBackend):
             ) as resp:
                 if resp.status_code >= 400:
                     raise self._http_error(resp.status_code, resp.read(), model)
-                return _read_events(resp.lines())
+                return _read_events(resp.lines(), on_text)
         except httpx.HTTPError as exc:
             raise LLMUnavailable(f"HTTP error talking to {self.host}: {exc}") from exc
 
@@ -155,7 +157,7 @@ def _events(lines: Iterator[str]) -> Iterator[dict[str, Any] | None]:
         yield obj
 
 
-def _read_events(lines: Iterator[str]) -> Completion:
+def _read_events(lines: Iterator[str], on_text: TextSink | None = None) -> Completion:
     parts: list[str] = []
     finish: str | None = None
     usage: dict[str, Any] = {}
@@ -170,8 +172,10 @@ def _read_events(lines: Iterator[str]) -> Completion:
         for choice in obj.get("choices") or []:
             delta = choice.get("delta") or choice.get("message") or {}
             piece = delta.get("content")
-            if isinstance(piece, str):
+            if isinstance(piece, str) and piece:
                 parts.append(piece)
+                if on_text is not None:
+                    on_text(scrub(piece))
             if choice.get("finish_reason"):
                 finish = str(choice["finish_reason"])
         if isinstance(obj.get("usage"), dict):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+#: Called with each piece of a reply's text as the server streams it (see ``LLM.chat``).
+TextSink = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -99,8 +102,14 @@ class LLM(Protocol):
         temperature: float | None = None,
         max_tokens: int | None = None,
         keep_alive: float | str | None = None,
+        on_text: TextSink | None = None,
     ) -> LLMReply:
-        """One chat completion; raises an ``LLMError`` subclass on any failure."""
+        """One chat completion; raises an ``LLMError`` subclass on any failure.
+
+        ``on_text``, when given, is called with each piece of the reply's text as it arrives
+        (a backend that cannot stream calls it once with the whole reply); the returned
+        ``LLMReply`` stays the authority on what the reply was.
+        """
         ...
 
     def models(self, *, refresh: bool = False) -> list[str] | None:

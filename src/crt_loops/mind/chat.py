@@ -7,7 +7,10 @@ LLM is down: the caller gets :class:`ChatUnavailable` (a 503 at the API) and the
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from crt_loops.db.session import MessageRow, SessionDB
@@ -20,6 +23,7 @@ from crt_loops.llm.client import (
     LLMTruncated,
     LLMUnavailable,
     LLMUsage,
+    TextSink,
 )
 from crt_loops.mind.personality import get_profile, style_instructions
 from crt_loops.mind.reflection import latest_reflection
@@ -81,9 +85,20 @@ def system_prompt(db: SessionDB, thread_id: str) -> str:
 
 
 def chat(
-    db: SessionDB, llm: LLM, thread_id: str, text: str, *, window: int, model: str | None = None
+    db: SessionDB,
+    llm: LLM,
+    thread_id: str,
+    text: str,
+    *,
+    window: int,
+    model: str | None = None,
+    on_text: TextSink | None = None,
 ) -> ChatResult:
-    """Store ``text``, ask the LLM with the recent window, store and return the reply."""
+    """Store ``text``, ask the LLM with the recent window, store and return the reply.
+
+    ``on_text`` receives the reply's text piece by piece while the model writes it (see
+    :func:`chat_events`); the stored reply is what the returned result holds.
+    """
     user_message = db.add_message(thread_id, "user", text)
     prompt = system_prompt(db, thread_id)
     history = db.list_messages(thread_id, limit=window, newest=True)
@@ -97,7 +112,9 @@ def chat(
         )
     started = time.perf_counter()
     try:
-        reply = llm.chat(messages, model=model, temperature=0.7, max_tokens=CHAT_MAX_TOKENS)
+        reply = llm.chat(
+            messages, model=model, temperature=0.7, max_tokens=CHAT_MAX_TOKENS, on_text=on_text
+        )
     except LLMTruncated as exc:
         # The person asked and the model answered at length: what came is theirs to read.
         logger.info("chat in thread %s: reply cut at %d tokens", thread_id, CHAT_MAX_TOKENS)
@@ -142,3 +159,63 @@ def _failed(exc: LLMError, thread_id: str, user_message: MessageRow) -> ChatUnav
         f"the LLM failed to answer: {exc}; your message was saved (id {user_message.id})",
         user_message,
     )
+
+
+@dataclass(frozen=True)
+class ChatText:
+    """A piece of the reply's text, as the model wrote it."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ChatFailed:
+    """The chat ended without a reply; ``error`` says why (the person's message is kept)."""
+
+    error: Exception
+
+
+ChatEvent = ChatText | ChatResult | ChatFailed
+
+
+def chat_events(
+    db: SessionDB,
+    llm: LLM,
+    thread_id: str,
+    text: str,
+    *,
+    window: int,
+    model: str | None = None,
+) -> Iterator[ChatEvent]:
+    """:func:`chat` as a stream: pieces of text while the model writes, then the result.
+
+    The call runs on its own thread, so a reader that stops early (a client that hung up)
+    does not stop it: the reply is still stored. The last event is always a ``ChatResult`` or
+    a ``ChatFailed``.
+    """
+    events: queue.SimpleQueue[ChatEvent] = queue.SimpleQueue()
+
+    def run() -> None:
+        try:
+            result = chat(
+                db,
+                llm,
+                thread_id,
+                text,
+                window=window,
+                model=model,
+                on_text=lambda piece: events.put(ChatText(piece)),
+            )
+        except Exception as exc:  # every failure ends the stream as an event the reader sees
+            if not isinstance(exc, ChatUnavailable):
+                logger.exception("chat in thread %s failed", thread_id)
+            events.put(ChatFailed(exc))
+        else:
+            events.put(result)
+
+    threading.Thread(target=run, name=f"chat-{thread_id}", daemon=True).start()
+    while True:
+        event = events.get()
+        yield event
+        if not isinstance(event, ChatText):
+            return

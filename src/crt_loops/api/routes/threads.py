@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from crt_loops.api.routes import responses as out
@@ -21,12 +24,21 @@ from crt_loops.api.routes.deps import (
 from crt_loops.core.clock import iso
 from crt_loops.db.session import DEFAULT_THREAD, THREAD_ID_RE, MessageRow, ThreadRow
 from crt_loops.llm.client import LLM
-from crt_loops.mind.chat import ChatModelNotFound, ChatUnavailable, chat
+from crt_loops.mind.chat import (
+    ChatEvent,
+    ChatModelNotFound,
+    ChatResult,
+    ChatText,
+    ChatUnavailable,
+    chat,
+    chat_events,
+)
 from crt_loops.settings import Settings
 
 router = APIRouter(prefix="/api/threads", tags=["threads"])
 
 MAX_MESSAGE_CHARS = 32_000
+NDJSON = "application/x-ndjson"
 
 
 class ThreadCreate(BaseModel):
@@ -90,6 +102,12 @@ class ChatIn(BaseModel):
         min_length=1, max_length=MAX_MESSAGE_CHARS, examples=["How was my week?"]
     )
     model: str | None = Field(None, description="override CRT_OLLAMA_MODEL for this message")
+    stream: bool = Field(
+        False,
+        description="answer as NDJSON lines while the model writes: "
+        '`{"event": "text", "text": ...}` for each piece, then one `{"event": "done", ...}` '
+        'holding this route\'s usual answer, or `{"event": "error", "status": ..., "detail": ...}`',
+    )
 
 
 class ChatOut(BaseModel):
@@ -195,7 +213,14 @@ def list_messages(
 @router.post(
     "/{thread_id}/chat",
     summary="Chat with the agent; 503 (message kept) when the LLM is unreachable",
-    responses={503: {"description": "LLM unreachable; the person's message was stored"}},
+    response_model=ChatOut,
+    responses={
+        200: {
+            "content": {NDJSON: {}},
+            "description": "the reply; with `stream: true`, NDJSON events as it is written",
+        },
+        503: {"description": "LLM unreachable; the person's message was stored"},
+    },
 )
 def post_chat(
     thread_id: ThreadId,
@@ -203,18 +228,32 @@ def post_chat(
     db: DB,
     llm: Annotated[LLM, Depends(get_llm)],
     settings: Annotated[Settings, Depends(get_settings)],
-) -> ChatOut:
+) -> ChatOut | StreamingResponse:
     db.ensure_thread(thread_id)
+    if body.stream and llm.available():
+        events = chat_events(
+            db, llm, thread_id, body.message, window=settings.loop_window, model=body.model
+        )
+        return StreamingResponse(_ndjson(thread_id, body, events), media_type=NDJSON)
+    # Unstreamed, or the LLM is known to be down: then chat() stores the message and the
+    # answer is a plain 503 that says so, streamed or not.
     try:
         result = chat(
             db, llm, thread_id, body.message, window=settings.loop_window, model=body.model
         )
-    except ChatModelNotFound as exc:
-        # The client's own model choice is a request error; CRT_OLLAMA_MODEL missing is ours.
-        status = 422 if body.model else 503
-        raise HTTPException(status_code=status, detail=str(exc)) from exc
     except ChatUnavailable as exc:
-        raise HTTPException(status_code=503, detail=str(exc)) from exc
+        raise HTTPException(status_code=_failure_status(exc, body), detail=str(exc)) from exc
+    return _chat_out(thread_id, result)
+
+
+def _failure_status(exc: Exception, body: ChatIn) -> int:
+    if isinstance(exc, ChatModelNotFound):
+        # The client's own model choice is a request error; CRT_OLLAMA_MODEL missing is ours.
+        return 422 if body.model else 503
+    return 503 if isinstance(exc, ChatUnavailable) else 500
+
+
+def _chat_out(thread_id: str, result: ChatResult) -> ChatOut:
     return ChatOut(
         thread_id=thread_id,
         reply=result.reply.content,
@@ -225,3 +264,16 @@ def post_chat(
         tokens=result.usage.as_dict(),
         truncated=result.truncated,
     )
+
+
+def _ndjson(thread_id: str, body: ChatIn, events: Iterator[ChatEvent]) -> Iterator[bytes]:
+    for event in events:
+        if isinstance(event, ChatText):
+            line: dict[str, Any] = {"event": "text", "text": event.text}
+        elif isinstance(event, ChatResult):
+            line = {"event": "done", **_chat_out(thread_id, event).model_dump(mode="json")}
+        else:
+            error = event.error
+            detail = str(error) if isinstance(error, ChatUnavailable) else "internal error"
+            line = {"event": "error", "status": _failure_status(error, body), "detail": detail}
+        yield json.dumps(line, ensure_ascii=False).encode() + b"\n"
