@@ -377,11 +377,15 @@ def test_dashboard_asks_for_the_token(browser: WebDriver, tmp_path: Path) -> Non
 def test_dashboard_chat_timeline_filter_pickers_and_prompt(
     browser: WebDriver, service: Service, fake_ollama: FakeOllama
 ) -> None:
-    """Chat in the thread (scores shown, the wait visible), the timeline's skip filter and
-    folded repeats, the model and zone pickers, and a run's prompt; saves dashboard-chat.png."""
+    """Chat in the thread (scores shown, the wait visible, the reply streamed), the timeline's
+    skip filter and folded repeats, the model and zone pickers, and a run's prompt; saves
+    dashboard-chat.png."""
     seed_thread(service.url)
     fake_ollama.set_responder(
-        lambda request: Reply(content="Order the soil today: it takes two days.", delay=1.5)
+        # Thinking for 1.5 s, then a word every 0.4 s: the wait and the growing reply both show.
+        lambda request: Reply(
+            content="Order the soil today: it takes two days.", delay=1.5, chunk_delay=0.4
+        )
     )
     url = service.url
     (service.tmp / "HEARTBEAT.md").write_text(EMPTY_MD, encoding="utf-8")
@@ -404,15 +408,23 @@ def test_dashboard_chat_timeline_filter_pickers_and_prompt(
     pending = wait(browser, lambda d: all_css(d, "#messages .message-pending"), "a visible wait")
     assert "thinking" in pending[0].text
     assert "Waiting for the reply" in css(browser, "#chat-status").text
+    partial = wait(
+        browser,
+        lambda d: all_css(d, "#messages .message-pending #chat-partial"),
+        "the reply growing while the model writes it",
+    )
+    assert partial[0].text.startswith("Order") and "two days." not in partial[0].text
     wait(
         browser,
-        lambda d: any(
-            "Order the soil today" in li.text
-            for li in all_css(d, '#messages li[data-role="assistant"]')
+        lambda d: (
+            any(
+                "Order the soil today: it takes two days." in li.text
+                for li in all_css(d, '#messages li[data-role="assistant"]:not(.message-pending)')
+            )
+            and not all_css(d, "#messages .message-pending")
         ),
-        "the agent's reply in the chat",
+        "the agent's stored reply in place of the growing one",
     )
-    assert not all_css(browser, "#messages .message-pending")
     assert "Answered in" in css(browser, "#chat-status").text
 
     # The timeline: the shared headline, two skips folded, hidden on demand.

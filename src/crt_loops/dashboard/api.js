@@ -1,6 +1,7 @@
 // The JSON API client: one fetch wrapper that adds the bearer token and turns error bodies
 // ({"detail": ...}) into ApiError. Each call is a short request; live updates are polling, so
-// no API worker thread is ever held by an open connection.
+// no API worker thread is ever held by an open connection (the one exception is a chat reply
+// streamed while the model writes it, which holds one for as long as the model call lasts).
 
 const TOKEN_KEY = 'crt.apiToken';
 
@@ -39,14 +40,13 @@ export function onUnauthorized(handler) {
   unauthorizedHandler = handler;
 }
 
-export async function api(path, { method = 'GET', body } = {}) {
-  const headers = { Accept: 'application/json' };
+async function request(path, { method = 'GET', body, accept = 'application/json' } = {}) {
+  const headers = { Accept: accept };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   const token = getToken() || memoryToken;
   if (token) headers.Authorization = `Bearer ${token}`;
-  let response;
   try {
-    response = await fetch(path, {
+    return await fetch(path, {
       method,
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),
@@ -55,6 +55,10 @@ export async function api(path, { method = 'GET', body } = {}) {
   } catch {
     throw new ApiError(0, 'the service is not reachable');
   }
+}
+
+/** A whole answer's JSON; an error status becomes an ApiError carrying its detail. */
+async function answer(response) {
   const text = await response.text();
   let data = null;
   if (text) {
@@ -70,6 +74,48 @@ export async function api(path, { method = 'GET', body } = {}) {
     throw error;
   }
   return data;
+}
+
+export async function api(path, options = {}) {
+  return answer(await request(path, options));
+}
+
+/**
+ * POST `body` to a route that answers NDJSON events while it works (the chat's stream mode):
+ * `onText` gets each {"event": "text"} piece as it arrives; the final {"event": "done"} line is
+ * returned, and an {"event": "error"} line is thrown as an ApiError. A route that answers in one
+ * piece instead is returned as is.
+ */
+export async function apiStream(path, body, onText) {
+  const response = await request(path, { method: 'POST', body, accept: 'application/x-ndjson' });
+  const type = response.headers.get('content-type') || '';
+  if (!response.ok || !type.startsWith('application/x-ndjson') || !response.body) {
+    return answer(response);
+  }
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffered = '';
+  let last = null;
+  const take = (line) => {
+    if (!line.trim()) return;
+    const event = JSON.parse(line);
+    if (event.event === 'text') onText(event.text);
+    else last = event;
+  };
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffered += decoder.decode(value, { stream: true });
+    let end;
+    while ((end = buffered.indexOf('\n')) >= 0) {
+      take(buffered.slice(0, end));
+      buffered = buffered.slice(end + 1);
+    }
+  }
+  take(buffered + decoder.decode());
+  if (!last) throw new ApiError(0, 'the answer ended before the reply did');
+  if (last.event === 'error') throw new ApiError(last.status, last.detail);
+  return last;
 }
 
 /** A 422 detail is a list of {loc, msg} or a plain string; make one readable sentence. */

@@ -1,13 +1,14 @@
 // Chat with the agent in the selected thread: its messages with their importance scores, and a
-// box to write. The chat API answers in one piece, so while the model thinks the person's message
-// shows at once and a visible "waiting" line says how long it has been.
+// box to write. The person's message shows at once; the reply is streamed (the chat API's stream
+// mode) and grows in place while the model writes it, after a visible "thinking" line until its
+// first words arrive and a status line that says how long it has been.
 
-import { api, detailText } from './api.js';
+import { api, apiStream, detailText } from './api.js';
 import { byId, clip, h, renderIfChanged, timeEl } from './dom.js';
 import { state } from './state.js';
 
 const MESSAGES_LIMIT = 30;
-let sending = null; // {thread, text, since} while a reply is awaited
+let sending = null; // {thread, text, since, partial} while a reply is awaited
 let onSent = () => {};
 
 export function initChat({ onChange }) {
@@ -38,15 +39,28 @@ export async function refreshMessages() {
   const waiting = sending && sending.thread === thread ? sending : null;
   renderIfChanged(byId('messages'), { thread, messages: data.messages, waiting: waiting?.text }, () => {
     const items = data.messages.map(messageItem);
-    if (waiting) {
-      items.push(
-        h('li', { class: 'message message-pending', dataset: { role: 'assistant' } },
-          h('span', { class: 'spinner', 'aria-hidden': 'true' }),
-          h('span', { class: 'muted', id: 'chat-waiting' }, 'The agent is thinking…')),
-      );
-    }
+    if (waiting) items.push(pendingItem(waiting.partial));
     return items.length ? items : h('li', { class: 'empty' }, 'No messages yet: say hello below.');
   });
+  const list = byId('messages');
+  list.scrollTop = list.scrollHeight;
+}
+
+function pendingItem(partial) {
+  // The model's words so far are untrusted text like every reply: text nodes only.
+  return h('li', { class: 'message message-pending', dataset: { role: 'assistant' } },
+    h('span', { class: 'spinner', 'aria-hidden': 'true' }),
+    partial
+      ? h('p', { class: 'body untrusted', id: 'chat-partial' }, partial)
+      : h('span', { class: 'muted', id: 'chat-waiting' }, 'The agent is thinking…'));
+}
+
+function showPartial(piece) {
+  if (!sending) return;
+  sending.partial = (sending.partial || '') + piece;
+  const pending = document.querySelector('#messages .message-pending');
+  if (!pending || sending.thread !== state.thread) return;
+  pending.replaceWith(pendingItem(sending.partial));
   const list = byId('messages');
   list.scrollTop = list.scrollHeight;
 }
@@ -81,10 +95,11 @@ async function send() {
   }, 1000);
   try {
     await refreshMessages().catch(() => {});
-    const reply = await api(`/api/threads/${encodeURIComponent(thread)}/chat`, {
-      method: 'POST',
-      body: { message: text },
-    });
+    const reply = await apiStream(
+      `/api/threads/${encodeURIComponent(thread)}/chat`,
+      { message: text, stream: true },
+      showPartial,
+    );
     status.textContent = `Answered in ${(reply.duration_ms / 1000).toFixed(1)} s by ${reply.model}.`;
   } catch (error) {
     // 503: the LLM is not reachable; the service kept the message (the detail says so).
