@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from crt_loops.ledger.client import (
     DEFAULT_TIMEOUT,
-    UNAVAILABLE_STATUSES,
     ActivityItem,
     Agent,
     Change,
@@ -19,6 +18,7 @@ from crt_loops.ledger.client import (
     LedgerClient,
     LedgerError,
     LedgerHTTPError,
+    LedgerInterrupted,
     LedgerNotFound,
     LedgerProtocolError,
     LedgerRateLimited,
@@ -39,6 +39,7 @@ from crt_loops.ledger.client import (
     VerifyResult,
     VoteResult,
 )
+from crt_loops.ledger.client_errors import UNAVAILABLE_STATUSES
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -57,6 +58,7 @@ __all__ = [
     "LedgerClient",
     "LedgerError",
     "LedgerHTTPError",
+    "LedgerInterrupted",
     "LedgerNotFound",
     "LedgerProtocolError",
     "LedgerRateLimited",

@@ -38,6 +38,7 @@ import httpx
 import pytest
 from support import heartbeat_scripts
 from support.fake_ollama import FakeOllama, Reply
+from support.ledger_lock import LedgerLock
 from support.service import Service
 from support.waiting import wait_for
 
@@ -59,33 +60,6 @@ def ro(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
     conn.row_factory = sqlite3.Row
     return conn
-
-
-class LedgerLock:
-    """Holds the Ledger DB's write lock from the test process when armed by the fake model."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.armed = threading.Event()
-        self.conn: sqlite3.Connection | None = None
-        self._lock = threading.Lock()
-
-    def take(self) -> None:
-        with self._lock:
-            if self.conn is None and self.armed.is_set():
-                self.armed.clear()
-                conn = sqlite3.connect(self.path, check_same_thread=False, timeout=5)
-                conn.isolation_level = None
-                conn.execute("BEGIN IMMEDIATE")
-                self.conn = conn
-
-    def release(self) -> None:
-        with self._lock:
-            self.armed.clear()
-            if self.conn is not None:
-                self.conn.execute("ROLLBACK")
-                self.conn.close()
-                self.conn = None
 
 
 @pytest.fixture

@@ -1,16 +1,20 @@
-"""Ctrl-C stops the real service within 3 s even while a model is answering.
+"""Ctrl-C stops the real service within 3 s even while a model or the Ledger is answering.
 
 The service runs as a subprocess (``crt serve``, what ``make run`` runs, and the seed's
 ``uvicorn crt_api:app``) against a fake Ollama that holds its reply, with a heartbeat run in
 flight. SIGINT must end the process within 3 s, with the run recorded ``failed``/``interrupted``
-and no traceback in the log; a second SIGINT exits at once.
+and no traceback in the log; a second SIGINT exits at once. With a Ledger write held instead
+(its database locked from outside), the stop keeps the same bound and the post still lands
+exactly once: the next start sends the pending action with its original key.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import signal
 import socket
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -18,11 +22,15 @@ from typing import Any
 
 import httpx
 import pytest
-from support.fake_ollama import FakeOllama
+from support import heartbeat_scripts
+from support.fake_ollama import FakeOllama, Reply
+from support.ledger_lock import LedgerLock
 from support.service import Service
 from support.waiting import wait_for
 
-pytestmark = pytest.mark.slow
+# Their bounds are wall-clock seconds: under `-n 2 --dist loadgroup` they run one after
+# another on one worker, never beside each other.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("wall-clock")]
 
 STOP_BUDGET_SECONDS = 3.0
 INSTRUCTIONS = "## Checklist\n- Read the feed and comment when you can add something.\n"
@@ -139,3 +147,73 @@ def test_a_second_ctrl_c_exits_at_once(tmp_path: Path) -> None:
     assert code == 130, log
     assert took < STOP_BUDGET_SECONDS, log
     assert "Second interrupt: exiting now" in log
+
+
+def test_ctrl_c_with_a_ledger_call_in_flight_stops_within_3_s_and_posts_once(
+    tmp_path: Path,
+) -> None:
+    session_db = tmp_path / "data" / "crt.db"
+    ledger_db = tmp_path / "data" / "ledger.db"
+    lock = LedgerLock(ledger_db)
+
+    def decide(request: dict[str, Any]) -> Reply:
+        reply = heartbeat_scripts.poster(request)
+        lock.take()  # the Ledger's write of this post now waits on its busy timeout
+        return reply
+
+    def scalar(path: Path, sql: str) -> int:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            return int(conn.execute(sql).fetchone()[0])
+        finally:
+            conn.close()
+
+    pending_sql = "SELECT COUNT(*) FROM heartbeat_actions WHERE state = 'pending'"
+    with FakeOllama() as fake:
+        heartbeat_scripts.install(fake, decide)
+        (tmp_path / "HEARTBEAT.md").write_text(INSTRUCTIONS)
+        env = {
+            "CRT_OLLAMA_HOST": fake.url,
+            "CRT_LEDGER_POST_COOLDOWN_SECONDS": "0",
+            "CRT_REFLECTION_LOOP_ENABLED": "false",
+            "CRT_PERSONALITY_LOOP_ENABLED": "false",
+            "CRT_JOURNAL_SELF_REPLY_LOOP_ENABLED": "false",
+            "CRT_HEARTBEAT_LOOP_ENABLED": "false",
+        }
+        service = Service(tmp_path, env=env, launcher="crt").start()
+        caller: threading.Thread | None = None
+        try:
+            lock.armed.set()
+
+            def run_now() -> None:
+                with contextlib.suppress(httpx.HTTPError):  # cut off by the stop
+                    httpx.post(f"{service.url}/api/threads/default/heartbeat/run-now", timeout=30)
+
+            caller = threading.Thread(target=run_now, name="run-now-caller")
+            caller.start()
+            wait_for(
+                lambda: lock.conn is not None and scalar(session_db, pending_sql) == 1,
+                timeout=20,
+            )
+            code, took = interrupt(service, signal.SIGINT)
+        finally:
+            lock.release()
+            if caller is not None:
+                caller.join(30)
+        print(f"SIGINT to exit with a Ledger write in flight: {took:.2f} s")
+        log = service.log()
+        assert took < STOP_BUDGET_SECONDS, log
+        assert code == 0, log
+        assert "Traceback" not in log, log
+        assert scalar(ledger_db, "SELECT COUNT(*) FROM posts") == 0
+        assert scalar(session_db, pending_sql) == 1  # the outbox kept it
+
+        with Service(tmp_path, env=env, launcher="crt") as again:
+            wait_for(lambda: scalar(ledger_db, "SELECT COUNT(*) FROM posts") == 1, timeout=20)
+            wait_for(lambda: scalar(session_db, pending_sql) == 0, timeout=20)
+            runs = httpx.get(
+                f"{again.url}/api/threads/default/heartbeat/history", timeout=10
+            ).json()["runs"]
+        sent = scalar(session_db, "SELECT COUNT(*) FROM heartbeat_actions WHERE state = 'sent'")
+        assert sent == 1 and scalar(ledger_db, "SELECT COUNT(*) FROM posts") == 1
+        assert runs[0]["reason"] == "interrupted", runs[0]

@@ -122,13 +122,17 @@ class Services:
 
     def begin_stop(self) -> None:
         """The first, instant step of a stop (also run by the Ctrl-C hook, before uvicorn
-        drains its requests): abandon every LLM call in flight, ask every loop to stop."""
+        drains its requests): abandon every LLM and Ledger call in flight, ask every loop to
+        stop."""
         heartbeat = self.heartbeat_loop
         if heartbeat is not None:
             # Runs (scheduled or run-now) waiting for an LLM slot give up at once.
             heartbeat.close_runs()
         if isinstance(self.llm, InterruptibleLLM):
             self.llm.abort()
+        if self.ledger is not None:
+            # A write caught here stays pending in the outbox: the next start sends it.
+            self.ledger.abort()
         for loop in self.loops.values():
             loop.request_stop()
 

@@ -7,10 +7,13 @@
   all lines before); ``all`` keeps every request; ``off`` none.
 - The embedded Ledger is a second uvicorn server in the same process: its start and stop lines
   repeated the service's own, so they are dropped (its own "listening on" line says it).
+- A request still running when a server's stop runs out of patience is cancelled, and uvicorn
+  logs that cancel as a traceback. It is what the stop asked for, so it becomes one line.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(threadName)s] %(name)s: %(message)s"
@@ -56,6 +59,20 @@ class EmbeddedServerFilter(logging.Filter):
         )
 
 
+class CancelledAtStopFilter(logging.Filter):
+    """Turns uvicorn's traceback for a request cancelled by a stop into one warning line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if record.name.startswith("uvicorn") and isinstance(exc, asyncio.CancelledError):
+            record.msg = "a request still running at shutdown was cancelled (%s)"
+            record.args = (exc.args[0] if exc.args else "stopping",)
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def _crt_handler(root: logging.Logger) -> logging.Handler | None:
     for handler in root.handlers:
         if getattr(handler, "_crt", False):
@@ -72,6 +89,7 @@ def configure_logging(level: str, access_log: str = "changes") -> None:
         handler.setFormatter(logging.Formatter(LOG_FORMAT))
         handler._crt = True  # type: ignore[attr-defined]
         handler.addFilter(EmbeddedServerFilter())
+        handler.addFilter(CancelledAtStopFilter())
         root.addHandler(handler)
     root.setLevel(level)
     for name in _UVICORN_LOGGERS:

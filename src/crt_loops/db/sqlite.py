@@ -37,6 +37,8 @@ __all__ = ["BUSY_TIMEOUT_MS", "DatabaseClosedError", "SQLiteStore"]
 logger = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 5000
+#: How long :meth:`SQLiteStore.close` waits for a statement still running on another thread.
+CLOSE_WAIT_SECONDS = 0.5
 #: How long ``/health`` waits for the write lock before it calls the database busy.
 PROBE_TIMEOUT_SECONDS = 0.25
 
@@ -199,16 +201,33 @@ class SQLiteStore:
                 conn.execute("COMMIT")
 
     def close(self) -> None:
-        """Close every connection. Idempotent and one-way: later use raises DatabaseClosedError."""
+        """Close every connection. Idempotent and one-way: later use raises DatabaseClosedError.
+
+        A connection another thread is using mid-statement (waiting out the busy timeout on a
+        lock held elsewhere, say) cannot close before that statement ends; the stop does not
+        wait for it beyond ``CLOSE_WAIT_SECONDS``: it closes when the statement ends.
+        """
         self.deferred.close()
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            for _, conn in self._connections:
-                conn.close()
+            connections = [conn for _, conn in self._connections]
             self._connections = []
         self._local = threading.local()
+
+        def close_all() -> None:
+            for conn in connections:
+                conn.close()
+
+        closer = threading.Thread(target=close_all, name=f"close-{self.path.name}", daemon=True)
+        closer.start()
+        closer.join(CLOSE_WAIT_SECONDS)
+        if closer.is_alive():
+            logger.warning(
+                "%s: a statement was still running at close; its connection closes when it ends",
+                self.path.name,
+            )
 
     @property
     def closed(self) -> bool:

@@ -43,7 +43,7 @@ from crt_loops.heartbeat.decision import (
 )
 from crt_loops.heartbeat.redaction import contains_secret
 from crt_loops.heartbeat.validation import ValidationContext, validate_actions
-from crt_loops.ledger.client import LedgerClient, LedgerError, LedgerNotFound
+from crt_loops.ledger.client import LedgerClient, LedgerError, LedgerInterrupted, LedgerNotFound
 
 if TYPE_CHECKING:
     from crt_loops.heartbeat.executor import HeartbeatRunner
@@ -265,7 +265,15 @@ class ApprovalDesk:
                 state=ActionState.PENDING,
                 idempotency_key=action.idempotency_key,
             )
-            outbox.send_pending(db, self.runner.ledger, [row])
+            try:
+                outbox.send_pending(db, self.runner.ledger, [row])
+            except LedgerInterrupted:
+                logger.info(
+                    "%s approved action %d stays pending: the service is stopping; the next "
+                    "start sends it",
+                    PREFIX,
+                    action_id,
+                )
         final = records.get_action(db, action_id)
         assert final is not None  # actions are never deleted while their run is kept
         self.runner.on_change()

@@ -144,6 +144,16 @@ def no_llm_slot(wait: float | None, *, closing: bool, retry_after: int) -> Verdi
     )
 
 
+def ledger_interrupted(error: str) -> Verdict:
+    """The service began stopping while the Ledger was answering: the call was abandoned."""
+    return fail(
+        RunReason.INTERRUPTED,
+        error,
+        summary="the service stopped while the Ledger was answering; "
+        "anything unsent goes out at the next start",
+    )
+
+
 def ledger_read_failed(error: str) -> Verdict:
     return fail(RunReason.LEDGER_ERROR, error, summary="could not read the Ledger")
 

@@ -23,7 +23,12 @@ from crt_loops.heartbeat.gates import Verdict
 from crt_loops.heartbeat.redaction import redact_payload
 from crt_loops.heartbeat.social_actions import FollowAction, SubscribeAction
 from crt_loops.heartbeat.validation import ValidatedAction
-from crt_loops.ledger.client import LedgerClient, LedgerError, LedgerRateLimited
+from crt_loops.ledger.client import (
+    LedgerClient,
+    LedgerError,
+    LedgerInterrupted,
+    LedgerRateLimited,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +122,9 @@ def send_pending(
 ) -> list[OutboxRow]:
     """Send every ``pending`` row in order, recording each result as soon as it is known.
 
-    Returns the rows as they now stand (the others unchanged).
+    Returns the rows as they now stand (the others unchanged). LedgerInterrupted (the service
+    is stopping) passes through with the row it met still ``pending``: whether it landed is
+    unknown, and the next start's recovery sends it again with its key.
     """
     done: list[OutboxRow] = []
     for row in rows:
@@ -126,6 +133,8 @@ def send_pending(
             continue
         try:
             ledger_id = call_ledger(ledger, row.type, row.payload, row.idempotency_key)
+        except LedgerInterrupted:
+            raise  # the row stays pending (see above)
         except LedgerRateLimited as exc:
             now = replace(
                 row,

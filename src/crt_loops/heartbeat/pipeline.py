@@ -43,7 +43,12 @@ from crt_loops.heartbeat.recording import RunState
 from crt_loops.heartbeat.redaction import redact_text
 from crt_loops.heartbeat.slots import SlotPool
 from crt_loops.heartbeat.validation import ValidationContext, validate_actions
-from crt_loops.ledger.client import LedgerClient, LedgerError, LedgerRateLimited
+from crt_loops.ledger.client import (
+    LedgerClient,
+    LedgerError,
+    LedgerInterrupted,
+    LedgerRateLimited,
+)
 from crt_loops.llm.client import LLM, LLMError, LLMTruncated
 from crt_loops.llm.schema import schema_max_tokens
 
@@ -146,6 +151,8 @@ class Pipeline:
             return gates.rate_limited(
                 str(exc), retry_at=self._retry_at(exc.retry_after_seconds), doing="reading it"
             )
+        except LedgerInterrupted as exc:
+            return gates.ledger_interrupted(str(exc))
         except LedgerError as exc:
             return gates.ledger_read_failed(str(exc))
         state.context_hash = ctx.fingerprint(instructions.sha256, state.config.model_dump_json())
@@ -262,7 +269,10 @@ class Pipeline:
                 if row.state is ActionState.DRY_RUN:
                     outbox.log_action(row, dry=True)
         else:
-            rows = outbox.send_pending(self.db, self.ledger, rows)
+            try:
+                rows = outbox.send_pending(self.db, self.ledger, rows)
+            except LedgerInterrupted as exc:
+                return gates.ledger_interrupted(str(exc))
         verdict = outbox.verdict(rows, dry_run=run.dry_run)
         if verdict.outcome is RunOutcome.FAILED and verdict.reason is RunReason.RATE_LIMITED:
             waits = [r.retry_after for r in rows if r.retry_after is not None]

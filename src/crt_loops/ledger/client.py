@@ -5,6 +5,7 @@ from the httpx error that caused it (translated in one place, :meth:`LedgerClien
 
     LedgerError                   base class, never raised itself
     ├── LedgerUnavailable         no answer: connect error, timeout, 502/503/504 (after retries)
+    │   └── LedgerInterrupted     the service began stopping first (see ``abort``); not retried
     ├── LedgerProtocolError       an answer that is not the JSON this API promises
     └── LedgerHTTPError           any other error status, e.g. 500; has .status_code .error .hint
         ├── LedgerRateLimited     429; .retry_after_seconds, .daily_remaining
@@ -20,13 +21,16 @@ A 429 is never retried by default: it raises LedgerRateLimited at once. With
 ``rate_limit_retry_cap`` > 0, a safe request whose wait is at most that many seconds is retried
 once after the wait.
 
+:meth:`LedgerClient.abort` (the service's first step of a stop) releases every caller still
+waiting on the Ledger with LedgerInterrupted and refuses new calls, so a slow Ledger never holds
+a Ctrl-C.
+
 The API key is sent only in the Authorization header and never logged or put in a message.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -35,16 +39,19 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from crt_loops.core import metrics
+from crt_loops.core.abandon import Abandoner
 from crt_loops.edge.text import strip_bidi
 from crt_loops.ledger.client_errors import (
     LedgerAuthError,
     LedgerError,
     LedgerHTTPError,
+    LedgerInterrupted,
     LedgerNotFound,
     LedgerProtocolError,
     LedgerRateLimited,
     LedgerRejected,
     LedgerUnavailable,
+    status_error,
 )
 from crt_loops.ledger.models import (
     ActivityItem,
@@ -88,6 +95,7 @@ __all__ = [
     "LedgerClient",
     "LedgerError",
     "LedgerHTTPError",
+    "LedgerInterrupted",
     "LedgerNotFound",
     "LedgerProtocolError",
     "LedgerRateLimited",
@@ -112,7 +120,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=3.0)
-UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -135,7 +142,7 @@ class LedgerClient:
         backoff_base: float = 0.25,
         backoff_max: float = 4.0,
         rate_limit_retry_cap: float = 0.0,
-        sleep: Callable[[float], object] = time.sleep,
+        sleep: Callable[[float], object] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
@@ -146,7 +153,10 @@ class LedgerClient:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.rate_limit_retry_cap = rate_limit_retry_cap
-        self._sleep = sleep
+        # Each call runs on its own thread so that a stopping service can walk away from it
+        # (abort()); a retry's back-off ends early for the same reason.
+        self._calls = Abandoner("Ledger")
+        self._sleep: Callable[[float], object] = sleep or self._calls.stopping.wait
 
     def __repr__(self) -> str:
         return f"LedgerClient({self.base_url!r}, api_key={'set' if self._api_key else None})"
@@ -154,6 +164,11 @@ class LedgerClient:
     @property
     def has_api_key(self) -> bool:
         return bool(self._api_key)
+
+    def abort(self) -> int:
+        """Release every caller waiting on the Ledger (they get LedgerInterrupted) and refuse
+        new calls: the first step of a stop. Returns how many calls were in flight."""
+        return self._calls.abort()
 
     def close(self) -> None:
         """Close the HTTP client if this object created it (a caller's client stays open)."""
@@ -427,7 +442,12 @@ class LedgerClient:
         waited_for_rate_limit = False
         while True:
             try:
-                return self._send(method, path, params=params, json=json, headers=headers)
+                return self._calls.run(
+                    lambda: self._send(method, path, params=params, json=json, headers=headers),
+                    LedgerInterrupted,
+                )
+            except LedgerInterrupted:
+                raise
             except LedgerRateLimited as exc:
                 wait = exc.retry_after_seconds
                 if (
@@ -440,6 +460,7 @@ class LedgerClient:
                 waited_for_rate_limit = True
                 logger.info("ledger %s %s rate limited; retrying in %.2fs", method, path, wait)
                 self._sleep(wait)
+                self._check_stopping(method, path, exc)
                 continue
             except (LedgerUnavailable, LedgerHTTPError) as exc:
                 retryable = isinstance(exc, LedgerUnavailable) and exc.connect_failed
@@ -450,6 +471,7 @@ class LedgerClient:
                     )
                 if not retryable or attempt >= self.max_retries:
                     raise
+                self._check_stopping(method, path, exc)
                 delay = min(self.backoff_max, self.backoff_base * 2**attempt)
                 attempt += 1
                 logger.warning(
@@ -462,6 +484,14 @@ class LedgerClient:
                     delay,
                 )
                 self._sleep(delay)
+                self._check_stopping(method, path, exc)
+
+    def _check_stopping(self, method: str, path: str, exc: LedgerError) -> None:
+        """No retry once the service is stopping: the caller learns at once."""
+        if self._calls.aborted:
+            raise LedgerInterrupted(
+                f"{method} {path}: the service is stopping; not retried after: {exc}"
+            ) from exc
 
     def _send(
         self,
@@ -484,7 +514,7 @@ class LedgerClient:
             metrics.observe_ledger_request(method, response.status_code)
             response.raise_for_status()
         except httpx.HTTPStatusError as exc:
-            raise _status_error(method, path, exc.response) from exc
+            raise status_error(method, path, exc.response) from exc
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             metrics.observe_ledger_request(method, "error")
             raise LedgerUnavailable(
@@ -516,42 +546,6 @@ def page_url(base_url: str, post_id: str, comment_id: str | None = None) -> str:
     root = base_url.rstrip("/").removesuffix("/api/v1")
     url = f"{root}/post/{quote(post_id, safe='')}"
     return f"{url}#{quote(comment_id, safe='')}" if comment_id else url
-
-
-def _status_error(method: str, path: str, response: httpx.Response) -> LedgerError:
-    status = response.status_code
-    try:
-        decoded = response.json()
-    except ValueError:
-        decoded = None
-    body = decoded if isinstance(decoded, dict) else {"error": response.text[:200]}
-    if status in UNAVAILABLE_STATUSES:
-        message = f"{method} {path}: Ledger unavailable (HTTP {status}): {body.get('error', '')}"
-        return LedgerUnavailable(message, status_code=status)
-    if status == 429:
-        return LedgerRateLimited(method, path, status, body, _retry_after(body, response))
-    if status == 401:
-        return LedgerAuthError(method, path, status, body)
-    if status == 404:
-        return LedgerNotFound(method, path, status, body)
-    if 400 <= status < 500:
-        return LedgerRejected(method, path, status, body)
-    return LedgerHTTPError(method, path, status, body)
-
-
-def _retry_after(body: Mapping[str, Any], response: httpx.Response) -> float | None:
-    """Seconds to wait, from Moltbook's body fields, else the Retry-After header."""
-    seconds = body.get("retry_after_seconds")
-    if isinstance(seconds, int | float) and not isinstance(seconds, bool):
-        return float(seconds)
-    minutes = body.get("retry_after_minutes")
-    if isinstance(minutes, int | float) and not isinstance(minutes, bool):
-        return float(minutes) * 60
-    header = response.headers.get("Retry-After", "")
-    try:
-        return float(header)
-    except ValueError:
-        return None
 
 
 def _seg(value: str) -> str:

@@ -6,6 +6,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import httpx
+
+#: Statuses meaning "no answer from the Ledger itself" (a proxy in front of it answered).
+UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
+
 
 class LedgerError(Exception):
     """Base of every error this client raises; never raised itself."""
@@ -23,6 +28,14 @@ class LedgerUnavailable(LedgerError):
         super().__init__(message)
         self.connect_failed = connect_failed
         self.status_code = status_code
+
+
+class LedgerInterrupted(LedgerUnavailable):
+    """Raised when the service began stopping before the Ledger answered (or a call was made).
+
+    Whether a write landed is unknown: an outbox action that meets this stays ``pending``, and
+    the next start's recovery sends it again with its idempotency key.
+    """
 
 
 class LedgerProtocolError(LedgerError):
@@ -72,3 +85,40 @@ class LedgerAuthError(LedgerRejected):
 
 class LedgerNotFound(LedgerRejected):
     """Raised on 404: the post, comment, submolt or route does not exist."""
+
+
+def status_error(method: str, path: str, response: httpx.Response) -> LedgerError:
+    """The error an error status stands for (the tree in :mod:`crt_loops.ledger.client`)."""
+    status = response.status_code
+    try:
+        decoded = response.json()
+    except ValueError:
+        decoded = None
+    body = decoded if isinstance(decoded, dict) else {"error": response.text[:200]}
+    if status in UNAVAILABLE_STATUSES:
+        message = f"{method} {path}: Ledger unavailable (HTTP {status}): {body.get('error', '')}"
+        return LedgerUnavailable(message, status_code=status)
+    if status == 429:
+        return LedgerRateLimited(method, path, status, body, retry_after(body, response))
+    if status == 401:
+        return LedgerAuthError(method, path, status, body)
+    if status == 404:
+        return LedgerNotFound(method, path, status, body)
+    if 400 <= status < 500:
+        return LedgerRejected(method, path, status, body)
+    return LedgerHTTPError(method, path, status, body)
+
+
+def retry_after(body: Mapping[str, Any], response: httpx.Response) -> float | None:
+    """Seconds to wait, from Moltbook's body fields, else the Retry-After header."""
+    seconds = body.get("retry_after_seconds")
+    if isinstance(seconds, int | float) and not isinstance(seconds, bool):
+        return float(seconds)
+    minutes = body.get("retry_after_minutes")
+    if isinstance(minutes, int | float) and not isinstance(minutes, bool):
+        return float(minutes) * 60
+    header = response.headers.get("Retry-After", "")
+    try:
+        return float(header)
+    except ValueError:
+        return None

@@ -110,6 +110,12 @@ class EmbeddedLedger:
                 self._client = LedgerClient(self.base_url, self.api_key)
             return self._client
 
+    def abort(self) -> int:
+        """Release every call in flight on the shared client (the first step of a stop)."""
+        with self._lock:
+            client = self._client
+        return client.abort() if client is not None else 0
+
     def ledger_info(self) -> dict[str, Any]:
         """For the status route: where the Ledger is, who we are on it, and whether it answers."""
         reachable, error = True, None
