@@ -47,7 +47,7 @@ test: $(DEV) real-model-env
 	./scripts/ensure-browser.sh
 	PYTHON=$(PYTHON) ./scripts/ensure-moltbook-clients.sh
 	$(PY) -m pytest -q -n 2 --ignore=tests/system
-	$(PY) -m pytest -q tests/system
+	$(PY) -m pytest -q -n 2 --dist loadgroup tests/system
 
 # The unit and in-process integration layer: no subprocesses, no browser.
 test-fast: $(DEV)

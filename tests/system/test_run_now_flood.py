@@ -22,7 +22,9 @@ from support.fake_ollama import FakeOllama, Reply
 from support.service import Service
 from support.waiting import wait_for
 
-pytestmark = pytest.mark.slow
+# Their bounds are wall-clock seconds: under `-n 2 --dist loadgroup` they run one after
+# another on one worker, never beside each other.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("wall-clock")]
 
 FLOOD = 50
 MODEL_SECONDS = 3.0  # each heartbeat decision takes the fake model this long
