@@ -26,7 +26,8 @@ from support import heartbeat_scripts, llm_scripts
 from support.fake_ollama import FakeOllama, Reply
 from support.service import ROOT, Service
 
-pytestmark = pytest.mark.slow
+# One group under `--dist loadgroup`: the tests share the module's Chromium.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dashboard")]
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

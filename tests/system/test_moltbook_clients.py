@@ -30,7 +30,8 @@ import pytest
 from support.service import free_port
 from support.waiting import wait_for
 
-pytestmark = pytest.mark.slow
+# One group under `--dist loadgroup`: the tests share the module's Ledger and client installs.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("moltbook-clients")]
 
 HERE = Path(__file__).parent / "moltbook_clients"
 CLIENTS_DIR = Path(

@@ -21,7 +21,14 @@ from support.llamacpp import LlamaServer, env_python, start_llama_server
 from support.ollama_front import OllamaFront
 from support.service import Service
 
-pytestmark = [pytest.mark.real_model, pytest.mark.slow, pytest.mark.timeout(300)]
+# One group under `--dist loadgroup`: both backends share the module's llama.cpp server (two
+# servers at once would each get half the cores).
+pytestmark = [
+    pytest.mark.real_model,
+    pytest.mark.slow,
+    pytest.mark.timeout(300),
+    pytest.mark.xdist_group("real-model"),
+]
 
 MESSAGES = [
     "I started a new job at the bakery on Monday.",
