@@ -40,6 +40,7 @@ from bench.common import (
     BenchContext,
     BenchResult,
     distribution,
+    proc_cpu_seconds,
     seed_messages,
     seed_processed_history,
     seed_threads,
@@ -306,8 +307,10 @@ def load(ctx: BenchContext) -> dict[str, Any]:
         try:
             assert svc.proc is not None
             window_start = time.time()
+            cpu0 = proc_cpu_seconds(svc.proc.pid)
             lat, errors = asyncio.run(dashboards(svc.url, ids, seconds))
             window_end = time.time()
+            service_cpu = proc_cpu_seconds(svc.proc.pid) - cpu0
             memory_mb = proc_status(svc.proc.pid)
         finally:
             svc.stop()
@@ -334,6 +337,8 @@ def load(ctx: BenchContext) -> dict[str, Any]:
         "started_of_due": sum(1 for tid in in_window if tid in starts),
         "lateness_s": distribution(late, 3) if late else None,
         "service_memory_mb": memory_mb,
+        "service_cpu_pct": round(100 * service_cpu / (window_end - window_start), 1),
+        "requests_per_s": round(sum(len(v) for v in lat.values()) / (window_end - window_start), 1),
         "_lat": lat,
     }
 
@@ -400,6 +405,12 @@ def run(ctx: BenchContext) -> BenchResult:
         note="thread list, messages, config, history, journal, personality",
     )
     result.add("dashboard_errors", api["errors"], "", "==", 0, note=f"{api['requests']:,} requests")
+    result.add(
+        "dashboard_request_rate",
+        api["requests_per_s"],
+        "req/s",
+        note=f"info: the service used {api['service_cpu_pct']}% of a core meanwhile",
+    )
     late = api["lateness_s"] or {}
     result.add(
         "due_runs_started",

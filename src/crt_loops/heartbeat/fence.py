@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import functools
 import re
-import sys
 import unicodedata
+
+from crt_loops.heartbeat.invisible import format_characters
 
 SCAFFOLD_PHRASE = "UNTRUSTED LEDGER CONTENT"
 UNTRUSTED_OPEN = f"<<<{SCAFFOLD_PHRASE}>>>"
@@ -55,10 +56,9 @@ def _visible_ascii_brackets() -> dict[int, str | None]:
     newline and tab) and the invisible marks deleted, angle look-alikes mapped to ASCII. One
     pass in C instead of a Python test per character, which was a tenth of a heartbeat's time
     over a full prompt (bench/heartbeat.py); built on first use."""
+    controls = [cp for cp in range(0x20)] + list(range(0x7F, 0xA0))  # category Cc
     table: dict[int, str | None] = {
-        cp: None
-        for cp in range(sys.maxunicode + 1)
-        if unicodedata.category(chr(cp)) in ("Cf", "Cc") and chr(cp) not in "\n\t"
+        cp: None for cp in [*format_characters(), *controls] if chr(cp) not in "\n\t"
     }
     table.update(dict.fromkeys(map(ord, _INVISIBLE_MARKS)))
     table.update(_TO_ASCII)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import base64
 import functools
 import re
-import sys
 import unicodedata
 from collections.abc import Iterator, Sequence
 from typing import Any
+
+from crt_loops.heartbeat.invisible import format_characters
 
 #: What replaces text that held a secret wherever a model's output is stored or shown.
 REDACTED = "[redacted: it contained a secret]"
@@ -156,7 +157,7 @@ def _encoded_runs(text: str, flat: str) -> Iterator[tuple[str, str]]:
 def _format_characters() -> dict[int, None]:
     """A ``str.translate`` table deleting every format character (Unicode category Cf: the
     zero-width and direction marks a model can hide inside a secret); built on first use."""
-    return {cp: None for cp in range(sys.maxunicode + 1) if unicodedata.category(chr(cp)) == "Cf"}
+    return dict.fromkeys(format_characters())
 
 
 def _run_views(kind: str, run: str) -> Iterator[str]:
