@@ -56,7 +56,7 @@ def _visible_ascii_brackets() -> dict[int, str | None]:
     newline and tab) and the invisible marks deleted, angle look-alikes mapped to ASCII. One
     pass in C instead of a Python test per character, which was a tenth of a heartbeat's time
     over a full prompt (bench/heartbeat.py); built on first use."""
-    controls = [cp for cp in range(0x20)] + list(range(0x7F, 0xA0))  # category Cc
+    controls = [*range(0x20), *range(0x7F, 0xA0)]  # category Cc
     table: dict[int, str | None] = {
         cp: None for cp in [*format_characters(), *controls] if chr(cp) not in "\n\t"
     }
