@@ -15,7 +15,7 @@ import functools
 import re
 import unicodedata
 
-from crt_loops.heartbeat.invisible import format_characters
+from crt_loops.heartbeat.invisible import invisible_deleted
 
 SCAFFOLD_PHRASE = "UNTRUSTED LEDGER CONTENT"
 UNTRUSTED_OPEN = f"<<<{SCAFFOLD_PHRASE}>>>"
@@ -56,10 +56,7 @@ def _visible_ascii_brackets() -> dict[int, str | None]:
     newline and tab) and the invisible marks deleted, angle look-alikes mapped to ASCII. One
     pass in C instead of a Python test per character, which was a tenth of a heartbeat's time
     over a full prompt (bench/heartbeat.py); built on first use."""
-    controls = [*range(0x20), *range(0x7F, 0xA0)]  # category Cc
-    table: dict[int, str | None] = {
-        cp: None for cp in [*format_characters(), *controls] if chr(cp) not in "\n\t"
-    }
+    table: dict[int, str | None] = dict(invisible_deleted())
     table.update(dict.fromkeys(map(ord, _INVISIBLE_MARKS)))
     table.update(_TO_ASCII)
     return table

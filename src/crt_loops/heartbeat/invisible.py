@@ -1,7 +1,9 @@
 """The format characters (Unicode category Cf): zero-width spaces, joiners, direction marks,
-tag characters. A model or a post can hide them inside a secret or a fence marker; the fence
-(heartbeat/fence.py) and the secret check (heartbeat/redaction.py) delete them with one
-``str.translate`` table each, built from this set on first use.
+tag characters. A model or a post can hide them inside a secret, a fence marker or a phone
+number; the fence (heartbeat/fence.py), the secret check (heartbeat/redaction.py) and the
+private-data check (heartbeat/private_data.py) delete them with ``str.translate`` tables
+built from this set on first use: one pass in C, where a Python test per character cost
+milliseconds a heartbeat (bench/heartbeat.py).
 """
 
 from __future__ import annotations
@@ -22,3 +24,11 @@ def format_characters() -> frozenset[int]:
     return frozenset(
         cp for span in CF_RANGES for cp in span if unicodedata.category(chr(cp)) == "Cf"
     )
+
+
+@functools.cache
+def invisible_deleted() -> dict[int, None]:
+    """A ``str.translate`` table deleting format (Cf) and control (Cc) characters, except
+    newline and tab: multi-line text keeps its lines."""
+    controls = [*range(0x20), *range(0x7F, 0xA0)]  # category Cc
+    return {cp: None for cp in [*format_characters(), *controls] if chr(cp) not in "\n\t"}
