@@ -82,9 +82,19 @@ def _view_carries(view: str, live: tuple[str, ...]) -> bool:
     )
 
 
-@functools.lru_cache(maxsize=8192)
+_KEPT_RUN_CHARS = 256  # longer runs are rare and are checked afresh: the cache stays ~2 MB
+
+
 def _run_carries(kind: str, run: str, live: tuple[str, ...]) -> bool:
-    """Whether any decoding of one hex or base64 run carries a secret (pure, so kept)."""
+    """Whether any decoding of one hex or base64 run carries a secret."""
+    if len(run) <= _KEPT_RUN_CHARS:
+        return _kept_run_carries(kind, run, live)
+    return any(_view_carries(view, live) for view in _run_views(kind, run))
+
+
+@functools.lru_cache(maxsize=8192)
+def _kept_run_carries(kind: str, run: str, live: tuple[str, ...]) -> bool:
+    """:func:`_run_carries` for a short run, kept (it is pure)."""
     return any(_view_carries(view, live) for view in _run_views(kind, run))
 
 

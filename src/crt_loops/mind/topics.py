@@ -62,17 +62,24 @@ def keywords(text: str) -> list[str]:
     """Distinct noun-ish keywords in order of appearance (stop words out, plurals folded)."""
     seen: dict[str, None] = {}
     for token in words_of(text):
-        word = _keyword(token)
+        word = _keyword(token) if len(token) <= _KEPT_TOKEN_CHARS else _fold(token)
         if word is not None:
             seen.setdefault(word, None)
     return list(seen)
 
 
+_KEPT_TOKEN_CHARS = 40  # a longer "word" is noise, folded afresh: the cache stays ~3 MB
+
+
 @functools.lru_cache(maxsize=32_768)
 def _keyword(token: str) -> str | None:
-    """One token's keyword, or None for a stop word, an adverb or a short word. Kept per token:
-    a person's vocabulary is small next to what they write, and this folding was a tenth of a
-    backlog pass (bench/backlog.py)."""
+    """:func:`_fold`, kept per token: a person's vocabulary is small next to what they write,
+    and this folding was a tenth of a backlog pass (bench/backlog.py)."""
+    return _fold(token)
+
+
+def _fold(token: str) -> str | None:
+    """One token's keyword, or None for a stop word, an adverb or a short word."""
     word = token.strip("'-")
     if word.endswith("'s"):
         word = word[:-2]
