@@ -163,7 +163,9 @@ def seed_db(tmp: Path) -> list[str]:
             heartbeat=HeartbeatConfig(enabled=True, every_seconds=10),
             next_due=lambda i, t: now + 5 + (i % 10),
         )
-        seed_messages(db, ids, 10, now=now, rng=random.Random(9), scored=True)
+        # An hour old: a thread whose owner wrote in the last CRT_HEARTBEAT_OWNER_QUIET_SECONDS
+        # defers its scheduled heartbeat (heartbeat/owner.py).
+        seed_messages(db, ids, 10, now=now - 3600, rng=random.Random(9), scored=True)
         outcomes = ["silent"] * 6 + ["skipped"] * 2 + ["acted", "failed"]
         with db.write() as tx:
             tx.executemany(
@@ -232,6 +234,7 @@ def run(ctx: BenchContext) -> BenchResult:
             stop = threading.Event()
             lat: dict[str, list[float]] = {"status": [], "config": [], "health": []}
             errors: dict[str, int] = {}
+            error_samples: list[str] = []
             lock = threading.Lock()
             runs_before = _runs(setup)
 
@@ -248,16 +251,20 @@ def run(ctx: BenchContext) -> BenchResult:
                             "health": "/health",
                         }[name]
                         t0 = time.perf_counter()
+                        why = ""
                         try:
                             r = c.get(path)
                             ok = r.status_code == 200
-                        except httpx.HTTPError:
+                            why = f"{r.status_code} {r.text[:160]}"
+                        except httpx.HTTPError as exc:
                             ok = False
+                            why = f"{type(exc).__name__}: {exc}"
                         dt = (time.perf_counter() - t0) * 1000
                         with lock:
                             lat[name].append(dt)
                             if not ok:
                                 errors[name] = errors.get(name, 0) + 1
+                                error_samples.append(f"{name}: {why}")
 
             def writer() -> None:
                 rng = random.Random(1)
@@ -349,6 +356,7 @@ def run(ctx: BenchContext) -> BenchResult:
         "rates_per_s": {k: round(v, 1) for k, v in rates.items()},
         "latency_ms": dists,
         "errors": errors,
+        "error_samples": error_samples[:10],
         "service_cpu_pct": round(100 * cpu / elapsed, 1),
         "run_now_ms": distribution(run_now_ms, 1) if run_now_ms else None,
         "past_runs_seeded": PAST_RUNS,

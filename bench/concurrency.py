@@ -87,7 +87,9 @@ def run(ctx: BenchContext) -> BenchResult:
                 heartbeat=HeartbeatConfig(enabled=True, every_seconds=3600),
                 next_due=lambda i, t: now - 60 + i * 0.01,
             )
-            seed_messages(db, ids, 10, now=now, rng=random.Random(3), scored=True)
+            # An hour old: a thread whose owner wrote in the last CRT_HEARTBEAT_OWNER_QUIET_SECONDS
+            # defers its scheduled heartbeat (heartbeat/owner.py).
+            seed_messages(db, ids, 10, now=now - 3600, rng=random.Random(3), scored=True)
 
             def runner_factory() -> HeartbeatRunner:
                 return HeartbeatRunner.from_app_state(

@@ -33,10 +33,14 @@ from bench.common import (
     write_heartbeat_md,
 )
 
-THREADS = 20
+THREADS = 300
 WARMUP = 5
 RUNS = 120
-TARGET_P50_MS = 10.0
+TARGET_P50_MS = 4.0
+TARGET_P99_MS = 15.0
+#: run-now through the service's API, against a bare HTTP round trip to the same fake.
+RUN_NOW_CALLS = 40
+TARGET_RUN_NOW_RATIO = 6.0
 #: Past outbox rows for the "aged" phase: ~3 months of a busy agent (half comments, half votes,
 #: some posts), all sent, spread over the last 90 days.
 AGED_ACTIONS = 20_000
@@ -157,8 +161,11 @@ def measure(runner: Any, db: Any, fake: Any, ids: list[str], runs: int) -> dict[
     llm_ms: list[float] = []
     outcomes: dict[str, int] = {}
     prompt_ok = 0
+    cpu: list[float] = []
     for i in range(runs):
+        c0 = time.process_time()
         wall, record = one_scheduled_run(runner, db, ids[i % len(ids)])
+        cpu.append((time.process_time() - c0) * 1000)
         walls.append(wall)
         llm_ms.append(record.llm_ms or 0.0)
         overheads.append(wall - (record.llm_ms or 0.0))
@@ -173,6 +180,7 @@ def measure(runner: Any, db: Any, fake: Any, ids: list[str], runs: int) -> dict[
         "llm": llm_ms,
         "outcomes": outcomes,
         "prompt_ok": prompt_ok,
+        "cpu": cpu,
     }
 
 
@@ -185,6 +193,72 @@ def profile(runner: Any, db: Any, ids: list[str], n: int = 20) -> list[str]:
     buf = io.StringIO()
     pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(25)
     return buf.getvalue().splitlines()[:60]
+
+
+def bare_round_trips(fake_url: str, request: dict[str, Any], n: int) -> list[float]:
+    """Wall ms of ``n`` POSTs of a recorded chat request straight to the fake, each on a new
+    connection as the fake closes every one: the floor a run-now is compared with."""
+    import httpx
+
+    body = {k: v for k, v in request.items() if not k.startswith("_")}
+    body["stream"] = False
+    out: list[float] = []
+    with httpx.Client(timeout=10) as client:  # one client: its TLS context alone costs ~20 ms
+        for _ in range(n):
+            t0 = time.perf_counter()
+            client.post(fake_url + "/api/chat", json=body).raise_for_status()
+            out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def run_now_phase(ctx: BenchContext, fake: Any, calls: int) -> dict[str, Any]:
+    """``POST .../run-now`` against the real service (``uvicorn crt_api:app``) with
+    ``THREADS`` threads seeded; wall ms per call as the client sees it."""
+    import httpx
+    from support.service import Service
+
+    from crt_loops.db.session import SessionDB
+    from crt_loops.heartbeat.config import HeartbeatConfig
+
+    tmp = ctx.scratch("heartbeat-svc")
+    write_heartbeat_md(tmp)
+    db = SessionDB(tmp / "data" / "crt.db")
+    try:
+        now = time.time()
+        ids = thread_ids(THREADS, "hb")
+        seed_threads(
+            db,
+            ids,
+            now=now,
+            heartbeat=HeartbeatConfig(enabled=True, every_seconds=3600),
+            next_due=lambda i, t: now + 3600,
+        )
+        seed_messages(db, ids, 30, now=now - 3600, rng=random.Random(5), scored=True)
+    finally:
+        db.close()
+    env = {
+        "CRT_OLLAMA_HOST": fake.url,
+        "CRT_LEDGER_POST_COOLDOWN_SECONDS": "0",
+        "CRT_LEDGER_COMMENT_COOLDOWN_SECONDS": "0",
+        "CRT_LEDGER_COMMENTS_PER_DAY": "1000000",
+        "CRT_LEDGER_REQUESTS_PER_MINUTE": "1000000",
+    }
+    walls: list[float] = []
+    durations: list[float] = []
+    outcomes: dict[str, int] = {}
+    with Service(tmp, env) as svc, httpx.Client(base_url=svc.url, timeout=30) as client:
+        for i in range(calls + WARMUP):
+            t0 = time.perf_counter()
+            r = client.post(f"/api/threads/{ids[i % len(ids)]}/heartbeat/run-now")
+            wall = (time.perf_counter() - t0) * 1000
+            record = r.json()
+            if i < WARMUP:
+                continue
+            walls.append(wall)
+            durations.append(float(record.get("duration_ms") or 0.0))
+            outcomes[str(record.get("outcome"))] = outcomes.get(str(record.get("outcome")), 0) + 1
+    bare = bare_round_trips(fake.url, fake.chat_calls[-1], calls)
+    return {"wall": walls, "duration": durations, "bare": bare, "outcomes": outcomes}
 
 
 def run(ctx: BenchContext) -> BenchResult:
@@ -210,7 +284,9 @@ def run(ctx: BenchContext) -> BenchResult:
                 heartbeat=HeartbeatConfig(enabled=True, every_seconds=3600),
                 next_due=lambda i, t: now + 3600,
             )
-            seed_messages(db, ids, 30, now=now, rng=rng, scored=True)
+            # An hour old: a thread the owner is talking in right now defers its heartbeat
+            # (heartbeat/owner.py), and the benchmark measures runs that reach the LLM.
+            seed_messages(db, ids, 30, now=now - 3600, rng=rng, scored=True)
             for i in range(WARMUP):
                 one_scheduled_run(runner, db, ids[i % THREADS])
             calls_before = len(fake.chat_calls)
@@ -225,17 +301,23 @@ def run(ctx: BenchContext) -> BenchResult:
         finally:
             ledger.stop()
             db.close()
+        run_now = run_now_phase(ctx, fake, 15 if ctx.quick else RUN_NOW_CALLS)
     dist = distribution(fresh["overhead"], 2)
     aged_dist = distribution(aged["overhead"], 2)
-    result.add(
-        "overhead_p50",
-        dist["p50"],
-        "ms",
-        "<=",
-        TARGET_P50_MS,
-        note="claim + run wall time minus the record's llm_ms (fresh DB)",
+    where = (
+        f"claim + run wall time minus the record's llm_ms, {THREADS} threads; "
+        "the embedded Ledger's three HTTP requests (/home, the feed, the post) are most of it"
     )
+    result.add("overhead_p50", dist["p50"], "ms", "<=", TARGET_P50_MS, note=where + " (fresh)")
     result.add("overhead_p95", dist["p95"], "ms")
+    result.add("overhead_p99", dist["p99"], "ms", "<=", TARGET_P99_MS)
+    result.add(
+        "cpu_per_run_p50",
+        distribution(fresh["cpu"], 2)["p50"],
+        "ms",
+        note="info: this process's CPU per run (our side, the Ledger's server and the fake); "
+        "less sensitive to the machine's load than the wall time",
+    )
     result.add(
         "overhead_p50_aged",
         aged_dist["p50"],
@@ -245,6 +327,24 @@ def run(ctx: BenchContext) -> BenchResult:
         note=f"same, with {AGED_ACTIONS:,} past actions in the outbox",
     )
     result.add("overhead_p95_aged", aged_dist["p95"], "ms")
+    result.add("overhead_p99_aged", aged_dist["p99"], "ms", "<=", TARGET_P99_MS)
+    run_now_wall = distribution(run_now["wall"], 2)
+    bare = distribution(run_now["bare"], 2)
+    result.add("run_now_wall_p50", run_now_wall["p50"], "ms", note="POST .../run-now, service")
+    result.add(
+        "bare_llm_round_trip_p50",
+        bare["p50"],
+        "ms",
+        note="the same chat request POSTed straight to the fake, new connection each",
+    )
+    result.add(
+        "run_now_vs_bare_round_trip",
+        round(run_now_wall["p50"] / bare["p50"], 2) if bare["p50"] else None,
+        "x",
+        "<=",
+        TARGET_RUN_NOW_RATIO,
+        note="run-now wall median / bare round-trip median",
+    )
     result.add(
         "llm_round_trip_p50",
         distribution(fresh["llm"], 2)["p50"],
@@ -253,6 +353,14 @@ def run(ctx: BenchContext) -> BenchResult:
     )
     total = runs + runs // 2
     acted = fresh["outcomes"].get("acted", 0) + aged["outcomes"].get("acted", 0)
+    result.add(
+        "run_now_acted",
+        run_now["outcomes"].get("acted", 0),
+        "runs",
+        "==",
+        len(run_now["wall"]),
+        note="every measured run-now posted",
+    )
     result.add(
         "acted_runs", acted, "runs", "==", total, note="every measured run posted to the Ledger"
     )
@@ -273,6 +381,12 @@ def run(ctx: BenchContext) -> BenchResult:
         "llm_ms": distribution(fresh["llm"], 2),
         "outcomes": fresh["outcomes"],
         "outcomes_aged": aged["outcomes"],
+        "run_now": {
+            "wall_ms": run_now_wall,
+            "duration_ms": distribution(run_now["duration"], 2),
+            "bare_round_trip_ms": bare,
+            "outcomes": run_now["outcomes"],
+        },
         "version_probes": fake.version_calls,
         "profile_fresh": fresh_profile,
         "profile_aged": aged_profile,

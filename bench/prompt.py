@@ -204,7 +204,14 @@ def end_to_end_part(ctx: BenchContext) -> dict[str, Any]:
                     "INSERT INTO messages (thread_id, role, content, created_at) "
                     "VALUES (?, ?, ?, ?)",
                     [
-                        ("full", "user" if k % 2 == 0 else "assistant", _text(rng, 3000), now)
+                        # An hour old: the owner-active gate (heartbeat/owner.py) defers a
+                        # scheduled run while the owner's last message is fresh.
+                        (
+                            "full",
+                            "user" if k % 2 == 0 else "assistant",
+                            _text(rng, 3000),
+                            now - 3600,
+                        )
                         for k in range(40)
                     ],
                 )

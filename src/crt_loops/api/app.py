@@ -8,16 +8,14 @@ the top-level ``crt_api.app = create_app()``; nothing starts at import.
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
-from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
+from crt_loops.api.access import AccessControl
 from crt_loops.api.docs import install_docs
 from crt_loops.api.routes import (
     approvals,
@@ -46,20 +44,6 @@ logger = logging.getLogger("crt_api")
 # The largest request body: far above a 32,000-character message or a 64 KiB HEARTBEAT.md,
 # even JSON-escaped.
 MAX_REQUEST_BYTES = 1024 * 1024
-
-
-def is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    # A dual-stack listener (--host ::) sees local IPv4 clients as ::ffff:127.0.0.1.
-    mapped = getattr(address, "ipv4_mapped", None)
-    return bool((mapped or address).is_loopback)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -109,42 +93,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # committed, and every later read of that config was a 500.
     add_body_guards(app, limit=MAX_REQUEST_BYTES)
 
-    @app.middleware("http")
-    async def access_control(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        # /api and /metrics need the token when one is set; with none set, only loopback
-        # clients are served.
-        path = request.url.path
-        active: Settings | None = request.app.state.settings
-        if (path.startswith("/api") or path == "/metrics") and active is not None:
-            token = active.api_token.get_secret_value() if active.api_token else None
-            client = request.client.host if request.client else None
-            if token:
-                supplied = request.headers.get("authorization", "")
-                scheme, _, value = supplied.partition(" ")
-                ok = scheme.lower() == "bearer" and hmac.compare_digest(
-                    value.strip().encode(), token.encode()
-                )
-                if not ok:
-                    return JSONResponse(
-                        {
-                            "detail": "missing or wrong bearer token "
-                            "(Authorization: Bearer <CRT_API_TOKEN>)"
-                        },
-                        status_code=401,
-                        headers={"WWW-Authenticate": "Bearer"},
-                    )
-            elif not is_loopback(client):
-                return JSONResponse(
-                    {
-                        "detail": "this service answers only loopback clients while "
-                        "CRT_API_TOKEN is unset; set CRT_API_TOKEN and send "
-                        "'Authorization: Bearer <token>' to allow remote access"
-                    },
-                    status_code=403,
-                )
-        return await call_next(request)
+    # /api and /metrics need the token when one is set; with none set, only loopback
+    # clients are served.
+    app.add_middleware(AccessControl)
 
     def host_names() -> tuple[str, ...]:
         active: Settings | None = app.state.settings

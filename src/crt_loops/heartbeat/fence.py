@@ -11,8 +11,11 @@ taken apart.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
+
+from crt_loops.heartbeat.invisible import invisible_deleted
 
 SCAFFOLD_PHRASE = "UNTRUSTED LEDGER CONTENT"
 UNTRUSTED_OPEN = f"<<<{SCAFFOLD_PHRASE}>>>"
@@ -44,14 +47,19 @@ def normalise(text: str) -> str:
 
     Newlines and tabs are kept: instructions and chat are multi-line.
     """
-    folded = unicodedata.normalize("NFKC", text)
-    visible = "".join(
-        ch
-        for ch in folded
-        if ch in "\n\t"
-        or (unicodedata.category(ch) not in ("Cf", "Cc") and ch not in _INVISIBLE_MARKS)
-    )
-    return visible.translate(_TO_ASCII)
+    return unicodedata.normalize("NFKC", text).translate(_visible_ascii_brackets())
+
+
+@functools.cache
+def _visible_ascii_brackets() -> dict[int, str | None]:
+    """One ``str.translate`` table for :func:`normalise`: format and control characters (but
+    newline and tab) and the invisible marks deleted, angle look-alikes mapped to ASCII. One
+    pass in C instead of a Python test per character, which was a tenth of a heartbeat's time
+    over a full prompt (bench/heartbeat.py); built on first use."""
+    table: dict[int, str | None] = dict(invisible_deleted())
+    table.update(dict.fromkeys(map(ord, _INVISIBLE_MARKS)))
+    table.update(_TO_ASCII)
+    return table
 
 
 def defuse(text: str, *, one_line: bool = False) -> str:

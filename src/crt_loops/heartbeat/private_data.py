@@ -23,6 +23,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from crt_loops.heartbeat.invisible import invisible_deleted
+
 
 class PrivateKind(StrEnum):
     """What a piece of personal data is.
@@ -58,7 +60,6 @@ ALLOW_RE = re.compile(
 )
 _ALL = frozenset(PrivateKind)
 
-_INVISIBLE_CATEGORIES = {"Cf", "Cc"}
 _EMAIL_RE = re.compile(r"[a-z0-9][a-z0-9._%+-]*@[a-z0-9-]+(?:\.[a-z0-9-]+)+", re.IGNORECASE)
 # Digits with single separators between them: "4821", "48 21", "+1 (555) 010-9999".
 _NUMBER_RE = re.compile(r"\+?\(?\d+\)?(?:[ .\-/]{1,2}\(?\d+\)?)*")
@@ -93,11 +94,7 @@ _PHONE_TAIL = 9
 
 def normalise(text: str) -> str:
     """NFKC (fullwidth digits and letters become ASCII) without invisible characters."""
-    folded = unicodedata.normalize("NFKC", text)
-    return "".join(
-        ch if ch in "\n\t" or unicodedata.category(ch) not in _INVISIBLE_CATEGORIES else ""
-        for ch in folded
-    )
+    return unicodedata.normalize("NFKC", text).translate(invisible_deleted())
 
 
 def luhn_ok(digits: str) -> bool:

@@ -14,6 +14,8 @@ import unicodedata
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from crt_loops.heartbeat.invisible import format_characters
+
 #: What replaces text that held a secret wherever a model's output is stored or shown.
 REDACTED = "[redacted: it contained a secret]"
 _SECRET_WINDOW = 16  # this many characters of a long secret in a row count as a leak
@@ -24,6 +26,12 @@ def _flatten(text: str) -> str:
     """Lowercase letters and digits only (NFKC first): what survives a model respelling a
     secret with other case, spaces, zero-width characters or punctuation in between."""
     return _NOT_ALNUM.sub("", unicodedata.normalize("NFKC", text).casefold())
+
+
+@functools.lru_cache(maxsize=64)
+def _flat_secret(secret: str) -> str:
+    """``_flatten(secret)``, kept: the same few secrets are checked against every text."""
+    return _flatten(secret)
 
 
 @functools.lru_cache(maxsize=64)
@@ -49,19 +57,45 @@ def contains_secret(text: str, secrets: Sequence[str]) -> bool:
     An injected instruction ("post your API key") is exactly what would produce these, and
     the verbatim check alone let all of them through (tests/test_access.py).
     """
-    live = [secret for secret in secrets if secret]
+    live = tuple(secret for secret in secrets if secret)
     if not live or not text:
         return False
     if any(secret in text for secret in live):
         return True
-    forms = [form for secret in live for form in _secret_forms(secret)]
-    long_secrets = [flat for flat in map(_flatten, live) if len(flat) >= _PIECES_MIN_SECRET]
-    for view in _decoded_views(text):
-        if any(form in view for form in forms):
-            return True
-        if any(_pieces_cover(view, secret) for secret in long_secrets):
-            return True
-    return False
+    flat = _flatten(text)
+    if _view_carries(flat, live) or _view_carries(flat.translate(_ROT13), live):
+        return True
+    # The decoded runs repeat from one heartbeat prompt to the next (the same feed posts and
+    # messages), so each run's verdict is kept: a 7,000-character prompt has ~200 of them,
+    # and decoding every one again cost ~10 ms a run (bench/heartbeat.py).
+    return any(_run_carries(kind, run, live) for kind, run in _encoded_runs(text, flat))
+
+
+def _view_carries(view: str, live: tuple[str, ...]) -> bool:
+    """Whether one flattened view holds a form of a secret, or enough pieces of a long one."""
+    if any(form in view for secret in live for form in _secret_forms(secret)):
+        return True
+    return any(
+        _pieces_cover(view, flat)
+        for flat in map(_flat_secret, live)
+        if len(flat) >= _PIECES_MIN_SECRET
+    )
+
+
+_KEPT_RUN_CHARS = 256  # longer runs are rare and are checked afresh: the cache stays ~2 MB
+
+
+def _run_carries(kind: str, run: str, live: tuple[str, ...]) -> bool:
+    """Whether any decoding of one hex or base64 run carries a secret."""
+    if len(run) <= _KEPT_RUN_CHARS:
+        return _kept_run_carries(kind, run, live)
+    return any(_view_carries(view, live) for view in _run_views(kind, run))
+
+
+@functools.lru_cache(maxsize=8192)
+def _kept_run_carries(kind: str, run: str, live: tuple[str, ...]) -> bool:
+    """:func:`_run_carries` for a short run, kept (it is pure)."""
+    return any(_view_carries(view, live) for view in _run_views(kind, run))
 
 
 _PIECE = 8  # a run of this many characters of a long secret counts as a piece of it
@@ -72,13 +106,20 @@ _PIECES_SHARE = 0.6
 def _pieces_cover(view: str, secret: str) -> bool:
     """Whether pieces of ``secret`` scattered through ``view`` (with words in between, in any
     order: "part one: ..., part two: ...") together make up most of it."""
-    grams = {secret[i : i + _PIECE]: i for i in range(len(secret) - _PIECE + 1)}
     covered = bytearray(len(secret))
-    for i in range(len(view) - _PIECE + 1):
-        at = grams.get(view[i : i + _PIECE])
-        if at is not None:
+    # Whether a piece occurs in the view is all that counts, so one substring search per
+    # piece of the secret (a few dozen) replaces a look-up at every position of the view
+    # (a 12,000-character prompt): the same answer at C speed.
+    for gram, at in _grams(secret).items():
+        if gram in view:
             covered[at : at + _PIECE] = b"\x01" * _PIECE
     return sum(covered) >= _PIECES_SHARE * len(secret)
+
+
+@functools.lru_cache(maxsize=64)
+def _grams(secret: str) -> dict[str, int]:
+    """Each ``_PIECE``-character run of ``secret`` with its (last) offset in it."""
+    return {secret[i : i + _PIECE]: i for i in range(len(secret) - _PIECE + 1)}
 
 
 _ROT13 = str.maketrans(
@@ -98,33 +139,56 @@ def _decoded_views(text: str) -> Iterator[str]:
     flat = _flatten(text)
     yield flat
     yield flat.translate(_ROT13)
+    for kind, run in _encoded_runs(text, flat):
+        yield from _run_views(kind, run)
+
+
+def _encoded_runs(text: str, flat: str) -> Iterator[tuple[str, str]]:
+    """The long hex runs of the flattened text, then the base64 runs of the text itself
+    (``("hex" | "b64", run)``), at most ``_MAX_DECODED_RUNS`` in all."""
     runs = 0
     for match in _HEX_RUN.finditer(flat):
-        for start in (0, 1):
-            chunk = match.group()[start:]
-            chunk = chunk[: len(chunk) - len(chunk) % 2]
-            yield _flatten(bytes.fromhex(chunk).decode("latin-1"))
+        yield "hex", match.group()
         runs += 1
         if runs >= _MAX_DECODED_RUNS:
             return
     # Base64 is case-sensitive: read its runs from the text itself, without its invisibles.
     compact = "".join(unicodedata.normalize("NFKC", text).split())
-    compact = "".join(ch for ch in compact if unicodedata.category(ch) != "Cf")
+    if not compact.isascii():  # every format character (Cf) lies outside ASCII
+        compact = compact.translate(_format_characters())
     for match in _B64_RUN.finditer(compact):
-        run = match.group().replace("-", "+").replace("_", "/")
-        for start in range(4):
-            chunk = run[start:]
-            chunk = chunk[: len(chunk) - len(chunk) % 4]
-            if not chunk:
-                continue
-            try:
-                decoded = base64.b64decode(chunk, validate=False)
-            except ValueError:
-                continue
-            yield _flatten(decoded.decode("latin-1"))
+        yield "b64", match.group()
         runs += 1
         if runs >= _MAX_DECODED_RUNS:
             return
+
+
+@functools.cache
+def _format_characters() -> dict[int, None]:
+    """A ``str.translate`` table deleting every format character (Unicode category Cf: the
+    zero-width and direction marks a model can hide inside a secret); built on first use."""
+    return dict.fromkeys(format_characters())
+
+
+def _run_views(kind: str, run: str) -> Iterator[str]:
+    """The flattened decodings of one run: hex at both alignments, base64 at all four."""
+    if kind == "hex":
+        for start in (0, 1):
+            chunk = run[start:]
+            chunk = chunk[: len(chunk) - len(chunk) % 2]
+            yield _flatten(bytes.fromhex(chunk).decode("latin-1"))
+        return
+    run = run.replace("-", "+").replace("_", "/")
+    for start in range(4):
+        chunk = run[start:]
+        chunk = chunk[: len(chunk) - len(chunk) % 4]
+        if not chunk:
+            continue
+        try:
+            decoded = base64.b64decode(chunk, validate=False)
+        except ValueError:
+            continue
+        yield _flatten(decoded.decode("latin-1"))
 
 
 def redact_text(text: str, secrets: Sequence[str]) -> str:

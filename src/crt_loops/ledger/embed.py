@@ -94,6 +94,9 @@ class EmbeddedLedger:
         self._server = server
         self._lock = threading.Lock()
         self._client: LedgerClient | None = None
+        # The status probes' own HTTP client, kept: a new httpx.Client builds a TLS context,
+        # ~50 ms of CPU for every GET /api/ledger/status the dashboard sends (bench/scale.py).
+        self._probe_http: httpx.Client | None = None
         self.state = EmbedState.RUNNING
 
     @property
@@ -119,7 +122,8 @@ class EmbeddedLedger:
     def ledger_info(self) -> dict[str, Any]:
         """For the status route: where the Ledger is, who we are on it, and whether it answers."""
         reachable, error = True, None
-        with LedgerClient(self.base_url, None, timeout=PROBE_TIMEOUT, max_retries=0) as probe:
+        http = self._probe_client()
+        with LedgerClient(self.base_url, None, http, timeout=PROBE_TIMEOUT, max_retries=0) as probe:
             try:
                 probe.health()
             except LedgerUnavailable as exc:
@@ -130,7 +134,7 @@ class EmbeddedLedger:
         identity_verified: bool | None = None
         if self.embedded and self.data_dir is not None and reachable:
             # Whatever holds the port now must still be our Ledger, or it is not "reachable".
-            refused = refusal(self.base_url.removesuffix("/api/v1"), self.data_dir)
+            refused = refusal(self.base_url.removesuffix("/api/v1"), self.data_dir, http=http)
             identity_verified = refused is None
             if refused is not None:
                 reachable, error = False, f"not this service's Ledger: {refused}"
@@ -146,16 +150,29 @@ class EmbeddedLedger:
             "state": self.state.value,
         }
 
+    def _probe_client(self) -> httpx.Client | None:
+        """The kept probe client while running; None once stopped (each probe then makes
+        and closes its own)."""
+        with self._lock:
+            if self.state is not EmbedState.RUNNING:
+                return None
+            if self._probe_http is None:
+                self._probe_http = httpx.Client()
+            return self._probe_http
+
     def stop(self) -> None:
-        """Close the client and stop the server thread if we run it. Idempotent."""
+        """Close the clients and stop the server thread if we run it. Idempotent."""
         with self._lock:
             if self.state is EmbedState.STOPPED:
                 return
             self.state = EmbedState.STOPPED
             client, self._client = self._client, None
+            probe, self._probe_http = self._probe_http, None
             server, self._server = self._server, None
         if client is not None:
             client.close()
+        if probe is not None:
+            probe.close()
         if server is not None:
             server.stop()
             logger.info("ledger: embedded server stopped")

@@ -110,11 +110,14 @@ def verify(secret: bytes, nonce: str, proof: object) -> bool:
     return hmac.compare_digest(prove(secret, nonce), proof)
 
 
-def refusal(root_url: str, data_dir: Path, *, wait: float = 0.0) -> str | None:
+def refusal(
+    root_url: str, data_dir: Path, *, wait: float = 0.0, http: httpx.Client | None = None
+) -> str | None:
     """Challenge whatever answers at ``root_url``: None when it proves it holds ``data_dir``'s
     secret, else why not (a sentence for the startup error). No API key is ever sent here.
 
     ``wait``: how long to keep asking while it is still starting (not listening yet, or 503).
+    ``http``: a client to send the challenge with (a new one is made and closed otherwise).
     """
     try:
         secret = read_secret(data_dir)
@@ -125,7 +128,8 @@ def refusal(root_url: str, data_dir: Path, *, wait: float = 0.0) -> str | None:
     url = f"{root_url}/api/v1/identity"
     while True:
         try:
-            response = httpx.get(url, params={"nonce": nonce}, timeout=PROBE_TIMEOUT)
+            get = http.get if http is not None else httpx.get
+            response = get(url, params={"nonce": nonce}, timeout=PROBE_TIMEOUT)
         except httpx.HTTPError as exc:
             if time.monotonic() >= deadline:
                 return f"it does not answer ({type(exc).__name__}: {exc})"

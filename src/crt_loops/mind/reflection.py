@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -58,6 +57,7 @@ from crt_loops.db.journal import JournalEntry, latest_entry
 from crt_loops.db.session import MessageRow, SessionDB
 from crt_loops.llm.client import LLM, ChatMessage
 from crt_loops.loops.passes import Candidate, LLMGate, PassResult, WatermarkedService
+from crt_loops.mind.patterns import Folded, FoldedPattern
 from crt_loops.mind.topics import topic_scorecard, word_set, words_of
 
 logger = logging.getLogger(__name__)
@@ -73,9 +73,9 @@ MAX_INSIGHTS = 4
 # -- heuristic importance ------------------------------------------------------------------
 
 
-def _words(alternatives: str) -> re.Pattern[str]:
+def _words(alternatives: str) -> FoldedPattern:
     """A case-insensitive whole-word regex over ``|``-separated alternatives."""
-    return re.compile(r"\b(?:" + alternatives + r")\b", re.IGNORECASE)
+    return FoldedPattern(r"\b(?:" + alternatives + r")\b")
 
 
 _LIFE_EVENTS = {
@@ -129,28 +129,29 @@ def heuristic_importance(content: str, role: str = "user") -> tuple[int, str]:
     if not tokens or (len(tokens) <= 6 and all(t in _SMALL_TALK for t in tokens)):
         return 1, "small talk"
     parts: list[tuple[float, str]] = []
-    categories = [name for name, rx in _LIFE_EVENTS.items() if rx.search(text)]
+    folded = Folded.of(text)
+    categories = [name for name, rx in _LIFE_EVENTS.items() if rx.search(folded)]
     if categories:
         parts.append(
             (3.0 + min(2, len(categories) - 1), "life event (" + ", ".join(categories) + ")")
         )
-    intense = {m.lower() for m in _INTENSE_EMOTION.findall(text)}
-    mild = {m.lower() for m in _EMOTION.findall(text)}
+    intense = set(_INTENSE_EMOTION.findall(folded))
+    mild = set(_EMOTION.findall(folded))
     if intense or mild:
         emotion = 2.5 if intense else 1.5
         if len(intense | mild) > 1:
             emotion += 0.5
-        if _INTENSIFIER.search(text):
+        if _INTENSIFIER.search(folded):
             emotion += 0.3
         parts.append((emotion, "emotion (" + ", ".join(sorted(intense | mild)[:3]) + ")"))
-    if _FIRST_PERSON.search(text) and (categories or intense or mild):
+    if _FIRST_PERSON.search(folded) and (categories or intense or mild):
         parts.append((1.5 if categories and (intense or mild) else 1.0, "personal stakes"))
     for rx, weight, label in (
         (_DECISION, 1.5, "a decision or plan"),
         (_URGENCY, 1.5, "urgency"),
         (_ADVICE, 1.0, "asks for advice"),
     ):
-        if rx.search(text):
+        if rx.search(folded):
             parts.append((weight, label))
     if "?" in text:
         parts.append((0.5, "a question"))

@@ -18,14 +18,15 @@ import re
 from dataclasses import dataclass
 
 from crt_loops.db.session import MessageRow
+from crt_loops.mind.patterns import Folded, FoldedPattern
 from crt_loops.mind.topics import word_set
 
 EXPLICIT, IMPLICIT, HINT = 0.35, 0.12, 0.05
 VOTE_EXPLICIT, VOTE_IMPLICIT = 0.5, 0.3
 
 
-def _rx(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern, re.IGNORECASE | re.MULTILINE)
+def _rx(pattern: str) -> FoldedPattern:
+    return FoldedPattern(pattern, re.MULTILINE)
 
 
 _BRIEF = _rx(
@@ -98,6 +99,12 @@ _EMOJI = re.compile(
 )
 
 
+def _no_emoji_possible(text: str) -> bool:
+    """True when ``_EMOJI`` cannot match: ASCII text holds none of its pictographs, and each
+    of its text emoticons needs a ``:``, a ``;`` or ``<3`` (a substring test, not a scan)."""
+    return text.isascii() and ":" not in text and ";" not in text and "<3" not in text
+
+
 @dataclass(frozen=True)
 class Signal:
     field: str
@@ -110,50 +117,53 @@ def observe(message: MessageRow) -> list[Signal]:
     """What one of the person's messages says about how they like replies."""
     text, tag = message.content, f"#{message.id}"
     words = text.split()
+    folded = Folded.of(text)
     out: list[Signal] = []
 
     def asked(match: re.Match[str]) -> str:
         return f'asked "{match.group(0).lower()}" ({tag})'
 
-    if m := _BRIEF.search(text):
+    if m := _BRIEF.search(folded):
         out.append(Signal("verbosity", 0.0, EXPLICIT, asked(m)))
-    elif m := _DETAIL.search(text):
+    elif m := _DETAIL.search(folded):
         out.append(Signal("verbosity", 1.0, EXPLICIT, asked(m)))
     elif len(words) > 80:
         out.append(Signal("verbosity", 0.8, HINT, f"writes at length ({tag})"))
-    elif _WHY_HOW.search(text):
+    elif _WHY_HOW.search(folded):
         out.append(Signal("verbosity", 0.7, HINT, f"asks why/how ({tag})"))
-    if m := _FORMAL.search(text):
+    if m := _FORMAL.search(folded):
         out.append(Signal("formality", 1.0, EXPLICIT, asked(m)))
-    elif m := _CASUAL.search(text):
+    elif m := _CASUAL.search(folded):
         out.append(Signal("formality", 0.0, EXPLICIT, asked(m)))
     elif len(words) >= 3:
         lowered = [w.strip(".,!?;:").lower() for w in words]
-        formal = len(_FORMAL_MARK.findall(text)) + 0.5 * text[:1].isupper()
+        formal = len(_FORMAL_MARK.findall(folded)) + 0.5 * text[:1].isupper()
         formal += 0.5 * (text.rstrip()[-1:] in ".?!")
         casual = sum(1 for w in lowered if w in _SLANG) + (1.0 if text == text.lower() else 0.0)
         casual += 0.5 * ("!!" in text or "??" in text)
         target = max(0.0, min(1.0, 0.5 + 0.12 * (formal - casual)))
         label = "formal" if target > 0.6 else "casual" if target < 0.4 else "neutral"
         out.append(Signal("formality", target, IMPLICIT, f"{label} phrasing ({tag})"))
-    if m := _NO_EMOJI.search(text):
+    if m := _NO_EMOJI.search(folded):
         out.append(Signal("emoji", 0.0, EXPLICIT, asked(m)))
-    elif m := _MORE_EMOJI.search(text):
+    elif m := _MORE_EMOJI.search(folded):
         out.append(Signal("emoji", 1.0, EXPLICIT, asked(m)))
     else:
-        n = len(_EMOJI.findall(text))
+        n = 0 if _no_emoji_possible(text) else len(_EMOJI.findall(text))
         target = 1.0 if n >= 2 else 0.7 if n == 1 else 0.0
         out.append(Signal("emoji", target, IMPLICIT, f"{n} emoji ({tag})"))
     for field, options, implicit in (
         ("formatting", _FMT_EXPLICIT, _FMT_IMPLICIT),
         ("tone", _TONE_EXPLICIT, _TONE_IMPLICIT),
     ):
-        vote = next(((c, asked(m)) for c, rx in options if (m := rx.search(text))), None)
+        vote = next(((c, asked(m)) for c, rx in options if (m := rx.search(folded))), None)
         weight = VOTE_EXPLICIT
         if vote is None:
             weight = VOTE_IMPLICIT
-            vote = next(((c, f"{c} style ({tag})") for c, rx in implicit if rx.search(text)), None)
-            if vote is None and field == "formatting" and len(_LIST_LINE.findall(text)) >= 2:
+            vote = next(
+                ((c, f"{c} style ({tag})") for c, rx in implicit if rx.search(folded)), None
+            )
+            if vote is None and field == "formatting" and len(_LIST_LINE.findall(folded)) >= 2:
                 vote = ("bullets", f"writes lists ({tag})")
         if vote is not None:
             out.append(Signal(field, vote[0], weight, vote[1]))

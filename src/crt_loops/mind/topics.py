@@ -14,6 +14,7 @@ needing at least two mentions on the side that counts.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -61,22 +62,36 @@ def keywords(text: str) -> list[str]:
     """Distinct noun-ish keywords in order of appearance (stop words out, plurals folded)."""
     seen: dict[str, None] = {}
     for token in words_of(text):
-        word = token.strip("'-")
-        if word.endswith("'s"):
-            word = word[:-2]
-        if len(word) < 3 or word in _STOP or word.endswith("ly"):
-            continue
-        if word.endswith("ies") and len(word) > 4:
-            word = word[:-3] + "y"
-        elif word.endswith(("ches", "shes", "xes", "sses")) or (
-            word.endswith("oes") and len(word) > 6
-        ):
-            word = word[:-2]
-        elif word.endswith("s") and not word.endswith(("ss", "us", "is")) and len(word) > 3:
-            word = word[:-1]
-        if word not in _STOP:
+        word = _keyword(token) if len(token) <= _KEPT_TOKEN_CHARS else _fold(token)
+        if word is not None:
             seen.setdefault(word, None)
     return list(seen)
+
+
+_KEPT_TOKEN_CHARS = 40  # a longer "word" is noise, folded afresh: the cache stays ~3 MB
+
+
+@functools.lru_cache(maxsize=32_768)
+def _keyword(token: str) -> str | None:
+    """:func:`_fold`, kept per token: a person's vocabulary is small next to what they write,
+    and this folding was a tenth of a backlog pass (bench/backlog.py)."""
+    return _fold(token)
+
+
+def _fold(token: str) -> str | None:
+    """One token's keyword, or None for a stop word, an adverb or a short word."""
+    word = token.strip("'-")
+    if word.endswith("'s"):
+        word = word[:-2]
+    if len(word) < 3 or word in _STOP or word.endswith("ly"):
+        return None
+    if word.endswith("ies") and len(word) > 4:
+        word = word[:-3] + "y"
+    elif word.endswith(("ches", "shes", "xes", "sses")) or (word.endswith("oes") and len(word) > 6):
+        word = word[:-2]
+    elif word.endswith("s") and not word.endswith(("ss", "us", "is")) and len(word) > 3:
+        word = word[:-1]
+    return None if word in _STOP else word
 
 
 def _weigh(messages: Sequence[MessageRow]) -> tuple[defaultdict[str, float], Counter[str]]:

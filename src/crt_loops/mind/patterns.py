@@ -1,0 +1,116 @@
+"""Case-insensitive patterns that run case-sensitively on lower-cased ASCII text.
+
+The heuristics (importance in mind/reflection.py, style signals in mind/signals.py) run a dozen
+or more ``re.IGNORECASE`` alternations over every message; sre compares case-folded characters
+one at a time, which made them most of a backlog pass's CPU (bench/backlog.py). For ASCII text,
+searching ``text.lower()`` with the same pattern compiled without ``IGNORECASE`` finds the same
+matches at the same offsets (lower-casing ASCII keeps its length and its word characters), in
+about half the time. Any other text goes through the ``IGNORECASE`` pattern, whose Unicode case
+folding (dotted capital I, long s, the Kelvin sign) a plain ``lower()`` does not reproduce.
+
+Most messages match none of a pattern's alternatives, and sre finds that out by trying each one
+at every position. So each pattern also has *anchors*, read from its parsed form: literal
+strings at least one of which every match contains (``died|passed away`` has ``died`` and
+``passed away``). Lower-cased text holding none of them cannot match, and a few substring tests
+say so at C speed. A pattern whose matches need no literal of two or more characters has no
+anchors and is always searched.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from re import _parser  # type: ignore[attr-defined]
+from typing import Any
+
+_MIN_ANCHOR = 2  # shorter literals are in nearly every text: no use as a filter
+
+
+@dataclass(frozen=True)
+class Folded:
+    """A text and, when it is ASCII, its lower-cased form: what :class:`FoldedPattern` reads."""
+
+    text: str
+    lowered: str | None
+
+    @classmethod
+    def of(cls, text: str) -> Folded:
+        return cls(text, text.lower() if text.isascii() else None)
+
+
+class FoldedPattern:
+    """A case-insensitive pattern with :meth:`search` and :meth:`findall` over a :class:`Folded`.
+
+    The pattern must spell its letters in lower case (escapes such as ``\\S`` aside): the fast
+    path compares it with lower-cased text.
+    """
+
+    def __init__(self, pattern: str, flags: int = 0) -> None:
+        if re.search("[A-Z]", re.sub(r"\\.", "", pattern)):
+            raise ValueError(f"a folded pattern spells its letters in lower case: {pattern!r}")
+        self.pattern = pattern
+        self.insensitive = re.compile(pattern, flags | re.IGNORECASE)
+        self.sensitive = re.compile(pattern, flags)
+        self.anchors = anchors(pattern, flags)
+
+    def _impossible(self, lowered: str) -> bool:
+        if self.anchors is None:
+            return False
+        # A plain loop: all() over a generator cost twice as much in the backlog's profile.
+        for anchor in self.anchors:  # noqa: SIM110
+            if anchor in lowered:
+                return False
+        return True
+
+    def search(self, folded: Folded) -> re.Match[str] | None:
+        if folded.lowered is not None:
+            if self._impossible(folded.lowered):
+                return None
+            return self.sensitive.search(folded.lowered)
+        return self.insensitive.search(folded.text)
+
+    def findall(self, folded: Folded) -> list[str]:
+        """Every match, lower-cased (what both callers keep of them)."""
+        if folded.lowered is not None:
+            if self._impossible(folded.lowered):
+                return []
+            return [m.group(0) for m in self.sensitive.finditer(folded.lowered)]
+        return [m.group(0).lower() for m in self.insensitive.finditer(folded.text)]
+
+
+def anchors(pattern: str, flags: int = 0) -> tuple[str, ...] | None:
+    """Literals at least one of which every match of ``pattern`` (case-sensitive) contains,
+    or None when no such set of literals of ``_MIN_ANCHOR``+ characters was found."""
+    found = _required(list(_parser.parse(pattern, flags).data))
+    return tuple(sorted(found)) if found else None
+
+
+def _required(items: list[tuple[Any, Any]]) -> set[str] | None:
+    """For a sequence of parsed items: the best set of literals one of which any match of the
+    whole sequence contains (the longest run of literals in a row, or a group or alternation
+    every branch of which has such a set), or None."""
+    best: set[str] | None = None
+    run: list[str] = []
+
+    def consider(candidate: set[str] | None) -> None:
+        nonlocal best
+        shortest = min(map(len, candidate)) if candidate else 0
+        if shortest >= _MIN_ANCHOR and (best is None or shortest > min(map(len, best))):
+            best = candidate
+
+    for op, av in items:
+        if op is _parser.LITERAL:
+            run.append(chr(av))
+            continue
+        consider({"".join(run)} if run else None)
+        run = []
+        if op is _parser.SUBPATTERN:
+            consider(_required(list(av[-1].data)))
+        elif op is _parser.BRANCH:
+            branches = [_required(list(branch.data)) for branch in av[1]]
+            if all(branches):
+                consider(set().union(*[b for b in branches if b]))
+        # Anything else (a class, a repeat, an assertion) is skipped: it adds no literal, and
+        # a literal around it stays required.
+    consider({"".join(run)} if run else None)
+    return best
