@@ -62,7 +62,15 @@ DUE_THREADS, DUE_FROM_S, DUE_SPAN_S = 60, 8.0, 20.0
 TARGET_RSS_MB, TARGET_GROWTH_MB, TARGET_STARTUP_S = 250.0, 1.0, 3.0
 TARGET_P99_MS, TARGET_LATE_S = 50.0, 1.0
 STATUS = ("loops", "status")
-THREAD_PAGES = ("threads", "messages", "config", "history", "journal", "personality")
+THREAD_PAGES = (
+    "threads",
+    "list_configs",
+    "messages",
+    "config",
+    "history",
+    "journal",
+    "personality",
+)
 
 
 # -- the seeded DB -------------------------------------------------------------------------
@@ -235,9 +243,8 @@ async def dashboard_client(
                 get(client, "personality", f"{q}/personality"),
             ]
             if slow:
-                jobs += [
-                    get(client, "list_config", f"/api/threads/{t}/heartbeat/config") for t in listed
-                ]
+                listed_q = "&".join(f"thread_id={t}" for t in listed)
+                jobs.append(get(client, "list_configs", f"/api/heartbeat/configs?{listed_q}"))
                 jobs.append(get(client, "heartbeat_md", "/api/heartbeat/heartbeat.md"))
             if feed:
                 jobs.append(get(client, "feed", "/api/ledger/feed?sort=hot&limit=15"))

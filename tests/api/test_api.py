@@ -170,6 +170,33 @@ def test_chat_stream_with_the_llm_down_is_a_plain_503(
     assert r.status_code == 422 and "stream" in r.text
 
 
+def test_many_configs_in_one_call_in_the_order_asked_with_the_missing_named(
+    client: TestClient,
+) -> None:
+    client.post("/api/threads", json={"thread_id": "work"})
+    client.post("/api/threads/work/heartbeat/config", json={"enabled": True, "every": "45m"})
+    r = client.get(
+        "/api/heartbeat/configs",
+        params=[("thread_id", t) for t in ("work", "ghost", "default", "work")],
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert [c["thread_id"] for c in body["configs"]] == ["work", "default"]
+    assert body["missing"] == ["ghost"]
+    work = body["configs"][0]
+    assert work == client.get("/api/threads/work/heartbeat/config").json()
+    assert work["config"]["every_seconds"] == 2700 and work["config"]["enabled"] is True
+
+
+def test_many_configs_refuses_bad_ids_and_too_many_naming_the_rule(client: TestClient) -> None:
+    r = client.get("/api/heartbeat/configs", params={"thread_id": "has space"})
+    assert r.status_code == 422 and "thread_id" in r.text and "^[A-Za-z0-9_-]{1,64}$" in r.text
+    assert client.get("/api/heartbeat/configs").status_code == 422
+    too_many = [("thread_id", f"t{i}") for i in range(101)]
+    r = client.get("/api/heartbeat/configs", params=too_many)
+    assert r.status_code == 422 and "thread_id" in r.text
+
+
 # -- loops ---------------------------------------------------------------------------------
 
 

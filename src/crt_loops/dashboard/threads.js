@@ -4,8 +4,8 @@ import { api } from './api.js';
 import { badge, byId, formatDuration, h, renderIfChanged, timeEl } from './dom.js';
 import { selectThread, state } from './state.js';
 
-// Configs of the listed threads are fetched on the slow tick; this many at most, so a service
-// with thousands of threads does not get thousands of requests from one open tab.
+// Configs of the listed threads are fetched on the slow tick, in one request; this many at most,
+// so a service with thousands of threads does not read thousands of configs for one open tab.
 const MAX_LISTED_CONFIGS = 50;
 
 let threads = [];
@@ -15,18 +15,16 @@ export function initThreads({ onSelected }) {
   onSelect = onSelected;
 }
 
-/** GET /api/threads, and (when ``withConfigs``) every listed thread's heartbeat config. */
+/** GET /api/threads, and (when ``withConfigs``) the listed threads' heartbeat configs, all in
+ * one request. */
 export async function refreshThreads(withConfigs) {
   const data = await api('/api/threads?limit=100');
   threads = data.threads;
-  if (withConfigs) {
+  if (withConfigs && threads.length) {
     const ids = threads.slice(0, MAX_LISTED_CONFIGS).map((t) => t.thread_id);
-    const views = await Promise.allSettled(
-      ids.map((id) => api(`/api/threads/${encodeURIComponent(id)}/heartbeat/config`)),
-    );
-    views.forEach((result, i) => {
-      if (result.status === 'fulfilled') state.configs.set(ids[i], result.value);
-    });
+    const query = ids.map((id) => `thread_id=${encodeURIComponent(id)}`).join('&');
+    const views = await api(`/api/heartbeat/configs?${query}`);
+    for (const view of views.configs) state.configs.set(view.thread_id, view);
   }
   if (!threads.some((t) => t.thread_id === state.thread) && threads.length) {
     selectThread(threads.some((t) => t.thread_id === 'default') ? 'default' : threads[0].thread_id);

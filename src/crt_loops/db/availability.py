@@ -114,15 +114,22 @@ class WriteHealth:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._failure: DbUnavailable | None = None
+        self._succeeded_at: float | None = None  # time.monotonic() of the latest success
 
     def failed(self, failure: DbUnavailable) -> None:
         with self._lock:
             self._failure = failure
 
     def succeeded(self) -> None:
+        self._succeeded_at = time.monotonic()
         if self._failure is not None:  # the common case takes no lock
             with self._lock:
                 self._failure = None
+
+    def succeeded_within(self, seconds: float) -> bool:
+        """Whether a write succeeded in the last ``seconds``."""
+        at = self._succeeded_at
+        return at is not None and time.monotonic() - at <= seconds
 
     @property
     def failure(self) -> DbUnavailable | None:

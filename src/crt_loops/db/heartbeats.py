@@ -235,16 +235,29 @@ def _outcome(value: str | None) -> RunOutcome | None:
 # -- configs -----------------------------------------------------------------------------
 
 
+_HEARTBEAT_COLUMNS = (
+    "SELECT thread_id, heartbeat_config_json, heartbeat_last_run, heartbeat_last_summary, "
+    "heartbeat_last_actions_json, heartbeat_last_outcome, heartbeat_last_reason, "
+    "heartbeat_next_due, heartbeat_failures, heartbeat_context_hash FROM thread_sessions "
+)
+
+
 def get_thread_heartbeat(db: SessionDB, thread_id: str) -> ThreadHeartbeat | None:
-    row = db.query_one(
-        "SELECT thread_id, heartbeat_config_json, heartbeat_last_run, heartbeat_last_summary, "
-        "heartbeat_last_actions_json, heartbeat_last_outcome, heartbeat_last_reason, "
-        "heartbeat_next_due, heartbeat_failures, heartbeat_context_hash "
-        "FROM thread_sessions WHERE thread_id = ?",
-        (thread_id,),
-    )
-    if row is None:
-        return None
+    row = db.query_one(_HEARTBEAT_COLUMNS + "WHERE thread_id = ?", (thread_id,))
+    return None if row is None else _thread_heartbeat(row)
+
+
+def get_thread_heartbeats(db: SessionDB, thread_ids: Sequence[str]) -> list[ThreadHeartbeat]:
+    """The heartbeats of the threads that exist among ``thread_ids``, in one query (the
+    dashboard's thread list asks for dozens at a time)."""
+    if not thread_ids:
+        return []
+    marks = ", ".join("?" for _ in thread_ids)
+    rows = db.query(_HEARTBEAT_COLUMNS + f"WHERE thread_id IN ({marks})", tuple(thread_ids))
+    return [_thread_heartbeat(row) for row in rows]
+
+
+def _thread_heartbeat(row: Any) -> ThreadHeartbeat:
     raw = row["heartbeat_config_json"]
     return ThreadHeartbeat(
         thread_id=row["thread_id"],

@@ -24,6 +24,7 @@ from crt_loops.db import approvals as approval_records
 from crt_loops.db import heartbeat_claims, heartbeats, prompts
 from crt_loops.db.availability import classify
 from crt_loops.db.errors import DatabaseError
+from crt_loops.db.session import THREAD_ID_RE
 from crt_loops.heartbeat.config import ConfigPatch
 from crt_loops.heartbeat.executor import (
     MANUAL_RETRY_AFTER_SECONDS,
@@ -175,6 +176,11 @@ def config_view(db: Any, thread_id: str) -> dict[str, Any]:
     hb = heartbeats.get_thread_heartbeat(db, thread_id)
     if hb is None:
         raise HTTPException(status_code=404, detail=f"thread {thread_id!r} does not exist")
+    return _view(hb)
+
+
+def _view(hb: heartbeats.ThreadHeartbeat) -> dict[str, Any]:
+    thread_id = hb.thread_id
     return {
         "thread_id": thread_id,
         "config": hb.config.model_dump(mode="json"),
@@ -186,6 +192,47 @@ def config_view(db: Any, thread_id: str) -> dict[str, Any]:
         "last_reason": hb.last_reason,
         "next_due_at": iso(hb.next_due),
         "consecutive_failures": hb.failures,
+    }
+
+
+#: Most thread ids one ``GET /api/heartbeat/configs`` takes (the dashboard lists 50).
+MAX_CONFIGS = 100
+
+
+@router.get(
+    "/api/heartbeat/configs",
+    summary="Several threads' heartbeat configs in one call (unknown ids listed as missing)",
+    response_model=out.HeartbeatConfigViews,
+)
+def get_configs(
+    db: DB,
+    thread_id: Annotated[
+        list[str],
+        Query(
+            min_length=1,
+            max_length=MAX_CONFIGS,
+            description=f"repeat for each thread, 1 to {MAX_CONFIGS} ids",
+        ),
+    ],
+) -> dict[str, Any]:
+    bad = [t for t in thread_id if not THREAD_ID_RE.fullmatch(t)]
+    if bad:
+        raise HTTPException(
+            status_code=422,
+            detail=[
+                {
+                    "loc": ["query", "thread_id"],
+                    "msg": f"{t[:80]!r} does not match {THREAD_ID_RE.pattern}",
+                    "type": "value_error",
+                }
+                for t in bad[:10]
+            ],
+        )
+    wanted = list(dict.fromkeys(thread_id))  # each once, in the order asked
+    found = {hb.thread_id: hb for hb in heartbeats.get_thread_heartbeats(db, wanted)}
+    return {
+        "configs": [_view(found[t]) for t in wanted if t in found],
+        "missing": [t for t in wanted if t not in found],
     }
 
 

@@ -402,6 +402,12 @@ class HeartbeatConfigView(Out):
     consecutive_failures: int
 
 
+class HeartbeatConfigViews(Out):
+    model_config = _example({"configs": [], "missing": ["no-such-thread"]})
+    configs: list[HeartbeatConfigView] = Field(description="in the order asked, each once")
+    missing: list[str] = Field(description="ids asked for that name no thread")
+
+
 class Section(Out):
     title: str
     items: list[str]
