@@ -239,10 +239,10 @@ async def dashboard_client(
                 get(client, "messages", f"{q}/messages?limit=30&newest=true"),
                 get(client, "config", f"{q}/heartbeat/config"),
                 get(client, "history", f"{q}/heartbeat/history?limit=20"),
-                get(client, "journal", f"{q}/journal?limit=10"),
-                get(client, "personality", f"{q}/personality"),
             ]
             if slow:
+                jobs.append(get(client, "journal", f"{q}/journal?limit=10"))
+                jobs.append(get(client, "personality", f"{q}/personality"))
                 listed_q = "&".join(f"thread_id={t}" for t in listed)
                 jobs.append(get(client, "list_configs", f"/api/heartbeat/configs?{listed_q}"))
                 jobs.append(get(client, "heartbeat_md", "/api/heartbeat/heartbeat.md"))

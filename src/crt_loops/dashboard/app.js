@@ -1,8 +1,9 @@
 // The dashboard's entry point: polling, the API token prompt, and the header.
 //
 // Live updates are plain polling (short requests every POLL_MS, nothing held open), paused while
-// the tab is hidden. Cheap views refresh on every tick; the thread list's configs, HEARTBEAT.md
-// and the Ledger's status every SLOW_EVERY ticks; the Ledger feed every FEED_EVERY ticks.
+// the tab is hidden. Cheap views refresh on every tick; the thread list's configs (one request),
+// the thread's journal and profile, HEARTBEAT.md and the Ledger's status every SLOW_EVERY ticks
+// (and at once when the thread changes or a chat reply lands); the feed every FEED_EVERY ticks.
 
 import { api, getToken, onUnauthorized, setToken } from './api.js';
 import { initChat, refreshMessages } from './chat.js';
@@ -76,14 +77,18 @@ async function refreshLedgerStatus() {
   pill.title = `${ledger.url} as ${ledger.agent_name}${ledger.error ? ` (${ledger.error})` : ''}`;
 }
 
-function threadViews() {
-  return [
+/** The selected thread's views; ``all`` false (a fast tick) leaves out the journal and the
+ * personality profile, which the thinking loops change minutes apart, not seconds. */
+function threadViews(all = true) {
+  const views = [
     section('chat-error', refreshMessages),
     section('hb-error', refreshConfig),
     section('timeline-error', refreshTimeline),
-    section('journal-error', refreshJournal),
-    section('personality-error', refreshPersonality),
   ];
+  if (all) {
+    views.push(section('journal-error', refreshJournal), section('personality-error', refreshPersonality));
+  }
+  return views;
 }
 
 async function tick() {
@@ -95,7 +100,7 @@ async function tick() {
   if (needToken) return; // one 401 is enough to ask; the rest would only repeat it
   const jobs = [section('loops-error', refreshLoops), section('threads-error', () => refreshThreads(slow))];
   jobs.push(section('approvals-error', refreshApprovals));
-  jobs.push(...threadViews());
+  jobs.push(...threadViews(slow));
   if (slow) jobs.push(section('md-error', refreshEditor));
   if (tickNo === 1) jobs.push(section(null, fillPickers));
   if (feed) jobs.push(section('feed-error', refreshFeed));
