@@ -8,7 +8,7 @@ cooldowns ahead of a 429) reads every thread's outbox; and the comments on its p
 from __future__ import annotations
 
 import json
-import sqlite3
+from crt_loops.db.conn import Connection
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,7 +60,7 @@ def agent_history(
 
 
 def _agent_history(
-    conn: sqlite3.Connection, *, since: float, changed_after: float | None
+    conn: Connection, *, since: float, changed_after: float | None
 ) -> AgentHistory:
     horizon = since - HISTORY_HORIZON
     if changed_after is not None:

@@ -10,7 +10,7 @@ leaves something recovery can finish (docs/architecture.md §5 steps 7-8).
 from __future__ import annotations
 
 import json
-import sqlite3
+from crt_loops.db.conn import Row
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -168,7 +168,7 @@ class ThreadHeartbeat:
     context_hash: str | None
 
 
-def action_from_row(row: sqlite3.Row) -> ActionRecord:
+def action_from_row(row: Row) -> ActionRecord:
     return ActionRecord(
         id=row["id"],
         run_id=row["run_id"],
@@ -187,7 +187,7 @@ def action_from_row(row: sqlite3.Row) -> ActionRecord:
     )
 
 
-def _run(row: sqlite3.Row) -> RunRecord:
+def _run(row: Row) -> RunRecord:
     return RunRecord(
         run_id=row["run_id"],
         thread_id=row["thread_id"],
@@ -210,7 +210,7 @@ def _run(row: sqlite3.Row) -> RunRecord:
     )
 
 
-def _usage(row: sqlite3.Row) -> LLMUsage | None:
+def _usage(row: Row) -> LLMUsage | None:
     fields = ("prompt_tokens", "prompt_eval_tokens", "cached_tokens", "completion_tokens")
     if all(row[f] is None for f in fields) and row["prompt_ms"] is None:
         return None

@@ -8,7 +8,7 @@ they belong to (:func:`insert_entry`), so a reflection and its watermark commit 
 from __future__ import annotations
 
 import json
-import sqlite3
+from crt_loops.db.conn import Connection, Row
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,7 +64,7 @@ class SelfReplySettings:
     last_self_reply_at: float | None
 
 
-def _entry(row: sqlite3.Row | tuple[Any, ...]) -> JournalEntry:
+def _entry(row: Row | tuple[Any, ...]) -> JournalEntry:
     meta = json.loads(row[7]) if row[7] else {}
     return JournalEntry(
         id=int(row[0]),
@@ -82,7 +82,7 @@ def _entry(row: sqlite3.Row | tuple[Any, ...]) -> JournalEntry:
 
 
 def insert_entry(
-    tx: sqlite3.Connection,
+    tx: Connection,
     *,
     thread_id: str,
     entry_type: str,

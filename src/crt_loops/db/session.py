@@ -1,8 +1,9 @@
-"""SessionDB: the service's SQLite store, safe across threads and processes.
+"""SessionDB: the service's store, safe across threads, processes and hosts.
 
-The connection and transaction discipline lives in :mod:`crt_loops.db.sqlite` (``BEGIN
-IMMEDIATE`` for every write, one connection per thread, numbered migrations, driver errors
-translated); the schema in :mod:`crt_loops.db.migrations`. SessionDB holds the core records
+It is a SQLite file (:mod:`crt_loops.db.sqlite`: ``BEGIN IMMEDIATE`` for every write, one
+connection per thread) or, opened with a ``postgresql://`` URL, a PostgreSQL database shared by
+several hosts (:mod:`crt_loops.db.postgres`); the schema is in :mod:`crt_loops.db.migrations`
+and, for PostgreSQL, :mod:`crt_loops.db.pg_migrations`, numbered alike. SessionDB holds the core records
 (threads, messages, the loops' watermarks, leases, key/value); each feature's records have a
 repository module beside it (``db.journal``, ``db.reflection``, ``db.personality``,
 ``db.heartbeats``, ``db.agent_history``, ``db.retention``).
@@ -15,18 +16,21 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from crt_loops.db import progress
+from crt_loops.db.availability import DbUnavailable
+from crt_loops.db.conn import POSTGRES, Args, Connection, Dialect, Row, SQLiteConnection
 from crt_loops.db.errors import DatabaseClosedError, translated
 from crt_loops.db.leases import drop_lease, get_lease, kv_read, kv_write, take_lease
 from crt_loops.db.migrations import MIGRATIONS
 from crt_loops.db.sqlite import BUSY_TIMEOUT_MS, SQLiteStore
+from crt_loops.db.store import Store
 
 __all__ = ["MIGRATIONS", "DatabaseClosedError", "SessionDB"]
 
@@ -52,7 +56,7 @@ def check_thread_id(thread_id: str) -> str:
     return thread_id
 
 
-def insert_thread(tx: sqlite3.Connection, thread_id: str, title: str, now: float) -> bool:
+def insert_thread(tx: Connection, thread_id: str, title: str, now: float) -> bool:
     """Create the thread inside the caller's transaction unless it exists; True if created."""
     cur = tx.execute(
         "INSERT INTO thread_sessions (thread_id, title, created_at, updated_at) "
@@ -62,10 +66,24 @@ def insert_thread(tx: sqlite3.Connection, thread_id: str, title: str, now: float
     return cur.rowcount == 1
 
 
-def require_thread_in(tx: sqlite3.Connection, thread_id: str) -> None:
+def require_thread_in(tx: Connection, thread_id: str) -> None:
     """Raise ThreadNotFound unless the thread exists (inside the caller's transaction)."""
     if not tx.execute("SELECT 1 FROM thread_sessions WHERE thread_id = ?", (thread_id,)).fetchone():
         raise ThreadNotFound(f"thread {thread_id!r} does not exist")
+
+
+def lock_thread(tx: Connection, thread_id: str) -> bool:
+    """Serialise the caller's check-then-write on one thread (docs/storage.md, rule 5); whether
+    the thread exists.
+
+    SQLite's ``BEGIN IMMEDIATE`` already serialises every write transaction, so this is a
+    plain read there; on PostgreSQL it locks the thread's row until the transaction ends, so
+    two hosts checking "no reflection covers these messages yet" cannot both write one.
+    """
+    sql = "SELECT 1 FROM thread_sessions WHERE thread_id = ?"
+    if tx.dialect == POSTGRES:
+        sql += " FOR UPDATE"
+    return tx.execute(sql, (thread_id,)).fetchone() is not None
 
 
 @dataclass(frozen=True)
@@ -88,7 +106,7 @@ class MessageRow:
     scored_by: str | None
 
 
-def _message(row: sqlite3.Row) -> MessageRow:
+def _message(row: Row) -> MessageRow:
     return MessageRow(
         id=row["id"],
         thread_id=row["thread_id"],
@@ -101,8 +119,29 @@ def _message(row: sqlite3.Row) -> MessageRow:
     )
 
 
-class SessionDB(SQLiteStore):
-    """The session database: threads, messages, journal, loops' progress, heartbeat records."""
+def open_store(
+    target: Path | str,
+    *,
+    clock: Callable[[], float] = time.time,
+    busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+    pool_size: int | None = None,
+) -> Store:
+    """The session DB's backend for ``target``: a ``postgresql://`` URL or a SQLite path."""
+    if isinstance(target, str) and target.startswith(("postgresql://", "postgres://")):
+        # psycopg is the optional `postgres` extra: imported only when a URL asks for it.
+        from crt_loops.db.pg_migrations import PG_MIGRATIONS
+        from crt_loops.db.postgres import POOL_SIZE, PostgresStore
+
+        return PostgresStore(target, PG_MIGRATIONS, clock=clock, pool_size=pool_size or POOL_SIZE)
+    return SQLiteStore(target, MIGRATIONS, clock=clock, busy_timeout_ms=busy_timeout_ms)
+
+
+class SessionDB(Store):
+    """The session database: threads, messages, journal, loops' progress, heartbeat records.
+
+    Opened on a SQLite path (the default) or a ``postgresql://`` URL (``CRT_DATABASE_URL``);
+    every repository works on either through :class:`~crt_loops.db.store.Store`.
+    """
 
     def __init__(
         self,
@@ -110,9 +149,60 @@ class SessionDB(SQLiteStore):
         *,
         clock: Callable[[], float] = time.time,
         busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+        pool_size: int | None = None,
     ) -> None:
-        super().__init__(path, MIGRATIONS, clock=clock, busy_timeout_ms=busy_timeout_ms)
-        self.ensure_thread(DEFAULT_THREAD)
+        self.backend = open_store(
+            path, clock=clock, busy_timeout_ms=busy_timeout_ms, pool_size=pool_size
+        )
+        self.path = self.backend.path
+        self.clock = clock
+        self.write_health = self.backend.write_health
+        self.deferred = self.backend.deferred
+        try:
+            self.ensure_thread(DEFAULT_THREAD)
+        except BaseException:
+            self.backend.close()
+            raise
+
+    # -- the backend ---------------------------------------------------------------------
+
+    @property
+    def dialect(self) -> Dialect:
+        return self.backend.dialect
+
+    def write(self) -> AbstractContextManager[Connection]:
+        return self.backend.write()
+
+    def snapshot(self) -> AbstractContextManager[Connection]:
+        return self.backend.snapshot()
+
+    def read(self) -> Connection:
+        return self.backend.read()
+
+    def query(self, sql: str, args: Args = ()) -> list[Row]:
+        return self.backend.query(sql, args)
+
+    def query_one(self, sql: str, args: Args = ()) -> Row | None:
+        return self.backend.query_one(sql, args)
+
+    def migrate(self) -> int:
+        return self.backend.migrate()
+
+    def availability(self) -> DbUnavailable | None:
+        return self.backend.availability()
+
+    def close(self) -> None:
+        self.backend.close()
+
+    @property
+    def closed(self) -> bool:
+        return self.backend.closed
+
+    def conn(self) -> SQLiteConnection:
+        """This thread's SQLite connection (SQLite only: tests that inspect the file use it)."""
+        if not isinstance(self.backend, SQLiteStore):
+            raise TypeError(f"{self.path} is not a SQLite database")
+        return self.backend.conn()
 
     # -- threads -------------------------------------------------------------------------
 
