@@ -34,7 +34,9 @@ class PgUnavailable(RuntimeError):
 
 def postgres_bin() -> Path:
     """The newest installed ``/usr/lib/postgresql/<n>/bin``."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4])
+    )
     if not found:
         raise PgUnavailable("PostgreSQL is not installed: run scripts/ensure-postgres.sh")
     return Path(found[-1]).parent

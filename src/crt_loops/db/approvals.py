@@ -8,12 +8,12 @@ owner's edits and rejections go to ``heartbeat_owner_feedback`` in the same tran
 from __future__ import annotations
 
 import json
-from crt_loops.db.conn import Connection, Row
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from crt_loops.core.clock import iso
+from crt_loops.db.conn import Connection, Row
 from crt_loops.db.heartbeats import ActionRecord, action_from_row
 from crt_loops.db.session import SessionDB, dumps
 

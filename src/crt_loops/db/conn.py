@@ -14,7 +14,16 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal, Protocol, TypeAlias
 
-__all__ = ["POSTGRES", "SQLITE", "Args", "Connection", "Cursor", "Dialect", "Row", "SQLiteConnection"]
+__all__ = [
+    "POSTGRES",
+    "SQLITE",
+    "Args",
+    "Connection",
+    "Cursor",
+    "Dialect",
+    "Row",
+    "SQLiteConnection",
+]
 
 Dialect: TypeAlias = Literal["sqlite", "postgres"]
 SQLITE: Dialect = "sqlite"

@@ -10,7 +10,6 @@ leaves something recovery can finish (docs/architecture.md §5 steps 7-8).
 from __future__ import annotations
 
 import json
-from crt_loops.db.conn import Row
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +18,8 @@ from typing import Any
 from crt_loops.core import wording
 from crt_loops.core.clock import iso
 from crt_loops.core.enums import ActionState, RunOutcome, RunReason, Trigger
-from crt_loops.db.session import SessionDB, dumps, insert_thread
+from crt_loops.db.conn import SQLITE, Row
+from crt_loops.db.session import SessionDB, dumps, insert_thread, lock_thread
 from crt_loops.heartbeat.config import HeartbeatConfig, config_from_json, config_to_json
 from crt_loops.llm.types import LLMUsage
 
@@ -275,6 +275,7 @@ def update_config(
     with db.write() as tx:
         now = db.clock()
         insert_thread(tx, thread_id, "", now)
+        lock_thread(tx, thread_id)
         row = tx.execute(
             "SELECT heartbeat_config_json, heartbeat_last_run FROM thread_sessions "
             "WHERE thread_id = ?",
@@ -392,9 +393,14 @@ def finish_run(
                 run.run_id,
             ),
         )
+        enabled = (
+            "json_extract(heartbeat_config_json, '$.enabled')"
+            if tx.dialect == SQLITE
+            else "(heartbeat_config_json::jsonb -> 'enabled') = 'true'::jsonb"
+        )
         sets = [
             "heartbeat_next_due = CASE WHEN heartbeat_config_json IS NULL THEN NULL "
-            "WHEN json_extract(heartbeat_config_json, '$.enabled') THEN ? ELSE NULL END"
+            f"WHEN {enabled} THEN CAST(? AS DOUBLE PRECISION) ELSE NULL END"
         ]
         args: list[Any] = [next_due]
         if update_last:

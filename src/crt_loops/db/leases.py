@@ -7,11 +7,11 @@ so two processes racing for it cannot both win, whatever the backend's isolation
 
 from __future__ import annotations
 
-from crt_loops.db.conn import Connection, Row
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from crt_loops.db.conn import Connection, Row
 from crt_loops.db.store import Store
 
 

@@ -2,7 +2,9 @@
 :mod:`crt_loops.db.migrations`, in PostgreSQL's SQL.
 
 Each version leaves the same tables, columns, constraints and indexes as SQLite's version of
-that number: ids are identity columns (never reused, like ``AUTOINCREMENT``), times are
+that number: ids are identity columns (never reused, like ``AUTOINCREMENT``); the two tables whose
+shared SQL orders or deletes by SQLite's implicit ``rowid`` (runs and kept prompts) carry an
+identity column of that name, in insertion order as SQLite's is; times are
 ``DOUBLE PRECISION`` (Unix seconds, as SQLite's ``REAL``), migration 4's triggers are PL/pgSQL
 functions, and migration 5 alters its CHECK constraints where SQLite had to rebuild tables.
 Append only: a released number is never edited.
@@ -104,6 +106,7 @@ PG_MIGRATIONS: list[tuple[int, str]] = [
         );
 
         CREATE TABLE heartbeat_runs (
+            rowid BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE,
             run_id TEXT PRIMARY KEY,
             thread_id TEXT NOT NULL REFERENCES thread_sessions(thread_id) ON DELETE CASCADE,
             trigger TEXT NOT NULL CHECK (trigger IN ('schedule', 'manual')),
@@ -246,6 +249,7 @@ PG_MIGRATIONS: list[tuple[int, str]] = [
             requested_at DOUBLE PRECISION NOT NULL
         );
         CREATE TABLE heartbeat_prompts (
+            rowid BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE,
             run_id TEXT PRIMARY KEY REFERENCES heartbeat_runs(run_id) ON DELETE CASCADE,
             thread_id TEXT NOT NULL,
             created_at DOUBLE PRECISION NOT NULL,

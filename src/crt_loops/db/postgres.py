@@ -41,7 +41,7 @@ from crt_loops.db.availability import DbUnavailable, WriteHealth, classify
 from crt_loops.db.conn import POSTGRES, Args, Dialect, Row
 from crt_loops.db.deferred import DeferredWrites
 from crt_loops.db.errors import DatabaseClosedError, DatabaseError
-from crt_loops.db.pg_errors import DRIVER_ERRORS, translate_pg, translated_pg
+from crt_loops.db.pg_errors import DRIVER_ERRORS, translated_pg
 from crt_loops.db.pg_sql import to_postgres
 from crt_loops.db.store import Store
 
@@ -133,10 +133,18 @@ class PgResult:
 class PgConnection:
     """One pooled connection seen through the repository protocol (:mod:`crt_loops.db.conn`)."""
 
-    def __init__(self, raw: psycopg.Connection[Any], *, in_write: bool) -> None:
+    def __init__(
+        self, raw: psycopg.Connection[Any], *, in_write: bool, closed: Callable[[], bool]
+    ) -> None:
         self.raw = raw
         self._in_write = in_write
         self._ordered = False
+        self._closed = closed
+
+    def _check_open(self) -> None:
+        if self._closed():
+            # close() from another thread while this one was inside a transaction.
+            raise DatabaseClosedError("the database was closed during this transaction")
 
     @property
     def dialect(self) -> Dialect:
@@ -152,6 +160,7 @@ class PgConnection:
             self._ordered = True
 
     def execute(self, sql: str, parameters: Args = (), /) -> PgResult:
+        self._check_open()
         with translated_pg():
             self._order_ids(sql)
             cur = self.raw.cursor()
@@ -163,6 +172,7 @@ class PgConnection:
             return PgResult(rows, cur.rowcount)
 
     def executemany(self, sql: str, parameters: Iterable[Args], /) -> PgResult:
+        self._check_open()
         with translated_pg():
             self._order_ids(sql)
             cur = self.raw.cursor()
@@ -186,7 +196,9 @@ class _Reader:
         if current is not None:
             return current.execute(sql, parameters)
         with self._store._borrow() as raw:
-            return PgConnection(raw, in_write=False).execute(sql, parameters)
+            return PgConnection(raw, in_write=False, closed=self._store._is_closed).execute(
+                sql, parameters
+            )
 
     def executemany(self, sql: str, parameters: Iterable[Args], /) -> PgResult:
         raise DatabaseError("executemany needs a write() transaction")
@@ -206,7 +218,9 @@ class PostgresStore(Store):
     ) -> None:
         self.url = url
         info = psycopg.conninfo.conninfo_to_dict(url)
-        self.path = Path(f"{info.get('host', '')}:{info.get('port', '5432')}/{info.get('dbname', '')}")
+        self.path = Path(
+            f"{info.get('host', '')}:{info.get('port', '5432')}/{info.get('dbname', '')}"
+        )
         self.clock = clock
         self.write_health = WriteHealth()
         self.deferred = DeferredWrites(self.path.name)
@@ -264,7 +278,7 @@ class PostgresStore(Store):
         if self._current() is not None:
             raise DatabaseError("cannot start a transaction within a transaction")
         with self._borrow() as raw:
-            conn = PgConnection(raw, in_write=write)
+            conn = PgConnection(raw, in_write=write, closed=self._is_closed)
             try:
                 with translated_pg():
                     raw.execute(begin)
@@ -296,9 +310,7 @@ class PostgresStore(Store):
 
     def snapshot(self) -> AbstractContextManager[PgConnection]:
         """A ``REPEATABLE READ`` read-only transaction: several SELECTs, one state."""
-        return self._transaction(
-            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", write=False
-        )
+        return self._transaction("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", write=False)
 
     def _note_failure(self, exc: BaseException, write: bool) -> None:
         failure = classify(exc) if write else None
@@ -341,6 +353,9 @@ class PostgresStore(Store):
     def closed(self) -> bool:
         return self._closed
 
+    def _is_closed(self) -> bool:
+        return self._closed
+
     # -- schema --------------------------------------------------------------------------
 
     def migrate(self) -> int:
@@ -351,7 +366,9 @@ class PostgresStore(Store):
                 "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
                 "applied_at DOUBLE PRECISION NOT NULL)"
             )
-            applied = {int(r[0]) for r in tx.execute("SELECT version FROM schema_migrations").fetchall()}
+            applied = {
+                int(r[0]) for r in tx.execute("SELECT version FROM schema_migrations").fetchall()
+            }
             for version, sql in self._migrations:
                 if version in applied:
                     continue

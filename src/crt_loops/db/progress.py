@@ -14,9 +14,9 @@ transaction is still in flight (docs/storage.md).
 
 from __future__ import annotations
 
-from crt_loops.db.conn import Connection
 from dataclasses import dataclass
 
+from crt_loops.db.conn import Connection
 from crt_loops.db.store import Store
 
 #: Tables whose ids the watermarks count (interpolated into SQL, so never from user input).

@@ -3,9 +3,9 @@
 It is a SQLite file (:mod:`crt_loops.db.sqlite`: ``BEGIN IMMEDIATE`` for every write, one
 connection per thread) or, opened with a ``postgresql://`` URL, a PostgreSQL database shared by
 several hosts (:mod:`crt_loops.db.postgres`); the schema is in :mod:`crt_loops.db.migrations`
-and, for PostgreSQL, :mod:`crt_loops.db.pg_migrations`, numbered alike. SessionDB holds the core records
-(threads, messages, the loops' watermarks, leases, key/value); each feature's records have a
-repository module beside it (``db.journal``, ``db.reflection``, ``db.personality``,
+and, for PostgreSQL, :mod:`crt_loops.db.pg_migrations`, numbered alike. SessionDB holds the
+core records (threads, messages, the loops' watermarks, leases, key/value); each feature's
+records have a repository module beside it (``db.journal``, ``db.reflection``, ``db.personality``,
 ``db.heartbeats``, ``db.agent_history``, ``db.retention``).
 
 Nothing here waits on the network: callers claim, commit, call the LLM or the Ledger, then record
@@ -283,7 +283,7 @@ class SessionDB(Store):
         if newest:
             rows = self.query(
                 "SELECT * FROM (SELECT * FROM messages WHERE thread_id = ? AND id > ? "
-                "ORDER BY id DESC LIMIT ?) ORDER BY id",
+                "ORDER BY id DESC LIMIT ?) AS newest ORDER BY id",
                 (thread_id, after_id, limit),
             )
         else:

@@ -26,7 +26,6 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from crt_loops.db.availability import DbUnavailable, WriteHealth, classify, probe_write
 from crt_loops.db.conn import SQLITE, Args, Dialect, SQLiteConnection
