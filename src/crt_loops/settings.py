@@ -42,6 +42,16 @@ class Settings(BaseSettings):
     workspace: Path = Field(
         default_factory=Path.cwd, description="HEARTBEAT.md lives at its root (default: cwd)"
     )
+    database_url: str | None = Field(
+        None,
+        description="postgresql://user@host:port/db: the session DB on PostgreSQL, shared by "
+        "every host (unset: $CRT_DATA_DIR/crt.db)",
+    )
+    ledger_database_url: str | None = Field(
+        None,
+        description="postgresql://...: the embedded Ledger's DB on PostgreSQL (unset: "
+        "$CRT_DATA_DIR/ledger.db)",
+    )
 
     reflection_loop_enabled: bool = Field(True, description="run the reflection loop")
     reflection_loop_seconds: float = Field(900, ge=1, description="reflection loop interval")
@@ -246,6 +256,17 @@ class Settings(BaseSettings):
             names.append(name)
         return tuple(names)
 
+    @field_validator("database_url", "ledger_database_url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError(
+                f"{value!r:.80} is not a PostgreSQL URL: write postgresql://user@host:port/db"
+            )
+        return value.strip()
+
     @field_validator("api_token", "ledger_api_key", "llm_api_key")
     @classmethod
     def _blank_secret_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
@@ -256,6 +277,11 @@ class Settings(BaseSettings):
     @property
     def session_db_path(self) -> Path:
         return self.data_dir / "crt.db"
+
+    @property
+    def session_db_target(self) -> Path | str:
+        """What SessionDB opens: CRT_DATABASE_URL, else the SQLite file in the data dir."""
+        return self.database_url or self.session_db_path
 
     @property
     def ledger_db_path(self) -> Path:
