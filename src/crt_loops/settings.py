@@ -71,6 +71,12 @@ class Settings(BaseSettings):
     heartbeat_loop_seconds: float = Field(
         1800, ge=1, description="longest sleep between heartbeat checks"
     )
+    heartbeat_lease_margin_seconds: float = Field(
+        120,
+        ge=1,
+        description="a heartbeat's lease lasts the LLM timeout plus this; a dead holder's run "
+        "is recovered by another process or host once it expires",
+    )
     heartbeat_max_concurrency: int = Field(
         1, ge=1, le=64, description="heartbeat runs (LLM calls) in flight at once, per process"
     )

@@ -14,12 +14,20 @@ from crt_loops.db.leases import drop_lease, take_lease, take_leases
 from crt_loops.db.session import SessionDB
 
 LEASE_PREFIX = "hb:"
+# A run still recorded ``running`` whose holder's lease expired (the holder died, on this host
+# or another) is settled by recovery before its thread is claimed again: without this, a new
+# run could start while the dead one still looked in flight, and its pending actions were
+# re-sent beside the new run's.
+UNSETTLED_RUN = (
+    "SELECT 1 FROM heartbeat_runs r WHERE r.thread_id = t.thread_id AND r.outcome = 'running'"
+)
 # Due threads in due order, each with whether an unexpired lease holds it (bench/scheduler.py
 # checks its plan walks ix_threads_hb_due).
 CLAIM_CANDIDATES_SQL = (
     "SELECT t.thread_id, l.expires_at >= :now FROM thread_sessions t "
     "LEFT JOIN leases l ON l.name = :prefix || t.thread_id "
     "WHERE t.heartbeat_next_due IS NOT NULL AND t.heartbeat_next_due <= :now "
+    f"  AND NOT EXISTS ({UNSETTLED_RUN}) "
     "ORDER BY t.heartbeat_next_due LIMIT :window"
 )
 # PostgreSQL, where hosts claim concurrently: one statement picks free due threads, skipping
@@ -33,6 +41,7 @@ PG_CLAIM_SQL = (
     "    AND NOT (t.thread_id = ANY(:exclude)) "
     "    AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.name = :prefix || t.thread_id "
     "                    AND l.expires_at >= :now) "
+    f"    AND NOT EXISTS ({UNSETTLED_RUN}) "
     "  ORDER BY t.heartbeat_next_due LIMIT :limit "
     "  FOR UPDATE OF t SKIP LOCKED"
     "), taken AS ("

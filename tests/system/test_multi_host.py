@@ -1,0 +1,198 @@
+"""Several hosts, one agent: three service processes on one PostgreSQL database.
+
+Each host has its own data dir and workspace and shares ``CRT_DATABASE_URL`` and one Ledger.
+Twelve threads heartbeat every 10 s (the shortest interval a config accepts) with a model that
+takes half a second; the test counts what the fake Ollama was asked, the runs, the outbox and
+the Ledger's posts: every slot runs once, on one host, every host does part of the work, and
+no post lands twice, also when one host is SIGKILLed in the middle of a run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import signal
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+from support import heartbeat_scripts
+from support.fake_ollama import FakeOllama, Reply
+from support.hosts import hosts
+from support.pg_cluster import PgCluster
+from support.service import Service
+from support.waiting import wait_for
+
+pytestmark = pytest.mark.slow
+
+HOSTS = 3
+THREADS = [f"t{i:02d}" for i in range(12)]
+EVERY = 10
+LLM_SECONDS = 0.5
+HOST_ENV = {
+    "CRT_HEARTBEAT_LOOP_ENABLED": "true",
+    "CRT_HEARTBEAT_LOOP_SECONDS": "1",
+    "CRT_HEARTBEAT_OWNER_QUIET_SECONDS": "0",
+    "CRT_REFLECTION_LOOP_ENABLED": "false",
+    "CRT_PERSONALITY_LOOP_ENABLED": "false",
+    "CRT_JOURNAL_SELF_REPLY_LOOP_ENABLED": "false",
+    # A dead host's lease expires 3 + 2 s after its claim; another host then recovers the run.
+    "CRT_LLM_TIMEOUT_SECONDS": "3",
+    "CRT_HEARTBEAT_LEASE_MARGIN_SECONDS": "2",
+}
+RECOVERED = re.compile(r"recovery: [1-9]\d* interrupted run")
+DUE_LINE = re.compile(r"\[HEARTBEAT_LOOP\] Heartbeat due for thread: (t\d+)")
+
+
+@pytest.fixture
+def database(pg_cluster: PgCluster) -> Iterator[str]:
+    with pg_cluster.fresh_database() as url:
+        yield url
+
+
+def slow_poster(request: dict[str, Any]) -> Reply:
+    reply = heartbeat_scripts.poster(request)
+    reply.delay = LLM_SECONDS
+    return reply
+
+
+def configure(host: Service) -> None:
+    for thread_id in THREADS:
+        r = httpx.post(
+            f"{host.url}/api/threads/{thread_id}/heartbeat/config",
+            json={"enabled": True, "every_seconds": EVERY, "target": "post",
+                  "skip_when_unchanged": False},
+            timeout=10,
+        )  # fmt: skip
+        assert r.status_code == 200, r.text
+
+
+def runs_by_host(host: Service) -> Counter[str]:
+    return Counter(DUE_LINE.findall(host.log()))
+
+
+def read(url: str, sql: str) -> list[dict[str, Any]]:
+    with psycopg.connect(url, row_factory=dict_row) as conn:
+        return conn.execute(sql).fetchall()  # type: ignore[arg-type]
+
+
+def finished_runs(url: str) -> int:
+    rows = read(url, "SELECT COUNT(*) AS n FROM heartbeat_runs WHERE outcome = 'acted'")
+    return int(rows[0]["n"])
+
+
+def check_exactly_once(
+    url: str, ledger_url: str, fake: FakeOllama, *, in_flight: int
+) -> dict[str, int]:
+    """The invariants after every host has stopped; ``in_flight``: at most this many LLM calls
+    were made by runs a killed host never recorded (they were closed as interrupted)."""
+    runs = read(
+        url,
+        "SELECT run_id, thread_id, outcome, reason, started_at, finished_at FROM heartbeat_runs "
+        "ORDER BY thread_id, started_at",
+    )
+    assert all(r["outcome"] != "running" for r in runs), "a run was left running"
+    real = [r for r in runs if r["reason"] != "busy"]
+    for thread_id, group in itertools.groupby(real, key=lambda r: r["thread_id"]):
+        for a, b in itertools.pairwise(list(group)):
+            # One run per slot, never two at once: the next starts after this one finished,
+            # and a slot later (an interrupted run is retried after a short backoff).
+            assert a["finished_at"] <= b["started_at"], f"overlapping runs in {thread_id}"
+            if a["reason"] != "interrupted":
+                assert b["started_at"] - a["started_at"] >= EVERY / 2, (
+                    f"two runs in one slot: {a} {b}"
+                )
+    interrupted = [r for r in real if r["reason"] == "interrupted"]
+    decided = [r for r in real if r["outcome"] != "skipped" and r["reason"] != "interrupted"]
+    calls = fake.calls_for("HeartbeatDecision")
+    assert len(decided) <= len(calls) <= len(decided) + in_flight, (len(calls), len(decided))
+    sent = read(
+        url,
+        "SELECT run_id, ledger_id, idempotency_key FROM heartbeat_actions "
+        "WHERE state = 'sent' AND type = 'post'",
+    )
+    acted = [r for r in real if r["outcome"] == "acted"]
+    assert Counter(r["run_id"] for r in sent) <= Counter(r["run_id"] for r in runs)
+    assert {r["run_id"] for r in acted} <= {r["run_id"] for r in sent}
+    assert not read(url, "SELECT id FROM heartbeat_actions WHERE state = 'pending'")
+    posts = httpx.get(f"{ledger_url}/posts", params={"sort": "new", "limit": 100}).json()["posts"]
+    titles = Counter(p["title"] for p in posts)
+    assert titles and max(titles.values()) == 1, f"duplicate posts: {titles}"
+    assert {p["id"] for p in posts} == {r["ledger_id"] for r in sent}
+    return {"runs": len(real), "acted": len(acted), "interrupted": len(interrupted),
+            "llm_calls": len(calls), "posts": len(posts)}  # fmt: skip
+
+
+def test_three_hosts_share_the_heartbeats_exactly_once(
+    tmp_path: Path, database: str, fake_ollama: FakeOllama
+) -> None:
+    heartbeat_scripts.install(fake_ollama, slow_poster)
+    env = {**HOST_ENV, "CRT_OLLAMA_HOST": fake_ollama.url}
+    with hosts(tmp_path, database, HOSTS, env) as (ledger, started):
+        configure(started[0])
+        # Two slots of every thread at least: 24 acted runs across the three hosts.
+        wait_for(lambda: finished_runs(database) >= 2 * len(THREADS), timeout=45, interval=0.5)
+        for host in started:
+            host.stop()
+            assert "Traceback" not in host.log(), host.log()
+        per_host = [sum(runs_by_host(h).values()) for h in started]
+        figures = check_exactly_once(database, ledger.url, fake_ollama, in_flight=0)
+    assert all(n > 0 for n in per_host), f"a host did no work: {per_host}"
+    assert sum(per_host) >= figures["runs"] - figures["interrupted"]
+    print(f"multi-host: per host {per_host}, {figures}")
+
+
+def test_a_killed_host_is_recovered_by_another_sending_once(
+    tmp_path: Path, database: str, fake_ollama: FakeOllama
+) -> None:
+    heartbeat_scripts.install(fake_ollama, slow_poster)
+    env = {**HOST_ENV, "CRT_OLLAMA_HOST": fake_ollama.url}
+    with hosts(tmp_path, database, HOSTS, env) as (ledger, started):
+        configure(started[0])
+        victim = started[1]
+        assert victim.proc is not None
+        pid = victim.proc.pid
+
+        def victim_mid_run() -> bool:
+            return bool(read(
+                database,
+                "SELECT r.run_id FROM heartbeat_runs r JOIN leases l "
+                "ON l.name = 'hb:' || r.thread_id "
+                f"WHERE r.outcome = 'running' AND l.owner LIKE '%:{pid}:%'",
+            ))  # fmt: skip
+
+        wait_for(victim_mid_run, timeout=40, interval=0.02)
+        victim.stop(signal.SIGKILL)
+        killed_at = time.time()
+        survivors = [started[0], started[2]]
+
+        def recovered() -> bool:
+            return any(RECOVERED.search(h.log()) for h in survivors)
+
+        wait_for(recovered, timeout=30, interval=0.2)
+        recovered_in = time.time() - killed_at
+        done_at_recovery = finished_runs(database)
+        # The survivors go on: another round of every thread after the recovery.
+        wait_for(
+            lambda: finished_runs(database) >= done_at_recovery + len(THREADS),
+            timeout=45,
+            interval=0.5,
+        )
+        for host in survivors:
+            host.stop()
+            assert "Traceback" not in host.log(), host.log()
+        interrupted = read(
+            database, "SELECT run_id FROM heartbeat_runs WHERE reason = 'interrupted'"
+        )
+        # The victim's runs in flight may have called the LLM; they were never recorded.
+        figures = check_exactly_once(database, ledger.url, fake_ollama, in_flight=len(interrupted))
+    per_host = [sum(runs_by_host(h).values()) for h in started]
+    assert all(n > 0 for n in per_host), f"a host did no work: {per_host}"
+    assert figures["interrupted"] >= 1
+    print(f"multi-host kill: per host {per_host}, recovered in {recovered_in:.1f} s, {figures}")
