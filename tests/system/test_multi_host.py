@@ -22,7 +22,7 @@ import httpx
 import psycopg
 import pytest
 from psycopg.rows import dict_row
-from support import heartbeat_scripts
+from support import heartbeat_scripts, llm_scripts
 from support.fake_ollama import FakeOllama, Reply
 from support.hosts import hosts
 from support.pg_cluster import PgCluster
@@ -196,3 +196,60 @@ def test_a_killed_host_is_recovered_by_another_sending_once(
     assert all(n > 0 for n in per_host), f"a host did no work: {per_host}"
     assert figures["interrupted"] >= 1
     print(f"multi-host kill: per host {per_host}, recovered in {recovered_in:.1f} s, {figures}")
+
+
+PASS_LINE = re.compile(r"\[REFLECTION_LOOP\] pass: \d+ thread\(s\), (\d+) processed")
+
+
+def test_the_thinking_loops_split_threads_across_hosts_scoring_once(
+    tmp_path: Path, database: str, fake_ollama: FakeOllama
+) -> None:
+    llm_scripts.install_thinking_routes(fake_ollama)
+    fake_ollama.route("ImportanceScores", slow_scorer)
+    env = {
+        **HOST_ENV,
+        "CRT_OLLAMA_HOST": fake_ollama.url,
+        "CRT_HEARTBEAT_LOOP_ENABLED": "false",
+        "CRT_REFLECTION_LOOP_ENABLED": "true",
+        "CRT_REFLECTION_LOOP_SECONDS": "1",
+        "CRT_PERSONALITY_LOOP_ENABLED": "true",
+        "CRT_PERSONALITY_LOOP_SECONDS": "1",
+    }
+    with hosts(tmp_path, database, HOSTS, env) as (_, started):
+        # Messages arrive through every host while the passes run: ids commit concurrently.
+        for round_ in range(4):
+            for i, thread_id in enumerate(THREADS):
+                host = started[(i + round_) % HOSTS]
+                r = httpx.post(
+                    f"{host.url}/api/threads/{thread_id}/messages",
+                    json={"content": f"Round {round_}: I felt stressed about the deadline."},
+                    timeout=10,
+                )
+                assert r.status_code == 201, r.text
+
+        def unscored() -> int:
+            rows = read(database, "SELECT COUNT(*) AS n FROM messages WHERE importance IS NULL")
+            return int(rows[0]["n"])
+
+        wait_for(lambda: unscored() == 0, timeout=60, interval=0.3)
+        for host in started:
+            host.stop()
+            assert "Traceback" not in host.log(), host.log()
+    scored = Counter(
+        itertools.chain.from_iterable(
+            [mid for mid, _, _ in llm_scripts.prompt_messages(c)]
+            for c in fake_ollama.calls_for("ImportanceScores")
+        )
+    )
+    ids = [r["id"] for r in read(database, "SELECT id FROM messages")]
+    assert len(ids) == 4 * len(THREADS)
+    assert sorted(scored) == sorted(ids), "every message is shown to the scorer"
+    assert max(scored.values()) == 1, f"messages scored twice: {scored}"
+    per_host = [sum(int(n) for n in PASS_LINE.findall(h.log())) for h in started]
+    assert all(n > 0 for n in per_host), f"a host scored nothing: {per_host}"
+    print(f"multi-host scoring: threads processed per host {per_host}, {len(ids)} messages once")
+
+
+def slow_scorer(request: dict[str, Any]) -> Reply:
+    reply = llm_scripts.score_every_message(request)
+    return Reply(content=reply, delay=0.2) if isinstance(reply, str) else reply
