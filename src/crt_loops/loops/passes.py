@@ -137,6 +137,7 @@ def _claimed(
     db: SessionDB,
     loop: str,
     candidate: Candidate,
+    *,
     process: ProcessFn,
     result: PassResult,
     log_prefix: str,
@@ -195,7 +196,9 @@ def run_watermarked_pass(
             )
             break
         if db.dialect == POSTGRES:
-            done = _claimed(db, loop, candidate, process, result, log_prefix)
+            done = _claimed(
+                db, loop, candidate, process=process, result=result, log_prefix=log_prefix
+            )
         else:
             done = process_guarded(process, candidate, result, log_prefix)
         if not done:
