@@ -84,7 +84,7 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
 # Test folders whose tests run on both backends (docs/storage.md, "A second backend"): every
 # test there that takes the `db` fixture runs once on SQLite and once on PostgreSQL, unless it
 # is marked `sqlite_only` (it inspects the file with SQLite's own SQL).
-BACKEND_NEUTRAL = frozenset({"db", "loops", "mind", "heartbeat"})
+BACKEND_NEUTRAL = frozenset({"db", "loops", "mind", "heartbeat", "ledger"})
 _TESTS = Path(__file__).parent
 
 
@@ -126,6 +126,18 @@ def db_target(db_backend: str, tmp_path: Path, request: pytest.FixtureRequest) -
         url: str = request.getfixturevalue("db_url")
         return url
     return tmp_path / "crt.db"
+
+
+@pytest.fixture
+def ledger_db_url(db_backend: str, request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """For a Ledger test: None (its SQLite file under the data dir), or a fresh, empty
+    PostgreSQL database for CRT_LEDGER_DATABASE_URL."""
+    if db_backend != "postgres":
+        yield None
+        return
+    cluster: PgCluster = request.getfixturevalue("pg_cluster")
+    with cluster.fresh_database(migrated=False) as url:
+        yield url
 
 
 @pytest.fixture

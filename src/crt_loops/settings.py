@@ -294,6 +294,11 @@ class Settings(BaseSettings):
         return self.data_dir / "ledger.db"
 
     @property
+    def ledger_db_target(self) -> Path | str:
+        """What the Ledger opens: CRT_LEDGER_DATABASE_URL, else ledger.db in the data dir."""
+        return self.ledger_database_url or self.ledger_db_path
+
+    @property
     def heartbeat_md_path(self) -> Path:
         return self.workspace / "HEARTBEAT.md"
 

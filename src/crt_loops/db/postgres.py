@@ -45,7 +45,7 @@ from crt_loops.db.pg_errors import DRIVER_ERRORS, translated_pg
 from crt_loops.db.pg_sql import to_postgres
 from crt_loops.db.store import Store
 
-__all__ = ["PostgresStore", "is_postgres_url"]
+__all__ = ["PostgresStore"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,11 +54,9 @@ POOL_TIMEOUT_SECONDS = 10.0
 #: Advisory lock keys (any 64-bit values no one else uses on the database).
 MIGRATION_LOCK = 0x637274_0001
 ID_ORDER_LOCK = 0x637274_0002
+#: Taken by every write of a store opened with ``serialize_writes`` (the Ledger's).
+WRITE_LOCK = 0x637274_0003
 _ORDERED_INSERT = re.compile(r"^\s*INSERT\s+INTO\s+(messages|journal_entries)\b", re.IGNORECASE)
-
-
-def is_postgres_url(target: object) -> bool:
-    return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
 
 
 class _BoolAsInt(Dumper):
@@ -215,8 +213,10 @@ class PostgresStore(Store):
         clock: Callable[[], float] = time.time,
         pool_size: int = POOL_SIZE,
         pool_timeout: float = POOL_TIMEOUT_SECONDS,
+        serialize_writes: bool = False,
     ) -> None:
         self.url = url
+        self.serialize_writes = serialize_writes
         info = psycopg.conninfo.conninfo_to_dict(url)
         self.path = Path(
             f"{info.get('host', '')}:{info.get('port', '5432')}/{info.get('dbname', '')}"
@@ -282,6 +282,8 @@ class PostgresStore(Store):
             try:
                 with translated_pg():
                     raw.execute(begin)
+                    if write and self.serialize_writes:
+                        raw.execute(f"SELECT pg_advisory_xact_lock({WRITE_LOCK})")
             except DatabaseError as exc:
                 self._note_failure(exc, write)
                 raise

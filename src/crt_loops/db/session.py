@@ -18,19 +18,18 @@ import json
 import re
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from crt_loops.db import progress
-from crt_loops.db.availability import DbUnavailable
-from crt_loops.db.conn import POSTGRES, Args, Connection, Dialect, Row, SQLiteConnection
+from crt_loops.db.backends import StoreFacade, open_store
+from crt_loops.db.conn import POSTGRES, Connection, Row
 from crt_loops.db.errors import DatabaseClosedError, translated
 from crt_loops.db.leases import drop_lease, get_lease, kv_read, kv_write, take_lease
 from crt_loops.db.migrations import MIGRATIONS
-from crt_loops.db.sqlite import BUSY_TIMEOUT_MS, SQLiteStore
-from crt_loops.db.store import Store
+from crt_loops.db.pg_migrations import PG_MIGRATIONS
+from crt_loops.db.sqlite import BUSY_TIMEOUT_MS
 
 __all__ = ["MIGRATIONS", "DatabaseClosedError", "SessionDB"]
 
@@ -119,24 +118,7 @@ def _message(row: Row) -> MessageRow:
     )
 
 
-def open_store(
-    target: Path | str,
-    *,
-    clock: Callable[[], float] = time.time,
-    busy_timeout_ms: int = BUSY_TIMEOUT_MS,
-    pool_size: int | None = None,
-) -> Store:
-    """The session DB's backend for ``target``: a ``postgresql://`` URL or a SQLite path."""
-    if isinstance(target, str) and target.startswith(("postgresql://", "postgres://")):
-        # psycopg is the optional `postgres` extra: imported only when a URL asks for it.
-        from crt_loops.db.pg_migrations import PG_MIGRATIONS
-        from crt_loops.db.postgres import POOL_SIZE, PostgresStore
-
-        return PostgresStore(target, PG_MIGRATIONS, clock=clock, pool_size=pool_size or POOL_SIZE)
-    return SQLiteStore(target, MIGRATIONS, clock=clock, busy_timeout_ms=busy_timeout_ms)
-
-
-class SessionDB(Store):
+class SessionDB(StoreFacade):
     """The session database: threads, messages, journal, loops' progress, heartbeat records.
 
     Opened on a SQLite path (the default) or a ``postgresql://`` URL (``CRT_DATABASE_URL``);
@@ -151,58 +133,22 @@ class SessionDB(Store):
         busy_timeout_ms: int = BUSY_TIMEOUT_MS,
         pool_size: int | None = None,
     ) -> None:
-        self.backend = open_store(
-            path, clock=clock, busy_timeout_ms=busy_timeout_ms, pool_size=pool_size
+        super().__init__(
+            open_store(
+                path,
+                sqlite_migrations=MIGRATIONS,
+                pg_migrations=PG_MIGRATIONS,
+                clock=clock,
+                busy_timeout_ms=busy_timeout_ms,
+                pool_size=pool_size,
+            ),
+            clock,
         )
-        self.path = self.backend.path
-        self.clock = clock
-        self.write_health = self.backend.write_health
-        self.deferred = self.backend.deferred
         try:
             self.ensure_thread(DEFAULT_THREAD)
         except BaseException:
             self.backend.close()
             raise
-
-    # -- the backend ---------------------------------------------------------------------
-
-    @property
-    def dialect(self) -> Dialect:
-        return self.backend.dialect
-
-    def write(self) -> AbstractContextManager[Connection]:
-        return self.backend.write()
-
-    def snapshot(self) -> AbstractContextManager[Connection]:
-        return self.backend.snapshot()
-
-    def read(self) -> Connection:
-        return self.backend.read()
-
-    def query(self, sql: str, args: Args = ()) -> list[Row]:
-        return self.backend.query(sql, args)
-
-    def query_one(self, sql: str, args: Args = ()) -> Row | None:
-        return self.backend.query_one(sql, args)
-
-    def migrate(self) -> int:
-        return self.backend.migrate()
-
-    def availability(self) -> DbUnavailable | None:
-        return self.backend.availability()
-
-    def close(self) -> None:
-        self.backend.close()
-
-    @property
-    def closed(self) -> bool:
-        return self.backend.closed
-
-    def conn(self) -> SQLiteConnection:
-        """This thread's SQLite connection (SQLite only: tests that inspect the file use it)."""
-        if not isinstance(self.backend, SQLiteStore):
-            raise TypeError(f"{self.path} is not a SQLite database")
-        return self.backend.conn()
 
     # -- threads -------------------------------------------------------------------------
 
