@@ -13,5 +13,6 @@ BENCHMARKS: dict[str, str] = {
     "concurrency": "Concurrency: 100 due threads, 0.5 s LLM, max concurrency 4",
     "prompt": "Prompt budget: heartbeat prompt size at CRT_LOOP_WINDOW=20, full feed",
     "api_load": "API under load: status and config endpoints while the loops are busy",
+    "multi_host": "Several hosts on one PostgreSQL: heartbeats/s at 1-3 hosts, idle cost",
     "real_model": "Real model: SmolLM2-135M on llama.cpp, Ollama and OpenAI-compatible backends",
 }

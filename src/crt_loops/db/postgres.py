@@ -132,12 +132,18 @@ class PgConnection:
     """One pooled connection seen through the repository protocol (:mod:`crt_loops.db.conn`)."""
 
     def __init__(
-        self, raw: psycopg.Connection[Any], *, in_write: bool, closed: Callable[[], bool]
+        self,
+        raw: psycopg.Connection[Any],
+        *,
+        in_write: bool,
+        closed: Callable[[], bool],
+        trace: Callable[[str], None] | None = None,
     ) -> None:
         self.raw = raw
         self._in_write = in_write
         self._ordered = False
         self._closed = closed
+        self._trace = trace
 
     def _check_open(self) -> None:
         if self._closed():
@@ -159,6 +165,8 @@ class PgConnection:
 
     def execute(self, sql: str, parameters: Args = (), /) -> PgResult:
         self._check_open()
+        if self._trace is not None:
+            self._trace(sql)
         with translated_pg():
             self._order_ids(sql)
             cur = self.raw.cursor()
@@ -171,6 +179,8 @@ class PgConnection:
 
     def executemany(self, sql: str, parameters: Iterable[Args], /) -> PgResult:
         self._check_open()
+        if self._trace is not None:
+            self._trace(sql)
         with translated_pg():
             self._order_ids(sql)
             cur = self.raw.cursor()
@@ -194,9 +204,9 @@ class _Reader:
         if current is not None:
             return current.execute(sql, parameters)
         with self._store._borrow() as raw:
-            return PgConnection(raw, in_write=False, closed=self._store._is_closed).execute(
-                sql, parameters
-            )
+            return PgConnection(
+                raw, in_write=False, closed=self._store._is_closed, trace=self._store.trace
+            ).execute(sql, parameters)
 
     def executemany(self, sql: str, parameters: Iterable[Args], /) -> PgResult:
         raise DatabaseError("executemany needs a write() transaction")
@@ -217,6 +227,8 @@ class PostgresStore(Store):
     ) -> None:
         self.url = url
         self.serialize_writes = serialize_writes
+        #: Called with every statement's text (the benchmarks count queries per pass with it).
+        self.trace: Callable[[str], None] | None = None
         info = psycopg.conninfo.conninfo_to_dict(url)
         self.path = Path(
             f"{info.get('host', '')}:{info.get('port', '5432')}/{info.get('dbname', '')}"
@@ -278,7 +290,7 @@ class PostgresStore(Store):
         if self._current() is not None:
             raise DatabaseError("cannot start a transaction within a transaction")
         with self._borrow() as raw:
-            conn = PgConnection(raw, in_write=write, closed=self._is_closed)
+            conn = PgConnection(raw, in_write=write, closed=self._is_closed, trace=self.trace)
             try:
                 with translated_pg():
                     raw.execute(begin)
