@@ -253,3 +253,37 @@ def test_the_thinking_loops_split_threads_across_hosts_scoring_once(
 def slow_scorer(request: dict[str, Any]) -> Reply:
     reply = llm_scripts.score_every_message(request)
     return Reply(content=reply, delay=0.2) if isinstance(reply, str) else reply
+
+
+def test_a_host_killed_mid_send_is_recovered_by_another_posting_once(
+    tmp_path: Path, database: str, fake_ollama: FakeOllama
+) -> None:
+    heartbeat_scripts.install(fake_ollama, slow_poster)
+    env = {**HOST_ENV, "CRT_OLLAMA_HOST": fake_ollama.url}
+    with hosts(tmp_path, database, HOSTS, env, proxied_host=1) as (ledger, started):
+        assert ledger.proxy is not None
+        configure(started[0])
+        victim = started[1]
+        # The victim's post reached the Ledger; its answer is held: the action is pending.
+        wait_for(ledger.proxy.held.is_set, timeout=45, interval=0.05)
+        pending = read(database, "SELECT id, idempotency_key FROM heartbeat_actions "
+                                 "WHERE state = 'pending'")  # fmt: skip
+        assert pending, "the victim's action is pending while its post is held"
+        victim.stop(signal.SIGKILL)
+        survivors = [started[0], started[2]]
+        resent = re.compile(r"recovery: \d+ interrupted run\(s\) closed, [1-9]\d* pending")
+        wait_for(lambda: any(resent.search(h.log()) for h in survivors), timeout=40, interval=0.2)
+        keys = {r["idempotency_key"] for r in pending}
+        sent = read(database, "SELECT idempotency_key, ledger_id FROM heartbeat_actions "
+                              "WHERE state = 'sent'")  # fmt: skip
+        assert keys <= {r["idempotency_key"] for r in sent}, "re-sent with the original key"
+        done_at_recovery = finished_runs(database)
+        wait_for(lambda: finished_runs(database) >= done_at_recovery + 4, timeout=45, interval=0.5)
+        for host in survivors:
+            host.stop()
+            assert "Traceback" not in host.log(), host.log()
+        interrupted = read(
+            database, "SELECT run_id FROM heartbeat_runs WHERE reason = 'interrupted'"
+        )
+        figures = check_exactly_once(database, ledger.url, fake_ollama, in_flight=len(interrupted))
+    print(f"multi-host mid-send kill: {figures}")

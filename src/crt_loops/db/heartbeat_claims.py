@@ -3,7 +3,9 @@
 A claim is decided by one conditional upsert on ``leases`` (``hb:<thread_id>``), never by the
 read before it, so two workers never both run a thread; a claimed thread is hidden from other
 claims until its run records the real next due time, or its holder's lease expires or is
-released at startup because the holder died.
+released at startup because the holder died. On PostgreSQL, where several hosts claim at once,
+the whole claim is one statement with ``FOR UPDATE SKIP LOCKED`` (``PG_CLAIM_SQL``,
+docs/storage.md).
 """
 
 from __future__ import annotations
