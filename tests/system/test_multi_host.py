@@ -231,7 +231,16 @@ def test_the_thinking_loops_split_threads_across_hosts_scoring_once(
             rows = read(database, "SELECT COUNT(*) AS n FROM messages WHERE importance IS NULL")
             return int(rows[0]["n"])
 
+        def learnt() -> int:
+            rows = read(
+                database,
+                "SELECT COALESCE(SUM((profile_json::jsonb ->> 'messages_seen')::int), 0) AS n "
+                "FROM personality_profiles",
+            )
+            return int(rows[0]["n"])
+
         wait_for(lambda: unscored() == 0, timeout=60, interval=0.3)
+        wait_for(lambda: learnt() >= 4 * len(THREADS), timeout=60, interval=0.3)
         for host in started:
             host.stop()
             assert "Traceback" not in host.log(), host.log()
@@ -245,6 +254,16 @@ def test_the_thinking_loops_split_threads_across_hosts_scoring_once(
     assert len(ids) == 4 * len(THREADS)
     assert sorted(scored) == sorted(ids), "every message is shown to the scorer"
     assert max(scored.values()) == 1, f"messages scored twice: {scored}"
+    # The personality loop, its passes split the same way: each message learnt from once.
+    shown = Counter(
+        itertools.chain.from_iterable(
+            re.findall(r"\[id (\d+)\]", llm_scripts.prompt_text(c))
+            for c in fake_ollama.calls_for("PersonalityUpdate")
+        )
+    )
+    if shown:
+        assert max(shown.values()) == 1, f"messages shown to the personality loop twice: {shown}"
+    assert learnt() == len(ids), "each message counted once in the profiles"
     per_host = [sum(int(n) for n in PASS_LINE.findall(h.log())) for h in started]
     assert all(n > 0 for n in per_host), f"a host scored nothing: {per_host}"
     print(f"multi-host scoring: threads processed per host {per_host}, {len(ids)} messages once")
