@@ -35,8 +35,9 @@ LEDGER_LIMITS = {
 class StandaloneLedger:
     """``uvicorn crt_loops.ledger.server:app`` on a free loopback port, its own data dir."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, database_url: str | None = None) -> None:
         self.tmp = tmp
+        self.database_url = database_url  # CRT_LEDGER_DATABASE_URL; None: its SQLite file
         self.port = free_port()
         self.log_path = tmp / "ledger.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -52,6 +53,7 @@ class StandaloneLedger:
             **{k: v for k, v in os.environ.items() if not k.startswith("CRT_")},
             "CRT_DATA_DIR": str(self.tmp / "ledger-data"),
             **LEDGER_LIMITS,
+            **({"CRT_LEDGER_DATABASE_URL": self.database_url} if self.database_url else {}),
         }
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
@@ -175,12 +177,13 @@ def hosts(
     env: dict[str, str],
     *,
     proxied_host: int | None = None,
+    ledger_database_url: str | None = None,
 ) -> Iterator[tuple[StandaloneLedger, list[Service]]]:
     """The shared Ledger and ``n`` started hosts; everything is stopped on the way out.
     ``proxied_host``: that host reaches the Ledger through a :class:`HoldingProxy`
-    (``ledger.proxy``)."""
+    (``ledger.proxy``). ``ledger_database_url``: the Ledger's own PostgreSQL database."""
     with ExitStack() as stack:
-        ledger = StandaloneLedger(tmp)
+        ledger = StandaloneLedger(tmp, ledger_database_url)
         stack.callback(ledger.stop)
         ledger.start()
         if proxied_host is not None:

@@ -56,6 +56,13 @@ def database(pg_cluster: PgCluster) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture
+def ledger_database(pg_cluster: PgCluster) -> Iterator[str]:
+    """An empty database for the shared Ledger (it migrates its own schema)."""
+    with pg_cluster.fresh_database(migrated=False) as url:
+        yield url
+
+
 def slow_poster(request: dict[str, Any]) -> Reply:
     reply = heartbeat_scripts.poster(request)
     reply.delay = LLM_SECONDS
@@ -275,11 +282,14 @@ def slow_scorer(request: dict[str, Any]) -> Reply:
 
 
 def test_a_host_killed_mid_send_is_recovered_by_another_posting_once(
-    tmp_path: Path, database: str, fake_ollama: FakeOllama
+    tmp_path: Path, database: str, ledger_database: str, fake_ollama: FakeOllama
 ) -> None:
+    """With the Ledger on PostgreSQL too: its idempotency record answers the re-send."""
     heartbeat_scripts.install(fake_ollama, slow_poster)
     env = {**HOST_ENV, "CRT_OLLAMA_HOST": fake_ollama.url}
-    with hosts(tmp_path, database, HOSTS, env, proxied_host=1) as (ledger, started):
+    with hosts(
+        tmp_path, database, HOSTS, env, proxied_host=1, ledger_database_url=ledger_database
+    ) as (ledger, started):
         assert ledger.proxy is not None
         configure(started[0])
         victim = started[1]
@@ -305,4 +315,6 @@ def test_a_host_killed_mid_send_is_recovered_by_another_posting_once(
             database, "SELECT run_id FROM heartbeat_runs WHERE reason = 'interrupted'"
         )
         figures = check_exactly_once(database, ledger.url, fake_ollama, in_flight=len(interrupted))
+    stored = read(ledger_database, "SELECT COUNT(*) AS n FROM posts")[0]["n"]
+    assert stored == figures["posts"], "the Ledger's posts are in its PostgreSQL database"
     print(f"multi-host mid-send kill: {figures}")
