@@ -21,6 +21,7 @@ Add = Callable[[Any, str, Callable[..., int], str], argparse.ArgumentParser]
 
 
 def cmd_copy(api: Api, args: argparse.Namespace) -> int:
+    from crt_loops.db.backends import MissingDriver
     from crt_loops.db.copy import CopyError, copy_sqlite_to
     from crt_loops.db.errors import DatabaseError
     from crt_loops.db.session import SessionDB
@@ -31,7 +32,7 @@ def cmd_copy(api: Api, args: argparse.Namespace) -> int:
         raise CLIError("--to postgresql://user@host:port/db is needed (or CRT_DATABASE_URL)", 2)
     try:
         target = SessionDB(url)
-    except (DatabaseError, ModuleNotFoundError) as exc:
+    except (DatabaseError, MissingDriver) as exc:
         raise CLIError(f"cannot open {url.split('@')[-1]}: {exc}", EXIT_CONFLICT) from exc
     try:
         report = copy_sqlite_to(source, target)

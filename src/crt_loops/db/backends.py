@@ -19,7 +19,13 @@ from crt_loops.db.conn import Args, Connection, Dialect, Row, SQLiteConnection
 from crt_loops.db.sqlite import BUSY_TIMEOUT_MS, SQLiteStore
 from crt_loops.db.store import Store
 
-__all__ = ["Migrations", "StoreFacade", "is_postgres_url", "open_store"]
+__all__ = ["Migrations", "MissingDriver", "StoreFacade", "is_postgres_url", "open_store"]
+
+
+class MissingDriver(RuntimeError):
+    """Raised when a ``postgresql://`` URL is given but psycopg (the ``postgres`` extra) is not
+    installed."""
+
 
 Migrations = Sequence[tuple[int, str]]
 
@@ -44,7 +50,13 @@ def open_store(
     lock, as SQLite's ``BEGIN IMMEDIATE`` does (for a schema whose rules assume it).
     """
     if is_postgres_url(target):
-        from crt_loops.db.postgres import POOL_SIZE, PostgresStore
+        try:
+            from crt_loops.db.postgres import POOL_SIZE, PostgresStore
+        except ModuleNotFoundError as exc:
+            raise MissingDriver(
+                f"a postgresql:// database needs psycopg ({exc.name} is missing): "
+                "pip install -e '.[postgres]'"
+            ) from exc
 
         return PostgresStore(
             str(target),
