@@ -45,12 +45,14 @@ real-model-env:
 
 test: $(DEV) real-model-env
 	./scripts/ensure-browser.sh
+	./scripts/ensure-postgres.sh
 	PYTHON=$(PYTHON) ./scripts/ensure-moltbook-clients.sh
 	$(PY) -m pytest -q -n 2 --ignore=tests/system
 	$(PY) -m pytest -q -n 2 --dist loadgroup tests/system
 
 # The unit and in-process integration layer: no subprocesses, no browser.
 test-fast: $(DEV)
+	./scripts/ensure-postgres.sh
 	$(PY) -m pytest -q -n 2 --ignore=tests/system
 
 lint: $(DEV)
@@ -59,6 +61,7 @@ lint: $(DEV)
 	$(PY) -m mypy
 
 bench: $(DEV) real-model-env
+	./scripts/ensure-postgres.sh
 	$(PY) -m bench
 
 clean:

@@ -14,5 +14,6 @@ BENCHMARKS: dict[str, str] = {
     "prompt": "Prompt budget: heartbeat prompt size at CRT_LOOP_WINDOW=20, full feed",
     "api_load": "API under load: status and config endpoints while the loops are busy",
     "scale": "Scale: 10,000 threads, 1,000,000 messages: memory, startup, dashboard load",
+    "multi_host": "Several hosts on one PostgreSQL: heartbeats/s at 1-3 hosts, idle cost",
     "real_model": "Real model: SmolLM2-135M on llama.cpp, Ollama and OpenAI-compatible backends",
 }

@@ -3,6 +3,7 @@ a guard that fails any test leaving a thread behind."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -13,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from support.clock import FakeClock
 from support.fake_ollama import FakeOllama
+from support.pg_cluster import PgCluster, PgUnavailable
 from support.service import LOCAL
 
 from crt_loops.api.app import create_app
@@ -79,9 +81,68 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     return make
 
 
+# Test folders whose tests run on both backends (docs/storage.md, "A second backend"): every
+# test there that takes the `db` fixture runs once on SQLite and once on PostgreSQL, unless it
+# is marked `sqlite_only` (it inspects the file with SQLite's own SQL).
+BACKEND_NEUTRAL = frozenset({"db", "loops", "mind", "heartbeat", "ledger"})
+_TESTS = Path(__file__).parent
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "db_backend" not in metafunc.fixturenames:
+        return
+    backends = ["sqlite"]
+    folder = Path(metafunc.definition.path).relative_to(_TESTS).parts[0]
+    if folder in BACKEND_NEUTRAL and not metafunc.definition.get_closest_marker("sqlite_only"):
+        backends.append("postgres")
+    metafunc.parametrize("db_backend", backends)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    """One throwaway PostgreSQL cluster per test process, stopped at the end whatever happens."""
+    if os.environ.get("CRT_SKIP_POSTGRES") == "1":
+        pytest.skip("CRT_SKIP_POSTGRES=1")
+    try:
+        cluster = PgCluster()
+    except PgUnavailable as exc:
+        pytest.skip(str(exc))
+    with cluster:
+        cluster.prepare_template()
+        yield cluster
+
+
 @pytest.fixture
-def db(tmp_path: Path, clock: FakeClock) -> Iterator[SessionDB]:
-    database = SessionDB(tmp_path / "crt.db", clock=clock)
+def db_url(pg_cluster: PgCluster) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this test (dropped afterwards)."""
+    with pg_cluster.fresh_database() as url:
+        yield url
+
+
+@pytest.fixture
+def db_target(db_backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Path | str:
+    """Where this test's session DB lives: a SQLite file, or a fresh PostgreSQL database."""
+    if db_backend == "postgres":
+        url: str = request.getfixturevalue("db_url")
+        return url
+    return tmp_path / "crt.db"
+
+
+@pytest.fixture
+def ledger_db_url(db_backend: str, request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """For a Ledger test: None (its SQLite file under the data dir), or a fresh, empty
+    PostgreSQL database for CRT_LEDGER_DATABASE_URL."""
+    if db_backend != "postgres":
+        yield None
+        return
+    cluster: PgCluster = request.getfixturevalue("pg_cluster")
+    with cluster.fresh_database(migrated=False) as url:
+        yield url
+
+
+@pytest.fixture
+def db(db_target: Path | str, clock: FakeClock) -> Iterator[SessionDB]:
+    database = SessionDB(db_target, clock=clock)
     yield database
     database.close()
 

@@ -42,6 +42,16 @@ class Settings(BaseSettings):
     workspace: Path = Field(
         default_factory=Path.cwd, description="HEARTBEAT.md lives at its root (default: cwd)"
     )
+    database_url: str | None = Field(
+        None,
+        description="postgresql://user@host:port/db: the session DB on PostgreSQL, shared by "
+        "every host (unset: $CRT_DATA_DIR/crt.db)",
+    )
+    ledger_database_url: str | None = Field(
+        None,
+        description="postgresql://...: the embedded Ledger's DB on PostgreSQL (unset: "
+        "$CRT_DATA_DIR/ledger.db)",
+    )
 
     reflection_loop_enabled: bool = Field(True, description="run the reflection loop")
     reflection_loop_seconds: float = Field(900, ge=1, description="reflection loop interval")
@@ -60,6 +70,12 @@ class Settings(BaseSettings):
     heartbeat_loop_enabled: bool = Field(False, description="run the heartbeat loop at startup")
     heartbeat_loop_seconds: float = Field(
         1800, ge=1, description="longest sleep between heartbeat checks"
+    )
+    heartbeat_lease_margin_seconds: float = Field(
+        120,
+        ge=1,
+        description="a heartbeat's lease lasts the LLM timeout plus this; a dead holder's run "
+        "is recovered by another process or host once it expires",
     )
     heartbeat_max_concurrency: int = Field(
         1, ge=1, le=64, description="heartbeat runs (LLM calls) in flight at once, per process"
@@ -246,6 +262,17 @@ class Settings(BaseSettings):
             names.append(name)
         return tuple(names)
 
+    @field_validator("database_url", "ledger_database_url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError(
+                f"{value!r:.80} is not a PostgreSQL URL: write postgresql://user@host:port/db"
+            )
+        return value.strip()
+
     @field_validator("api_token", "ledger_api_key", "llm_api_key")
     @classmethod
     def _blank_secret_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
@@ -258,8 +285,18 @@ class Settings(BaseSettings):
         return self.data_dir / "crt.db"
 
     @property
+    def session_db_target(self) -> Path | str:
+        """What SessionDB opens: CRT_DATABASE_URL, else the SQLite file in the data dir."""
+        return self.database_url or self.session_db_path
+
+    @property
     def ledger_db_path(self) -> Path:
         return self.data_dir / "ledger.db"
+
+    @property
+    def ledger_db_target(self) -> Path | str:
+        """What the Ledger opens: CRT_LEDGER_DATABASE_URL, else ledger.db in the data dir."""
+        return self.ledger_database_url or self.ledger_db_path
 
     @property
     def heartbeat_md_path(self) -> Path:

@@ -18,6 +18,7 @@ SQL_HOMES = (
     "crt_loops/db/",
     "crt_loops/ledger/store.py",
     "crt_loops/ledger/schema.py",
+    "crt_loops/ledger/pg_schema.py",
     "crt_loops/ledger/storage/",
 )
 # Modules that still hold SQL of their own; each is to move into a storage module.

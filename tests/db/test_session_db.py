@@ -6,6 +6,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
+import psycopg
 import pytest
 from support.clock import FakeClock
 
@@ -20,6 +21,7 @@ from crt_loops.db.session import (
 )
 
 
+@pytest.mark.sqlite_only
 def test_default_thread_and_seed_columns_exist(db: SessionDB) -> None:
     assert db.thread_exists(DEFAULT_THREAD)
     cols = {r[1] for r in db.read().execute("PRAGMA table_info(thread_sessions)")}
@@ -59,7 +61,8 @@ def test_messages_need_an_existing_thread(db: SessionDB) -> None:
     # The driver's error is translated at the storage layer's edge and kept as the cause.
     with pytest.raises(ConstraintViolation) as refused:
         db.add_message("default", "robot", "hi")
-    assert isinstance(refused.value.__cause__, sqlite3.IntegrityError)
+    driver = sqlite3.IntegrityError if db.dialect == "sqlite" else psycopg.IntegrityError
+    assert isinstance(refused.value.__cause__, driver)
 
 
 def test_get_never_creates(db: SessionDB) -> None:
@@ -88,6 +91,7 @@ def test_watermark_query_sees_only_new_work(db: SessionDB) -> None:
     assert db.threads_with_new_messages("reflection") == [("a", m1.id, m3.id)]
 
 
+@pytest.mark.sqlite_only
 def test_watermark_query_uses_the_primary_key(db: SessionDB) -> None:
     plan = (
         db.read()

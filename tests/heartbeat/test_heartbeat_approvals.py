@@ -27,8 +27,8 @@ POST = {"type": "post", "submolt": "general", "title": "On small habits", "conte
 
 
 @pytest.fixture
-def env(tmp_path: Path, fake_ollama: FakeOllama) -> Iterator[HeartbeatEnv]:
-    with heartbeat_env(tmp_path, fake_ollama) as e:
+def env(tmp_path: Path, fake_ollama: FakeOllama, db_target: Path | str) -> Iterator[HeartbeatEnv]:
+    with heartbeat_env(tmp_path, fake_ollama, db_target=db_target) as e:
         e.configure(enabled=True, every_seconds=600, target="any", approval="posts")
         yield e
 

@@ -20,8 +20,8 @@ from crt_loops.heartbeat.slots import SlotPool
 
 
 @pytest.fixture
-def env(tmp_path: Path, fake_ollama: FakeOllama) -> Iterator[HeartbeatEnv]:
-    with heartbeat_env(tmp_path, fake_ollama) as e:
+def env(tmp_path: Path, fake_ollama: FakeOllama, db_target: Path | str) -> Iterator[HeartbeatEnv]:
+    with heartbeat_env(tmp_path, fake_ollama, db_target=db_target) as e:
         hs.install(fake_ollama, hs.silent)
         yield e
 

@@ -24,9 +24,11 @@ POST = {"type": "post", "submolt": "general", "title": "On small habits", "conte
 
 
 @pytest.fixture
-def env(tmp_path: Path, fake_ollama: FakeOllama) -> Iterator[HeartbeatEnv]:
+def env(tmp_path: Path, fake_ollama: FakeOllama, db_target: Path | str) -> Iterator[HeartbeatEnv]:
     # The real Ledger server on a loopback port: replies go through HTTP, as in the service.
-    with heartbeat_env(tmp_path, fake_ollama, real_ledger=True, owner_quiet_seconds=QUIET) as e:
+    with heartbeat_env(
+        tmp_path, fake_ollama, db_target=db_target, real_ledger=True, owner_quiet_seconds=QUIET
+    ) as e:
         e.configure(enabled=True, every_seconds=1800, target="any")
         hs.install(fake_ollama, hs.silent)
         yield e

@@ -77,12 +77,13 @@ class Ledger:
 
 @pytest.fixture
 def make_ledger(
-    make_settings: Callable[..., Settings], clock: FakeClock
+    make_settings: Callable[..., Settings], clock: FakeClock, ledger_db_url: str | None
 ) -> Iterator[Callable[..., Ledger]]:
     made: list[Ledger] = []
 
     def make(**overrides: Any) -> Ledger:
-        settings = make_settings(**{**PERMISSIVE, **overrides})
+        backend = {"ledger_database_url": ledger_db_url} if ledger_db_url else {}
+        settings = make_settings(**{**PERMISSIVE, **backend, **overrides})
         server = ServerThread(create_ledger_app(settings, clock=clock), name="ledger").start()
         made.append(Ledger(server, settings, clock))
         return made[-1]
@@ -341,6 +342,7 @@ def test_direct_messages_need_consent_and_a_block_holds(ledger: Ledger) -> None:
     assert ledger.call("POST", "/agents/dm/request", carol, **to_owner).status_code == 400
 
 
+@pytest.mark.sqlite_only
 def test_verification_challenges(make_ledger: Callable[..., Ledger]) -> None:
     ledger = make_ledger(ledger_verification=True)
     alice, bob = ledger.register("alice"), ledger.register("bob")
@@ -410,6 +412,7 @@ def test_pages_for_people_escape_what_agents_wrote(ledger: Ledger) -> None:
         assert web.get("/u/nobody").status_code == 404
 
 
+@pytest.mark.sqlite_only
 def test_an_old_database_is_upgraded_with_ids_for_everything(
     make_settings: Callable[..., Settings], clock: FakeClock
 ) -> None:

@@ -77,12 +77,16 @@ def http() -> Iterator[httpx.Client]:
 
 @pytest.fixture
 def make_ledger(
-    make_settings: Callable[..., Settings], clock: FakeClock, http: httpx.Client
+    make_settings: Callable[..., Settings],
+    clock: FakeClock,
+    http: httpx.Client,
+    ledger_db_url: str | None,
 ) -> Iterator[Callable[..., Ledger]]:
     servers: list[ServerThread] = []
 
     def make(**overrides: Any) -> Ledger:
-        settings = make_settings(**{**PERMISSIVE, **overrides})
+        backend = {"ledger_database_url": ledger_db_url} if ledger_db_url else {}
+        settings = make_settings(**{**PERMISSIVE, **backend, **overrides})
         server = ServerThread(create_ledger_app(settings, clock=clock), name="ledger").start()
         servers.append(server)
         return Ledger(server, settings, clock, http)
@@ -108,6 +112,7 @@ def post_n(client: LedgerClient, n: int, clock: FakeClock, prefix: str = "post")
 # -- agents and auth ----------------------------------------------------------------------------
 
 
+@pytest.mark.sqlite_only
 def test_register_me_and_key_stored_only_hashed(ledger: Ledger) -> None:
     alice = ledger.agent("alice")
     me = alice.me()
@@ -366,6 +371,7 @@ def test_votes_one_per_agent_repeat_is_noop_opposite_switches(ledger: Ledger) ->
             call("x_missing")
 
 
+@pytest.mark.sqlite_only
 def test_twenty_agents_voting_at_once_leave_an_exact_score(ledger: Ledger) -> None:
     author = ledger.agent("author")
     post = author.create_post("general", "vote on me", "please")

@@ -200,6 +200,7 @@ def test_min_gap_between_self_replies(db: SessionDB, clock: FakeClock, llm: Olla
     assert second.reply_to == first.id and second.meta["depth"] == 2
 
 
+@pytest.mark.sqlite_only
 def test_chain_stops_at_three_then_nothing_is_new(
     db: SessionDB, clock: FakeClock, llm: OllamaLLM, fake_ollama: FakeOllama
 ) -> None:
@@ -286,6 +287,7 @@ def test_llm_failure_falls_back_to_template(
     assert self_replies(db, "t1")[0].meta["source"] == "template"
 
 
+@pytest.mark.sqlite_only
 def test_nothing_new_means_no_llm_call_and_no_write(
     db: SessionDB, clock: FakeClock, llm: OllamaLLM, fake_ollama: FakeOllama
 ) -> None:
@@ -309,6 +311,7 @@ def test_nothing_new_means_no_llm_call_and_no_write(
     assert len(fake_ollama.requests) == requests and db.conn().total_changes == changes
 
 
+@pytest.mark.sqlite_only
 def test_a_failing_thread_does_not_block_others(
     db: SessionDB, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -456,6 +459,7 @@ def seed_threads(db: SessionDB, n: int) -> None:
 
 
 @pytest.mark.parametrize("threads", [10, 1000])
+@pytest.mark.sqlite_only
 def test_self_reply_goes_idle_with_the_llm_off(
     db: SessionDB, clock: FakeClock, threads: int
 ) -> None:

@@ -226,6 +226,7 @@ def test_llm_only_nudges_and_is_validated(
     assert invalid.llm_failures == 1 and invalid.threads_processed == 1
 
 
+@pytest.mark.sqlite_only
 def test_nothing_new_means_no_llm_call_and_no_write(
     db: SessionDB, clock: FakeClock, fake_ollama: FakeOllama
 ) -> None:
@@ -250,6 +251,7 @@ def test_llm_down_is_heuristic_only(
     assert list_entries(db, "t1")[0].meta["source"] == "heuristic"
 
 
+@pytest.mark.sqlite_only
 def test_a_failing_thread_does_not_block_others(db: SessionDB, clock: FakeClock) -> None:
     say(db, "bad", "be brief")
     say(db, "good", "be brief")

@@ -315,6 +315,7 @@ def test_heuristic_reflection_when_llm_disabled(db: SessionDB, clock: FakeClock)
 # -- watermarks, nothing new, failures ----------------------------------------------------
 
 
+@pytest.mark.sqlite_only
 def test_nothing_new_means_no_llm_call_and_no_write(
     db: SessionDB, clock: FakeClock, fake_ollama: FakeOllama
 ) -> None:
@@ -333,6 +334,7 @@ def test_nothing_new_means_no_llm_call_and_no_write(
     assert snapshot(db) == before
 
 
+@pytest.mark.sqlite_only
 def test_a_failing_thread_does_not_block_others_and_is_retried(
     db: SessionDB, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -89,6 +89,7 @@ def heartbeat_env(
     busy_timeout_ms: int = 5000,
     ledger_timeout: float = 5.0,
     real_ledger: bool = False,
+    db_target: Path | str | None = None,
     **runner_kwargs: Any,
 ) -> Iterator[HeartbeatEnv]:
     clock = FakeClock()
@@ -100,7 +101,7 @@ def heartbeat_env(
         ledger_comment_cooldown_seconds=0,
         ledger_port=0,
     )
-    db = SessionDB(tmp / "crt.db", clock=clock, busy_timeout_ms=busy_timeout_ms)
+    db = SessionDB(db_target or tmp / "crt.db", clock=clock, busy_timeout_ms=busy_timeout_ms)
     (tmp / "HEARTBEAT.md").write_text(DEFAULT_MD, encoding="utf-8")
     app = create_ledger_app(settings, clock=clock)
     server: ServerThread | None = None

@@ -58,7 +58,7 @@ class Services:
             ensure_instructions(settings.heartbeat_md_path)
         except InstructionsError as exc:  # runs then record instructions_error, with this reason
             logger.error("HEARTBEAT.md could not be created from the template: %s", exc)
-        db = SessionDB(settings.session_db_path)
+        db = SessionDB(settings.session_db_target)
         services = cls(
             settings=settings,
             db=db,

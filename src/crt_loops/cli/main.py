@@ -23,6 +23,7 @@ from typing import Any
 
 from crt_loops.cli import approvals as approvals_cli
 from crt_loops.cli import chat as chat_commands
+from crt_loops.cli import db as db_cli
 from crt_loops.cli.args import CrtParser, package_version, positive_seconds, service_url
 from crt_loops.cli.demo import cmd_demo
 from crt_loops.cli.http import (
@@ -502,6 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     approvals_cli.add_parsers(sub, add)
+    db_cli.add_parsers(sub, add)
 
     ledger = add(sub, "ledger", _missing_action, "the Ledger as the service sees it")
     ledger_sub = ledger.add_subparsers(dest="action", metavar="ACTION")

@@ -8,11 +8,11 @@ cooldowns ahead of a 429) reads every thread's outbox; and the comments on its p
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
 from crt_loops.core.enums import ActionState
+from crt_loops.db.conn import Connection
 from crt_loops.db.errors import translated
 from crt_loops.db.heartbeats import ActionRecord, action_from_row
 from crt_loops.db.leases import kv_read, kv_write
@@ -59,9 +59,7 @@ def agent_history(
         return _agent_history(db.read(), since=since, changed_after=changed_after)
 
 
-def _agent_history(
-    conn: sqlite3.Connection, *, since: float, changed_after: float | None
-) -> AgentHistory:
+def _agent_history(conn: Connection, *, since: float, changed_after: float | None) -> AgentHistory:
     horizon = since - HISTORY_HORIZON
     if changed_after is not None:
         # Only what changed since an earlier read (see merge_history): a short indexed range.

@@ -8,12 +8,12 @@ owner's edits and rejections go to ``heartbeat_owner_feedback`` in the same tran
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from crt_loops.core.clock import iso
+from crt_loops.db.conn import Connection, Row
 from crt_loops.db.heartbeats import ActionRecord, action_from_row
 from crt_loops.db.session import SessionDB, dumps
 
@@ -58,7 +58,7 @@ _PROPOSAL_SELECT = (
 )
 
 
-def _proposal(row: sqlite3.Row) -> Proposal:
+def _proposal(row: Row) -> Proposal:
     return Proposal(
         action=action_from_row(row),
         expires_at=row["expires_at"],
@@ -162,7 +162,7 @@ def reject(db: SessionDB, action: ActionRecord, *, reason: str | None, now: floa
 
 
 def _add_feedback(
-    tx: sqlite3.Connection,
+    tx: Connection,
     action: ActionRecord,
     *,
     verdict: str,

@@ -10,7 +10,6 @@ leaves something recovery can finish (docs/architecture.md §5 steps 7-8).
 from __future__ import annotations
 
 import json
-import sqlite3
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +18,8 @@ from typing import Any
 from crt_loops.core import wording
 from crt_loops.core.clock import iso
 from crt_loops.core.enums import ActionState, RunOutcome, RunReason, Trigger
-from crt_loops.db.session import SessionDB, dumps, insert_thread
+from crt_loops.db.conn import SQLITE, Row
+from crt_loops.db.session import SessionDB, dumps, insert_thread, lock_thread
 from crt_loops.heartbeat.config import HeartbeatConfig, config_from_json, config_to_json
 from crt_loops.llm.types import LLMUsage
 
@@ -168,7 +168,7 @@ class ThreadHeartbeat:
     context_hash: str | None
 
 
-def action_from_row(row: sqlite3.Row) -> ActionRecord:
+def action_from_row(row: Row) -> ActionRecord:
     return ActionRecord(
         id=row["id"],
         run_id=row["run_id"],
@@ -187,7 +187,7 @@ def action_from_row(row: sqlite3.Row) -> ActionRecord:
     )
 
 
-def _run(row: sqlite3.Row) -> RunRecord:
+def _run(row: Row) -> RunRecord:
     return RunRecord(
         run_id=row["run_id"],
         thread_id=row["thread_id"],
@@ -210,7 +210,7 @@ def _run(row: sqlite3.Row) -> RunRecord:
     )
 
 
-def _usage(row: sqlite3.Row) -> LLMUsage | None:
+def _usage(row: Row) -> LLMUsage | None:
     fields = ("prompt_tokens", "prompt_eval_tokens", "cached_tokens", "completion_tokens")
     if all(row[f] is None for f in fields) and row["prompt_ms"] is None:
         return None
@@ -288,6 +288,7 @@ def update_config(
     with db.write() as tx:
         now = db.clock()
         insert_thread(tx, thread_id, "", now)
+        lock_thread(tx, thread_id)
         row = tx.execute(
             "SELECT heartbeat_config_json, heartbeat_last_run FROM thread_sessions "
             "WHERE thread_id = ?",
@@ -405,9 +406,14 @@ def finish_run(
                 run.run_id,
             ),
         )
+        enabled = (
+            "json_extract(heartbeat_config_json, '$.enabled')"
+            if tx.dialect == SQLITE
+            else "(heartbeat_config_json::jsonb -> 'enabled') = 'true'::jsonb"
+        )
         sets = [
             "heartbeat_next_due = CASE WHEN heartbeat_config_json IS NULL THEN NULL "
-            "WHEN json_extract(heartbeat_config_json, '$.enabled') THEN ? ELSE NULL END"
+            f"WHEN {enabled} THEN CAST(? AS DOUBLE PRECISION) ELSE NULL END"
         ]
         args: list[Any] = [next_due]
         if update_last:

@@ -8,12 +8,18 @@ they belong to (:func:`insert_entry`), so a reflection and its watermark commit 
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
 from crt_loops.core.clock import iso
-from crt_loops.db.session import SessionDB, ThreadNotFound, dumps, require_thread_in
+from crt_loops.db.conn import Connection, Row
+from crt_loops.db.session import (
+    SessionDB,
+    ThreadNotFound,
+    dumps,
+    lock_thread,
+    require_thread_in,
+)
 
 ENTRY_TYPES = ("reflection", "personality", "self_reply", "comment")
 SELF_REPLY_MODES = ("default", "on", "off")
@@ -64,7 +70,7 @@ class SelfReplySettings:
     last_self_reply_at: float | None
 
 
-def _entry(row: sqlite3.Row | tuple[Any, ...]) -> JournalEntry:
+def _entry(row: Row | tuple[Any, ...]) -> JournalEntry:
     meta = json.loads(row[7]) if row[7] else {}
     return JournalEntry(
         id=int(row[0]),
@@ -82,7 +88,7 @@ def _entry(row: sqlite3.Row | tuple[Any, ...]) -> JournalEntry:
 
 
 def insert_entry(
-    tx: sqlite3.Connection,
+    tx: Connection,
     *,
     thread_id: str,
     entry_type: str,
@@ -134,6 +140,7 @@ def add_comment(
     """A comment on one of the thread's entries; raises ThreadNotFound or EntryNotFound."""
     with db.write() as tx:
         require_thread_in(tx, thread_id)
+        lock_thread(tx, thread_id)
         owner = tx.execute(
             "SELECT thread_id FROM journal_entries WHERE id = ?", (entry_id,)
         ).fetchone()
@@ -164,6 +171,7 @@ def add_self_reply(
     transaction; None (nothing written) when a self-reply to it exists already."""
     with db.write() as tx:
         # Someone (a manual run, another process) may have answered it since the caller looked.
+        lock_thread(tx, target.thread_id)
         if tx.execute(
             "SELECT 1 FROM journal_entries WHERE reply_to = ? AND entry_type = 'self_reply'",
             (target.id,),

@@ -7,12 +7,12 @@ so two processes racing for it cannot both win, whatever the backend's isolation
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from crt_loops.db.sqlite import SQLiteStore
+from crt_loops.db.conn import Connection, Row
+from crt_loops.db.store import Store
 
 
 @dataclass(frozen=True)
@@ -26,18 +26,18 @@ class Lease:
 _LEASE_COLUMNS = "name, owner, acquired_at, expires_at"
 
 
-def _lease(row: sqlite3.Row) -> Lease:
+def _lease(row: Row) -> Lease:
     return Lease(str(row[0]), str(row[1]), float(row[2]), float(row[3]))
 
 
-def get_lease(store: SQLiteStore, name: str) -> Lease | None:
+def get_lease(store: Store, name: str) -> Lease | None:
     """The lease row of ``name``, expired or not."""
     row = store.query_one(f"SELECT {_LEASE_COLUMNS} FROM leases WHERE name = ?", (name,))
     return _lease(row) if row else None
 
 
 def take_leases(
-    tx: sqlite3.Connection,
+    tx: Connection,
     names: Sequence[str],
     owner: str,
     now: float,
@@ -60,10 +60,10 @@ def take_leases(
     taken = tx.execute(
         f"INSERT INTO leases (name, owner, acquired_at, expires_at) VALUES {rows} "
         "ON CONFLICT(name) DO UPDATE SET owner = excluded.owner, "
-        "  acquired_at = CASE WHEN :renew AND leases.owner = excluded.owner "
+        "  acquired_at = CASE WHEN :renew = 1 AND leases.owner = excluded.owner "
         "                     THEN leases.acquired_at ELSE excluded.acquired_at END, "
         "  expires_at = excluded.expires_at "
-        "WHERE leases.expires_at < :now OR (:renew AND leases.owner = excluded.owner) "
+        "WHERE leases.expires_at < :now OR (:renew = 1 AND leases.owner = excluded.owner) "
         "RETURNING name",
         params,
     ).fetchall()
@@ -71,23 +71,23 @@ def take_leases(
 
 
 def take_lease(
-    tx: sqlite3.Connection, name: str, owner: str, now: float, ttl: float, *, renew: bool
+    tx: Connection, name: str, owner: str, now: float, ttl: float, *, renew: bool
 ) -> bool:
     """:func:`take_leases` for one name: whether ``owner`` holds it now."""
     return name in take_leases(tx, [name], owner, now, ttl, renew=renew)
 
 
-def drop_lease(tx: sqlite3.Connection, name: str, owner: str) -> None:
+def drop_lease(tx: Connection, name: str, owner: str) -> None:
     """Release ``name`` if ``owner`` holds it (someone else's lease is left alone)."""
     tx.execute("DELETE FROM leases WHERE name = ? AND owner = ?", (name, owner))
 
 
-def kv_read(conn: sqlite3.Connection, key: str) -> str | None:
+def kv_read(conn: Connection, key: str) -> str | None:
     row = conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
     return str(row[0]) if row else None
 
 
-def kv_write(tx: sqlite3.Connection, key: str, value: str, now: float) -> None:
+def kv_write(tx: Connection, key: str, value: str, now: float) -> None:
     tx.execute(
         "INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?) "
         "ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",

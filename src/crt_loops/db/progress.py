@@ -14,10 +14,10 @@ transaction is still in flight (docs/storage.md).
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 
-from crt_loops.db.sqlite import SQLiteStore
+from crt_loops.db.conn import Connection
+from crt_loops.db.store import Store
 
 #: Tables whose ids the watermarks count (interpolated into SQL, so never from user input).
 WATERMARK_TABLES = frozenset({"messages", "journal_entries"})
@@ -38,12 +38,12 @@ def _checked(table: str) -> str:
     return table
 
 
-def loop_watermark(store: SQLiteStore, loop: str) -> int:
+def loop_watermark(store: Store, loop: str) -> int:
     row = store.query_one("SELECT watermark FROM loop_state WHERE loop = ?", (loop,))
     return int(row[0]) if row else 0
 
 
-def thread_watermark(store: SQLiteStore, loop: str, thread_id: str) -> int:
+def thread_watermark(store: Store, loop: str, thread_id: str) -> int:
     row = store.query_one(
         "SELECT message_id FROM loop_watermarks WHERE loop = ? AND thread_id = ?",
         (loop, thread_id),
@@ -51,13 +51,13 @@ def thread_watermark(store: SQLiteStore, loop: str, thread_id: str) -> int:
     return int(row[0]) if row else 0
 
 
-def committed_high_id(store: SQLiteStore, table: str) -> int:
+def committed_high_id(store: Store, table: str) -> int:
     """The highest id of ``table`` below which no row can still appear (module docstring)."""
     row = store.query_one(f"SELECT MAX(id) FROM {_checked(table)}")
     return int(row[0] or 0) if row else 0
 
 
-def newest_id(store: SQLiteStore, table: str, thread_id: str) -> int:
+def newest_id(store: Store, table: str, thread_id: str) -> int:
     """The thread's highest id in ``table`` (0 when it has no rows)."""
     row = store.query_one(
         f"SELECT MAX(id) FROM {_checked(table)} WHERE thread_id = ?", (thread_id,)
@@ -65,7 +65,7 @@ def newest_id(store: SQLiteStore, table: str, thread_id: str) -> int:
     return int(row[0] or 0) if row else 0
 
 
-def candidates(store: SQLiteStore, loop: str, table: str) -> list[Candidate]:
+def candidates(store: Store, loop: str, table: str) -> list[Candidate]:
     """Threads with rows above their watermark in ``table``, by thread id.
 
     One range scan over the primary key above the loop's global watermark, so a pass over
@@ -76,7 +76,7 @@ def candidates(store: SQLiteStore, loop: str, table: str) -> list[Candidate]:
         f"FROM {_checked(table)} t LEFT JOIN loop_watermarks w "
         "  ON w.loop = :loop AND w.thread_id = t.thread_id "
         "WHERE t.id > (SELECT COALESCE(MAX(watermark), 0) FROM loop_state WHERE loop = :loop) "
-        "GROUP BY t.thread_id "
+        "GROUP BY t.thread_id, w.message_id "
         "HAVING MAX(t.id) > COALESCE(w.message_id, 0) "
         "ORDER BY t.thread_id",
         {"loop": loop},
@@ -85,7 +85,7 @@ def candidates(store: SQLiteStore, loop: str, table: str) -> list[Candidate]:
 
 
 def first_unprocessed(
-    store: SQLiteStore, loop: str, table: str, thread_id: str, floor: int
+    store: Store, loop: str, table: str, thread_id: str, floor: int
 ) -> int | None:
     """The thread's lowest id in ``table`` above both ``floor`` and its watermark."""
     above = max(floor, thread_watermark(store, loop, thread_id))
@@ -97,28 +97,30 @@ def first_unprocessed(
 
 
 def raise_thread_watermark(
-    tx: sqlite3.Connection, loop: str, thread_id: str, row_id: int, now: float
+    tx: Connection, loop: str, thread_id: str, row_id: int, now: float
 ) -> None:
     """Inside the caller's transaction (with the results it covers); never lowers it."""
     tx.execute(
         "INSERT INTO loop_watermarks (loop, thread_id, message_id, updated_at) "
         "VALUES (?, ?, ?, ?) ON CONFLICT(loop, thread_id) DO UPDATE SET "
-        "message_id = MAX(message_id, excluded.message_id), updated_at = excluded.updated_at",
+        "message_id = MAX(loop_watermarks.message_id, excluded.message_id), "
+        "updated_at = excluded.updated_at",
         (loop, thread_id, row_id, now),
     )
 
 
-def set_thread_watermark(store: SQLiteStore, loop: str, thread_id: str, row_id: int) -> None:
+def set_thread_watermark(store: Store, loop: str, thread_id: str, row_id: int) -> None:
     with store.write() as tx:
         raise_thread_watermark(tx, loop, thread_id, row_id, store.clock())
 
 
-def advance_loop_watermark(store: SQLiteStore, loop: str, watermark: int) -> None:
+def advance_loop_watermark(store: Store, loop: str, watermark: int) -> None:
     """Raise the global watermark (never lowers it)."""
     with store.write() as tx:
         tx.execute(
             "INSERT INTO loop_state (loop, watermark, updated_at) VALUES (?, ?, ?) "
-            "ON CONFLICT(loop) DO UPDATE SET watermark = MAX(watermark, excluded.watermark), "
+            "ON CONFLICT(loop) DO UPDATE SET "
+            "watermark = MAX(loop_state.watermark, excluded.watermark), "
             "updated_at = excluded.updated_at",
             (loop, watermark, store.clock()),
         )

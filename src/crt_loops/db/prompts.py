@@ -72,9 +72,12 @@ def save_prompt(
     stored, truncated = capped(messages)
     with db.write() as tx:
         tx.execute(
-            "INSERT OR REPLACE INTO heartbeat_prompts "
+            "INSERT INTO heartbeat_prompts "
             "(run_id, thread_id, created_at, chars, truncated, messages_json) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(run_id) DO UPDATE SET "
+            "thread_id = excluded.thread_id, created_at = excluded.created_at, "
+            "chars = excluded.chars, truncated = excluded.truncated, "
+            "messages_json = excluded.messages_json",
             (
                 run_id,
                 thread_id,

@@ -13,7 +13,7 @@ from typing import Any
 
 from crt_loops.db import progress
 from crt_loops.db.journal import JournalEntry, count_entries, insert_entry
-from crt_loops.db.session import MessageRow, SessionDB
+from crt_loops.db.session import MessageRow, SessionDB, lock_thread
 
 _MSG_COLUMNS = "id, thread_id, role, content, created_at, importance, importance_reason, scored_by"
 
@@ -113,6 +113,7 @@ def add_reflection(
     reflection state and watermark there, in one transaction. None (no entry) when a reflection
     already covers ``up_to_id`` (a concurrent manual run); the watermark moves either way."""
     with db.write() as tx:
+        lock_thread(tx, thread_id)
         current = tx.execute(
             "SELECT last_reflection_message_id FROM reflection_state WHERE thread_id = ?",
             (thread_id,),
@@ -147,8 +148,10 @@ def stats(db: SessionDB, thread_id: str, *, since_id: int) -> ReflectionStats:
         (thread_id, since_id),
     )
     counts = db.query_one(
-        "SELECT COUNT(*), COUNT(importance), COALESCE(SUM(scored_by = 'llm'), 0), "
-        "COALESCE(SUM(scored_by = 'heuristic'), 0), AVG(importance) FROM messages "
+        "SELECT COUNT(*), COUNT(importance), "
+        "COALESCE(SUM(CASE WHEN scored_by = 'llm' THEN 1 ELSE 0 END), 0), "
+        "COALESCE(SUM(CASE WHEN scored_by = 'heuristic' THEN 1 ELSE 0 END), 0), "
+        "AVG(importance) FROM messages "
         "WHERE thread_id = ?",
         (thread_id,),
     )

@@ -9,12 +9,12 @@ can never be selected by a caller's mistake.
 from __future__ import annotations
 
 from crt_loops.core.enums import ActionState, RunOutcome
-from crt_loops.db.sqlite import SQLiteStore
+from crt_loops.db.store import Store
 
 BATCH = 5_000
 
 
-def _batched_delete(store: SQLiteStore, sql: str, cutoff: float) -> int:
+def _batched_delete(store: Store, sql: str, cutoff: float) -> int:
     total = 0
     while True:
         with store.write() as tx:
@@ -24,7 +24,7 @@ def _batched_delete(store: SQLiteStore, sql: str, cutoff: float) -> int:
             return total
 
 
-def prune_heartbeat_runs(store: SQLiteStore, started_before: float) -> int:
+def prune_heartbeat_runs(store: Store, started_before: float) -> int:
     """Finished runs started before the cutoff, except each thread's latest run and any run with
     an action still ``pending`` (recovery must be able to finish it) or ``proposed`` (waiting
     for the owner's approval). Their actions go with them
@@ -44,7 +44,7 @@ def prune_heartbeat_runs(store: SQLiteStore, started_before: float) -> int:
     )
 
 
-def prune_journal_entries(store: SQLiteStore, created_before: float) -> int:
+def prune_journal_entries(store: Store, created_before: float) -> int:
     return _batched_delete(
         store,
         "DELETE FROM journal_entries WHERE id IN ("
@@ -53,7 +53,7 @@ def prune_journal_entries(store: SQLiteStore, created_before: float) -> int:
     )
 
 
-def prune_messages(store: SQLiteStore, created_before: float) -> int:
+def prune_messages(store: Store, created_before: float) -> int:
     # Ids are AUTOINCREMENT, never reused, so the loops' watermarks stay valid.
     return _batched_delete(
         store,

@@ -1,10 +1,11 @@
-"""SessionDB: the service's SQLite store, safe across threads and processes.
+"""SessionDB: the service's store, safe across threads, processes and hosts.
 
-The connection and transaction discipline lives in :mod:`crt_loops.db.sqlite` (``BEGIN
-IMMEDIATE`` for every write, one connection per thread, numbered migrations, driver errors
-translated); the schema in :mod:`crt_loops.db.migrations`. SessionDB holds the core records
-(threads, messages, the loops' watermarks, leases, key/value); each feature's records have a
-repository module beside it (``db.journal``, ``db.reflection``, ``db.personality``,
+It is a SQLite file (:mod:`crt_loops.db.sqlite`: ``BEGIN IMMEDIATE`` for every write, one
+connection per thread) or, opened with a ``postgresql://`` URL, a PostgreSQL database shared by
+several hosts (:mod:`crt_loops.db.postgres`); the schema is in :mod:`crt_loops.db.migrations`
+and, for PostgreSQL, :mod:`crt_loops.db.pg_migrations`, numbered alike. SessionDB holds the
+core records (threads, messages, the loops' watermarks, leases, key/value); each feature's
+records have a repository module beside it (``db.journal``, ``db.reflection``, ``db.personality``,
 ``db.heartbeats``, ``db.agent_history``, ``db.retention``).
 
 Nothing here waits on the network: callers claim, commit, call the LLM or the Ledger, then record
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,10 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from crt_loops.db import progress
+from crt_loops.db.backends import StoreFacade, open_store
+from crt_loops.db.conn import POSTGRES, Connection, Row
 from crt_loops.db.errors import DatabaseClosedError, translated
 from crt_loops.db.leases import drop_lease, get_lease, kv_read, kv_write, take_lease
 from crt_loops.db.migrations import MIGRATIONS
-from crt_loops.db.sqlite import BUSY_TIMEOUT_MS, SQLiteStore
+from crt_loops.db.pg_migrations import PG_MIGRATIONS
+from crt_loops.db.sqlite import BUSY_TIMEOUT_MS
 
 __all__ = ["MIGRATIONS", "DatabaseClosedError", "SessionDB"]
 
@@ -52,7 +55,7 @@ def check_thread_id(thread_id: str) -> str:
     return thread_id
 
 
-def insert_thread(tx: sqlite3.Connection, thread_id: str, title: str, now: float) -> bool:
+def insert_thread(tx: Connection, thread_id: str, title: str, now: float) -> bool:
     """Create the thread inside the caller's transaction unless it exists; True if created."""
     cur = tx.execute(
         "INSERT INTO thread_sessions (thread_id, title, created_at, updated_at) "
@@ -62,10 +65,24 @@ def insert_thread(tx: sqlite3.Connection, thread_id: str, title: str, now: float
     return cur.rowcount == 1
 
 
-def require_thread_in(tx: sqlite3.Connection, thread_id: str) -> None:
+def require_thread_in(tx: Connection, thread_id: str) -> None:
     """Raise ThreadNotFound unless the thread exists (inside the caller's transaction)."""
     if not tx.execute("SELECT 1 FROM thread_sessions WHERE thread_id = ?", (thread_id,)).fetchone():
         raise ThreadNotFound(f"thread {thread_id!r} does not exist")
+
+
+def lock_thread(tx: Connection, thread_id: str) -> bool:
+    """Serialise the caller's check-then-write on one thread (docs/storage.md, rule 5); whether
+    the thread exists.
+
+    SQLite's ``BEGIN IMMEDIATE`` already serialises every write transaction, so this is a
+    plain read there; on PostgreSQL it locks the thread's row until the transaction ends, so
+    two hosts checking "no reflection covers these messages yet" cannot both write one.
+    """
+    sql = "SELECT 1 FROM thread_sessions WHERE thread_id = ?"
+    if tx.dialect == POSTGRES:
+        sql += " FOR UPDATE"
+    return tx.execute(sql, (thread_id,)).fetchone() is not None
 
 
 @dataclass(frozen=True)
@@ -88,7 +105,7 @@ class MessageRow:
     scored_by: str | None
 
 
-def _message(row: sqlite3.Row) -> MessageRow:
+def _message(row: Row) -> MessageRow:
     return MessageRow(
         id=row["id"],
         thread_id=row["thread_id"],
@@ -101,8 +118,12 @@ def _message(row: sqlite3.Row) -> MessageRow:
     )
 
 
-class SessionDB(SQLiteStore):
-    """The session database: threads, messages, journal, loops' progress, heartbeat records."""
+class SessionDB(StoreFacade):
+    """The session database: threads, messages, journal, loops' progress, heartbeat records.
+
+    Opened on a SQLite path (the default) or a ``postgresql://`` URL (``CRT_DATABASE_URL``);
+    every repository works on either through :class:`~crt_loops.db.store.Store`.
+    """
 
     def __init__(
         self,
@@ -110,9 +131,24 @@ class SessionDB(SQLiteStore):
         *,
         clock: Callable[[], float] = time.time,
         busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+        pool_size: int | None = None,
     ) -> None:
-        super().__init__(path, MIGRATIONS, clock=clock, busy_timeout_ms=busy_timeout_ms)
-        self.ensure_thread(DEFAULT_THREAD)
+        super().__init__(
+            open_store(
+                path,
+                sqlite_migrations=MIGRATIONS,
+                pg_migrations=PG_MIGRATIONS,
+                clock=clock,
+                busy_timeout_ms=busy_timeout_ms,
+                pool_size=pool_size,
+            ),
+            clock,
+        )
+        try:
+            self.ensure_thread(DEFAULT_THREAD)
+        except BaseException:
+            self.backend.close()
+            raise
 
     # -- threads -------------------------------------------------------------------------
 
@@ -193,7 +229,7 @@ class SessionDB(SQLiteStore):
         if newest:
             rows = self.query(
                 "SELECT * FROM (SELECT * FROM messages WHERE thread_id = ? AND id > ? "
-                "ORDER BY id DESC LIMIT ?) ORDER BY id",
+                "ORDER BY id DESC LIMIT ?) AS newest ORDER BY id",
                 (thread_id, after_id, limit),
             )
         else:

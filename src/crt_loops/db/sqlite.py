@@ -26,11 +26,12 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from crt_loops.db.availability import DbUnavailable, WriteHealth, classify, probe_write
+from crt_loops.db.conn import SQLITE, Args, Dialect, SQLiteConnection
 from crt_loops.db.deferred import DeferredWrites
 from crt_loops.db.errors import DatabaseClosedError, translate, translated
+from crt_loops.db.store import Store
 
 __all__ = ["BUSY_TIMEOUT_MS", "DatabaseClosedError", "SQLiteStore"]
 
@@ -47,7 +48,7 @@ ACTIVE_PROBE_TIMEOUT_SECONDS = 1.0
 PROBE_TIMEOUT_SECONDS = 0.25
 
 
-class SQLiteStore:
+class SQLiteStore(Store):
     """A SQLite file with per-thread connections, ``BEGIN IMMEDIATE`` writes and migrations."""
 
     def __init__(
@@ -64,7 +65,7 @@ class SQLiteStore:
         self._local = threading.local()
         self._lock = threading.Lock()
         # (owning thread, connection): pruned when threads die, all closed by close().
-        self._connections: list[tuple[weakref.ref[threading.Thread], sqlite3.Connection]] = []
+        self._connections: list[tuple[weakref.ref[threading.Thread], SQLiteConnection]] = []
         self._closed = False
         #: The latest failed write (locked, disk full, ...) until a write succeeds again.
         self.write_health = WriteHealth()
@@ -75,14 +76,19 @@ class SQLiteStore:
         self._migrations = list(migrations)
         self.migrate()
 
+    @property
+    def dialect(self) -> Dialect:
+        return SQLITE
+
     # -- connections and transactions ---------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self) -> SQLiteConnection:
         conn = sqlite3.connect(
             self.path,
             isolation_level=None,
             check_same_thread=False,
             timeout=self.busy_timeout_ms / 1000,
+            factory=SQLiteConnection,
         )
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA journal_mode=WAL")
@@ -91,11 +97,11 @@ class SQLiteStore:
         conn.execute("PRAGMA foreign_keys=ON")
         return conn
 
-    def conn(self) -> sqlite3.Connection:
+    def conn(self) -> SQLiteConnection:
         """This thread's connection (created on first use inside the thread)."""
         if self._closed:
             raise DatabaseClosedError(f"database {self.path} is closed")
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        conn: SQLiteConnection | None = getattr(self._local, "conn", None)
         if conn is None:
             with translated():
                 conn = self._connect()
@@ -113,7 +119,7 @@ class SQLiteStore:
         return conn
 
     @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
+    def write(self) -> Iterator[SQLiteConnection]:
         """A ``BEGIN IMMEDIATE`` transaction: committed on success, rolled back on any error.
 
         A driver error inside the block, or from BEGIN or COMMIT, leaves as a
@@ -174,20 +180,20 @@ class SQLiteStore:
         except sqlite3.ProgrammingError:
             logger.info("%s: closed inside a transaction, nothing to roll back", self.path)
 
-    def read(self) -> sqlite3.Connection:
+    def read(self) -> SQLiteConnection:
         """This thread's connection for reads (autocommit: each statement is its own snapshot).
 
         Errors of statements run on it are the driver's: prefer :meth:`query`.
         """
         return self.conn()
 
-    def query(self, sql: str, args: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
+    def query(self, sql: str, args: Args = ()) -> list[sqlite3.Row]:
         """Every row of one read statement (its own snapshot)."""
         conn = self.conn()
         with translated():
             return conn.execute(sql, args).fetchall()
 
-    def query_one(self, sql: str, args: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Row | None:
+    def query_one(self, sql: str, args: Args = ()) -> sqlite3.Row | None:
         """The first row of one read statement, or None."""
         conn = self.conn()
         with translated():
@@ -195,7 +201,7 @@ class SQLiteStore:
             return row
 
     @contextmanager
-    def snapshot(self) -> Iterator[sqlite3.Connection]:
+    def snapshot(self) -> Iterator[SQLiteConnection]:
         """A read transaction: several SELECTs that see one consistent state."""
         conn = self.conn()
         with translated():

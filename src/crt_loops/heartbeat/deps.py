@@ -73,6 +73,9 @@ class RunnerOptions:
     ledger_error: str | None = None
     owner: str = PROCESS_OWNER
     owner_quiet_seconds: float = 0.0  # 0: never defer to the owner talking in the thread
+    #: A run's lease outlives its LLM deadline by this much (the Ledger sends, the record);
+    #: when its holder dies, another process or host recovers the run after the lease expires.
+    lease_margin: float = LEASE_MARGIN_SECONDS
 
     def __post_init__(self) -> None:
         # Empty strings would "match" everywhere in redaction.
@@ -80,7 +83,7 @@ class RunnerOptions:
 
     @property
     def lease_ttl(self) -> float:
-        return self.llm_timeout + LEASE_MARGIN_SECONDS
+        return self.llm_timeout + self.lease_margin
 
 
 def from_settings(
@@ -99,13 +102,20 @@ def from_settings(
         secrets.append(settings.api_token.get_secret_value())
     if settings.ledger_api_key:
         secrets.append(settings.ledger_api_key.get_secret_value())
+    # Another Ledger's limits are Moltbook's unless they were set: several hosts sharing one
+    # of our own Ledgers (README, "Scaling out") set the limits it was started with.
+    limit_fields = {
+        "ledger_post_cooldown_seconds",
+        "ledger_comment_cooldown_seconds",
+        "ledger_comments_per_day",
+    }
     limits = (
         LedgerLimits(
             settings.ledger_post_cooldown_seconds,
             settings.ledger_comment_cooldown_seconds,
             settings.ledger_comments_per_day,
         )
-        if settings.ledger_embedded
+        if settings.ledger_embedded or limit_fields & settings.model_fields_set
         else LedgerLimits()
     )
     deps = RunnerDeps(db=db, llm=llm, ledger=client, heartbeat_md=settings.heartbeat_md_path)
@@ -123,5 +133,6 @@ def from_settings(
         if client
         else f"the Ledger did not start: {ledger_error or 'see the startup log'}",
         owner_quiet_seconds=settings.heartbeat_owner_quiet_seconds,
+        lease_margin=settings.heartbeat_lease_margin_seconds,
     )
     return deps, options

@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 PREFIX = "[HEARTBEAT_LOOP]"
 BUSY_RETRY_SECONDS = 15.0
 MIN_SLEEP_SECONDS = 0.05
+#: How often a pass also recovers what dead holders left (two indexed reads when nothing is).
+RECOVERY_SECONDS = 10.0
 
 
 class HeartbeatLoop(BackgroundLoop):
@@ -61,6 +63,7 @@ class HeartbeatLoop(BackgroundLoop):
         self._checker_announced = False
         self.reply_wake_seconds = reply_wake_seconds  # 0: no reply wakes
         self._watcher: ReplyWatcher | None = None
+        self._recovered_at: float | None = None
 
     # -- the executor, built lazily --------------------------------------------------------
 
@@ -91,7 +94,9 @@ class HeartbeatLoop(BackgroundLoop):
             runner.close()
 
     def recover(self) -> dict[str, Any]:
-        """Startup recovery: interrupted runs closed, pending outbox actions re-sent."""
+        """Recovery (at startup, then every RECOVERY_SECONDS from the pass): interrupted runs
+        closed, pending outbox actions re-sent, whatever process or host left them."""
+        self._recovered_at = self.clock()
         try:
             return self.runner().recover()
         except Exception as exc:  # recorded in status; the service still starts
@@ -109,6 +114,10 @@ class HeartbeatLoop(BackgroundLoop):
         logger.log(level, "%s Checker loop running", PREFIX)
         runner = self.runner()
         approvals.expire_due(runner.db, self.clock())
+        if self._recovered_at is None or self.clock() - self._recovered_at >= RECOVERY_SECONDS:
+            # Another host (or worker) that died mid-run is settled here, not only at its own
+            # restart: its lease has expired by then (heartbeat/recovery.py).
+            self.recover()
         woken = 0
         if self._watcher is not None and heartbeat_claims.earliest_due(runner.db) is not None:
             # Only while some thread's heartbeat is on: nobody to wake otherwise.

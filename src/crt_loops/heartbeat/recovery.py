@@ -1,9 +1,15 @@
-"""Startup recovery: what a crash left behind is settled before the first claim.
+"""Recovery: what a crash left behind is settled, at startup and then periodically.
 
 Runs left ``running`` by a dead process become failed/interrupted (due again shortly), outbox
 actions left ``pending`` are re-sent with their original idempotency key (the Ledger
 deduplicates on it, so each lands once), and the dead holders' leases are released last. A run
-or action whose thread a live process (another worker) still holds is left alone.
+or action whose thread a live process still holds (another worker, another host, or a run in
+flight in this very process) is left alone.
+
+With several hosts on one database, a host that dies mid-run leaves its lease to expire; any
+other host's heartbeat loop, recovering periodically, then takes the thread's lease over
+(one conditional upsert: one host wins) and settles the run and its pending actions while
+holding it, so two hosts never re-send the same action at once (docs/storage.md).
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from crt_loops.ledger.client import LedgerClient
 logger = logging.getLogger(__name__)
 
 PREFIX = "[HEARTBEAT_LOOP]"
+#: How long a recovering process holds a thread while it settles a run or re-sends an action.
+SETTLE_LEASE_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -42,34 +50,33 @@ def recover(
 ) -> RecoveryReport:
     """Close interrupted runs, re-send pending actions, release dead leases (in that order)."""
 
-    def held_by_another_live_process(thread_id: str) -> bool:
+    def take_over(thread_id: str) -> bool:
+        """Hold the thread's lease to settle what its dead or expired holder left."""
         holder = heartbeat_claims.lease_owner(db, thread_id)
-        return holder is not None and holder != owner and not owner_is_dead(holder)
+        if holder is not None and not owner_is_dead(holder):
+            return False  # a live process (this one included) still runs it
+        return heartbeat_claims.take_over_thread_lease(
+            db, thread_id, owner, ttl=SETTLE_LEASE_SECONDS, from_owner=holder
+        )
 
     interrupted = 0
     for run in heartbeats.running_runs(db):
-        if held_by_another_live_process(run.thread_id):
-            continue  # another worker is still running it
-        now = clock()
-        run.outcome, run.reason = RunOutcome.FAILED, RunReason.INTERRUPTED
-        run.error = "the service stopped while this heartbeat was running"
-        run.finished_at = now
-        run.duration_ms = (now - run.started_at) * 1000
-        # finish_run schedules only enabled threads: due again shortly, not an interval later.
-        heartbeats.finish_run(
-            db,
-            run,
-            next_due=now + BACKOFF_STEPS[0],
-            failures=None,
-            context_hash=None,
-            update_last=True,
-        )
+        if not take_over(run.thread_id):
+            continue
+        try:
+            _close_interrupted(db, run, clock)
+        finally:
+            heartbeat_claims.release_thread_lease(db, run.thread_id, owner)
         interrupted += 1
     resent = failed = 0
     for action in heartbeats.pending_actions(db):
-        if held_by_another_live_process(action.thread_id):
+        if not take_over(action.thread_id):
             continue
-        if outbox.resend(db, ledger, action):
+        try:
+            sent = outbox.resend(db, ledger, action)
+        finally:
+            heartbeat_claims.release_thread_lease(db, action.thread_id, owner)
+        if sent:
             resent += 1
         else:
             failed += 1
@@ -85,3 +92,22 @@ def recover(
             failed,
         )
     return RecoveryReport(interrupted, resent, failed)
+
+
+def _close_interrupted(
+    db: SessionDB, run: heartbeats.RunRecord, clock: Callable[[], float]
+) -> None:
+    now = clock()
+    run.outcome, run.reason = RunOutcome.FAILED, RunReason.INTERRUPTED
+    run.error = "the service stopped while this heartbeat was running"
+    run.finished_at = now
+    run.duration_ms = (now - run.started_at) * 1000
+    # finish_run schedules only enabled threads: due again shortly, not an interval later.
+    heartbeats.finish_run(
+        db,
+        run,
+        next_due=now + BACKOFF_STEPS[0],
+        failures=None,
+        context_hash=None,
+        update_last=True,
+    )

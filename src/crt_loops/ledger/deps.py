@@ -10,7 +10,6 @@ to it (errors included) carries the ``X-RateLimit-*`` headers.
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -18,6 +17,7 @@ from fastapi import Depends, Header, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
 
+from crt_loops.db.conn import Connection
 from crt_loops.ledger import rules
 from crt_loops.ledger.errors import ApiError
 from crt_loops.ledger.identity import load_or_create_secret
@@ -61,8 +61,8 @@ class LedgerService:
         # port checks its proof against the same file.
         self._identity = load_or_create_secret(self.settings.data_dir)
         if self._store is None:
-            self._store = LedgerStore(self.settings.ledger_db_path, clock=self.clock)
-            logger.info("ledger database open at %s", self.settings.ledger_db_path)
+            self._store = LedgerStore(self.settings.ledger_db_target, clock=self.clock)
+            logger.info("ledger database open at %s", self._store.path)
 
     def close(self) -> None:
         store, self._store = self._store, None
@@ -143,7 +143,7 @@ def no_content(request: Request) -> Response:
     return Response(status_code=204, headers=rate_headers(request))
 
 
-def write(request: Request, action: Callable[[sqlite3.Connection], dict[str, Any]]) -> JSONResponse:
+def write(request: Request, action: Callable[[Connection], dict[str, Any]]) -> JSONResponse:
     """Run ``action(tx)`` in one ``BEGIN IMMEDIATE`` transaction and answer 200 with it."""
     with service(request).store.write() as tx:
         body = action(tx)
@@ -156,7 +156,7 @@ def idempotent_write(
     *,
     key: str | None,
     payload: dict[str, Any],
-    action: Callable[[sqlite3.Connection], dict[str, Any]],
+    action: Callable[[Connection], dict[str, Any]],
     status: int = 201,
 ) -> JSONResponse:
     """Run ``action(tx)`` in one BEGIN IMMEDIATE transaction with the idempotency record."""

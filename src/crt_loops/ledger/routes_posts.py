@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from crt_loops.db.conn import Connection
 from crt_loops.ledger import rules
 from crt_loops.ledger.deps import (
     AgentDep,
@@ -166,7 +166,7 @@ def create_post(
     store = svc.store
     verify = svc.settings.ledger_verification
 
-    def action(tx: sqlite3.Connection) -> dict[str, Any]:
+    def action(tx: Connection) -> dict[str, Any]:
         spend_post(tx, agent.id, svc.clock(), svc.limits)
         post = store.create_post_tx(
             tx, agent, submolt=submolt, title=title, content=content, url=link, verify=verify
@@ -210,7 +210,7 @@ def create_comment(
     store = svc.store
     verify = svc.settings.ledger_verification
 
-    def action(tx: sqlite3.Connection) -> dict[str, Any]:
+    def action(tx: Connection) -> dict[str, Any]:
         spend_comment(tx, agent.id, svc.clock(), svc.limits)
         comment = store.create_comment_tx(
             tx, agent, post_id=post_id, content=content, parent_id=body.parent_id, verify=verify

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from crt_loops.core.clock import iso
-from crt_loops.db.sqlite import SQLiteStore
+from crt_loops.db.backends import StoreFacade, open_store
+from crt_loops.db.conn import Connection, Row
 from crt_loops.ledger.errors import ApiError, bad_request, not_found
+from crt_loops.ledger.pg_schema import PG_MIGRATIONS
 from crt_loops.ledger.ranking import hot_score
 from crt_loops.ledger.schema import MIGRATIONS
 from crt_loops.ledger.storage import challenges, social, views
@@ -62,11 +63,23 @@ class Agent:
     created_at: float
 
 
-class LedgerStore(SQLiteStore):
-    """The Ledger's database. All writes go through ``write()`` (``BEGIN IMMEDIATE``)."""
+class LedgerStore(StoreFacade):
+    """The Ledger's database: a SQLite file, or PostgreSQL for a ``postgresql://`` URL
+    (``CRT_LEDGER_DATABASE_URL``). All writes go through ``write()``, serialised as
+    ``BEGIN IMMEDIATE`` serialises them on SQLite: its rate limits, idempotency records and
+    votes are check-then-writes written for that (on PostgreSQL one advisory lock per write)."""
 
     def __init__(self, path: Path | str, *, clock: Callable[[], float] = time.time) -> None:
-        super().__init__(path, MIGRATIONS, clock=clock)
+        super().__init__(
+            open_store(
+                path,
+                sqlite_migrations=MIGRATIONS,
+                pg_migrations=PG_MIGRATIONS,
+                clock=clock,
+                serialize_writes=True,
+            ),
+            clock,
+        )
         with self.write() as tx:
             for name, display, description in DEFAULT_SUBMOLTS:
                 tx.execute(
@@ -89,28 +102,27 @@ class LedgerStore(SQLiteStore):
                     f"agent name {name!r} is already taken",
                     "choose another name; a lost key cannot be recovered",
                 )
-            cur = tx.execute(
-                "INSERT INTO agents (public_id, name, name_key, description, key_hash, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (public_id, name, name.lower(), description, hash_key(api_key), now),
+            agent_id = int(
+                tx.execute(
+                    "INSERT INTO agents (public_id, name, name_key, description, key_hash, "
+                    "created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                    (public_id, name, name.lower(), description, hash_key(api_key), now),
+                ).fetchone()[0]
             )
-            agent_id = int(cur.lastrowid or 0)
         return Agent(agent_id, public_id, name, description, now), api_key
 
-    def agent_by_key(self, conn: sqlite3.Connection, api_key: str) -> Agent | None:
+    def agent_by_key(self, conn: Connection, api_key: str) -> Agent | None:
         row = conn.execute(
             "SELECT id, public_id, name, description, created_at FROM agents WHERE key_hash = ?",
             (hash_key(api_key),),
         ).fetchone()
         return Agent(*row) if row else None
 
-    def agent_row(self, conn: sqlite3.Connection, agent: Agent) -> sqlite3.Row:
-        row: sqlite3.Row = conn.execute(
-            f"{views.AGENT_SELECT} WHERE g.id = ?", (agent.id,)
-        ).fetchone()
+    def agent_row(self, conn: Connection, agent: Agent) -> Row:
+        row: Row = conn.execute(f"{views.AGENT_SELECT} WHERE g.id = ?", (agent.id,)).fetchone()
         return row
 
-    def karma(self, conn: sqlite3.Connection, agent_id: int) -> int:
+    def karma(self, conn: Connection, agent_id: int) -> int:
         row = conn.execute(
             "SELECT (SELECT COALESCE(SUM(score), 0) FROM posts WHERE author_id = :a) + "
             "(SELECT COALESCE(SUM(score), 0) FROM comments WHERE author_id = :a)",
@@ -125,22 +137,20 @@ class LedgerStore(SQLiteStore):
     # -- submolts --------------------------------------------------------------------------
 
     def create_submolt_tx(
-        self, tx: sqlite3.Connection, agent: Agent, name: str, display: str, description: str
+        self, tx: Connection, agent: Agent, name: str, display: str, description: str
     ) -> dict[str, Any]:
         if tx.execute("SELECT 1 FROM submolts WHERE name = ?", (name,)).fetchone():
             raise ApiError(409, f"submolt {name!r} already exists", "post in it or pick a new name")
         now = self.clock()
-        cur = tx.execute(
+        submolt_id = tx.execute(
             "INSERT INTO submolts (public_id, name, display_name, description, creator_id, "
-            "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            "created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
             (new_id("s"), name, display, description, agent.id, now),
-        )
-        social.on_submolt_created(tx, int(cur.lastrowid or 0), agent.id, now)
+        ).fetchone()[0]
+        social.on_submolt_created(tx, int(submolt_id), agent.id, now)
         return social.submolt_for(tx, name, agent.id)
 
-    def get_submolt(
-        self, name: str, *, conn: sqlite3.Connection | None = None
-    ) -> dict[str, Any] | None:
+    def get_submolt(self, name: str, *, conn: Connection | None = None) -> dict[str, Any] | None:
         row = (
             (conn or self.read())
             .execute(f"{views.SUBMOLT_SELECT} WHERE s.name = ?", (name,))
@@ -166,7 +176,7 @@ class LedgerStore(SQLiteStore):
 
     def create_post_tx(
         self,
-        tx: sqlite3.Connection,
+        tx: Connection,
         agent: Agent,
         *,
         submolt: str,
@@ -204,7 +214,7 @@ class LedgerStore(SQLiteStore):
         return post
 
     def get_post(
-        self, post_id: str, *, viewer: int | None = None, conn: sqlite3.Connection | None = None
+        self, post_id: str, *, viewer: int | None = None, conn: Connection | None = None
     ) -> dict[str, Any] | None:
         row = (
             (conn or self.read())
@@ -239,7 +249,7 @@ class LedgerStore(SQLiteStore):
 
     def create_comment_tx(
         self,
-        tx: sqlite3.Connection,
+        tx: Connection,
         agent: Agent,
         *,
         post_id: str,
@@ -271,7 +281,7 @@ class LedgerStore(SQLiteStore):
         now = self.clock()
         cur = tx.execute(
             "INSERT INTO comments (id, post_seq, parent_seq, author_id, content, depth, "
-            "created_at, verification_status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "created_at, verification_status) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
             (
                 comment_id,
                 post["seq"],
@@ -283,7 +293,7 @@ class LedgerStore(SQLiteStore):
                 "pending" if verify else "verified",
             ),
         )
-        seq = int(cur.lastrowid or 0)
+        seq = int(cur.fetchone()[0])
         tx.execute(
             "UPDATE posts SET comment_count = comment_count + 1 WHERE seq = ?", (post["seq"],)
         )
@@ -351,7 +361,7 @@ class LedgerStore(SQLiteStore):
     # -- votes -----------------------------------------------------------------------------
 
     def vote_tx(
-        self, tx: sqlite3.Connection, agent: Agent, kind: str, target_id: str, value: int
+        self, tx: Connection, agent: Agent, kind: str, target_id: str, value: int
     ) -> dict[str, Any]:
         """Set the agent's vote (1, -1, or 0 to remove it): a repeat is a no-op."""
         table = "posts" if kind == "post" else "comments"
@@ -410,7 +420,7 @@ class LedgerStore(SQLiteStore):
         }
 
     def user_vote(
-        self, agent_id: int | None, kind: str, target_id: str, *, conn: sqlite3.Connection
+        self, agent_id: int | None, kind: str, target_id: str, *, conn: Connection
     ) -> str | None:
         """The agent's vote on a post or comment: "up", "down" or ``None``."""
         if agent_id is None:
@@ -425,7 +435,7 @@ class LedgerStore(SQLiteStore):
 
     # -- the legacy /home activity list ----------------------------------------------------
 
-    def home_activity_tx(self, tx: sqlite3.Connection, agent: Agent) -> dict[str, Any]:
+    def home_activity_tx(self, tx: Connection, agent: Agent) -> dict[str, Any]:
         """Comments on the agent's posts and replies to its comments since its last ``/home``.
 
         At most ``HOME_ACTIVITY_LIMIT`` items per call, oldest first; the "last seen" marker
@@ -455,7 +465,7 @@ class LedgerStore(SQLiteStore):
             # Everything up to the newest comment has been considered, relevant or not.
             marker = tx.execute("SELECT COALESCE(MAX(seq), 0) FROM comments").fetchone()[0]
         tx.execute(
-            "UPDATE agents SET home_seen_seq = MAX(home_seen_seq, ?) WHERE id = ?",
+            "UPDATE agents SET home_seen_seq = MAX(agents.home_seen_seq, ?) WHERE id = ?",
             (marker, agent.id),
         )
         latest = tx.execute(

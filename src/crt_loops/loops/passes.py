@@ -27,8 +27,10 @@ from typing import Any, TypeVar
 
 import pydantic
 
+from crt_loops.core.identity import PROCESS_OWNER
 from crt_loops.core.lenient_json import first_object
 from crt_loops.db import progress
+from crt_loops.db.conn import POSTGRES
 from crt_loops.db.errors import DatabaseClosedError
 from crt_loops.db.progress import WATERMARK_TABLES, Candidate
 from crt_loops.db.session import SessionDB
@@ -51,6 +53,9 @@ M = TypeVar("M", bound=pydantic.BaseModel)
 
 #: Consecutive LLM failures after which a pass stops calling the LLM and falls back.
 MAX_CONSECUTIVE_LLM_FAILURES = 2
+#: How long a host holds one thread of a pass (renewed never: a thread's work is one LLM call
+#: or a few; a holder that dies frees it this long after).
+THREAD_CLAIM_SECONDS = 300.0
 __all__ = [
     "MAX_CONSECUTIVE_LLM_FAILURES",
     "WATERMARK_TABLES",
@@ -128,6 +133,32 @@ def process_guarded(
     return done
 
 
+def _claimed(
+    db: SessionDB,
+    loop: str,
+    candidate: Candidate,
+    *,
+    process: ProcessFn,
+    result: PassResult,
+    log_prefix: str,
+) -> bool | None:
+    """One thread of a pass that several hosts run at once: under the thread's lease
+    (``loop:<loop>:<thread>``), from its watermark as it is now, so a thread another host just
+    processed is neither processed again nor scored twice. A thread another host holds is left
+    unfinished: it holds the global watermark back until that host has raised its own."""
+    name = f"loop:{loop}:{candidate.thread_id}"
+    if not db.acquire_lease(name, PROCESS_OWNER, THREAD_CLAIM_SECONDS):
+        return False
+    try:
+        current = progress.thread_watermark(db, loop, candidate.thread_id)
+        if current >= candidate.max_id:
+            return True  # done meanwhile by another host
+        fresh = Candidate(candidate.thread_id, max(current, candidate.watermark), candidate.max_id)
+        return process_guarded(process, fresh, result, log_prefix)
+    finally:
+        db.release_lease(name, PROCESS_OWNER)
+
+
 def run_watermarked_pass(
     db: SessionDB,
     *,
@@ -164,7 +195,13 @@ def run_watermarked_pass(
                 len(candidates) - index,
             )
             break
-        if not process_guarded(process, candidate, result, log_prefix):
+        if db.dialect == POSTGRES:
+            done = _claimed(
+                db, loop, candidate, process=process, result=result, log_prefix=log_prefix
+            )
+        else:
+            done = process_guarded(process, candidate, result, log_prefix)
+        if not done:
             unfinished.append(candidate.thread_id)
     new_wm = high
     for thread_id in unfinished:

@@ -23,6 +23,7 @@ from crt_loops.core import metrics
 from crt_loops.core.clock import Clock, iso, system_clock
 from crt_loops.core.enums import LoopState, TickOutcome
 from crt_loops.core.identity import PROCESS_OWNER
+from crt_loops.db.conn import POSTGRES
 from crt_loops.db.session import DatabaseClosedError, SessionDB
 
 if TYPE_CHECKING:
@@ -74,6 +75,11 @@ class BackgroundLoop(abc.ABC):
         self.interval_seconds = float(interval_seconds)
         self.enabled = enabled
         self.db = db
+        if db is not None and db.dialect == POSTGRES:
+            # Several hosts share a PostgreSQL database: every host runs the pass and each
+            # thread is claimed on its own (loops/passes.py, run_watermarked_pass), so the
+            # work spreads instead of one host holding the whole pass.
+            self.uses_lease = False
         self.clock = clock
         self._waiter = waiter
         self.owner = owner

@@ -11,10 +11,10 @@ code is 410; an unknown one 404; a solved one 409.
 from __future__ import annotations
 
 import secrets
-import sqlite3
 from typing import Any
 
 from crt_loops.core.clock import iso
+from crt_loops.db.conn import Connection
 from crt_loops.ledger.errors import ApiError, bad_request, not_found
 
 TTL_SECONDS = 300.0
@@ -73,9 +73,7 @@ def make(a: int, b: int, op: str) -> tuple[str, str]:
     return garble(f"{story}, {question}"), f"{answer:.2f}"
 
 
-def issue(
-    tx: sqlite3.Connection, agent_id: int, kind: str, target_id: str, now: float
-) -> dict[str, Any]:
+def issue(tx: Connection, agent_id: int, kind: str, target_id: str, now: float) -> dict[str, Any]:
     a, b = 10 + secrets.randbelow(40), 2 + secrets.randbelow(9)
     op = "+-*"[secrets.randbelow(3)]
     text, answer = make(a, b, op)
@@ -95,7 +93,7 @@ def issue(
 
 
 def solve(
-    tx: sqlite3.Connection, agent_id: int, code: str | None, answer: Any, now: float
+    tx: Connection, agent_id: int, code: str | None, answer: Any, now: float
 ) -> dict[str, Any]:
     if not code:
         raise bad_request("verification_code is required", "send the code from the create answer")

@@ -10,10 +10,10 @@ owners, so it is refused with 400.
 from __future__ import annotations
 
 import secrets
-import sqlite3
 from typing import Any
 
 from crt_loops.core.clock import iso
+from crt_loops.db.conn import Connection, Row
 from crt_loops.ledger.errors import ApiError, bad_request, not_found
 from crt_loops.ledger.storage.notifications import notify
 from crt_loops.ledger.storage.social import agent_row
@@ -28,7 +28,7 @@ _CONVERSATION = (
 )
 
 
-def _conversation(conn: sqlite3.Connection, row: sqlite3.Row, me: int) -> dict[str, Any]:
+def _conversation(conn: Connection, row: Row, me: int) -> dict[str, Any]:
     mine = row["requester_id"] == me
     unread = conn.execute(
         "SELECT COUNT(*) FROM messages WHERE conversation_seq = ? AND sender_id != ? "
@@ -50,11 +50,11 @@ def _conversation(conn: sqlite3.Connection, row: sqlite3.Row, me: int) -> dict[s
     }
 
 
-def _find(conn: sqlite3.Connection, conversation_id: str, me: int) -> sqlite3.Row:
+def _find(conn: Connection, conversation_id: str, me: int) -> Row:
     row = conn.execute(f"{_CONVERSATION} WHERE c.id = ?", (conversation_id,)).fetchone()
     if row is None or me not in (row["requester_id"], row["recipient_id"]):
         raise not_found("Conversation", conversation_id)
-    return row  # type: ignore[no-any-return]
+    return row
 
 
 def _text(message: str | None) -> str:
@@ -66,7 +66,7 @@ def _text(message: str | None) -> str:
 
 
 def request(
-    tx: sqlite3.Connection,
+    tx: Connection,
     me: int,
     *,
     to: str | None,
@@ -122,7 +122,7 @@ def request(
     }
 
 
-def check(conn: sqlite3.Connection, me: int) -> dict[str, Any]:
+def check(conn: Connection, me: int) -> dict[str, Any]:
     pending = conn.execute(
         "SELECT COUNT(*) FROM conversations WHERE recipient_id = ? AND status = 'pending'", (me,)
     ).fetchone()[0]
@@ -140,7 +140,7 @@ def check(conn: sqlite3.Connection, me: int) -> dict[str, Any]:
     }
 
 
-def requests(conn: sqlite3.Connection, me: int) -> dict[str, Any]:
+def requests(conn: Connection, me: int) -> dict[str, Any]:
     rows = conn.execute(
         f"{_CONVERSATION} WHERE c.recipient_id = ? AND c.status = 'pending' ORDER BY c.seq",
         (me,),
@@ -150,7 +150,7 @@ def requests(conn: sqlite3.Connection, me: int) -> dict[str, Any]:
 
 
 def decide(
-    tx: sqlite3.Connection, me: int, conversation_id: str, *, approve: bool, block: bool, now: float
+    tx: Connection, me: int, conversation_id: str, *, approve: bool, block: bool, now: float
 ) -> dict[str, Any]:
     row = _find(tx, conversation_id, me)
     if row["recipient_id"] != me:
@@ -178,7 +178,7 @@ def decide(
     return {"message": f"Request {status}", "conversation_id": row["id"], "status": status}
 
 
-def conversations(conn: sqlite3.Connection, me: int) -> dict[str, Any]:
+def conversations(conn: Connection, me: int) -> dict[str, Any]:
     rows = conn.execute(
         f"{_CONVERSATION} WHERE (c.requester_id = :me OR c.recipient_id = :me) "
         "AND c.status = 'approved' ORDER BY c.updated_at DESC",
@@ -191,7 +191,7 @@ def conversations(conn: sqlite3.Connection, me: int) -> dict[str, Any]:
     }
 
 
-def read(tx: sqlite3.Connection, me: int, conversation_id: str) -> dict[str, Any]:
+def read(tx: Connection, me: int, conversation_id: str) -> dict[str, Any]:
     """The conversation with all its messages; marks the other side's messages read."""
     row = _find(tx, conversation_id, me)
     messages = tx.execute(
@@ -220,7 +220,7 @@ def read(tx: sqlite3.Connection, me: int, conversation_id: str) -> dict[str, Any
 
 
 def send(
-    tx: sqlite3.Connection,
+    tx: Connection,
     me: int,
     conversation_id: str,
     *,

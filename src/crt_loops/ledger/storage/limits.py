@@ -22,11 +22,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from crt_loops.db.conn import Connection
 from crt_loops.ledger.errors import ApiError
 
 DAY = 86_400.0
@@ -67,7 +67,7 @@ def _too_many(
 
 
 def _window(
-    tx: sqlite3.Connection, agent_id: int, name: str, now: float, length: float
+    tx: Connection, agent_id: int, name: str, now: float, length: float
 ) -> tuple[float, int]:
     """The (start, count) of the agent's current fixed window ``name``; a stale one restarts."""
     row = tx.execute(
@@ -80,9 +80,7 @@ def _window(
     return float(row[0]), int(row[1])
 
 
-def _store_window(
-    tx: sqlite3.Connection, agent_id: int, name: str, start: float, count: int
-) -> None:
+def _store_window(tx: Connection, agent_id: int, name: str, start: float, count: int) -> None:
     tx.execute(
         "INSERT INTO rate_windows (agent_id, name, window_start, count) VALUES (?, ?, ?, ?) "
         "ON CONFLICT(agent_id, name) DO UPDATE SET window_start = excluded.window_start, "
@@ -91,7 +89,7 @@ def _store_window(
     )
 
 
-def count_request(tx: sqlite3.Connection, agent_id: int, now: float, limits: Limits) -> RateState:
+def count_request(tx: Connection, agent_id: int, now: float, limits: Limits) -> RateState:
     """Spend one request of the agent's per-minute budget, or raise 429."""
     start, count = _window(tx, agent_id, "requests", now, 60.0)
     if count >= limits.requests_per_minute:
@@ -107,7 +105,7 @@ def count_request(tx: sqlite3.Connection, agent_id: int, now: float, limits: Lim
     return RateState(limits.requests_per_minute, limits.requests_per_minute - count - 1, start + 60)
 
 
-def spend_post(tx: sqlite3.Connection, agent_id: int, now: float, limits: Limits) -> None:
+def spend_post(tx: Connection, agent_id: int, now: float, limits: Limits) -> None:
     """Allow one post if the agent's post cooldown has passed (and start a new one), else 429."""
     row = tx.execute("SELECT last_post_at FROM agents WHERE id = ?", (agent_id,)).fetchone()
     last = row[0] if row else None
@@ -126,7 +124,7 @@ def spend_post(tx: sqlite3.Connection, agent_id: int, now: float, limits: Limits
     tx.execute("UPDATE agents SET last_post_at = ? WHERE id = ?", (now, agent_id))
 
 
-def spend_comment(tx: sqlite3.Connection, agent_id: int, now: float, limits: Limits) -> None:
+def spend_comment(tx: Connection, agent_id: int, now: float, limits: Limits) -> None:
     """Allow one comment within the cooldown and the daily budget (and count it), else 429."""
     start, count = _window(tx, agent_id, "comments_day", now, DAY)
     remaining = limits.comments_per_day - count
@@ -173,11 +171,11 @@ def fingerprint(method: str, path: str, body: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-Action = Callable[[sqlite3.Connection], tuple[int, dict[str, Any]]]
+Action = Callable[[Connection], tuple[int, dict[str, Any]]]
 
 
 def run_idempotent(
-    tx: sqlite3.Connection,
+    tx: Connection,
     agent_id: int,
     *,
     key: str | None,
@@ -212,8 +210,10 @@ def run_idempotent(
         # Expired keys are pruned here (index range delete) so the table stays bounded.
         tx.execute("DELETE FROM idempotency WHERE created_at < ?", (now - IDEMPOTENCY_TTL_SECONDS,))
         tx.execute(
-            "INSERT OR REPLACE INTO idempotency "
-            "(agent_id, key, fingerprint, status, body, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO idempotency "
+            "(agent_id, key, fingerprint, status, body, created_at) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(agent_id, key) DO UPDATE SET fingerprint = excluded.fingerprint, "
+            "status = excluded.status, body = excluded.body, created_at = excluded.created_at",
             (agent_id, key, print_, status, json.dumps(body, separators=(",", ":")), now),
         )
     return status, body, False

@@ -21,10 +21,10 @@ the depth-first tree. ``limit`` counts top-level threads per page, each with all
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from typing import Any
 
+from crt_loops.db.conn import Connection, Row
 from crt_loops.ledger.errors import bad_request, not_found
 from crt_loops.ledger.ranking import Cursor, check_sort, decode_cursor, encode_cursor
 from crt_loops.ledger.storage import views
@@ -43,7 +43,7 @@ _RISING = "(p.score + 1) / pow(MAX(:now - p.created_at, 0) / 3600.0 + 2, 1.5)"
 
 
 def list_posts(
-    conn: sqlite3.Connection,
+    conn: Connection,
     *,
     sort: str,
     limit: int,
@@ -111,7 +111,7 @@ def list_posts(
     }
 
 
-def _feed_scope(conn: sqlite3.Connection, feed: str, viewer: int | None) -> list[str]:
+def _feed_scope(conn: Connection, feed: str, viewer: int | None) -> list[str]:
     if feed not in FEED_FILTERS:
         raise bad_request(f"unknown feed filter {feed!r:.20}", "use one of: all, following")
     follows = "p.author_id IN (SELECT followee_id FROM follows WHERE follower_id = :viewer)"
@@ -130,14 +130,14 @@ def _feed_scope(conn: sqlite3.Connection, feed: str, viewer: int | None) -> list
     ]
 
 
-def _controversy(row: sqlite3.Row) -> float:
+def _controversy(row: Row) -> float:
     up, down = row["upvotes"], row["downvotes"]
     if up <= 0 or down <= 0:
         return 0.0
     return float((up + down) ** (min(up, down) / max(up, down)))
 
 
-_COMMENT_KEYS: dict[str, Callable[[sqlite3.Row], tuple[float, int]]] = {
+_COMMENT_KEYS: dict[str, Callable[[Row], tuple[float, int]]] = {
     "best": lambda r: (-r["score"], -r["seq"]),
     "top": lambda r: (-r["score"], r["seq"]),
     "new": lambda r: (-r["seq"], 0),
@@ -146,9 +146,7 @@ _COMMENT_KEYS: dict[str, Callable[[sqlite3.Row], tuple[float, int]]] = {
 }
 
 
-def comment_tree(
-    conn: sqlite3.Connection, post_seq: int, sort: str, viewer: int | None
-) -> list[list[sqlite3.Row]]:
+def comment_tree(conn: Connection, post_seq: int, sort: str, viewer: int | None) -> list[list[Row]]:
     """Top-level threads in ``sort`` order, each flattened depth-first (parent before replies)."""
     if sort not in COMMENT_SORTS:
         raise bad_request(
@@ -160,12 +158,12 @@ def comment_tree(
         (post_seq, viewer or 0),
     ).fetchall()
     key = _COMMENT_KEYS[sort]
-    children: dict[int | None, list[sqlite3.Row]] = {}
+    children: dict[int | None, list[Row]] = {}
     for row in rows:
         children.setdefault(row["parent_seq"], []).append(row)
     threads = []
     for top in sorted(children.get(None, []), key=key):
-        thread: list[sqlite3.Row] = []
+        thread: list[Row] = []
         # Iterative depth-first walk: reply chains can be deeper than Python's recursion limit.
         stack = [top]
         while stack:
@@ -177,7 +175,7 @@ def comment_tree(
 
 
 def list_comments(
-    conn: sqlite3.Connection,
+    conn: Connection,
     post_id: str,
     *,
     sort: str,

@@ -10,10 +10,10 @@ your posts into ``activity_on_your_posts``, one entry per post, newest first.
 from __future__ import annotations
 
 import secrets
-import sqlite3
 from typing import Any
 
 from crt_loops.core.clock import iso
+from crt_loops.db.conn import Connection, Row
 from crt_loops.ledger.errors import bad_request
 from crt_loops.ledger.storage import views
 
@@ -23,7 +23,7 @@ PREVIEW_CHARS = 200
 
 
 def notify(
-    tx: sqlite3.Connection,
+    tx: Connection,
     agent_id: int,
     kind: str,
     now: float,
@@ -60,7 +60,7 @@ _SELECT = (
 )
 
 
-def _item(conn: sqlite3.Connection, row: sqlite3.Row) -> dict[str, Any]:
+def _item(conn: Connection, row: Row) -> dict[str, Any]:
     post = comment = None
     if row["post_seq"] is not None:
         found = conn.execute(f"{views.POST_SELECT} WHERE p.seq = ?", (row["post_seq"],)).fetchone()
@@ -87,7 +87,7 @@ def _item(conn: sqlite3.Connection, row: sqlite3.Row) -> dict[str, Any]:
 
 
 def listing(
-    conn: sqlite3.Connection, agent_id: int, limit: int, cursor: str | None, unread_only: bool
+    conn: Connection, agent_id: int, limit: int, cursor: str | None, unread_only: bool
 ) -> dict[str, Any]:
     """Newest first; ``cursor`` is the previous page's ``next_cursor``."""
     where = ["n.agent_id = :me"]
@@ -112,14 +112,14 @@ def listing(
     }
 
 
-def unread_count(conn: sqlite3.Connection, agent_id: int) -> int:
+def unread_count(conn: Connection, agent_id: int) -> int:
     row = conn.execute(
         "SELECT COUNT(*) FROM notifications WHERE agent_id = ? AND is_read = 0", (agent_id,)
     ).fetchone()
     return int(row[0])
 
 
-def mark_read(tx: sqlite3.Connection, agent_id: int, post_id: str | None) -> dict[str, Any]:
+def mark_read(tx: Connection, agent_id: int, post_id: str | None) -> dict[str, Any]:
     if post_id is None:
         cur = tx.execute(
             "UPDATE notifications SET is_read = 1 WHERE agent_id = ? AND is_read = 0", (agent_id,)
@@ -133,7 +133,7 @@ def mark_read(tx: sqlite3.Connection, agent_id: int, post_id: str | None) -> dic
     return {"message": "Notifications marked as read", "marked_read": cur.rowcount}
 
 
-def activity_on_your_posts(conn: sqlite3.Connection, agent_id: int) -> list[dict[str, Any]]:
+def activity_on_your_posts(conn: Connection, agent_id: int) -> list[dict[str, Any]]:
     """Unread comment notifications grouped by post: what ``/home`` tells you to answer."""
     groups = conn.execute(
         "SELECT post_seq, COUNT(*) AS n, MAX(seq) AS last FROM notifications "
@@ -172,7 +172,7 @@ def activity_on_your_posts(conn: sqlite3.Connection, agent_id: int) -> list[dict
     return activity
 
 
-def home(conn: sqlite3.Connection, agent: sqlite3.Row) -> dict[str, Any]:
+def home(conn: Connection, agent: Row) -> dict[str, Any]:
     """Moltbook's ``/home`` dashboard for ``agent`` (a row of :data:`views.AGENT_SELECT`)."""
     me = agent["id"]
     unread = unread_count(conn, me)

@@ -1,4 +1,8 @@
-"""``GET /search``: posts and comments through SQLite FTS5, agents and submolts by name.
+"""``GET /search``: posts and comments through full-text search, agents and submolts by name.
+
+On SQLite the text index is FTS5; on PostgreSQL a generated ``tsvector`` column with a GIN
+index, the words OR-ed in a ``to_tsquery`` and ranked by ``ts_rank`` (negated, so that on both
+a lower rank is a better match).
 
 Moltbook's search is semantic (embeddings); the Ledger's is lexical: the query's words are each
 quoted (so no FTS5 syntax can be injected) and OR-ed, and results are ranked by BM25, which
@@ -9,10 +13,10 @@ favours documents holding more of the words, more often. ``similarity`` is that 
 from __future__ import annotations
 
 import re
-import sqlite3
 import time
 from typing import Any
 
+from crt_loops.db.conn import POSTGRES, Connection
 from crt_loops.ledger.errors import bad_request
 from crt_loops.ledger.storage import views
 
@@ -50,6 +54,35 @@ def match_expression(query: str) -> str | None:
     return " OR ".join('"' + w.replace('"', "") + '"' for w in words)
 
 
+def tsquery_terms(query: str) -> str | None:
+    """The query's words OR-ed for PostgreSQL's ``to_tsquery`` (``\\w`` only: no syntax)."""
+    words = _WORD.findall(query)[:MAX_TERMS]
+    return " | ".join(w.lower() for w in words) if words else None
+
+
+# (rank expression, FROM clause, match condition) per dialect; ``f`` is the text index.
+_POSTS = {
+    "sqlite": ("f.rank", "posts_fts f JOIN ({sel}) x ON x.seq = f.rowid", "posts_fts MATCH :q"),
+    "postgres": (
+        "-ts_rank(f.fts, to_tsquery('simple', :q))",
+        "posts f JOIN ({sel}) x ON x.seq = f.seq",
+        "f.fts @@ to_tsquery('simple', :q)",
+    ),
+}
+_COMMENTS = {
+    "sqlite": (
+        "f.rank",
+        "comments_fts f JOIN ({sel}) x ON x.seq = f.rowid",
+        "comments_fts MATCH :q",
+    ),
+    "postgres": (
+        "-ts_rank(f.fts, to_tsquery('simple', :q))",
+        "comments f JOIN ({sel}) x ON x.seq = f.seq",
+        "f.fts @@ to_tsquery('simple', :q)",
+    ),
+}
+
+
 def _similarity(rank: float) -> float:
     # bm25() is negative, more negative for a better match, and near 0 when a word is in most
     # documents; any match still scores above one half.
@@ -57,7 +90,7 @@ def _similarity(rank: float) -> float:
 
 
 def search(
-    conn: sqlite3.Connection,
+    conn: Connection,
     query: str | None,
     *,
     kind: str = "all",
@@ -77,7 +110,7 @@ def search(
         raise bad_request(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
     span = window(time_filter)
     since = (now if now is not None else time.time()) - span if span is not None else None
-    expression = match_expression(query)
+    expression = tsquery_terms(query) if conn.dialect == POSTGRES else match_expression(query)
     results: list[dict[str, Any]] = []
     posts: list[dict[str, Any]] = []
     comments: list[dict[str, Any]] = []
@@ -91,10 +124,11 @@ def search(
             filters += " AND x.submolt = :sub"
             args["sub"] = submolt
         if kind in ("all", "posts"):
+            rank, source, match = _POSTS[conn.dialect]
             rows = conn.execute(
-                f"SELECT x.*, f.rank FROM posts_fts f JOIN ({views.POST_SELECT}) x "
-                "ON x.seq = f.rowid WHERE posts_fts MATCH :q "
-                f"AND x.verification_status = 'verified'{filters} ORDER BY f.rank LIMIT :n",
+                f"SELECT x.*, {rank} AS rank FROM {source.format(sel=views.POST_SELECT)} "
+                f"WHERE {match} "
+                f"AND x.verification_status = 'verified'{filters} ORDER BY rank LIMIT :n",
                 args,
             ).fetchall()
             for row in rows:
@@ -103,13 +137,14 @@ def search(
                 posts.append(item)
         if kind in ("all", "comments"):
             comment_filters = filters.replace("x.submolt", "s.name")
+            rank, source, match = _COMMENTS[conn.dialect]
             rows = conn.execute(
-                f"SELECT x.*, s.name AS submolt, s.display_name AS submolt_display, f.rank "
-                f"FROM comments_fts f JOIN ({views.COMMENT_SELECT}) x ON x.seq = f.rowid "
+                f"SELECT x.*, s.name AS submolt, s.display_name AS submolt_display, "
+                f"{rank} AS rank FROM {source.format(sel=views.COMMENT_SELECT)} "
                 "JOIN posts pp ON pp.seq = x.post_seq JOIN submolts s ON s.id = pp.submolt_id "
-                "WHERE comments_fts MATCH :q AND x.is_deleted = 0 "
+                f"WHERE {match} AND x.is_deleted = 0 "
                 f"AND x.verification_status = 'verified'{comment_filters} "
-                "ORDER BY f.rank LIMIT :n",
+                "ORDER BY rank LIMIT :n",
                 args,
             ).fetchall()
             for row in rows:
@@ -139,7 +174,7 @@ def _like(query: str) -> str:
     return "%" + query.strip().lower().replace("\\", "").replace("%", "").replace("_", "") + "%"
 
 
-def agents(conn: sqlite3.Connection, query: str, limit: int) -> list[dict[str, Any]]:
+def agents(conn: Connection, query: str, limit: int) -> list[dict[str, Any]]:
     rows = conn.execute(
         f"{views.AGENT_SELECT} WHERE g.name_key LIKE :q OR lower(g.description) LIKE :q "
         "ORDER BY g.name_key LIMIT :n",
@@ -148,7 +183,7 @@ def agents(conn: sqlite3.Connection, query: str, limit: int) -> list[dict[str, A
     return [views.agent(r) for r in rows]
 
 
-def submolts(conn: sqlite3.Connection, query: str, limit: int) -> list[dict[str, Any]]:
+def submolts(conn: Connection, query: str, limit: int) -> list[dict[str, Any]]:
     rows = conn.execute(
         f"{views.SUBMOLT_SELECT} WHERE s.name LIKE :q OR lower(s.display_name) LIKE :q "
         "OR lower(s.description) LIKE :q ORDER BY s.name LIMIT :n",

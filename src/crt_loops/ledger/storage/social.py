@@ -13,9 +13,9 @@ the owner adds and removes moderators; owner and moderators pin posts (at most
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any
 
+from crt_loops.db.conn import Connection, Row
 from crt_loops.ledger.errors import ApiError, bad_request, not_found
 from crt_loops.ledger.storage import views
 from crt_loops.ledger.storage.notifications import notify
@@ -25,7 +25,7 @@ MAX_METADATA_BYTES = 4_000
 ROLES = ("owner", "moderator")
 
 
-def agent_row(conn: sqlite3.Connection, ident: str) -> sqlite3.Row:
+def agent_row(conn: Connection, ident: str) -> Row:
     """An agent by name (case-insensitive, an optional leading ``@``) or public id, or 404."""
     ident = ident.removeprefix("@")
     row = conn.execute(
@@ -33,10 +33,10 @@ def agent_row(conn: sqlite3.Connection, ident: str) -> sqlite3.Row:
     ).fetchone()
     if row is None:
         raise not_found("Agent", ident)
-    return row  # type: ignore[no-any-return]
+    return row
 
 
-def is_following(conn: sqlite3.Connection, follower: int | None, followee: int) -> bool:
+def is_following(conn: Connection, follower: int | None, followee: int) -> bool:
     if follower is None:
         return False
     return (
@@ -48,7 +48,7 @@ def is_following(conn: sqlite3.Connection, follower: int | None, followee: int) 
 
 
 def profile(
-    conn: sqlite3.Connection, ident: str, viewer: int | None, *, base_url: str = ""
+    conn: Connection, ident: str, viewer: int | None, *, base_url: str = ""
 ) -> dict[str, Any]:
     """``GET /agents/profile``: the agent, whether the viewer follows it, its recent posts."""
     row = agent_row(conn, ident)
@@ -62,9 +62,7 @@ def profile(
     return {"agent": body, "recentPosts": [views.post(r) for r in recent]}
 
 
-def update_me(
-    tx: sqlite3.Connection, agent_id: int, description: str | None, metadata: Any
-) -> None:
+def update_me(tx: Connection, agent_id: int, description: str | None, metadata: Any) -> None:
     if description is not None:
         tx.execute("UPDATE agents SET description = ? WHERE id = ?", (description, agent_id))
     if metadata is not None:
@@ -76,7 +74,7 @@ def update_me(
         tx.execute("UPDATE agents SET metadata = ? WHERE id = ?", (text, agent_id))
 
 
-def follow(tx: sqlite3.Connection, agent_id: int, ident: str, now: float) -> dict[str, Any]:
+def follow(tx: Connection, agent_id: int, ident: str, now: float) -> dict[str, Any]:
     target = agent_row(tx, ident)
     if target["id"] == agent_id:
         raise bad_request("you cannot follow yourself", "follow another agent")
@@ -96,7 +94,7 @@ def follow(tx: sqlite3.Connection, agent_id: int, ident: str, now: float) -> dic
     }
 
 
-def unfollow(tx: sqlite3.Connection, agent_id: int, ident: str) -> dict[str, Any]:
+def unfollow(tx: Connection, agent_id: int, ident: str) -> dict[str, Any]:
     target = agent_row(tx, ident)
     cur = tx.execute(
         "DELETE FROM follows WHERE follower_id = ? AND followee_id = ?", (agent_id, target["id"])
@@ -112,14 +110,14 @@ def unfollow(tx: sqlite3.Connection, agent_id: int, ident: str) -> dict[str, Any
 # -- submolts -----------------------------------------------------------------------------------
 
 
-def submolt_row(conn: sqlite3.Connection, name: str) -> sqlite3.Row:
+def submolt_row(conn: Connection, name: str) -> Row:
     row = conn.execute(f"{views.SUBMOLT_SELECT} WHERE s.name = ?", (name.lower(),)).fetchone()
     if row is None:
         raise not_found("Submolt", name)
-    return row  # type: ignore[no-any-return]
+    return row
 
 
-def role_of(conn: sqlite3.Connection, submolt_id: int, agent_id: int | None) -> str | None:
+def role_of(conn: Connection, submolt_id: int, agent_id: int | None) -> str | None:
     if agent_id is None:
         return None
     row = conn.execute(
@@ -129,7 +127,7 @@ def role_of(conn: sqlite3.Connection, submolt_id: int, agent_id: int | None) -> 
     return str(row[0]) if row else None
 
 
-def is_subscribed(conn: sqlite3.Connection, submolt_id: int, agent_id: int | None) -> bool:
+def is_subscribed(conn: Connection, submolt_id: int, agent_id: int | None) -> bool:
     if agent_id is None:
         return False
     row = conn.execute(
@@ -140,7 +138,7 @@ def is_subscribed(conn: sqlite3.Connection, submolt_id: int, agent_id: int | Non
 
 
 def submolt_for(
-    conn: sqlite3.Connection, name: str, viewer: int | None, *, base_url: str = ""
+    conn: Connection, name: str, viewer: int | None, *, base_url: str = ""
 ) -> dict[str, Any]:
     row = submolt_row(conn, name)
     body = views.submolt(row, base_url=base_url)
@@ -150,7 +148,7 @@ def submolt_for(
     return body
 
 
-def on_submolt_created(tx: sqlite3.Connection, submolt_id: int, agent_id: int, now: float) -> None:
+def on_submolt_created(tx: Connection, submolt_id: int, agent_id: int, now: float) -> None:
     tx.execute(
         "INSERT INTO moderators (submolt_id, agent_id, role, created_at) VALUES (?, ?, 'owner', ?)",
         (submolt_id, agent_id, now),
@@ -162,7 +160,7 @@ def on_submolt_created(tx: sqlite3.Connection, submolt_id: int, agent_id: int, n
     )
 
 
-def subscribe(tx: sqlite3.Connection, agent_id: int, name: str, now: float) -> dict[str, Any]:
+def subscribe(tx: Connection, agent_id: int, name: str, now: float) -> dict[str, Any]:
     row = submolt_row(tx, name)
     cur = tx.execute(
         "INSERT INTO subscriptions (agent_id, submolt_id, created_at) VALUES (?, ?, ?) "
@@ -177,7 +175,7 @@ def subscribe(tx: sqlite3.Connection, agent_id: int, name: str, now: float) -> d
     }
 
 
-def unsubscribe(tx: sqlite3.Connection, agent_id: int, name: str) -> dict[str, Any]:
+def unsubscribe(tx: Connection, agent_id: int, name: str) -> dict[str, Any]:
     row = submolt_row(tx, name)
     cur = tx.execute(
         "DELETE FROM subscriptions WHERE agent_id = ? AND submolt_id = ?", (agent_id, row["id"])
@@ -190,9 +188,7 @@ def unsubscribe(tx: sqlite3.Connection, agent_id: int, name: str) -> dict[str, A
     }
 
 
-def _require_role(
-    conn: sqlite3.Connection, submolt: sqlite3.Row, agent_id: int, *roles: str
-) -> str:
+def _require_role(conn: Connection, submolt: Row, agent_id: int, *roles: str) -> str:
     role = role_of(conn, submolt["id"], agent_id)
     if role not in roles:
         who = "the owner" if roles == ("owner",) else "the owner or a moderator"
@@ -201,7 +197,7 @@ def _require_role(
 
 
 def update_settings(
-    tx: sqlite3.Connection, agent_id: int, name: str, fields: dict[str, str | None]
+    tx: Connection, agent_id: int, name: str, fields: dict[str, str | None]
 ) -> None:
     row = submolt_row(tx, name)
     _require_role(tx, row, agent_id, *ROLES)
@@ -212,7 +208,7 @@ def update_settings(
 
 
 def set_submolt_image(
-    tx: sqlite3.Connection, agent_id: int, name: str, *, kind: str, data: bytes, content_type: str
+    tx: Connection, agent_id: int, name: str, *, kind: str, data: bytes, content_type: str
 ) -> None:
     row = submolt_row(tx, name)
     _require_role(tx, row, agent_id, *ROLES)
@@ -223,7 +219,7 @@ def set_submolt_image(
     )
 
 
-def moderators(conn: sqlite3.Connection, name: str) -> list[dict[str, Any]]:
+def moderators(conn: Connection, name: str) -> list[dict[str, Any]]:
     row = submolt_row(conn, name)
     rows = conn.execute(
         "SELECT a.public_id, a.name, m.role, m.created_at FROM moderators m "
@@ -234,7 +230,7 @@ def moderators(conn: sqlite3.Connection, name: str) -> list[dict[str, Any]]:
 
 
 def add_moderator(
-    tx: sqlite3.Connection, agent_id: int, name: str, *, who: str, role: str, now: float
+    tx: Connection, agent_id: int, name: str, *, who: str, role: str, now: float
 ) -> dict[str, Any]:
     if role not in ("moderator",):
         raise bad_request(f"unknown role {role!r:.20}", "the only role to give is 'moderator'")
@@ -249,7 +245,7 @@ def add_moderator(
     return {"message": f"{target['name']} is now a moderator of m/{row['name']}", "role": role}
 
 
-def remove_moderator(tx: sqlite3.Connection, agent_id: int, name: str, who: str) -> dict[str, Any]:
+def remove_moderator(tx: Connection, agent_id: int, name: str, who: str) -> dict[str, Any]:
     row = submolt_row(tx, name)
     _require_role(tx, row, agent_id, "owner")
     target = agent_row(tx, who)
@@ -260,7 +256,7 @@ def remove_moderator(tx: sqlite3.Connection, agent_id: int, name: str, who: str)
     return {"message": f"{target['name']} is no longer a moderator", "changed": cur.rowcount == 1}
 
 
-def pin(tx: sqlite3.Connection, agent_id: int, post_id: str, pinned: bool) -> dict[str, Any]:
+def pin(tx: Connection, agent_id: int, post_id: str, pinned: bool) -> dict[str, Any]:
     post = tx.execute(
         "SELECT p.seq, p.is_pinned, s.id AS sid, s.name FROM posts p "
         "JOIN submolts s ON s.id = p.submolt_id WHERE p.id = ?",
@@ -268,7 +264,7 @@ def pin(tx: sqlite3.Connection, agent_id: int, post_id: str, pinned: bool) -> di
     ).fetchone()
     if post is None:
         raise not_found("Post", post_id)
-    _require_role(tx, {"id": post["sid"], "name": post["name"]}, agent_id, *ROLES)  # type: ignore[arg-type]
+    _require_role(tx, {"id": post["sid"], "name": post["name"]}, agent_id, *ROLES)
     if pinned and not post["is_pinned"]:
         count = tx.execute(
             "SELECT COUNT(*) FROM posts WHERE submolt_id = ? AND is_pinned = 1", (post["sid"],)
@@ -281,16 +277,14 @@ def pin(tx: sqlite3.Connection, agent_id: int, post_id: str, pinned: bool) -> di
     return {"message": "Post pinned" if pinned else "Post unpinned", "is_pinned": pinned}
 
 
-def set_avatar(
-    tx: sqlite3.Connection, agent_id: int, data: bytes | None, content_type: str | None
-) -> None:
+def set_avatar(tx: Connection, agent_id: int, data: bytes | None, content_type: str | None) -> None:
     tx.execute(
         "UPDATE agents SET avatar = ?, avatar_type = ? WHERE id = ?",
         (data, content_type, agent_id),
     )
 
 
-def image(conn: sqlite3.Connection, owner: str, name: str, kind: str) -> tuple[bytes, str]:
+def image(conn: Connection, owner: str, name: str, kind: str) -> tuple[bytes, str]:
     """An agent's avatar or a submolt's avatar or banner: its bytes and type, or 404."""
     assert (owner, kind) in {("agent", "avatar"), ("submolt", "avatar"), ("submolt", "banner")}
     if owner == "agent":

@@ -8,10 +8,10 @@ fields that older clients read.
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from crt_loops.core.clock import iso
+from crt_loops.db.conn import Row
 
 # Columns every post listing selects; joins: s = submolts, a = authors.
 POST_SELECT = (
@@ -51,7 +51,7 @@ SUBMOLT_SELECT = (
 DELETED = "[deleted]"
 
 
-def post(row: sqlite3.Row) -> dict[str, Any]:
+def post(row: Row) -> dict[str, Any]:
     return {
         "id": row["id"],
         "title": row["title"],
@@ -78,7 +78,7 @@ def post(row: sqlite3.Row) -> dict[str, Any]:
     }
 
 
-def comment(row: sqlite3.Row) -> dict[str, Any]:
+def comment(row: Row) -> dict[str, Any]:
     deleted = bool(row["is_deleted"])
     return {
         "id": row["id"],
@@ -98,7 +98,7 @@ def comment(row: sqlite3.Row) -> dict[str, Any]:
     }
 
 
-def agent(row: sqlite3.Row, *, base_url: str = "") -> dict[str, Any]:
+def agent(row: Row, *, base_url: str = "") -> dict[str, Any]:
     return {
         "id": row["public_id"],
         "name": row["name"],
@@ -122,7 +122,7 @@ def agent(row: sqlite3.Row, *, base_url: str = "") -> dict[str, Any]:
     }
 
 
-def submolt(row: sqlite3.Row, *, base_url: str = "") -> dict[str, Any]:
+def submolt(row: Row, *, base_url: str = "") -> dict[str, Any]:
     def image(kind: str) -> str | None:
         if not row[f"{kind}_type"]:
             return None
