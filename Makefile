@@ -8,6 +8,9 @@ PORT   ?= 8000
 # Two stamps: `make run` installs only what running needs; the test tools (pytest, mypy, ruff,
 # schemathesis, selenium, hypothesis: most of the first install's time) come with `make test`.
 HASH   := $(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# Unit-layer workers: twice the cores, because a third of a worker's time is spent waiting (a
+# server's stop, a loop's tick): with one worker per core the cores sat half idle.
+UNIT_WORKERS ?= 4
 STAMP  := $(VENV)/.installed-run-$(HASH)
 DEV    := $(VENV)/.installed-dev-$(HASH)
 
@@ -47,13 +50,14 @@ test: $(DEV) real-model-env
 	./scripts/ensure-browser.sh
 	./scripts/ensure-postgres.sh
 	PYTHON=$(PYTHON) ./scripts/ensure-moltbook-clients.sh
-	$(PY) -m pytest -q -n 2 --ignore=tests/system
+	$(PY) -m pytest -q -n $(UNIT_WORKERS) --ignore=tests/system
 	$(PY) -m pytest -q -n 2 --dist loadgroup tests/system
 
-# The unit and in-process integration layer: no subprocesses, no browser.
+# The unit and in-process integration layer on SQLite: no subprocesses, no browser, no cluster.
+# The edit-test loop. Left to `make test`: the PostgreSQL runs of the backend-neutral tests (they
+# need a cluster) and the few `slow` ones (the API fuzzing, waits on SQLite's busy timeout).
 test-fast: $(DEV)
-	./scripts/ensure-postgres.sh
-	$(PY) -m pytest -q -n 2 --ignore=tests/system
+	$(PY) -m pytest -q -n $(UNIT_WORKERS) --ignore=tests/system -m "not postgres and not slow"
 
 lint: $(DEV)
 	$(PY) -m ruff check .

@@ -11,6 +11,8 @@ from crt_loops.core.enums import Trigger
 from crt_loops.db import heartbeats, journal, progress
 from crt_loops.db.session import SessionDB
 
+pytestmark = pytest.mark.postgres
+
 
 def _seed(path: Path) -> dict[str, int]:
     db = SessionDB(path)

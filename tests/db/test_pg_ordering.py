@@ -15,6 +15,8 @@ from support.waiting import wait_for
 from crt_loops.db import progress
 from crt_loops.db.session import SessionDB
 
+pytestmark = pytest.mark.postgres
+
 
 @pytest.fixture
 def pg(db_url: str) -> SessionDB:

@@ -29,7 +29,7 @@ from support.pg_cluster import PgCluster
 from support.service import Service
 from support.waiting import wait_for
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 HOSTS = 3
 THREADS = [f"t{i:02d}" for i in range(12)]

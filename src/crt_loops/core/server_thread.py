@@ -6,6 +6,8 @@ asked for port 0; ``stop()`` is bounded and idempotent.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import socket
 import threading
@@ -20,6 +22,34 @@ class ServerStartError(RuntimeError):
     """Raised when the server could not start listening (port taken, bad address, ...)."""
 
 
+class _WakeableServer(uvicorn.Server):
+    """uvicorn's server, whose main loop :meth:`wake` ends at once: uvicorn itself looks at
+    ``should_exit`` every 0.1 s, which every stop (one per embedded Ledger) waited out."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._woken: asyncio.Event | None = None
+
+    async def main_loop(self) -> None:
+        # uvicorn's own loop, with its 0.1 s sleep made an event wait.
+        self._loop, self._woken = asyncio.get_running_loop(), asyncio.Event()
+        counter = 0
+        should_exit = await self.on_tick(counter)
+        while not should_exit:
+            counter = (counter + 1) % 864000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._woken.wait(), 0.1)
+            should_exit = await self.on_tick(counter)
+
+    def wake(self) -> None:
+        """Have the main loop look at ``should_exit`` now (callable from any thread)."""
+        loop, woken = self._loop, self._woken
+        if loop is not None and woken is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nothing to wake
+                loop.call_soon_threadsafe(woken.set)
+
+
 class ServerThread:
     """A uvicorn server on its own thread and event loop."""
 
@@ -30,7 +60,7 @@ class ServerThread:
         self.host = host
         self.requested_port = port
         self.name = name
-        self._server: uvicorn.Server | None = None
+        self._server: _WakeableServer | None = None
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
         self.port: int | None = None
@@ -65,7 +95,7 @@ class ServerThread:
             self.app, log_config=None, log_level=None, lifespan="on", timeout_graceful_shutdown=1
         )
         config.access_log = False  # read per connection; set after configure_logging() ran
-        server = uvicorn.Server(config)
+        server = _WakeableServer(config)
         # uvicorn installs signal handlers only on the main thread: this one leaves them alone.
         self._server = server
         self._thread = threading.Thread(
@@ -94,6 +124,7 @@ class ServerThread:
         server, thread = self._server, self._thread
         if server is not None:
             server.should_exit = True
+            server.wake()
         if thread is not None:
             thread.join(timeout)
             if thread.is_alive():

@@ -257,7 +257,7 @@ def get_thread_heartbeats(db: SessionDB, thread_ids: Sequence[str]) -> list[Thre
     return [_thread_heartbeat(row) for row in rows]
 
 
-def _thread_heartbeat(row: Any) -> ThreadHeartbeat:
+def _thread_heartbeat(row: Row) -> ThreadHeartbeat:
     raw = row["heartbeat_config_json"]
     return ThreadHeartbeat(
         thread_id=row["thread_id"],
