@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support.waiting import wait_for
 
-from crt_loops.db.availability import DbProblem, classify, probe_write
+from crt_loops.db.availability import DbProblem, WriteHealth, classify, probe_write
 from crt_loops.db.errors import ConstraintViolation, DatabaseError
 from crt_loops.db.sqlite import SQLiteStore
 
@@ -128,3 +129,27 @@ def test_close_stops_retrying_and_says_what_was_lost(
     store.close()
     assert "not recorded before shutdown: the last run" in caplog.text
     assert store.deferred.pending == 0
+
+
+def test_write_health_says_whether_a_write_got_through_since_a_moment() -> None:
+    health = WriteHealth()
+    before = time.monotonic()
+    assert not health.succeeded_since(before)
+    health.succeeded()
+    assert health.succeeded_since(before)
+    assert not health.succeeded_since(time.monotonic())
+
+
+def test_a_lock_held_elsewhere_is_busy_even_right_after_our_own_writes(
+    store: SQLiteStore,
+) -> None:
+    # Our writes before the probe do not make a lock held now look like contention.
+    insert(store)
+    conn = sqlite3.connect(store.path, isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        failure = store.availability(probe_timeout=0.05)
+    finally:
+        conn.execute("ROLLBACK")
+        conn.close()
+    assert failure is not None and failure.problem is DbProblem.BUSY

@@ -126,10 +126,10 @@ class WriteHealth:
             with self._lock:
                 self._failure = None
 
-    def succeeded_within(self, seconds: float) -> bool:
-        """Whether a write succeeded in the last ``seconds``."""
+    def succeeded_since(self, monotonic_time: float) -> bool:
+        """Whether a write succeeded after ``monotonic_time`` (a ``time.monotonic()``)."""
         at = self._succeeded_at
-        return at is not None and time.monotonic() - at <= seconds
+        return at is not None and at > monotonic_time
 
     @property
     def failure(self) -> DbUnavailable | None:

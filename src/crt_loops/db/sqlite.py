@@ -40,10 +40,6 @@ logger = logging.getLogger(__name__)
 BUSY_TIMEOUT_MS = 5000
 #: How long :meth:`SQLiteStore.close` waits for a statement still running on another thread.
 CLOSE_WAIT_SECONDS = 0.5
-#: While writes are succeeding (one within ``ACTIVE_WINDOW_SECONDS``), ``/health`` waits this
-#: long for the write lock: under load a quarter second called a busy but healthy DB "busy".
-ACTIVE_WINDOW_SECONDS = 2.0
-ACTIVE_PROBE_TIMEOUT_SECONDS = 1.0
 #: How long ``/health`` waits for the write lock before it calls the database busy.
 PROBE_TIMEOUT_SECONDS = 0.25
 
@@ -163,11 +159,12 @@ class SQLiteStore(Store):
         latest write failed and none has succeeded since)."""
         if self._closed:
             return None
-        if self.write_health.succeeded_within(ACTIVE_WINDOW_SECONDS):
-            # Writes are going through: a probe that loses the lock for a moment is contention
-            # (writers queued, or one waiting for the GIL), not a lock held elsewhere.
-            probe_timeout = max(probe_timeout, ACTIVE_PROBE_TIMEOUT_SECONDS)
+        began = time.monotonic()
         probed = probe_write(self.path, probe_timeout) if str(self.path) != ":memory:" else None
+        if probed is not None and self.write_health.succeeded_since(began):
+            # Our own writes got the lock while the probe waited: that is contention (a queue
+            # of short writers outlasting SQLite's busy back-off), not a lock held elsewhere.
+            probed = None
         return probed or self.write_health.failure
 
     def _rollback(self, conn: sqlite3.Connection) -> None:
