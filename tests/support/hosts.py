@@ -32,6 +32,17 @@ LEDGER_LIMITS = {
     "CRT_LEDGER_REQUESTS_PER_MINUTE": "100000",
 }
 
+#: The hosts' loops for the heartbeat tests: only the heartbeat loop, ticking every second, and
+#: no wait for the owner to be quiet first.
+HEARTBEAT_LOOP_ONLY = {
+    "CRT_HEARTBEAT_LOOP_ENABLED": "true",
+    "CRT_HEARTBEAT_LOOP_SECONDS": "1",
+    "CRT_HEARTBEAT_OWNER_QUIET_SECONDS": "0",
+    "CRT_REFLECTION_LOOP_ENABLED": "false",
+    "CRT_PERSONALITY_LOOP_ENABLED": "false",
+    "CRT_JOURNAL_SELF_REPLY_LOOP_ENABLED": "false",
+}
+
 
 class StandaloneLedger:
     """``uvicorn crt_loops.ledger.server:app`` on a free loopback port, its own data dir."""

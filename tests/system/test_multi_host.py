@@ -14,7 +14,6 @@ import re
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,7 @@ import pytest
 from psycopg.rows import dict_row
 from support import heartbeat_scripts, llm_scripts
 from support.fake_ollama import FakeOllama, Reply
-from support.hosts import hosts
-from support.pg_cluster import PgCluster
+from support.hosts import HEARTBEAT_LOOP_ONLY, hosts
 from support.service import Service
 from support.waiting import wait_for
 
@@ -36,31 +34,13 @@ THREADS = [f"t{i:02d}" for i in range(12)]
 EVERY = 10
 LLM_SECONDS = 0.5
 HOST_ENV = {
-    "CRT_HEARTBEAT_LOOP_ENABLED": "true",
-    "CRT_HEARTBEAT_LOOP_SECONDS": "1",
-    "CRT_HEARTBEAT_OWNER_QUIET_SECONDS": "0",
-    "CRT_REFLECTION_LOOP_ENABLED": "false",
-    "CRT_PERSONALITY_LOOP_ENABLED": "false",
-    "CRT_JOURNAL_SELF_REPLY_LOOP_ENABLED": "false",
+    **HEARTBEAT_LOOP_ONLY,
     # A dead host's lease expires 3 + 2 s after its claim; another host then recovers the run.
     "CRT_LLM_TIMEOUT_SECONDS": "3",
     "CRT_HEARTBEAT_LEASE_MARGIN_SECONDS": "2",
 }
 RECOVERED = re.compile(r"recovery: [1-9]\d* interrupted run")
 DUE_LINE = re.compile(r"\[HEARTBEAT_LOOP\] Heartbeat due for thread: (t\d+)")
-
-
-@pytest.fixture
-def database(pg_cluster: PgCluster) -> Iterator[str]:
-    with pg_cluster.fresh_database() as url:
-        yield url
-
-
-@pytest.fixture
-def ledger_database(pg_cluster: PgCluster) -> Iterator[str]:
-    """An empty database for the shared Ledger (it migrates its own schema)."""
-    with pg_cluster.fresh_database(migrated=False) as url:
-        yield url
 
 
 def slow_poster(request: dict[str, Any]) -> Reply:
