@@ -11,7 +11,8 @@ fired at random hosts; at least ``KILLS`` times one host is SIGKILLed at the pha
 - ``llm``: a host whose LLM call the fake holds;
 - ``pending``: the host whose action sits ``pending`` in the session DB while the Ledger's
   INSERT waits: the fake model, as it answers, takes a lock on the Ledger's ``posts`` table
-  from the test process (``PgLedgerLock``);
+  from the test process (``PgLedgerLock``); the test sees the action pending and the INSERT
+  waiting in ``pg_locks``, and after the kill sees the dead host's post land;
 - ``sent``: the host whose post just landed on the Ledger, polled every 2 ms;
 - ``random``: the host a run-now was fired at, a random moment later.
 
@@ -194,6 +195,15 @@ def test_three_hosts_sigkilled_at_random_moments_never_post_twice(
             return one(session, "SELECT id FROM heartbeat_actions WHERE state = 'pending' "
                        "AND payload_json::jsonb ->> 'title' = %s", title) is not None  # fmt: skip
 
+        def insert_waits() -> bool:
+            """A Ledger write is waiting for the lock on ``posts`` (it holds the others back)."""
+            sql = ("SELECT 1 AS w FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                   "WHERE c.relname = 'posts' AND NOT l.granted")  # fmt: skip
+            return one(ledger, sql) is not None
+
+        def landed(title: str) -> bool:
+            return one(ledger, "SELECT id FROM posts WHERE title = %s", title) is not None
+
         def new_post(after_seq: int, first_n: int) -> list[int]:
             up = fleet.up()
             rows = ledger.execute("SELECT title FROM posts WHERE seq > %s", (after_seq,))
@@ -218,6 +228,8 @@ def test_three_hosts_sigkilled_at_random_moments_never_post_twice(
                     fire(up)
                     title, victim = wait_for(lambda: poster.locked, timeout=20)[0]
                     wait_for(partial(pending_post, title), timeout=20)
+                    wait_for(insert_waits, timeout=20)
+                    assert not landed(title), "the victim's post is held back by the lock"
                 elif phase == "sent":
                     row = one(ledger, "SELECT COALESCE(MAX(seq), 0) AS seq FROM posts")
                     assert row is not None
@@ -233,6 +245,9 @@ def test_three_hosts_sigkilled_at_random_moments_never_post_twice(
                 kills[phase] += 1
                 lock.release()
                 fake_ollama.release.set()
+                if phase == "pending":
+                    # The Ledger finishes the dead host's request: its post lands, unrecorded.
+                    wait_for(partial(landed, title), timeout=20)
 
             # -- after the last kill: every host back, recovery run, every thread works ------
             fleet.join()
