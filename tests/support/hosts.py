@@ -13,7 +13,8 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -29,6 +30,17 @@ LEDGER_LIMITS = {
     "CRT_LEDGER_POST_COOLDOWN_SECONDS": "0",
     "CRT_LEDGER_COMMENT_COOLDOWN_SECONDS": "0",
     "CRT_LEDGER_REQUESTS_PER_MINUTE": "100000",
+}
+
+#: The hosts' loops for the heartbeat tests: only the heartbeat loop, ticking every second, and
+#: no wait for the owner to be quiet first.
+HEARTBEAT_LOOP_ONLY = {
+    "CRT_HEARTBEAT_LOOP_ENABLED": "true",
+    "CRT_HEARTBEAT_LOOP_SECONDS": "1",
+    "CRT_HEARTBEAT_OWNER_QUIET_SECONDS": "0",
+    "CRT_REFLECTION_LOOP_ENABLED": "false",
+    "CRT_PERSONALITY_LOOP_ENABLED": "false",
+    "CRT_JOURNAL_SELF_REPLY_LOOP_ENABLED": "false",
 }
 
 
@@ -178,10 +190,12 @@ def hosts(
     *,
     proxied_host: int | None = None,
     ledger_database_url: str | None = None,
+    heartbeat_md: Callable[[int], str] = lambda i: HEARTBEAT_MD,
 ) -> Iterator[tuple[StandaloneLedger, list[Service]]]:
     """The shared Ledger and ``n`` started hosts; everything is stopped on the way out.
     ``proxied_host``: that host reaches the Ledger through a :class:`HoldingProxy`
-    (``ledger.proxy``). ``ledger_database_url``: the Ledger's own PostgreSQL database."""
+    (``ledger.proxy``). ``ledger_database_url``: the Ledger's own PostgreSQL database.
+    ``heartbeat_md``: host ``i``'s HEARTBEAT.md (each host reads its own workspace's)."""
     with ExitStack() as stack:
         ledger = StandaloneLedger(tmp, ledger_database_url)
         stack.callback(ledger.stop)
@@ -193,10 +207,13 @@ def hosts(
         for i in range(n):
             home = tmp / f"host{i}"
             home.mkdir()
-            (home / "HEARTBEAT.md").write_text(HEARTBEAT_MD, encoding="utf-8")
+            (home / "HEARTBEAT.md").write_text(heartbeat_md(i), encoding="utf-8")
             own = {"CRT_LEDGER_URL": ledger.proxy.url} if ledger.proxy and i == proxied_host else {}
             svc = Service(home, env={**host_env(database_url, ledger, **env), **own})
             stack.callback(svc.stop)
-            svc.start(timeout=60)
             started.append(svc)
+        # Started side by side, as a deployment's hosts come up: a start is mostly imports,
+        # and one after another they cost the tests seconds for nothing.
+        with ThreadPoolExecutor(n, thread_name_prefix="host-start") as pool:
+            list(pool.map(lambda svc: svc.start(timeout=60), started))
         yield ledger, started

@@ -21,8 +21,6 @@ no run left ``running``, and every thread can run again at once.
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import os
 import random
 import signal
@@ -34,10 +32,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from support import heartbeat_scripts
+from support import crash_soak, heartbeat_scripts
 from support.fake_ollama import FakeOllama, Reply
+from support.hosts import HEARTBEAT_MD
 from support.ledger_lock import LedgerLock
 from support.service import Service
 from support.waiting import wait_for
@@ -52,8 +50,6 @@ from crt_loops.llm.client import DisabledLLM
 # Each kill costs a cold service start (about 3 s on 2 cores); CRT_TEST_KILLS raises it for a soak.
 KILLS = max(24, int(os.environ.get("CRT_TEST_KILLS", "24")))
 THREADS = ["default", "t1", "t2", "t3"]
-HEARTBEAT_MD = "# HEARTBEAT.md\n\n## Checklist\n- Share one useful note about my owner's day\n"
-PHASES = ("llm", "pending", "sent", "random")
 
 
 def ro(path: Path) -> sqlite3.Connection:
@@ -97,18 +93,6 @@ def rig(
         svc.stop()
 
 
-def fire_run_now(url: str, thread_id: str) -> threading.Thread:
-    """POST run-now in a helper thread; the kill cuts it off, which is expected."""
-
-    def go() -> None:
-        with contextlib.suppress(httpx.HTTPError):
-            httpx.post(f"{url}/api/threads/{thread_id}/heartbeat/run-now", timeout=30)
-
-    thread = threading.Thread(target=go, name="run-now-client", daemon=True)
-    thread.start()
-    return thread
-
-
 def count(path: Path, sql: str) -> int:
     with ro(path) as conn:
         return int(conn.execute(sql).fetchone()[0])
@@ -125,36 +109,24 @@ def test_sigkill_at_random_moments_never_posts_twice_or_loses_an_action(
     rng = random.Random(int(os.environ.get("CRT_TEST_SEED", "5")))
 
     svc.start()
-    for thread_id in THREADS:
-        r = httpx.post(
-            f"{svc.url}/api/threads/{thread_id}/heartbeat/config",
-            json={
-                "enabled": True,
-                "every_seconds": 10,
-                "target": "post",
-                "skip_when_unchanged": False,
-            },
-        )
-        assert r.status_code == 200, r.text
+    crash_soak.configure(svc.url, THREADS)
 
     kills: Counter[str] = Counter()
-    phases = list(itertools.islice(itertools.cycle(PHASES), KILLS))
-    rng.shuffle(phases)
-    for phase in phases:
+    for phase in crash_soak.phase_order(KILLS, rng):
         if svc.proc is None:
             svc.start()
         client: threading.Thread | None = None
         thread_id = rng.choice(THREADS)
         if phase == "llm":
             fake.release.clear()
-            client = fire_run_now(svc.url, thread_id)
+            client = crash_soak.fire_run_now(svc.url, thread_id)
             wait_for(lambda: fake.in_flight > 0, timeout=15)
         elif phase == "pending":
             lock.armed.set()
-            client = fire_run_now(svc.url, thread_id)
+            client = crash_soak.fire_run_now(svc.url, thread_id)
             wait_for(
                 lambda: (
-                    lock.conn is not None
+                    lock.held
                     and count(
                         session_db, "SELECT COUNT(*) FROM heartbeat_actions WHERE state = 'pending'"
                     )
@@ -164,14 +136,14 @@ def test_sigkill_at_random_moments_never_posts_twice_or_loses_an_action(
             )
         elif phase == "sent":
             before = count(ledger_db, "SELECT COUNT(*) FROM posts")
-            client = fire_run_now(svc.url, thread_id)
+            client = crash_soak.fire_run_now(svc.url, thread_id)
             wait_for(
                 lambda before=before: count(ledger_db, "SELECT COUNT(*) FROM posts") > before,
                 timeout=15,
                 interval=0.002,
             )
         else:
-            client = fire_run_now(svc.url, thread_id)
+            client = crash_soak.fire_run_now(svc.url, thread_id)
             # A random moment is the point here, not waiting for something to happen.
             threading.Event().wait(rng.uniform(0.0, 0.4))
         assert svc.stop(sig=signal.SIGKILL) == -signal.SIGKILL
@@ -182,15 +154,7 @@ def test_sigkill_at_random_moments_never_posts_twice_or_loses_an_action(
 
     # -- after the last kill: restart, let recovery run, and every thread works again --------
     svc.start()
-    # The loop's own runs (every thread is due every 10 s) would hold a thread's lease and
-    # answer run-now 409; stopping it waits for those to finish, so only a lease that recovery
-    # failed to clear can make the run-nows below fail.
-    r = httpx.post(f"{svc.url}/api/heartbeat/stop", timeout=60)
-    assert r.status_code == 200, r.text
-    for thread_id in THREADS:
-        r = httpx.post(f"{svc.url}/api/threads/{thread_id}/heartbeat/run-now", timeout=30)
-        assert r.status_code == 200, f"{thread_id} after a crash: {r.status_code} {r.text}"
-        assert r.json()["outcome"] == "acted", r.json()
+    crash_soak.every_thread_runs_again([svc.url], THREADS)
     svc.stop()  # graceful: runs in flight finish and are recorded
 
     with ro(session_db) as conn:
@@ -201,28 +165,7 @@ def test_sigkill_at_random_moments_never_posts_twice_or_loses_an_action(
         ).fetchall()
     with ro(ledger_db) as conn:
         posts = conn.execute("SELECT id, title FROM posts").fetchall()
-
-    running = [dict(r) for r in runs if r["outcome"] == "running"]
-    pending = [dict(a) for a in actions if a["state"] == "pending"]
-    titles = Counter(p["title"] for p in posts)
-    duplicates = {t: n for t, n in titles.items() if n > 1}
-    sent_ids = Counter(a["ledger_id"] for a in actions if a["state"] == "sent")
-    interrupted = sum(1 for r in runs if r["reason"] == "interrupted")
-    print(  # the figures for the issue's closing note (pytest -s)
-        f"\ncrash safety: {sum(kills.values())} kills {dict(kills)}, {len(runs)} runs "
-        f"({interrupted} interrupted), {len(posts)} posts, duplicates {len(duplicates)}, "
-        f"pending {len(pending)}, running {len(running)}"
-    )
-    assert sum(kills.values()) >= 20
-    assert not running, running
-    assert not pending, pending
-    assert not duplicates, duplicates
-    assert posts, "heartbeats posted"
-    for post in posts:
-        n = sent_ids[post["id"]]
-        assert n == 1, f"post {dict(post)} has {n} sent actions"
-    assert set(sent_ids) <= {p["id"] for p in posts}, "a sent action whose post does not exist"
-    assert interrupted >= kills["llm"], "runs cut off mid-LLM-call are recorded as interrupted"
+    crash_soak.check_after_kills("crash safety", kills, runs, actions, posts)
 
 
 def test_recovery_closes_runs_of_a_dead_process_that_had_our_pid(tmp_path: Path) -> None:
