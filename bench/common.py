@@ -278,6 +278,24 @@ def make_settings(tmp: Path, **overrides: Any) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
+def busy_service_env(llm_url: str) -> dict[str, str]:
+    """The service's env for a benchmark that keeps every loop busy: all four loops at 1 s, four
+    heartbeats at once, and the Ledger's cooldowns and caps out of the way."""
+    return {
+        "CRT_OLLAMA_HOST": llm_url,
+        "CRT_REFLECTION_LOOP_SECONDS": "1",
+        "CRT_PERSONALITY_LOOP_SECONDS": "1",
+        "CRT_JOURNAL_SELF_REPLY_LOOP_SECONDS": "1",
+        "CRT_HEARTBEAT_LOOP_ENABLED": "true",
+        "CRT_HEARTBEAT_LOOP_SECONDS": "1",
+        "CRT_HEARTBEAT_MAX_CONCURRENCY": "4",
+        "CRT_LEDGER_POST_COOLDOWN_SECONDS": "0",
+        "CRT_LEDGER_COMMENT_COOLDOWN_SECONDS": "0",
+        "CRT_LEDGER_COMMENTS_PER_DAY": "1000000",
+        "CRT_LEDGER_REQUESTS_PER_MINUTE": "1000000",
+    }
+
+
 def write_heartbeat_md(workspace: Path) -> Path:
     workspace.mkdir(parents=True, exist_ok=True)
     target = workspace / "HEARTBEAT.md"

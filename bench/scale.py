@@ -39,6 +39,7 @@ from bench.common import (
     ROOT,
     BenchContext,
     BenchResult,
+    busy_service_env,
     distribution,
     proc_cpu_seconds,
     seed_messages,
@@ -295,19 +296,7 @@ def load(ctx: BenchContext) -> dict[str, Any]:
     with FakeOllama() as fake:
         install_thinking_routes(fake)
         fake.route("HeartbeatDecision", poster)
-        env = {
-            "CRT_OLLAMA_HOST": fake.url,
-            "CRT_REFLECTION_LOOP_SECONDS": "1",
-            "CRT_PERSONALITY_LOOP_SECONDS": "1",
-            "CRT_JOURNAL_SELF_REPLY_LOOP_SECONDS": "1",
-            "CRT_HEARTBEAT_LOOP_ENABLED": "true",
-            "CRT_HEARTBEAT_LOOP_SECONDS": "1",
-            "CRT_HEARTBEAT_MAX_CONCURRENCY": "4",
-            "CRT_LEDGER_POST_COOLDOWN_SECONDS": "0",
-            "CRT_LEDGER_COMMENT_COOLDOWN_SECONDS": "0",
-            "CRT_LEDGER_COMMENTS_PER_DAY": "1000000",
-            "CRT_LEDGER_REQUESTS_PER_MINUTE": "1000000",
-        }
+        env = busy_service_env(fake.url)
         svc, startup_empty = started(empty, env)
         svc.stop()
         svc, startup = started(path.parent.parent, env)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, HTTPException, Path, Request
@@ -69,18 +70,24 @@ def valid_thread_id(
 ) -> str:
     """The path's thread id, or a 422 that states the rule (ids are never silently rewritten)."""
     if not THREAD_ID_RE.fullmatch(thread_id):
-        raise HTTPException(
-            status_code=422,
-            detail=[
-                {
-                    "loc": ["path", "thread_id"],
-                    "msg": THREAD_ID_RULE,
-                    "type": "value_error.thread_id",
-                    "input": thread_id[:80],
-                }
-            ],
-        )
+        raise invalid_thread_ids("path", [thread_id])
     return thread_id
+
+
+def invalid_thread_ids(where: str, thread_ids: Sequence[str]) -> HTTPException:
+    """The 422 for thread ids that break the rule, one error per id (the first ten)."""
+    return HTTPException(
+        status_code=422,
+        detail=[
+            {
+                "loc": [where, "thread_id"],
+                "msg": THREAD_ID_RULE,
+                "type": "value_error.thread_id",
+                "input": thread_id[:80],
+            }
+            for thread_id in thread_ids[:10]
+        ],
+    )
 
 
 ThreadId = Annotated[str, Depends(valid_thread_id)]

@@ -15,7 +15,13 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import ValidationError
 
 from crt_loops.api.routes import responses as out
-from crt_loops.api.routes.deps import DB, ExistingThread, ThreadId, get_services
+from crt_loops.api.routes.deps import (
+    DB,
+    ExistingThread,
+    ThreadId,
+    get_services,
+    invalid_thread_ids,
+)
 from crt_loops.api.routes.ledger import with_page_urls
 from crt_loops.api.routes.loops import start_loop, stop_loop
 from crt_loops.core.clock import iso
@@ -217,17 +223,7 @@ def get_configs(
 ) -> dict[str, Any]:
     bad = [t for t in thread_id if not THREAD_ID_RE.fullmatch(t)]
     if bad:
-        raise HTTPException(
-            status_code=422,
-            detail=[
-                {
-                    "loc": ["query", "thread_id"],
-                    "msg": f"{t[:80]!r} does not match {THREAD_ID_RE.pattern}",
-                    "type": "value_error",
-                }
-                for t in bad[:10]
-            ],
-        )
+        raise invalid_thread_ids("query", bad)
     wanted = list(dict.fromkeys(thread_id))  # each once, in the order asked
     found = {hb.thread_id: hb for hb in heartbeats.get_thread_heartbeats(db, wanted)}
     return {
