@@ -1,9 +1,10 @@
 """The CRT Loops service: ``create_app(settings)`` builds it, the lifespan runs it.
 
 Startup: settings, logging, then ``Services.start`` (api/services.py: the DB, the LLM, the
-Ledger, the loops), off the event loop; shutdown is ``Services.stop``, the same steps
-backwards. ``uvicorn crt_api:app`` serves
-the top-level ``crt_api.app = create_app()``; nothing starts at import.
+Ledger, the loops), off the event loop, then what it built is frozen out of the garbage
+collector's passes (core/heap.py); shutdown is ``Services.stop``, the same steps backwards.
+``uvicorn crt_api:app`` serves the top-level ``crt_api.app = create_app()``; nothing starts at
+import.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from crt_loops.api.routes import metrics as metrics_routes
 from crt_loops.api.routes.deps import ERROR_RESPONSES
 from crt_loops.api.services import Services
 from crt_loops.api.stop_hook import StopHook, exit_immediately
+from crt_loops.core import heap
 from crt_loops.core.logs import configure_logging
 from crt_loops.db.errors import DatabaseError
 from crt_loops.edge.stack import add_body_guards, add_browser_guards
@@ -69,9 +71,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # The seed's names for the loops, for anyone looking in app.state.
         for name, loop in services.loops.items():
             setattr(app.state, f"{name}_loop", loop)
+        heap.freeze_startup_objects()
         try:
             yield
         finally:
+            heap.unfreeze()
             await anyio.to_thread.run_sync(services.stop)
             hook.uninstall()
 
