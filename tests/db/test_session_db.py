@@ -13,6 +13,7 @@ from support.clock import FakeClock
 from crt_loops.db.errors import ConstraintViolation
 from crt_loops.db.session import (
     DEFAULT_THREAD,
+    LIST_THREADS_SQL,
     DatabaseClosedError,
     InvalidThreadId,
     SessionDB,
@@ -172,3 +173,25 @@ def test_delete_thread_cascades(db: SessionDB) -> None:
         db.read().execute("SELECT COUNT(*) FROM messages WHERE thread_id='gone'").fetchone()[0] == 0
     )
     assert not db.delete_thread("gone")
+
+
+def test_thread_list_is_most_recent_first_then_by_id(db: SessionDB, clock: FakeClock) -> None:
+    clock.advance(5)
+    db.ensure_thread("b")
+    clock.advance(5)
+    db.ensure_thread("c")
+    db.ensure_thread("a")  # the same updated_at as "c": the id decides
+    listed = [t.thread_id for t in db.list_threads(limit=10)]
+    # (The default thread's time is the migration's own clock, not this test's.)
+    assert [t for t in listed if t != DEFAULT_THREAD] == ["a", "c", "b"]
+    assert [t.thread_id for t in db.list_threads(limit=2, offset=1)] == listed[1:3]
+
+
+@pytest.mark.sqlite_only
+def test_thread_list_walks_its_index_instead_of_sorting(db: SessionDB) -> None:
+    for i in range(50):
+        db.ensure_thread(f"t{i:03d}")
+    plan = " ".join(
+        str(tuple(r)) for r in db.read().execute("EXPLAIN QUERY PLAN " + LIST_THREADS_SQL, (100, 0))
+    )
+    assert "ix_threads_updated" in plan and "TEMP B-TREE" not in plan, plan

@@ -260,4 +260,13 @@ PG_MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX ix_hb_prompts_thread ON heartbeat_prompts(thread_id, created_at);
         """,
     ),
+    (
+        6,
+        """
+        -- GET /api/threads (the dashboard's thread list, every poll of every tab) walks this
+        -- in its ORDER BY instead of sorting every thread: at 10,000 threads the sort was
+        -- two thirds of the request (bench/scale.py).
+        CREATE INDEX ix_threads_updated ON thread_sessions(updated_at DESC, thread_id);
+        """,
+    ),
 ]

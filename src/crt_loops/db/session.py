@@ -118,6 +118,14 @@ def _message(row: Row) -> MessageRow:
     )
 
 
+# Walks ix_threads_updated (migration 6) in order, so a page costs its rows, not a sort of
+# every thread (tests/db/test_session_db.py checks the plan).
+LIST_THREADS_SQL = (
+    "SELECT thread_id, title, created_at, updated_at FROM thread_sessions "
+    "ORDER BY updated_at DESC, thread_id LIMIT ? OFFSET ?"
+)
+
+
 class SessionDB(StoreFacade):
     """The session database: threads, messages, journal, loops' progress, heartbeat records.
 
@@ -184,11 +192,7 @@ class SessionDB(StoreFacade):
         return self.get_thread(thread_id) is not None
 
     def list_threads(self, limit: int = 100, offset: int = 0) -> list[ThreadRow]:
-        rows = self.query(
-            "SELECT thread_id, title, created_at, updated_at FROM thread_sessions "
-            "ORDER BY updated_at DESC, thread_id LIMIT ? OFFSET ?",
-            (limit, offset),
-        )
+        rows = self.query(LIST_THREADS_SQL, (limit, offset))
         return [ThreadRow(*r) for r in rows]
 
     def count_threads(self) -> int:
