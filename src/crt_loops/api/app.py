@@ -26,6 +26,7 @@ from crt_loops.api.routes import (
     ledger,
     loops,
     pickers,
+    poll,
     system,
     threads,
 )
@@ -119,6 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         approvals,
         ledger,
         pickers,
+        poll,
         dashboard,
         metrics_routes,
     ):
