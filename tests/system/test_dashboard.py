@@ -155,6 +155,31 @@ def seed_thread(url: str) -> None:
     assert r.status_code == 200, r.text
 
 
+def fetched_api_paths(driver: WebDriver) -> list[str]:
+    """Every /api path (with its query) the page has fetched, from the Resource Timing list."""
+    urls: list[str] = driver.execute_script(
+        "return performance.getEntriesByType('resource').map((e) => e.name)"
+    )
+    return ["/api/" + url.split("/api/", 1)[1] for url in urls if "/api/" in url]
+
+
+def test_each_tick_reads_its_views_in_one_poll(browser: WebDriver, service: Service) -> None:
+    seed_thread(service.url)
+    browser.get(service.url + "/#thread=default")
+    wait(browser, loops_shown, "four loop cards")
+    wait(
+        browser,
+        lambda d: sum(p.startswith("/api/dashboard/poll?") for p in fetched_api_paths(d)) >= 2,
+        "a second tick's poll",
+    )
+    wait(browser, lambda d: all_css(d, "#messages [data-message-id]"), "the thread's messages")
+    assert css(browser, "#cfg-every_seconds").get_attribute("value") == "30m"
+    # The views found their answers in the poll: none of their own GETs went out.
+    own = ("/api/loops", "/api/heartbeat/status", "/api/threads", "/api/approvals")
+    assert not [p for p in fetched_api_paths(browser) if p.startswith(own)]
+    assert not script_errors(browser)
+
+
 def test_dashboard_drives_the_heartbeat(browser: WebDriver, service: Service) -> None:
     seed_thread(service.url)
     browser.get(service.url + "/#thread=default")

@@ -76,7 +76,31 @@ async function answer(response) {
   return data;
 }
 
+// Answers already in hand, by path: a tick's one GET /api/dashboard/poll holds the answers of
+// the GETs its views are about to send (each part names its GET), so they are not sent again.
+// Each is used once, and whatever the tick did not use is dropped when it ends (app.js): an
+// action's refresh afterwards always asks the service.
+const prefetched = new Map();
+
+/** Keep the poll's parts ({path, status, body}) for the GETs that follow. */
+export function prefetch(parts) {
+  prefetched.clear();
+  for (const part of parts) prefetched.set(part.path, part);
+}
+
+export function dropPrefetched() {
+  prefetched.clear();
+}
+
 export async function api(path, options = {}) {
+  const reading = options.method === undefined || options.method === 'GET';
+  if (!reading) prefetched.clear(); // a change: what the poll read may no longer hold
+  const part = reading ? prefetched.get(path) : undefined;
+  if (part) {
+    prefetched.delete(path);
+    if (part.status >= 200 && part.status < 300) return part.body;
+    throw new ApiError(part.status, part.body?.detail ?? `HTTP ${part.status}`);
+  }
   return answer(await request(path, options));
 }
 
@@ -87,6 +111,7 @@ export async function api(path, options = {}) {
  * piece instead is returned as is.
  */
 export async function apiStream(path, body, onText) {
+  prefetched.clear();
   const response = await request(path, { method: 'POST', body, accept: 'application/x-ndjson' });
   const type = response.headers.get('content-type') || '';
   if (!response.ok || !type.startsWith('application/x-ndjson') || !response.body) {

@@ -4,19 +4,20 @@
 // the tab is hidden. Cheap views refresh on every tick; the thread list's configs (one request),
 // the thread's journal and profile, HEARTBEAT.md and the Ledger's status every SLOW_EVERY ticks
 // (and at once when the thread changes or a chat reply lands); the feed every FEED_EVERY ticks.
+// A tick's reads other than the Ledger's come in one GET /api/dashboard/poll (see pollOnce).
 
-import { api, getToken, onUnauthorized, setToken } from './api.js';
-import { initChat, refreshMessages } from './chat.js';
+import { api, dropPrefetched, getToken, onUnauthorized, prefetch, setToken } from './api.js';
+import { initChat, MESSAGES_LIMIT, refreshMessages } from './chat.js';
 import { initApprovals, refreshApprovals } from './approvals.js';
 import { initConfig, refreshConfig, resetConfig } from './config.js';
 import { byId, refreshTimes } from './dom.js';
 import { initEditor, refreshEditor } from './editor.js';
 import { initFeed, refreshFeed } from './feed.js';
-import { refreshJournal, refreshPersonality } from './insights.js';
+import { JOURNAL_LIMIT, refreshJournal, refreshPersonality } from './insights.js';
 import { initLoops, renderLoops } from './loops.js';
 import { state } from './state.js';
-import { initThreads, refreshThreads } from './threads.js';
-import { initTimeline, refreshTimeline } from './timeline.js';
+import { initThreads, MAX_LISTED_CONFIGS, refreshThreads, THREADS_LIMIT } from './threads.js';
+import { HISTORY_LIMIT, initTimeline, refreshTimeline } from './timeline.js';
 
 const POLL_MS = 3000;
 const SLOW_EVERY = 5;
@@ -98,6 +99,8 @@ async function tick() {
   unreachable = false;
   if (slow) await section(null, refreshLedgerStatus); // links in the views need its URL
   if (needToken) return; // one 401 is enough to ask; the rest would only repeat it
+  await section(null, () => pollOnce(slow));
+  if (needToken) return;
   const jobs = [section('loops-error', refreshLoops), section('threads-error', () => refreshThreads(slow))];
   jobs.push(section('approvals-error', refreshApprovals));
   jobs.push(...threadViews(slow));
@@ -105,11 +108,28 @@ async function tick() {
   if (tickNo === 1) jobs.push(section(null, fillPickers));
   if (feed) jobs.push(section('feed-error', refreshFeed));
   await Promise.all(jobs);
+  dropPrefetched();
   refreshTimes();
   showBanner(
     unreachable ? `Cannot reach the service at ${location.origin}; retrying every ${POLL_MS / 1000} s.` : '',
   );
   if (!needToken) byId('updated').textContent = `Updated ${new Date().toLocaleTimeString()}`;
+}
+
+/** The tick's reads in one request: the views below then find their GETs' answers in hand
+ * (api.js). If it fails, each view fetches its own and shows its own error, as before. */
+async function pollOnce(slow) {
+  const query = new URLSearchParams({
+    slow: String(slow),
+    threads_limit: String(THREADS_LIMIT),
+    messages_limit: String(MESSAGES_LIMIT),
+    history_limit: String(HISTORY_LIMIT),
+    journal_limit: String(JOURNAL_LIMIT),
+    configs_limit: String(MAX_LISTED_CONFIGS),
+  });
+  if (state.thread) query.set('thread_id', state.thread);
+  const answer = await api(`/api/dashboard/poll?${query}`);
+  prefetch(answer.parts);
 }
 
 /** The model and time-zone fields' suggestions: the server's models, the IANA zones. */

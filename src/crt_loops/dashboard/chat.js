@@ -7,7 +7,7 @@ import { api, apiStream, detailText } from './api.js';
 import { byId, clip, h, renderIfChanged, timeEl } from './dom.js';
 import { state } from './state.js';
 
-const MESSAGES_LIMIT = 30;
+export const MESSAGES_LIMIT = 30;
 let sending = null; // {thread, text, since, partial} while a reply is awaited
 let onSent = () => {};
 

@@ -4,7 +4,7 @@ import { api } from './api.js';
 import { badge, byId, clip, h, renderIfChanged, timeEl } from './dom.js';
 import { state } from './state.js';
 
-const JOURNAL_LIMIT = 10;
+export const JOURNAL_LIMIT = 10;
 const PROFILE_FIELDS = ['verbosity', 'formality', 'tone', 'emoji', 'formatting'];
 
 export async function refreshJournal() {

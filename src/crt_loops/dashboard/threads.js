@@ -6,7 +6,8 @@ import { selectThread, state } from './state.js';
 
 // Configs of the listed threads are fetched on the slow tick, in one request; this many at most,
 // so a service with thousands of threads does not read thousands of configs for one open tab.
-const MAX_LISTED_CONFIGS = 50;
+export const MAX_LISTED_CONFIGS = 50;
+export const THREADS_LIMIT = 100;
 
 let threads = [];
 let onSelect = () => {};
@@ -18,7 +19,7 @@ export function initThreads({ onSelected }) {
 /** GET /api/threads, and (when ``withConfigs``) the listed threads' heartbeat configs, all in
  * one request. */
 export async function refreshThreads(withConfigs) {
-  const data = await api('/api/threads?limit=100');
+  const data = await api(`/api/threads?limit=${THREADS_LIMIT}`);
   threads = data.threads;
   if (withConfigs && threads.length) {
     const ids = threads.slice(0, MAX_LISTED_CONFIGS).map((t) => t.thread_id);

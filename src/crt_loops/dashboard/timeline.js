@@ -6,7 +6,7 @@ import { api } from './api.js';
 import { badge, byId, clip, h, ledgerPostLink, renderIfChanged, timeEl } from './dom.js';
 import { state } from './state.js';
 
-const HISTORY_LIMIT = 20;
+export const HISTORY_LIMIT = 20;
 let hideSkips = false;
 
 export function initTimeline({ onChange }) {
