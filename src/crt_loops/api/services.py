@@ -18,6 +18,7 @@ from crt_loops.heartbeat.executor import HeartbeatRunner
 from crt_loops.heartbeat.instructions import InstructionsError, ensure_instructions
 from crt_loops.heartbeat.loop import HeartbeatLoop
 from crt_loops.ledger.embed import EmbeddedLedger, start_embedded_ledger
+from crt_loops.llm.base import HTTPBackend
 from crt_loops.llm.client import LLM, build_llm
 from crt_loops.llm.interruptible import InterruptibleLLM
 from crt_loops.loops.build import build_loops
@@ -59,22 +60,17 @@ class Services:
         except InstructionsError as exc:  # runs then record instructions_error, with this reason
             logger.error("HEARTBEAT.md could not be created from the template: %s", exc)
         db = SessionDB(settings.session_db_target)
-        services = cls(
-            settings=settings,
-            db=db,
-            llm=InterruptibleLLM(
-                build_llm(
-                    enabled=settings.llm_enabled,
-                    host=settings.llm_url,
-                    model=settings.ollama_model,
-                    timeout_seconds=settings.llm_timeout_seconds,
-                    backend=settings.llm_backend,
-                    api_key=(
-                        settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
-                    ),
-                )
-            ),
+        llm = build_llm(
+            enabled=settings.llm_enabled,
+            host=settings.llm_url,
+            model=settings.ollama_model,
+            timeout_seconds=settings.llm_timeout_seconds,
+            backend=settings.llm_backend,
+            api_key=(settings.llm_api_key.get_secret_value() if settings.llm_api_key else None),
         )
+        if isinstance(llm, HTTPBackend):
+            llm.prepare()
+        services = cls(settings=settings, db=db, llm=InterruptibleLLM(llm))
         try:
             services._start_parts()
         except BaseException:
