@@ -13,6 +13,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from crt_loops.api.snapshots import Snapshots
 from crt_loops.db.session import SessionDB
 from crt_loops.heartbeat.executor import HeartbeatRunner
 from crt_loops.heartbeat.instructions import InstructionsError, ensure_instructions
@@ -46,6 +47,8 @@ class Services:
     loops: dict[str, BackgroundLoop] = field(default_factory=dict)
     started_at: float = field(default_factory=time.time)
     stopped: bool = False
+    #: Answers every dashboard tab shares (GET /api/dashboard/poll's thread list).
+    snapshots: Snapshots = field(default_factory=Snapshots)
 
     @property
     def heartbeat_loop(self) -> HeartbeatLoop | None:

@@ -10,8 +10,8 @@ records' methods once, whatever the backend.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from crt_loops.db.availability import DbUnavailable
@@ -77,13 +77,23 @@ class StoreFacade(Store):
         self.clock = clock
         self.write_health = backend.write_health
         self.deferred = backend.deferred
+        #: Write transactions this process has ended (committed or not). A short-lived copy of
+        #: what the DB said (api/routes/poll.py) is stale once this moved past its own count.
+        self.writes_ended = 0
 
     @property
     def dialect(self) -> Dialect:
         return self.backend.dialect
 
-    def write(self) -> AbstractContextManager[Connection]:
-        return self.backend.write()
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        try:
+            with self.backend.write() as tx:
+                yield tx
+        finally:
+            # After the commit, never before it: a reader that read the old rows must not
+            # record them as current.
+            self.writes_ended += 1
 
     def snapshot(self) -> AbstractContextManager[Connection]:
         return self.backend.snapshot()

@@ -7,7 +7,9 @@ route answers the same GETs in one request and one worker thread. Each part name
 stands for, with that GET's status and exactly its JSON (its own response model serializes
 it), so the dashboard hands each view the answer it would have fetched (dashboard/api.js) and
 a view the poll did not cover still fetches its own. The Ledger's status and feed are not
-here: they wait on the Ledger, and one slow Ledger must not hold up the rest.
+here: they wait on the Ledger, and one slow Ledger must not hold up the rest. The thread list
+and its threads' configs are the same for every tab and are read once for all of them
+(api/snapshots.py).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pydantic import BaseModel, Field
 from crt_loops.api.routes import approvals, heartbeat, insights, journal, loops, threads
 from crt_loops.api.routes import responses as out
 from crt_loops.api.routes.base_models import Out, _example
-from crt_loops.api.routes.deps import DB, existing_thread, invalid_thread_ids
+from crt_loops.api.routes.deps import DB, existing_thread, get_services, invalid_thread_ids
 from crt_loops.db.session import THREAD_ID_RE
 
 router = APIRouter(tags=["dashboard"])
@@ -96,17 +98,25 @@ def poll(
 ) -> DashboardPoll:
     if thread_id is not None and not THREAD_ID_RE.fullmatch(thread_id):
         raise invalid_thread_ids("query", [thread_id])
-    listed: list[str] = []
+    thread_list = f"/api/threads?limit={threads_limit}"
 
-    def thread_list() -> dict[str, Any]:
-        answer = threads.list_threads(db, limit=threads_limit, offset=0)
-        listed.extend(t.thread_id for t in answer["threads"])
-        return answer
+    def build_thread_list() -> tuple[PollPart, list[str]]:
+        listed: list[str] = []
 
+        def answer() -> dict[str, Any]:
+            page = threads.list_threads(db, limit=threads_limit, offset=0)
+            listed.extend(t.thread_id for t in page["threads"])
+            return page
+
+        return _part(thread_list, threads.ThreadList, answer), listed
+
+    # The same for every tab: read once for all of them (api/snapshots.py says how long).
+    snapshots = get_services(request).snapshots
+    threads_part, listed = snapshots.get(thread_list, lambda: db.writes_ended, build_thread_list)
     parts = [
         _part("/api/loops", out.LoopList, lambda: loops.list_loops(request)),
         _part("/api/heartbeat/status", out.HeartbeatStatus, lambda: heartbeat.status(request, db)),
-        _part(f"/api/threads?limit={threads_limit}", threads.ThreadList, thread_list),
+        threads_part,
         _part(
             "/api/approvals",
             approvals.ApprovalList,
@@ -114,16 +124,30 @@ def poll(
         ),
     ]
     if thread_id is not None:
-        parts += _thread_parts(request, db, thread_id, messages_limit, history_limit)
+        missing = _missing(db, thread_id)
+        parts += _thread_parts(
+            request,
+            db,
+            thread_id,
+            missing,
+            messages_limit=messages_limit,
+            history_limit=history_limit,
+        )
         if slow:
-            parts += _slow_thread_parts(db, thread_id, journal_limit)
+            parts += _slow_thread_parts(db, thread_id, missing, journal_limit)
     if slow and listed and configs_limit:
         wanted = listed[:configs_limit]
+        configs = "/api/heartbeat/configs?" + "&".join(f"thread_id={t}" for t in wanted)
+        # The listed threads are every tab's, so are their configs.
         parts.append(
-            _part(
-                "/api/heartbeat/configs?" + "&".join(f"thread_id={t}" for t in wanted),
-                out.HeartbeatConfigViews,
-                lambda: heartbeat.get_configs(db, thread_id=wanted),
+            snapshots.get(
+                configs,
+                lambda: db.writes_ended,
+                lambda: _part(
+                    configs,
+                    out.HeartbeatConfigViews,
+                    lambda: heartbeat.get_configs(db, thread_id=wanted),
+                ),
             )
         )
     if slow:
@@ -137,18 +161,35 @@ def poll(
     return DashboardPoll(parts=parts)
 
 
-def _existing(db: Any, thread_id: str, answer: Callable[[], Any]) -> Callable[[], Any]:
-    """``answer`` behind the 404 the thread's own GETs give for an unknown thread."""
+def _missing(db: Any, thread_id: str) -> HTTPException | None:
+    """The 404 the thread's own GETs answer when it does not exist (checked once, not once a
+    part)."""
+    try:
+        existing_thread(thread_id, db)
+    except HTTPException as exc:
+        return exc
+    return None
+
+
+def _existing(missing: HTTPException | None, answer: Callable[[], Any]) -> Callable[[], Any]:
+    """``answer``, or that 404."""
 
     def checked() -> Any:
-        existing_thread(thread_id, db)
+        if missing is not None:
+            raise missing
         return answer()
 
     return checked
 
 
 def _thread_parts(
-    request: Request, db: Any, thread_id: str, messages_limit: int, history_limit: int
+    request: Request,
+    db: Any,
+    thread_id: str,
+    missing: HTTPException | None,
+    *,
+    messages_limit: int,
+    history_limit: int,
 ) -> list[PollPart]:
     base = f"/api/threads/{thread_id}"
     return [
@@ -156,8 +197,7 @@ def _thread_parts(
             f"{base}/messages?limit={messages_limit}&newest=true",
             threads.MessageList,
             _existing(
-                db,
-                thread_id,
+                missing,
                 lambda: threads.list_messages(
                     thread_id, db, limit=messages_limit, after_id=0, newest=True
                 ),
@@ -166,35 +206,35 @@ def _thread_parts(
         _part(
             f"{base}/heartbeat/config",
             out.HeartbeatConfigView,
-            _existing(db, thread_id, lambda: heartbeat.get_config(thread_id, db)),
+            _existing(missing, lambda: heartbeat.get_config(thread_id, db)),
         ),
         _part(
             f"{base}/heartbeat/history?limit={history_limit}",
             out.HeartbeatHistory,
             _existing(
-                db,
-                thread_id,
+                missing,
                 lambda: heartbeat.history(thread_id, db, request, limit=history_limit),
             ),
         ),
     ]
 
 
-def _slow_thread_parts(db: Any, thread_id: str, journal_limit: int) -> list[PollPart]:
+def _slow_thread_parts(
+    db: Any, thread_id: str, missing: HTTPException | None, journal_limit: int
+) -> list[PollPart]:
     base = f"/api/threads/{thread_id}"
     return [
         _part(
             f"{base}/journal?limit={journal_limit}",
             out.JournalList,
             _existing(
-                db,
-                thread_id,
+                missing,
                 lambda: journal.list_journal(thread_id, db, limit=journal_limit, before=None),
             ),
         ),
         _part(
             f"{base}/personality",
             out.PersonalityView,
-            _existing(db, thread_id, lambda: insights.get_personality(thread_id, db)),
+            _existing(missing, lambda: insights.get_personality(thread_id, db)),
         ),
     ]
