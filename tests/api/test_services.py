@@ -8,6 +8,8 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+from support.fake_ollama import FakeOllama
+from support.waiting import wait_for
 
 from crt_loops.api.services import Services
 from crt_loops.db.session import SessionDB
@@ -49,3 +51,24 @@ def test_a_startup_that_fails_after_the_ledger_started_stops_it(
         Services.start(settings)
     # The embedded Ledger that had started is stopped again: the autouse leak guard fails the
     # test if its server thread is still alive, and its port answers no more.
+
+
+def test_start_probes_the_llm_beside_startup_so_no_request_has_to(
+    make_settings: Callable[..., Settings], fake_ollama: FakeOllama
+) -> None:
+    services = Services.start(
+        make_settings(
+            ollama_host=fake_ollama.url,
+            reflection_loop_enabled=False,
+            personality_loop_enabled=False,
+            journal_self_reply_loop_enabled=False,
+        )
+    )
+    try:
+        wait_for(lambda: fake_ollama.version_calls == 1)
+        assert services.llm_probe is not None
+        services.llm_probe.join(timeout=5)
+        assert services.llm.available() and fake_ollama.version_calls == 1  # the cached answer
+    finally:
+        services.stop()
+    assert services.llm_probe is not None and not services.llm_probe.is_alive()

@@ -115,16 +115,6 @@ def test_client_is_built_lazily_without_network(fake_ollama: FakeOllama) -> None
     assert fake_ollama.requests == [] and fake_ollama.version_calls == 0
 
 
-def test_prepare_builds_the_client_without_a_request(fake_ollama: FakeOllama) -> None:
-    llm = OllamaLLM(fake_ollama.url, "llama3.2:latest")
-    try:
-        llm.prepare()
-        assert fake_ollama.requests == [] and fake_ollama.version_calls == 0
-        assert llm.available() and fake_ollama.version_calls == 1
-    finally:
-        llm.close()
-
-
 def test_disabled_llm_never_calls() -> None:
     llm = DisabledLLM("http://x", "m")
     assert llm.available() is False

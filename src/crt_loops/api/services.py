@@ -10,6 +10,7 @@ propagates. ``stop()`` runs the same steps backwards, each bounded, and is idemp
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -19,7 +20,6 @@ from crt_loops.heartbeat.executor import HeartbeatRunner
 from crt_loops.heartbeat.instructions import InstructionsError, ensure_instructions
 from crt_loops.heartbeat.loop import HeartbeatLoop
 from crt_loops.ledger.embed import EmbeddedLedger, start_embedded_ledger
-from crt_loops.llm.base import HTTPBackend
 from crt_loops.llm.client import LLM, build_llm
 from crt_loops.llm.interruptible import InterruptibleLLM
 from crt_loops.loops.build import build_loops
@@ -49,6 +49,8 @@ class Services:
     stopped: bool = False
     #: Answers every dashboard tab shares (GET /api/dashboard/poll's thread list).
     snapshots: Snapshots = field(default_factory=Snapshots)
+    #: The LLM's first liveness probe, run beside startup (see _start_parts).
+    llm_probe: threading.Thread | None = None
 
     @property
     def heartbeat_loop(self) -> HeartbeatLoop | None:
@@ -71,8 +73,6 @@ class Services:
             backend=settings.llm_backend,
             api_key=(settings.llm_api_key.get_secret_value() if settings.llm_api_key else None),
         )
-        if isinstance(llm, HTTPBackend):
-            llm.prepare()
         services = cls(settings=settings, db=db, llm=InterruptibleLLM(llm))
         try:
             services._start_parts()
@@ -100,6 +100,12 @@ class Services:
             heartbeat.recover()
         if built[0].maintenance is not None:
             built[0].maintenance()  # retention once at startup, then hourly from the loops
+        # Without it the first GET /api/heartbeat/status probed the LLM itself (its HTTP
+        # client's TLS context, then two requests to its server) and every status request
+        # arriving meanwhile probed too: the first dashboard polls after a start took
+        # 50-200 ms (bench/scale.py). The answer is cached for the requests after it.
+        self.llm_probe = threading.Thread(target=self._probe_llm, name="llm-probe", daemon=True)
+        self.llm_probe.start()
         for loop in built:
             if loop.enabled:
                 loop.start()
@@ -118,6 +124,12 @@ class Services:
             ledger=self.ledger,
             ledger_error=self.ledger_error,
         )
+
+    def _probe_llm(self) -> None:
+        try:
+            self.llm.available()
+        except Exception:  # a probe's failure is the LLM's status, never the service's
+            logger.exception("the first LLM probe failed")
 
     def begin_stop(self) -> None:
         """The first, instant step of a stop (also run by the Ctrl-C hook, before uvicorn
@@ -148,5 +160,7 @@ class Services:
             loop.stop(timeout=max(0.0, deadline - time.monotonic()))
         if self.ledger is not None:
             self.ledger.stop()
+        if self.llm_probe is not None:
+            self.llm_probe.join(timeout=max(0.0, deadline - time.monotonic()))
         self.db.close()
         logger.info("CRT Loops stopped")

@@ -72,13 +72,6 @@ class HTTPBackend(abc.ABC):
                 self._client = httpx.Client(**self._client_kwargs)
             return self._client
 
-    def prepare(self) -> None:
-        """Build the HTTP client now (no request is sent). Its TLS context loads the CA bundle,
-        ~25 ms of CPU and 100-200 ms on a busy machine the first time in a process; built
-        lazily, the first ``GET /api/heartbeat/status`` paid it, and every request in flight
-        beside it waited (the first polls of bench/scale.py's dashboards)."""
-        self._get_client()
-
     def close(self) -> None:
         with self._lock:
             client, self._client = self._client, None
