@@ -101,9 +101,9 @@ class Services:
         if built[0].maintenance is not None:
             built[0].maintenance()  # retention once at startup, then hourly from the loops
         # Without it the first GET /api/heartbeat/status probed the LLM itself (its HTTP
-        # client's TLS context, then two requests to its server) and every status request
-        # arriving meanwhile probed too: the first dashboard polls after a start took
-        # 50-200 ms (bench/scale.py). The answer is cached for the requests after it.
+        # client's TLS context, then a probe and a model list from its server) and every status
+        # request arriving meanwhile probed too: the first dashboard polls after a start took
+        # 50-200 ms (bench/scale.py). Both answers are cached for the requests after it.
         self.llm_probe = threading.Thread(target=self._probe_llm, name="llm-probe", daemon=True)
         self.llm_probe.start()
         for loop in built:
@@ -127,7 +127,7 @@ class Services:
 
     def _probe_llm(self) -> None:
         try:
-            self.llm.available()
+            self.llm.status()  # its liveness probe, then its model list: both are cached
         except Exception:  # a probe's failure is the LLM's status, never the service's
             logger.exception("the first LLM probe failed")
 
