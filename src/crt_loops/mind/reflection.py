@@ -393,7 +393,9 @@ class ReflectionService(WatermarkedService):
         )
         if written is not None:
             result.entries_written += 1
-            logger.info(
+            # DEBUG: the pass's INFO line counts the entries and each one is in the journal;
+            # a line per thread was a twentieth of a backlog pass's CPU (bench/backlog.py).
+            logger.debug(
                 "%s thread %s: reflection written (importance %d >= %d, %s)",
                 LOG_PREFIX,
                 cand.thread_id,
