@@ -12,8 +12,9 @@ Most messages match none of a pattern's alternatives, and sre finds that out by 
 at every position. So each pattern also has *anchors*, read from its parsed form: literal
 strings at least one of which every match contains (``died|passed away`` has ``died`` and
 ``passed away``). Lower-cased text holding none of them cannot match, and a few substring tests
-say so at C speed. A pattern whose matches need no literal of two or more characters has no
-anchors and is always searched.
+say so at C speed. A pattern whose matches need no literal of two or more characters (or one
+rare character, such as ``#`` or a tab) has no anchors and is always searched; alternatives that
+need a character outside ASCII (an emoji) cannot match ASCII text and add none.
 """
 
 from __future__ import annotations
@@ -79,38 +80,71 @@ class FoldedPattern:
 
 
 def anchors(pattern: str, flags: int = 0) -> tuple[str, ...] | None:
-    """Literals at least one of which every match of ``pattern`` (case-sensitive) contains,
-    or None when no such set of literals of ``_MIN_ANCHOR``+ characters was found."""
+    """Literals at least one of which every match of ``pattern`` (case-sensitive) in ASCII text
+    contains, or None when no such set of useful literals was found; ``()`` when the pattern
+    cannot match ASCII text at all."""
     found = _required(list(_parser.parse(pattern, flags).data))
-    return tuple(sorted(found)) if found else None
+    if found is _NEVER:
+        return ()
+    return tuple(sorted(found)) if isinstance(found, set) else None
 
 
-def _required(items: list[tuple[Any, Any]]) -> set[str] | None:
+class _Never:
+    """What :func:`_required` returns for a sequence that cannot match ASCII text (it needs a
+    literal outside ASCII: an emoji). The anchors only ever filter lower-cased ASCII text."""
+
+
+_NEVER = _Never()
+_REPEATS = (_parser.MAX_REPEAT, _parser.MIN_REPEAT, getattr(_parser, "POSSESSIVE_REPEAT", None))
+
+
+def _useful(literals: set[str]) -> bool:
+    # A letter, a digit or a space is in nearly every text; a "#" or a tab is a fine filter.
+    return all(len(a) >= _MIN_ANCHOR or not (a.isalnum() or a == " ") for a in literals)
+
+
+def _required(items: list[tuple[Any, Any]]) -> set[str] | _Never | None:
     """For a sequence of parsed items: the best set of literals one of which any match of the
-    whole sequence contains (the longest run of literals in a row, or a group or alternation
-    every branch of which has such a set), or None."""
+    whole sequence contains (the longest run of literals in a row, or a group, alternation or
+    repeat every live branch of which has such a set), None, or _NEVER."""
     best: set[str] | None = None
     run: list[str] = []
 
     def consider(candidate: set[str] | None) -> None:
         nonlocal best
-        shortest = min(map(len, candidate)) if candidate else 0
-        if shortest >= _MIN_ANCHOR and (best is None or shortest > min(map(len, best))):
+        if not candidate or not _useful(candidate):
+            return
+        if best is None or min(map(len, candidate)) > min(map(len, best)):
             best = candidate
 
     for op, av in items:
         if op is _parser.LITERAL:
+            if av > 127:
+                return _NEVER
             run.append(chr(av))
             continue
         consider({"".join(run)} if run else None)
         run = []
+        inner: set[str] | _Never | None = None
         if op is _parser.SUBPATTERN:
-            consider(_required(list(av[-1].data)))
+            inner = _required(list(av[-1].data))
         elif op is _parser.BRANCH:
             branches = [_required(list(branch.data)) for branch in av[1]]
-            if all(branches):
-                consider(set().union(*[b for b in branches if b]))
-        # Anything else (a class, a repeat, an assertion) is skipped: it adds no literal, and
-        # a literal around it stays required.
+            live = [b for b in branches if b is not _NEVER]
+            if not live:
+                return _NEVER
+            if all(isinstance(b, set) and b for b in live):
+                inner = set().union(*[b for b in live if isinstance(b, set)])
+        elif op in _REPEATS and av[0] >= 1:
+            sub = list(av[2].data)
+            if len(sub) == 1 and sub[0][0] is _parser.LITERAL and sub[0][1] <= 127:
+                inner = {chr(sub[0][1]) * av[0]}  # " {4}": four spaces in a row
+            else:
+                inner = _required(sub)
+        # Anything else (a class, an optional repeat, an assertion) is skipped: it adds no
+        # literal, and a literal around it stays required.
+        if inner is _NEVER:
+            return _NEVER
+        consider(inner if isinstance(inner, set) else None)
     consider({"".join(run)} if run else None)
     return best
