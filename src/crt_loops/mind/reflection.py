@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -58,7 +59,7 @@ from crt_loops.db.session import MessageRow, SessionDB
 from crt_loops.llm.client import LLM, ChatMessage
 from crt_loops.loops.passes import Candidate, LLMGate, PassResult, WatermarkedService
 from crt_loops.mind.patterns import Folded, FoldedPattern
-from crt_loops.mind.topics import topic_scorecard, word_set, words_of
+from crt_loops.mind.topics import lowered_words, top_topics, topic_scorecard, word_set
 
 logger = logging.getLogger(__name__)
 
@@ -122,14 +123,25 @@ _SMALL_TALK = word_set(
 )
 
 
+_PLANS = (
+    (_DECISION, 1.5, "a decision or plan"),
+    (_URGENCY, 1.5, "urgency"),
+    (_ADVICE, 1.0, "asks for advice"),
+)
+# A shouted word (3+ letters, all upper case) in ASCII text has three capitals in a row.
+_THREE_CAPITALS = re.compile("[A-Z]{3}")
+
+
 def heuristic_importance(content: str, role: str = "user") -> tuple[int, str]:
     """Deterministic importance 1-10 and a reason (rules in the module docstring)."""
     text = content.strip()
-    tokens = words_of(text)
+    lowered = text.lower()
+    tokens = lowered_words(lowered)  # words_of(text), lowering text once for both
     if not tokens or (len(tokens) <= 6 and all(t in _SMALL_TALK for t in tokens)):
         return 1, "small talk"
     parts: list[tuple[float, str]] = []
-    folded = Folded.of(text)
+    ascii_text = text.isascii()
+    folded = Folded(text, lowered if ascii_text else None)  # Folded.of(text)
     categories = [name for name, rx in _LIFE_EVENTS.items() if rx.search(folded)]
     if categories:
         parts.append(
@@ -144,24 +156,23 @@ def heuristic_importance(content: str, role: str = "user") -> tuple[int, str]:
         if _INTENSIFIER.search(folded):
             emotion += 0.3
         parts.append((emotion, "emotion (" + ", ".join(sorted(intense | mild)[:3]) + ")"))
-    if _FIRST_PERSON.search(folded) and (categories or intense or mild):
+    if (categories or intense or mild) and _FIRST_PERSON.search(folded):
         parts.append((1.5 if categories and (intense or mild) else 1.0, "personal stakes"))
-    for rx, weight, label in (
-        (_DECISION, 1.5, "a decision or plan"),
-        (_URGENCY, 1.5, "urgency"),
-        (_ADVICE, 1.0, "asks for advice"),
-    ):
+    for rx, weight, label in _PLANS:
         if rx.search(folded):
             parts.append((weight, label))
     if "?" in text:
         parts.append((0.5, "a question"))
-    words = len(text.split())
+    split = text.split()
+    words = len(split)
     length = min(2.0, 0.5 * math.log2(1 + words / 8))
     if length >= 1.0:
         parts.append((length, f"long message ({words} words)"))
     else:
         parts.append((length, ""))
-    shouted = sum(1 for w in text.split() if len(w) >= 3 and w.isalpha() and w.isupper())
+    shouted = 0
+    if not ascii_text or _THREE_CAPITALS.search(text):
+        shouted = sum(1 for w in split if len(w) >= 3 and w.isalpha() and w.isupper())
     intensity = 0.3 * min(2, text.count("!")) + 0.3 * min(2, shouted)
     if intensity:
         parts.append((intensity, "emphatic"))
@@ -348,8 +359,7 @@ class ReflectionService(WatermarkedService):
         shown = reflection_db.most_important(
             self.db, cand.thread_id, after_id=last_id, up_to_id=cand.max_id, limit=self.window
         )
-        card = topic_scorecard(shown, limit=5)
-        topics = [t["topic"] for t in card["top"]]
+        topics = top_topics(shown, limit=5)
         meta: dict[str, Any] = {
             "importance_sum": total,
             "threshold": self.threshold,
