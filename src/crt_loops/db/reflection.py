@@ -13,9 +13,7 @@ from typing import Any
 
 from crt_loops.db import progress
 from crt_loops.db.journal import JournalEntry, count_entries, insert_entry
-from crt_loops.db.session import MessageRow, SessionDB, lock_thread
-
-_MSG_COLUMNS = "id, thread_id, role, content, created_at, importance, importance_reason, scored_by"
+from crt_loops.db.session import MESSAGE_COLUMNS, MessageRow, SessionDB, lock_thread
 
 #: (importance 1-10, reason, scored_by) for one message id.
 Score = tuple[int, str, str]
@@ -70,7 +68,7 @@ def most_important(
 ) -> list[MessageRow]:
     """The ``limit`` most important messages in the range (newest first among equals), by id."""
     rows = db.query(
-        f"SELECT {_MSG_COLUMNS} FROM messages WHERE thread_id = ? AND id > ? AND id <= ? "
+        f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE thread_id = ? AND id > ? AND id <= ? "
         "ORDER BY importance DESC, id DESC LIMIT ?",
         (thread_id, after_id, up_to_id, limit),
     )
