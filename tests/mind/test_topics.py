@@ -82,3 +82,19 @@ def test_scorecard_and_top_topics_equal_the_reference() -> None:
         card = topic_scorecard(messages, limit=limit)
         assert card == _reference(messages, limit=limit)
         assert top_topics(messages, limit=limit) == [t["topic"] for t in card["top"]]
+
+
+def test_keywords_equal_the_first_loop_over_a_corpus() -> None:
+    from crt_loops.mind import topics
+
+    def reference(text: str) -> list[str]:
+        seen: dict[str, None] = {}
+        for token in topics.words_of(text):
+            word = topics._fold(token)
+            if word is not None:
+                seen.setdefault(word, None)
+        return list(seen)
+
+    texts = [*corpus(), "x" * 60 + " books " + "y" * 41 + " cities books"]
+    for text in texts:
+        assert keywords(text) == reference(text), text

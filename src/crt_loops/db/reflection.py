@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from crt_loops.db import progress
-from crt_loops.db.journal import JournalEntry, count_entries, insert_entry
+from crt_loops.db.journal import count_entries, write_entry
 from crt_loops.db.session import MESSAGE_COLUMNS, MessageRow, SessionDB, lock_thread
 
 #: (importance 1-10, reason, scored_by) for one message id.
@@ -106,9 +106,9 @@ def add_reflection(
     body: str,
     meta: dict[str, Any],
     now: float,
-) -> JournalEntry | None:
+) -> bool:
     """Write the reflection covering messages up to ``up_to_id`` and move the thread's
-    reflection state and watermark there, in one transaction. None (no entry) when a reflection
+    reflection state and watermark there, in one transaction. False (no entry) when a reflection
     already covers ``up_to_id`` (a concurrent manual run); the watermark moves either way."""
     with db.write() as tx:
         lock_thread(tx, thread_id)
@@ -116,9 +116,9 @@ def add_reflection(
             "SELECT last_reflection_message_id FROM reflection_state WHERE thread_id = ?",
             (thread_id,),
         ).fetchone()
-        entry = None
-        if current is None or int(current[0]) < up_to_id:
-            entry = insert_entry(
+        written = current is None or int(current[0]) < up_to_id
+        if written:
+            write_entry(
                 tx,
                 thread_id=thread_id,
                 entry_type="reflection",
@@ -135,7 +135,7 @@ def add_reflection(
                 (thread_id, up_to_id, now),
             )
         progress.raise_thread_watermark(tx, loop, thread_id, up_to_id, db.clock())
-    return entry
+    return written
 
 
 def stats(db: SessionDB, thread_id: str, *, since_id: int) -> ReflectionStats:

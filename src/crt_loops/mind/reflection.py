@@ -401,7 +401,7 @@ class ReflectionService(WatermarkedService):
             meta=meta,
             now=self.clock(),
         )
-        if written is not None:
+        if written:
             result.entries_written += 1
             # DEBUG: the pass's INFO line counts the entries and each one is in the journal;
             # a line per thread was a twentieth of a backlog pass's CPU (bench/backlog.py).

@@ -66,12 +66,17 @@ _STOP = word_set(
 
 def keywords(text: str) -> list[str]:
     """Distinct noun-ish keywords in order of appearance (stop words out, plurals folded)."""
-    seen: dict[str, None] = {}
-    for token in words_of(text):
-        word = _keyword(token) if len(token) <= _KEPT_TOKEN_CHARS else _fold(token)
-        if word is not None:
-            seen.setdefault(word, None)
-    return list(seen)
+    tokens = words_of(text)
+    if max(map(len, tokens), default=0) <= _KEPT_TOKEN_CHARS:
+        # dict.fromkeys keeps each word's first appearance, map() runs the cache in C: a third
+        # of the Python loop's cost, and keywords() runs on every message of both passes.
+        seen = dict.fromkeys(map(_keyword, tokens))
+    else:
+        seen = dict.fromkeys(
+            _keyword(token) if len(token) <= _KEPT_TOKEN_CHARS else _fold(token) for token in tokens
+        )
+    seen.pop(None, None)
+    return [word for word in seen if word is not None]  # (None is gone; this tells mypy)
 
 
 _KEPT_TOKEN_CHARS = 40  # a longer "word" is noise, folded afresh: the cache stays ~3 MB
