@@ -133,11 +133,22 @@ def _top(total: Mapping[str, float], limit: int) -> list[str]:
     return heapq.nsmallest(limit, total, key=lambda k: (-total[k], k))
 
 
+def _weights(messages: Sequence[MessageRow]) -> dict[str, float]:
+    """:func:`_weigh`'s weights alone, summed in the same order (the same floats)."""
+    weights: dict[str, float] = {}
+    get = weights.get
+    for m in messages:
+        weight = (m.importance or 3) * (1.0 if m.role == "user" else 0.5)
+        for word in keywords(m.content):
+            weights[word] = get(word, 0.0) + weight
+    return weights
+
+
 def top_topics(messages: Sequence[MessageRow], *, limit: int) -> list[str]:
     """``topic_scorecard(messages, limit=limit)["top"]``'s topics, without the rest of the card
     (a reflection names only these; the whole card was a sixth of a backlog pass's CPU)."""
-    w_old, _, w_new, _ = _halves(messages)
-    return _top(_total(w_old, w_new), limit)
+    half = len(messages) // 2
+    return _top(_total(_weights(messages[:half]), _weights(messages[half:])), limit)
 
 
 def topic_scorecard(messages: Sequence[MessageRow], *, limit: int = 8) -> dict[str, Any]:
