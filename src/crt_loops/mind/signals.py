@@ -99,6 +99,12 @@ _EMOJI = re.compile(
 )
 
 
+_VOTES = (
+    ("formatting", _FMT_EXPLICIT, _FMT_IMPLICIT),
+    ("tone", _TONE_EXPLICIT, _TONE_IMPLICIT),
+)
+
+
 def _no_emoji_possible(text: str) -> bool:
     """True when ``_EMOJI`` cannot match: ASCII text holds none of its pictographs, and each
     of its text emoticons needs a ``:``, a ``;`` or ``<3`` (a substring test, not a scan)."""
@@ -158,19 +164,23 @@ def observe(message: MessageRow) -> list[Signal]:
         n = 0 if _no_emoji_possible(text) else len(_EMOJI.findall(text))
         target = 1.0 if n >= 2 else 0.7 if n == 1 else 0.0
         out.append(Signal("emoji", target, IMPLICIT, f"{n} emoji ({tag})"))
-    for field, options, implicit in (
-        ("formatting", _FMT_EXPLICIT, _FMT_IMPLICIT),
-        ("tone", _TONE_EXPLICIT, _TONE_IMPLICIT),
-    ):
-        vote = next(((c, asked(m)) for c, rx in options if (m := rx.search(folded))), None)
+    # Plain loops, not next() over generators: their frames were a fifth of observe().
+    for field, options, implicit in _VOTES:
+        vote: tuple[str, str] | None = None
         weight = VOTE_EXPLICIT
-        if vote is None:
+        for category, rx in options:
+            if m := rx.search(folded):
+                vote = (category, asked(m))
+                break
+        else:
             weight = VOTE_IMPLICIT
-            vote = next(
-                ((c, f"{c} style ({tag})") for c, rx in implicit if rx.search(folded)), None
-            )
-            if vote is None and field == "formatting" and len(_LIST_LINE.findall(folded)) >= 2:
-                vote = ("bullets", f"writes lists ({tag})")
+            for category, rx in implicit:
+                if rx.search(folded):
+                    vote = (category, f"{category} style ({tag})")
+                    break
+            else:
+                if field == "formatting" and len(_LIST_LINE.findall(folded)) >= 2:
+                    vote = ("bullets", f"writes lists ({tag})")
         if vote is not None:
             out.append(Signal(field, vote[0], weight, vote[1]))
     return out
