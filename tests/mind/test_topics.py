@@ -98,3 +98,12 @@ def test_keywords_equal_the_first_loop_over_a_corpus() -> None:
     texts = [*corpus(), "x" * 60 + " books " + "y" * 41 + " cities books"]
     for text in texts:
         assert keywords(text) == reference(text), text
+
+
+def test_the_fold_cache_keeps_short_tokens_only() -> None:
+    from crt_loops.mind import topics
+
+    long_token = "q" * (topics._KEPT_TOKEN_CHARS + 1)
+    assert keywords(f"{long_token} gardens") == [long_token, "garden"]
+    assert long_token not in topics._FOLDED and "gardens" in topics._FOLDED
+    assert len(topics._FOLDED) <= topics._KEPT_TOKENS

@@ -14,12 +14,11 @@ needing at least two mentions on the side that counts.
 
 from __future__ import annotations
 
-import functools
 import heapq
 import re
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from crt_loops.db.session import MessageRow
 
@@ -67,26 +66,31 @@ _STOP = word_set(
 def keywords(text: str) -> list[str]:
     """Distinct noun-ish keywords in order of appearance (stop words out, plurals folded)."""
     tokens = words_of(text)
-    if max(map(len, tokens), default=0) <= _KEPT_TOKEN_CHARS:
-        # dict.fromkeys keeps each word's first appearance, map() runs the cache in C: a third
-        # of the Python loop's cost, and keywords() runs on every message of both passes.
-        seen = dict.fromkeys(map(_keyword, tokens))
-    else:
-        seen = dict.fromkeys(
-            _keyword(token) if len(token) <= _KEPT_TOKEN_CHARS else _fold(token) for token in tokens
-        )
+    try:
+        # dict.fromkeys keeps each word's first appearance; map() over the cache's own
+        # __getitem__ runs in C. keywords() runs on most messages of both passes, and the
+        # Python loop (then an lru_cache call per token) was a tenth of a backlog pass.
+        seen = dict.fromkeys(map(_FOLDED.__getitem__, tokens))
+    except KeyError:
+        seen = dict.fromkeys(map(_fold_kept, tokens))
     seen.pop(None, None)
-    return [word for word in seen if word is not None]  # (None is gone; this tells mypy)
+    return cast(list[str], list(seen))
 
 
 _KEPT_TOKEN_CHARS = 40  # a longer "word" is noise, folded afresh: the cache stays ~3 MB
+_KEPT_TOKENS = 32_768
+#: :func:`_fold` per token: a person's vocabulary is small next to what they write. A plain
+#: dict, filled until it holds _KEPT_TOKENS (then misses are folded without being kept).
+_FOLDED: dict[str, str | None] = {}
 
 
-@functools.lru_cache(maxsize=32_768)
-def _keyword(token: str) -> str | None:
-    """:func:`_fold`, kept per token: a person's vocabulary is small next to what they write,
-    and this folding was a tenth of a backlog pass (bench/backlog.py)."""
-    return _fold(token)
+def _fold_kept(token: str) -> str | None:
+    if token in _FOLDED:
+        return _FOLDED[token]
+    word = _fold(token)
+    if len(token) <= _KEPT_TOKEN_CHARS and len(_FOLDED) < _KEPT_TOKENS:
+        _FOLDED[token] = word
+    return word
 
 
 def _fold(token: str) -> str | None:
