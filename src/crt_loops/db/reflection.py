@@ -63,6 +63,21 @@ def importance_sum(db: SessionDB, thread_id: str, *, after_id: int, up_to_id: in
     return int(row[0]) if row else 0
 
 
+def since_last_reflection(db: SessionDB, thread_id: str, *, up_to_id: int) -> tuple[int, int]:
+    """(the id the thread's last reflection covered, 0 before the first; the summed importance
+    of its scored messages after that id and up to ``up_to_id``): :func:`state` and
+    :func:`importance_sum` in one statement, since a pass reads both for every thread."""
+    row = db.query_one(
+        "SELECT COALESCE(s.last_reflection_message_id, 0), "
+        "(SELECT COALESCE(SUM(m.importance), 0) FROM messages m WHERE m.thread_id = ? "
+        " AND m.id > COALESCE(s.last_reflection_message_id, 0) AND m.id <= ?) "
+        "FROM (SELECT 1 AS one) AS t LEFT JOIN reflection_state s ON s.thread_id = ?",
+        (thread_id, up_to_id, thread_id),
+    )
+    assert row is not None  # one row, whatever the join finds
+    return int(row[0]), int(row[1])
+
+
 def most_important(
     db: SessionDB, thread_id: str, *, after_id: int, up_to_id: int, limit: int
 ) -> list[MessageRow]:

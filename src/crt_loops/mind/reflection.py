@@ -291,9 +291,8 @@ class ReflectionService(WatermarkedService):
         if not new:
             return True
         scores = self._score([m for m in new if m.importance is None], gate, result)
-        last_id = reflection_db.state(self.db, cand.thread_id).last_message_id
-        earlier = reflection_db.importance_sum(
-            self.db, cand.thread_id, after_id=last_id, up_to_id=cand.max_id
+        last_id, earlier = reflection_db.since_last_reflection(
+            self.db, cand.thread_id, up_to_id=cand.max_id
         )
         total = earlier + sum(s[0] for mid, s in scores.items() if mid > last_id)
         due = total >= self.threshold
