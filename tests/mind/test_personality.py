@@ -370,3 +370,49 @@ def test_observe_equals_its_reference_over_a_corpus() -> None:
     for i, text in enumerate(corpus()):
         message = MessageRow(i, "t", "user", text, 0.0, None, None, None)
         assert [tuple(s) for s in observe(message)] == _reference_observe(i, text), text
+
+
+def _reference_interests(profile: dict[str, Any], texts: list[str]) -> None:
+    """personality._update_interests as first written (a comprehension, a full sort)."""
+    from crt_loops.mind import personality as p
+    from crt_loops.mind.topics import keywords
+
+    weights: dict[str, float] = dict(profile["interest_weights"])
+    for text in texts:
+        weights = {k: v * p.INTEREST_DECAY for k, v in weights.items()}
+        for word in keywords(text):
+            if word not in p._NOT_INTERESTS:
+                weights[word] = weights.get(word, 0.0) + 1.0
+    ranked = sorted(weights, key=lambda k: (-weights[k], k))[: p.MAX_TRACKED]
+    profile["interest_weights"] = {k: round(weights[k], 3) for k in ranked}
+    keep = [
+        k
+        for k in profile["interests"]
+        if weights.get(k, 0.0) >= p.INTEREST_MIN / 2 and k in ranked[: 2 * p.MAX_INTERESTS]
+    ]
+    for k in ranked:
+        if len(keep) >= p.MAX_INTERESTS:
+            break
+        if k not in keep and weights[k] >= p.INTEREST_MIN:
+            keep.append(k)
+    profile["interests"] = sorted(keep, key=lambda k: (-weights.get(k, 0.0), k))
+
+
+def test_interests_equal_their_reference_over_a_corpus() -> None:
+    import random
+
+    from support.corpus import corpus
+
+    from crt_loops.mind.personality import _update_interests, default_profile
+
+    rng = random.Random(9)
+    texts = corpus(800)
+    got, want = default_profile(), default_profile()
+    for _ in range(400):
+        batch = [rng.choice(texts) for _ in range(rng.randint(0, 30))]
+        _update_interests(got, batch)
+        _reference_interests(want, batch)
+        assert (got["interest_weights"], got["interests"]) == (
+            want["interest_weights"],
+            want["interests"],
+        )

@@ -29,6 +29,7 @@ Nothing changed: the profile's scores are saved, no history, no entry.
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
 from collections.abc import Mapping
@@ -129,12 +130,16 @@ def apply_signals(
 
 def _update_interests(profile: dict[str, Any], texts: list[str]) -> None:
     weights: dict[str, float] = dict(profile["interest_weights"])
+    decay = INTEREST_DECAY.__mul__  # decay(v) is INTEREST_DECAY * v, the same float as v * it
     for text in texts:
-        weights = {k: v * INTEREST_DECAY for k, v in weights.items()}
+        # Every weight decays once per message: zip and map run it in C (the comprehension it
+        # replaces was a third of this function's time in a backlog pass).
+        weights = dict(zip(weights, map(decay, weights.values()), strict=True))
         for word in keywords(text):
             if word not in _NOT_INTERESTS:
                 weights[word] = weights.get(word, 0.0) + 1.0
-    ranked = sorted(weights, key=lambda k: (-weights[k], k))[:MAX_TRACKED]
+    # nsmallest is sorted(...)[:n] (documented so), without sorting every word.
+    ranked = heapq.nsmallest(MAX_TRACKED, weights, key=lambda k: (-weights[k], k))
     profile["interest_weights"] = {k: round(weights[k], 3) for k in ranked}
     keep = [
         k
