@@ -78,7 +78,7 @@ def test_scorecard_and_top_topics_equal_the_reference() -> None:
             )
             for i in range(rng.randint(0, 40))
         ]
-        limit = rng.choice([1, 5, 8])
+        limit = rng.choice([0, 1, 5, 8, 100])
         card = topic_scorecard(messages, limit=limit)
         assert card == _reference(messages, limit=limit)
         assert top_topics(messages, limit=limit) == [t["topic"] for t in card["top"]]

@@ -128,13 +128,24 @@ def _halves(
 
 
 def _total(w_old: Mapping[str, float], w_new: Mapping[str, float]) -> dict[str, float]:
-    # Each half's weight summed first, then the two: the floats the scorecard always showed.
-    return {k: w_old.get(k, 0.0) + w_new.get(k, 0.0) for k in {*w_old, *w_new}}
+    # Each half's weight summed first, then the two: the floats the scorecard always showed
+    # (a word of one half only keeps its weight: w + 0.0 is w).
+    total = dict(w_old)
+    for k, v in w_new.items():
+        total[k] = total.get(k, 0.0) + v
+    return total
 
 
 def _top(total: Mapping[str, float], limit: int) -> list[str]:
-    # nsmallest is sorted(...)[:limit] (documented so), without sorting every keyword.
-    return heapq.nsmallest(limit, total, key=lambda k: (-total[k], k))
+    """``sorted(total, key=lambda k: (-total[k], k))[:limit]``: the words whose weight reaches
+    the limit-th largest are the only candidates, so only they are sorted."""
+    if limit <= 0:
+        return []
+    if len(total) <= limit:
+        return sorted(total, key=lambda k: (-total[k], k))
+    cut = heapq.nlargest(limit, total.values())[-1]
+    candidates = [k for k, v in total.items() if v >= cut]
+    return sorted(candidates, key=lambda k: (-total[k], k))[:limit]
 
 
 def _weights(messages: Sequence[MessageRow]) -> dict[str, float]:
