@@ -29,7 +29,6 @@ Nothing changed: the profile's scores are saved, no history, no entry.
 
 from __future__ import annotations
 
-import heapq
 import json
 import logging
 from collections.abc import Mapping
@@ -43,7 +42,7 @@ from crt_loops.db.session import MessageRow, SessionDB
 from crt_loops.llm.client import LLM, ChatMessage
 from crt_loops.loops.passes import Candidate, LLMGate, PassResult, WatermarkedService
 from crt_loops.mind.signals import Signal, observe
-from crt_loops.mind.topics import keywords, word_set
+from crt_loops.mind.topics import heaviest, keywords, word_set
 
 logger = logging.getLogger(__name__)
 
@@ -138,8 +137,7 @@ def _update_interests(profile: dict[str, Any], texts: list[str]) -> None:
         for word in keywords(text):
             if word not in _NOT_INTERESTS:
                 weights[word] = weights.get(word, 0.0) + 1.0
-    # nsmallest is sorted(...)[:n] (documented so), without sorting every word.
-    ranked = heapq.nsmallest(MAX_TRACKED, weights, key=lambda k: (-weights[k], k))
+    ranked = heaviest(weights, MAX_TRACKED)
     profile["interest_weights"] = {k: round(weights[k], 3) for k in ranked}
     keep = [
         k

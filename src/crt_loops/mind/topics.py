@@ -136,7 +136,7 @@ def _total(w_old: Mapping[str, float], w_new: Mapping[str, float]) -> dict[str, 
     return total
 
 
-def _top(total: Mapping[str, float], limit: int) -> list[str]:
+def heaviest(total: Mapping[str, float], limit: int) -> list[str]:
     """``sorted(total, key=lambda k: (-total[k], k))[:limit]``: the words whose weight reaches
     the limit-th largest are the only candidates, so only they are sorted."""
     if limit <= 0:
@@ -163,7 +163,7 @@ def top_topics(messages: Sequence[MessageRow], *, limit: int) -> list[str]:
     """``topic_scorecard(messages, limit=limit)["top"]``'s topics, without the rest of the card
     (a reflection names only these; the whole card was a sixth of a backlog pass's CPU)."""
     half = len(messages) // 2
-    return _top(_total(_weights(messages[:half]), _weights(messages[half:])), limit)
+    return heaviest(_total(_weights(messages[:half]), _weights(messages[half:])), limit)
 
 
 def topic_scorecard(messages: Sequence[MessageRow], *, limit: int = 8) -> dict[str, Any]:
@@ -171,7 +171,7 @@ def topic_scorecard(messages: Sequence[MessageRow], *, limit: int = 8) -> dict[s
     older = messages[: len(messages) // 2]
     w_old, n_old, w_new, n_new = _halves(messages)
     total = _total(w_old, w_new)
-    top = _top(total, limit)
+    top = heaviest(total, limit)
     card: dict[str, Any] = {
         "messages_considered": len(messages),
         "top": [
