@@ -10,7 +10,7 @@ from typing import Any
 from support.corpus import corpus
 
 from crt_loops.db.session import MessageRow
-from crt_loops.mind.topics import keywords, top_topics, topic_scorecard
+from crt_loops.mind.topics import keywords, top_topics, topic_scorecard, words_of
 
 
 def _reference(messages: Sequence[MessageRow], *, limit: int = 8) -> dict[str, Any]:
@@ -82,6 +82,9 @@ def test_scorecard_and_top_topics_equal_the_reference() -> None:
         card = topic_scorecard(messages, limit=limit)
         assert card == _reference(messages, limit=limit)
         assert top_topics(messages, limit=limit) == [t["topic"] for t in card["top"]]
+        # With the words the reflection pass already has (of some messages: the heuristic's).
+        known = {m.id: words_of(m.content.strip().lower()) for m in messages if m.id % 2}
+        assert top_topics(messages, limit=limit, words=known) == [t["topic"] for t in card["top"]]
 
 
 def test_keywords_equal_the_first_loop_over_a_corpus() -> None:

@@ -136,7 +136,12 @@ def heuristic_importance(content: str, role: str = "user") -> tuple[int, str]:
     """Deterministic importance 1-10 and a reason (rules in the module docstring)."""
     text = content.strip()
     lowered = text.lower()
-    tokens = lowered_words(lowered)  # words_of(text), lowering text once for both
+    return _importance(text, lowered, lowered_words(lowered), role)
+
+
+def _importance(text: str, lowered: str, tokens: list[str], role: str) -> tuple[int, str]:
+    """heuristic_importance of the stripped ``text``, given its lower case and its words (the
+    pass keeps the words for the reflection's topics)."""
     if not tokens or (len(tokens) <= 6 and all(t in _SMALL_TALK for t in tokens)):
         return 1, "small talk"
     parts: list[tuple[float, str]] = []
@@ -290,7 +295,8 @@ class ReflectionService(WatermarkedService):
         new = self.db.messages_in_range(cand.thread_id, cand.watermark, cand.max_id)
         if not new:
             return True
-        scores = self._score([m for m in new if m.importance is None], gate, result)
+        words: dict[int, list[str]] = {}  # the heuristic's words of each message, for topics
+        scores = self._score([m for m in new if m.importance is None], gate, result, words)
         last_id, earlier = reflection_db.since_last_reflection(
             self.db, cand.thread_id, up_to_id=cand.max_id
         )
@@ -307,11 +313,15 @@ class ReflectionService(WatermarkedService):
         )
         result.messages_processed += len(new)
         if due:
-            self._reflect(cand, last_id, total, gate, result)
+            self._reflect(cand, last_id, total, gate, result, words=words)
         return True
 
     def _score(
-        self, messages: list[MessageRow], gate: LLMGate, result: PassResult
+        self,
+        messages: list[MessageRow],
+        gate: LLMGate,
+        result: PassResult,
+        words: dict[int, list[str]],
     ) -> dict[int, tuple[int, str, str]]:
         scores: dict[int, tuple[int, str, str]] = {}
         batch = messages[-self.window :]
@@ -348,17 +358,27 @@ class ReflectionService(WatermarkedService):
                     )
         for m in messages:
             if m.id not in scores:
-                scores[m.id] = (*heuristic_importance(m.content, m.role), "heuristic")
+                text = m.content.strip()
+                lowered = text.lower()
+                words[m.id] = lowered_words(lowered)
+                scores[m.id] = (*_importance(text, lowered, words[m.id], m.role), "heuristic")
                 result.fallbacks += 1
         return scores
 
     def _reflect(
-        self, cand: Candidate, last_id: int, total: int, gate: LLMGate, result: PassResult
+        self,
+        cand: Candidate,
+        last_id: int,
+        total: int,
+        gate: LLMGate,
+        result: PassResult,
+        *,
+        words: dict[int, list[str]],
     ) -> None:
         shown = reflection_db.most_important(
             self.db, cand.thread_id, after_id=last_id, up_to_id=cand.max_id, limit=self.window
         )
-        topics = top_topics(shown, limit=5)
+        topics = top_topics(shown, limit=5, words=words)
         meta: dict[str, Any] = {
             "importance_sum": total,
             "threshold": self.threshold,

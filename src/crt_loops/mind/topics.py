@@ -65,7 +65,11 @@ _STOP = word_set(
 
 def keywords(text: str) -> list[str]:
     """Distinct noun-ish keywords in order of appearance (stop words out, plurals folded)."""
-    tokens = words_of(text)
+    return keywords_of_words(words_of(text))
+
+
+def keywords_of_words(tokens: list[str]) -> list[str]:
+    """:func:`keywords` of a text whose :func:`words_of` the caller already has."""
     try:
         # dict.fromkeys keeps each word's first appearance; map() over the cache's own
         # __getitem__ runs in C. keywords() runs on most messages of both passes, and the
@@ -148,22 +152,29 @@ def heaviest(total: Mapping[str, float], limit: int) -> list[str]:
     return sorted(candidates, key=lambda k: (-total[k], k))[:limit]
 
 
-def _weights(messages: Sequence[MessageRow]) -> dict[str, float]:
+def _weights(messages: Sequence[MessageRow], words: Mapping[int, list[str]]) -> dict[str, float]:
     """:func:`_weigh`'s weights alone, summed in the same order (the same floats)."""
     weights: dict[str, float] = {}
     get = weights.get
     for m in messages:
         weight = (m.importance or 3) * (1.0 if m.role == "user" else 0.5)
-        for word in keywords(m.content):
+        known = words.get(m.id)
+        found = keywords(m.content) if known is None else keywords_of_words(known)
+        for word in found:
             weights[word] = get(word, 0.0) + weight
     return weights
 
 
-def top_topics(messages: Sequence[MessageRow], *, limit: int) -> list[str]:
+def top_topics(
+    messages: Sequence[MessageRow], *, limit: int, words: Mapping[int, list[str]] | None = None
+) -> list[str]:
     """``topic_scorecard(messages, limit=limit)["top"]``'s topics, without the rest of the card
-    (a reflection names only these; the whole card was a sixth of a backlog pass's CPU)."""
-    half = len(messages) // 2
-    return heaviest(_total(_weights(messages[:half]), _weights(messages[half:])), limit)
+    (a reflection names only these; the whole card was a sixth of a backlog pass's CPU).
+    ``words``: :func:`words_of` of messages by id, where the caller has them already."""
+    half, known = len(messages) // 2, words or {}
+    return heaviest(
+        _total(_weights(messages[:half], known), _weights(messages[half:], known)), limit
+    )
 
 
 def topic_scorecard(messages: Sequence[MessageRow], *, limit: int = 8) -> dict[str, Any]:
