@@ -295,7 +295,10 @@ class PersonalityService(WatermarkedService):
             return False  # updated meanwhile (a manual run): redo from the new state next pass
         if changes:
             result.entries_written += 1
-            logger.info(
+        # DEBUG: the pass's INFO line counts the changes, and each is in the profile's history;
+        # a line per thread cost a twentieth of a backlog pass (bench/backlog.py).
+        if changes and logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
                 "%s thread %s: profile v%d: %s",
                 LOG_PREFIX,
                 cand.thread_id,
