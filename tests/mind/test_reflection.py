@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +23,7 @@ from crt_loops.api.routes import insights
 from crt_loops.api.services import Services
 from crt_loops.db.session import SessionDB, ThreadNotFound
 from crt_loops.llm.client import DisabledLLM, OllamaLLM
+from crt_loops.loops.passes import DETAIL_LINES_PER_PASS
 from crt_loops.mind.journal import list_entries
 from crt_loops.mind.reflection import (
     ReflectionService,
@@ -310,6 +312,28 @@ def test_heuristic_reflection_when_llm_disabled(db: SessionDB, clock: FakeClock)
     assert entry.meta["message_range"] == [1, ids[-1]]
     assert entry.meta["insights"][0]["evidence"] == [ids[0]]
     assert "fired" in entry.body and entry.meta["importance_sum"] >= 10
+
+
+def test_the_first_reflections_of_a_pass_are_logged_at_info_the_rest_at_debug(
+    db: SessionDB, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    threads = [f"t{i}" for i in range(DETAIL_LINES_PER_PASS + 3)]
+    for thread_id in threads:
+        add(
+            db,
+            thread_id,
+            "I got fired today and I'm scared about rent",
+            "That sounds really hard.",
+            "My garden keeps me sane, the tomatoes are growing",
+        )
+    with caplog.at_level(logging.DEBUG, logger="crt_loops.mind.reflection"):
+        result = service(db, disabled(), clock, threshold=10).run_pass()
+    assert result.entries_written == len(threads)
+    lines = [r for r in caplog.records if "reflection written" in r.getMessage()]
+    assert [r.levelno for r in lines] == [logging.INFO] * DETAIL_LINES_PER_PASS + [
+        logging.DEBUG
+    ] * 3
+    assert all(r.getMessage().startswith("[REFLECTION_LOOP] thread t") for r in lines)
 
 
 # -- watermarks, nothing new, failures ----------------------------------------------------

@@ -65,8 +65,11 @@ THREAD_CLAIM_SECONDS = 300.0
 #: far below the busy timeout and /health's probe. Per-thread commits were a third of a backlog
 #: pass's CPU (bench/backlog.py).
 BATCH_SECONDS = 0.05
+#: Per-thread lines a pass logs at INFO before the rest go to DEBUG (see :func:`detail_level`).
+DETAIL_LINES_PER_PASS = 5
 __all__ = [
     "BATCH_SECONDS",
+    "DETAIL_LINES_PER_PASS",
     "MAX_CONSECUTIVE_LLM_FAILURES",
     "WATERMARK_TABLES",
     "Candidate",
@@ -74,6 +77,7 @@ __all__ = [
     "PassResult",
     "ProcessFn",
     "WatermarkedService",
+    "detail_level",
     "extract_json_object",
     "has_new_rows",
     "parse_reply",
@@ -243,6 +247,14 @@ def run_watermarked_pass(
             result.duration_ms,
         )
     return result
+
+
+def detail_level(result: PassResult) -> int:
+    """The level of a pass's per-thread line ("reflection written", "profile v3"): INFO for the
+    first :data:`DETAIL_LINES_PER_PASS` of a pass, so a person with a few threads sees each one,
+    DEBUG after that, so a backlog of thousands is one INFO line (the pass's), not thousands
+    (a twentieth of a backlog pass's CPU, bench/backlog.py). Each change is in the DB anyway."""
+    return logging.INFO if result.entries_written <= DETAIL_LINES_PER_PASS else logging.DEBUG
 
 
 class LLMGate:

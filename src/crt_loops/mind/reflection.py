@@ -57,7 +57,13 @@ from crt_loops.db import reflection as reflection_db
 from crt_loops.db.journal import JournalEntry, latest_entry
 from crt_loops.db.session import MessageRow, SessionDB
 from crt_loops.llm.client import LLM, ChatMessage
-from crt_loops.loops.passes import Candidate, LLMGate, PassResult, WatermarkedService
+from crt_loops.loops.passes import (
+    Candidate,
+    LLMGate,
+    PassResult,
+    WatermarkedService,
+    detail_level,
+)
 from crt_loops.mind.patterns import Folded, FoldedPattern
 from crt_loops.mind.topics import lowered_words, top_topics, topic_scorecard, word_set
 
@@ -422,9 +428,8 @@ class ReflectionService(WatermarkedService):
         )
         if written:
             result.entries_written += 1
-            # DEBUG: the pass's INFO line counts the entries and each one is in the journal;
-            # a line per thread was a twentieth of a backlog pass's CPU (bench/backlog.py).
-            logger.debug(
+            logger.log(
+                detail_level(result),
                 "%s thread %s: reflection written (importance %d >= %d, %s)",
                 LOG_PREFIX,
                 cand.thread_id,
