@@ -56,60 +56,9 @@ def _text(expr: str) -> str:
     return f"CAST({expr} AS TEXT)"
 
 
-def _sent(select: str, kind: str, since: str = ":horizon") -> str:
-    return (
-        f"(SELECT {select} FROM heartbeat_actions WHERE state = '{SENT}' AND type = '{kind}' "
-        f"AND updated_at >= {since})"
-    )
-
-
-def _comments(select: str, state: str) -> str:
-    return (
-        f"(SELECT {select} FROM heartbeat_actions WHERE type = 'comment' "
-        f"AND updated_at >= :horizon AND state = {state})"
-    )
-
-
-_IDS = f"json_group_array({_text('ledger_id')})"
-# Each comment's payload is read once for both of what it tells: the comment it answered, or,
-# at the top level, the post it opened a thread on (no heartbeat comments twice in one).
-_TARGETS = (
-    f"json_group_array({_text(_PARENT)}), "
-    f"json_group_array(CASE WHEN {_PARENT} IS NULL THEN {_text(_POST)} END)"
-)
-#: The whole history in one statement (one round trip, which on PostgreSQL is one network
-#: wait instead of twelve), each part a single-row derived table over its own index. States
-#: and types are spelled into the SQL, not bound: only then can SQLite use the partial
-#: indexes (ix_hb_actions_sent: WHERE state = 'sent'; ix_hb_actions_pending;
-#: ix_hb_actions_owner). A state IN (...) used none of them and read every action of the
-#: horizon through ix_hb_actions_updated: 0.6 and 0.9 ms of each heartbeat with 20,000 past
-#: actions for the few pending or proposed comments.
-_HISTORY_SQL = "SELECT * FROM " + ", ".join(
-    f"{part} AS h{i}"
-    for i, part in enumerate(
-        (
-            # A sent vote's ledger_id is the post it voted on (outbox.call_ledger), so
-            # the votes come from the index alone, without reading a payload.
-            _sent(_IDS, "vote"),
-            _sent(_IDS, "post"),
-            _comments(_TARGETS, f"'{SENT}'"),
-            _comments(_TARGETS, f"'{PENDING}'"),
-            _comments(
-                f"json_group_array({_text(_PARENT)})",
-                f"'{PROPOSED}' AND state IN ({_OWNER_STATES})",
-            ),
-            # Sent follows and subscriptions store their social_actions.key as ledger_id.
-            _sent(_IDS, "follow"),
-            _sent(_IDS, "subscribe"),
-            f"(SELECT json_group_array({_text('content_hash')}) FROM heartbeat_actions "
-            f"WHERE updated_at >= :since AND state IN "
-            f"('{SENT}', '{PENDING}', '{DRY_RUN}', '{PROPOSED}') "
-            "AND content_hash IS NOT NULL)",
-            _sent("MAX(updated_at)", "post"),
-            _sent("MAX(updated_at)", "comment"),
-            _sent("COUNT(*)", "comment", since=":since"),
-        )
-    )
+_COMMENT_TARGETS = (
+    f"SELECT json_group_array({_text(_PARENT)}), json_group_array(CASE WHEN {_PARENT} IS NULL "
+    f"THEN {_text(_POST)} END) "
 )
 _NOTHING = frozenset({None, ""})
 
@@ -123,11 +72,10 @@ def agent_history(
     read however long the service has run: a repeated vote on an older post is a no-op on the
     Ledger anyway); duplicate text and the daily comment count look back to ``since`` (24 h).
 
-    One statement (:data:`_HISTORY_SQL`), each piece of it over a partial index (the covering
-    ``ix_hb_actions_sent`` of migration 3 for what was sent) and folded by the database into a
-    single JSON array: decoding every payload in Python cost 28-35 ms per heartbeat with
-    20,000 past actions, this ~1.5 ms (bench/heartbeat.py), most of it reading the payloads of
-    the sent comments.
+    Each piece is one query over a partial index (the covering ``ix_hb_actions_sent`` of
+    migration 3 for what was sent) that SQLite folds into a single JSON array: decoding every
+    payload in Python cost 28-35 ms per heartbeat with 20,000 past actions, this ~1.5 ms
+    (bench/heartbeat.py), most of it reading the payloads of the sent comments.
     """
     with translated():
         return _agent_history(db.read(), since=since, changed_after=changed_after)
@@ -138,17 +86,62 @@ def _agent_history(conn: Connection, *, since: float, changed_after: float | Non
     if changed_after is not None:
         # Only what changed since an earlier read (see merge_history): a short indexed range.
         horizon, since = max(horizon, changed_after), max(since, changed_after)
-    row = conn.execute(_HISTORY_SQL, {"horizon": horizon, "since": since}).fetchone()
+    # States and comment types are spelled into the SQL, not bound: only then can SQLite use
+    # the partial indexes (ix_hb_actions_sent: WHERE state = 'sent'; ix_hb_actions_pending;
+    # ix_hb_actions_owner, whose WHERE is repeated below for the same reason). A state IN
+    # (...) used neither and read every action of the horizon through ix_hb_actions_updated:
+    # with 20,000 past actions that was 0.6 ms for the few pending or proposed comments.
+    sent = f"FROM heartbeat_actions WHERE state = '{SENT}' AND type = ? AND updated_at >= ?"
+    comments = "FROM heartbeat_actions WHERE type = 'comment' AND updated_at >= ? AND "
+
+    def strings(sql: str, *args: Any) -> frozenset[str]:
+        return _id_set(conn.execute(sql, args).fetchone()[0])
+
+    def pairs(sql: str, *args: Any) -> tuple[frozenset[str], frozenset[str]]:
+        row = conn.execute(sql, args).fetchone()
+        return _id_set(row[0]), _id_set(row[1])
+
+    # A sent vote's ledger_id is the post it voted on (outbox.call_ledger), so the
+    # votes come from the index alone, without reading a payload.
+    voted = strings(f"SELECT json_group_array({_text('ledger_id')}) {sent}", "vote", horizon)
+    own_posts = strings(f"SELECT json_group_array({_text('ledger_id')}) {sent}", "post", horizon)
+    # Each comment's payload is read once for both of what it tells: the comment it answered
+    # (answered), or, at the top level, the post it commented on (commented: no heartbeat
+    # comments twice in one thread).
+    sent_answered, sent_commented = pairs(f"{_COMMENT_TARGETS}{comments}state = '{SENT}'", horizon)
+    open_answered, open_commented = pairs(
+        f"{_COMMENT_TARGETS}{comments}state = '{PENDING}'", horizon
+    )
+    proposed_answered = strings(
+        f"SELECT json_group_array({_text(_PARENT)}) {comments}state = '{PROPOSED}' "
+        f"AND state IN ({_OWNER_STATES})",
+        horizon,
+    )
+    # Sent follows and subscriptions store their social_actions.key as ledger_id.
+    social = strings(
+        f"SELECT json_group_array({_text('ledger_id')}) {sent}", "follow", horizon
+    ) | strings(f"SELECT json_group_array({_text('ledger_id')}) {sent}", "subscribe", horizon)
+    hashes = strings(
+        f"SELECT json_group_array({_text('content_hash')}) FROM heartbeat_actions "
+        f"WHERE updated_at >= ? AND state IN ('{SENT}', '{PENDING}', '{DRY_RUN}', '{PROPOSED}') "
+        "AND content_hash IS NOT NULL",
+        since,
+    )
+    last_post_at = conn.execute(f"SELECT MAX(updated_at) {sent}", ("post", horizon)).fetchone()[0]
+    last_comment_at = conn.execute(
+        f"SELECT MAX(updated_at) {sent}", ("comment", horizon)
+    ).fetchone()[0]
+    comments_today = int(conn.execute(f"SELECT COUNT(*) {sent}", ("comment", since)).fetchone()[0])
     return AgentHistory(
-        voted_post_ids=_id_set(row[0]),
-        own_post_ids=_id_set(row[1]),
-        answered_comment_ids=_id_set(row[2]) | _id_set(row[4]) | _id_set(row[6]),
-        commented_post_ids=_id_set(row[3]) | _id_set(row[5]),
-        social_done=_id_set(row[7]) | _id_set(row[8]),
-        recent_hashes=_id_set(row[9]),
-        last_post_at=row[10],
-        last_comment_at=row[11],
-        comments_last_24h=int(row[12]),
+        voted_post_ids=voted,
+        answered_comment_ids=sent_answered | open_answered | proposed_answered,
+        own_post_ids=own_posts,
+        recent_hashes=hashes,
+        social_done=social,
+        commented_post_ids=sent_commented | open_commented,
+        last_post_at=last_post_at,
+        last_comment_at=last_comment_at,
+        comments_last_24h=comments_today,
     )
 
 
