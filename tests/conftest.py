@@ -29,6 +29,8 @@ _IGNORED_THREAD_PREFIXES = (
     "asyncio_",
     "ThreadPoolExecutor",
     "AnyIO worker thread",  # anyio keeps idle pool threads ~10 s by design
+    "llm-idle",  # crt_loops.core.abandon keeps a finished call's thread IDLE_SECONDS too
+    "ledger-idle",
 )
 
 
