@@ -4,6 +4,7 @@ a guard that fails any test leaving a thread behind."""
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from support.clock import FakeClock
 from support.fake_ollama import FakeOllama
-from support.pg_cluster import PgCluster, PgUnavailable
+from support.pg_cluster import PgCluster, PgUnavailable, SharedCluster
 from support.service import LOCAL
 
 from crt_loops.api.app import create_app
@@ -28,6 +29,8 @@ _IGNORED_THREAD_PREFIXES = (
     "asyncio_",
     "ThreadPoolExecutor",
     "AnyIO worker thread",  # anyio keeps idle pool threads ~10 s by design
+    "llm-idle",  # crt_loops.core.abandon keeps a finished call's thread IDLE_SECONDS too
+    "ledger-idle",
 )
 
 
@@ -98,20 +101,34 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("db_backend", backends)
 
 
+# The run's PostgreSQL cluster is shared by the controller and its xdist workers: the
+# controller makes the directory they coordinate through before the workers start (they inherit
+# the environment) and stops the cluster after they have all finished.
+_PG_SHARE = "CRT_TEST_PG_SHARE"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):
+        os.environ[_PG_SHARE] = tempfile.mkdtemp(prefix="crt-pg-run-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput") and _PG_SHARE in os.environ:
+        SharedCluster(Path(os.environ.pop(_PG_SHARE))).stop()
+
+
 @pytest.fixture(scope="session")
-def pg_cluster() -> Iterator[PgCluster]:
-    """One throwaway PostgreSQL cluster per test process, stopped at the end whatever happens."""
+def pg_cluster() -> PgCluster:
+    """The run's throwaway PostgreSQL cluster, started on first use, stopped when the run ends
+    whatever happens."""
     if os.environ.get("CRT_SKIP_POSTGRES") == "1":
         pytest.skip("CRT_SKIP_POSTGRES=1")
     try:
-        cluster = PgCluster()
+        return SharedCluster(Path(os.environ[_PG_SHARE])).get()
     except PgUnavailable as exc:
         # Like a missing Chromium: a failure that says what to do (make test installs it), or
         # a deliberate skip with CRT_SKIP_POSTGRES=1; `make test-fast` leaves these tests out.
         pytest.fail(f"{exc}; or set CRT_SKIP_POSTGRES=1 to skip the PostgreSQL tests")
-    with cluster:
-        cluster.prepare_template()
-        yield cluster
 
 
 @pytest.fixture

@@ -56,3 +56,28 @@ def test_watermarks_only_rise_and_candidates_follow_them(db: SessionDB) -> None:
     assert progress.candidates(db, "reflection", "messages") == []
     assert progress.first_unprocessed(db, "reflection", "messages", "default", 0) is None
     assert progress.committed_high_id(db, "messages") == second.id
+
+
+def test_since_last_reflection_is_state_and_importance_sum_in_one(db: SessionDB) -> None:
+    from crt_loops.db import reflection
+
+    db.ensure_thread("t")
+    ids = [db.add_message("t", "user", f"m{i}").id for i in range(4)]
+    assert reflection.since_last_reflection(db, "t", up_to_id=ids[-1]) == (0, 0)
+    reflection.save_scores(
+        db,
+        {ids[0]: (5, "a", "heuristic"), ids[2]: (7, "b", "heuristic")},
+        loop="reflection",
+        thread_id="t",
+        done_up_to=None,
+    )
+    assert reflection.since_last_reflection(db, "t", up_to_id=ids[-1]) == (0, 12)
+    assert reflection.since_last_reflection(db, "t", up_to_id=ids[1]) == (0, 5)
+    reflection.add_reflection(
+        db, loop="reflection", thread_id="t", up_to_id=ids[1], title="", body="b", meta={}, now=1.0
+    )
+    for up_to in ids:
+        last = reflection.state(db, "t").last_message_id
+        want = (last, reflection.importance_sum(db, "t", after_id=last, up_to_id=up_to))
+        assert reflection.since_last_reflection(db, "t", up_to_id=up_to) == want
+    assert reflection.since_last_reflection(db, "other", up_to_id=ids[-1]) == (0, 0)

@@ -310,6 +310,31 @@ def test_callers_http_client_stays_open_own_client_closes() -> None:
     assert own._http.is_closed
 
 
+def test_request_urls_are_parsed_once_and_say_the_same(
+    scripted: Callable[..., tuple[LedgerClient, Script]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, script = scripted(ok({"posts": [POST_JSON], "post": POST_JSON, "results": []}))
+    client.list_posts(sort="hot", limit=15)
+    client.list_posts(sort="hot", limit=15)
+    client.list_posts(sort="new", limit=15, cursor="a b&c")
+    client.search("caf\u00e9 & tea", limit=5)
+    client.get_post("../agents/me")
+    assert [str(r.url) for r in script.requests] == [
+        f"{BASE}/posts?sort=hot&limit=15",
+        f"{BASE}/posts?sort=hot&limit=15",
+        f"{BASE}/posts?sort=new&limit=15&cursor=a+b%26c",
+        f"{BASE}/search?q=caf%C3%A9+%26+tea&type=all&limit=5",
+        f"{BASE}/posts/%2E%2E%2Fagents%2Fme",
+    ]
+    # The same path and query reuse one parsed URL; the kept set stays bounded.
+    assert len(client._urls) == 4
+    monkeypatch.setattr("crt_loops.ledger.client.URL_CACHE_SIZE", 2)
+    for post_id in ("p1", "p2", "p3"):
+        client.get_post(post_id)
+    assert len(client._urls) <= 2
+    assert str(script.requests[-1].url) == f"{BASE}/posts/p3"
+
+
 # -- against the real server --------------------------------------------------------------------
 
 

@@ -680,3 +680,29 @@ def test_module_app_is_built_lazily_from_the_environment(
         ledger_server._standalone_app.cache_clear()
     with pytest.raises(AttributeError):
         _ = ledger_server.nothing_here
+
+
+def test_no_two_routers_share_a_path_so_their_order_is_free() -> None:
+    """create_ledger_app puts the heartbeat's routes first; that changes no match only while
+    no path of one router is also a path of another router's routes."""
+    from starlette.routing import compile_path
+
+    from crt_loops.ledger import (
+        routes_agents,
+        routes_dms,
+        routes_posts,
+        routes_social,
+        routes_submolts,
+    )
+
+    def sample(path: str) -> str:  # "/posts/{post_id}" -> "/posts/post_id"
+        return path.replace("{", "").replace("}", "")
+
+    modules = (routes_dms, routes_agents, routes_posts, routes_submolts, routes_social)
+    for i, first in enumerate(modules):
+        for second in modules[i + 1 :]:
+            for one in first.router.routes:
+                for other in second.router.routes:
+                    one_path, other_path = one.path, other.path
+                    assert not compile_path(other_path)[0].match(sample(one_path)), one_path
+                    assert not compile_path(one_path)[0].match(sample(other_path)), other_path

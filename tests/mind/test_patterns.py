@@ -56,3 +56,53 @@ def test_random_texts_agree() -> None:
     for _ in range(2000):
         text = " ".join(rng.choice(words) for _ in range(rng.randint(0, 8)))
         assert folded.findall(Folded.of(text)) == [m.lower() for m in reference.findall(text)]
+
+
+def test_non_ascii_alternatives_and_repeats_anchor_the_ascii_path() -> None:
+    # An emoji cannot be in ASCII text: its branch adds no anchor, and alone it matches none.
+    assert anchors(r"\b(?:lol|haha)\b|😂") == ("haha", "lol")
+    assert anchors("😂 lol|🤣 ha") == ()
+    assert anchors("😂") == ()
+    assert FoldedPattern("😂").search(Folded.of("lol")) is None
+    assert FoldedPattern("😂").search(Folded.of("lol 😂")) is not None  # not ASCII: searched
+    # A repeated literal is required min times in a row; a rare character is a fine filter.
+    assert anchors(r"^(?: {4}|\t)\S") == ("\t", "    ")
+    assert anchors(r"^#{1,6}\s|\*\*[^*\n]+\*\*") == ("#", "**")
+    assert anchors(r"a{1,3}b") is None  # letters alone are in every text
+
+
+def _heuristic_patterns() -> list[FoldedPattern]:
+    from crt_loops.mind import reflection, signals
+
+    found: list[FoldedPattern] = []
+    for module in (reflection, signals):
+        for value in vars(module).values():
+            if isinstance(value, FoldedPattern):
+                found.append(value)
+            elif isinstance(value, dict):
+                found += [v for v in value.values() if isinstance(v, FoldedPattern)]
+            elif isinstance(value, tuple):
+                found += [
+                    v[1]
+                    for v in value
+                    if isinstance(v, tuple) and len(v) == 2 and isinstance(v[1], FoldedPattern)
+                ]
+    return found
+
+
+def test_every_heuristic_pattern_agrees_with_ignorecase_over_a_corpus() -> None:
+    from support.corpus import corpus
+
+    patterns = _heuristic_patterns()
+    assert len(patterns) > 30
+    texts = corpus()
+    for folded_rx in patterns:
+        flags = folded_rx.sensitive.flags & ~re.UNICODE
+        reference = re.compile(folded_rx.pattern, flags | re.IGNORECASE)
+        for text in texts:
+            folded = Folded.of(text)
+            got, want = folded_rx.search(folded), reference.search(text)
+            assert (got and got.span()) == (want and want.span()), (folded_rx.pattern, text)
+            assert folded_rx.findall(folded) == [
+                m.group(0).lower() for m in reference.finditer(text)
+            ], (folded_rx.pattern, text)

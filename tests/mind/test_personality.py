@@ -295,3 +295,78 @@ def test_process_thread_and_view(
     assert empty.status_code == 200 and empty.json()["profile"] is None
     assert client.get("/api/threads/nope/personality").status_code == 404
     assert client.get("/api/threads/x.y/personality").status_code == 422
+
+
+def _reference_observe(message_id: int, text: str) -> list[tuple[Any, ...]]:
+    """signals.observe as first written: every pattern with re.IGNORECASE, no fast path."""
+    import re
+
+    from crt_loops.mind import signals as s
+
+    def rx(p: Any) -> re.Pattern[str]:
+        return re.compile(p.pattern, re.IGNORECASE | re.MULTILINE)
+
+    tag = f"#{message_id}"
+    words = text.split()
+    out: list[tuple[Any, ...]] = []
+
+    def asked(match: re.Match[str]) -> str:
+        return f'asked "{match.group(0).lower()}" ({tag})'
+
+    if m := rx(s._BRIEF).search(text):
+        out.append(("verbosity", 0.0, s.EXPLICIT, asked(m)))
+    elif m := rx(s._DETAIL).search(text):
+        out.append(("verbosity", 1.0, s.EXPLICIT, asked(m)))
+    elif len(words) > 80:
+        out.append(("verbosity", 0.8, s.HINT, f"writes at length ({tag})"))
+    elif rx(s._WHY_HOW).search(text):
+        out.append(("verbosity", 0.7, s.HINT, f"asks why/how ({tag})"))
+    if m := rx(s._FORMAL).search(text):
+        out.append(("formality", 1.0, s.EXPLICIT, asked(m)))
+    elif m := rx(s._CASUAL).search(text):
+        out.append(("formality", 0.0, s.EXPLICIT, asked(m)))
+    elif len(words) >= 3:
+        lowered = [w.strip(".,!?;:").lower() for w in words]
+        formal = len(rx(s._FORMAL_MARK).findall(text)) + 0.5 * text[:1].isupper()
+        formal += 0.5 * (text.rstrip()[-1:] in ".?!")
+        casual = sum(1 for w in lowered if w in s._SLANG) + (1.0 if text == text.lower() else 0.0)
+        casual += 0.5 * ("!!" in text or "??" in text)
+        target = max(0.0, min(1.0, 0.5 + 0.12 * (formal - casual)))
+        label = "formal" if target > 0.6 else "casual" if target < 0.4 else "neutral"
+        out.append(("formality", target, s.IMPLICIT, f"{label} phrasing ({tag})"))
+    if m := rx(s._NO_EMOJI).search(text):
+        out.append(("emoji", 0.0, s.EXPLICIT, asked(m)))
+    elif m := rx(s._MORE_EMOJI).search(text):
+        out.append(("emoji", 1.0, s.EXPLICIT, asked(m)))
+    else:
+        n = len(s._EMOJI.findall(text))
+        target = 1.0 if n >= 2 else 0.7 if n == 1 else 0.0
+        out.append(("emoji", target, s.IMPLICIT, f"{n} emoji ({tag})"))
+    for field, options, implicit in (
+        ("formatting", s._FMT_EXPLICIT, s._FMT_IMPLICIT),
+        ("tone", s._TONE_EXPLICIT, s._TONE_IMPLICIT),
+    ):
+        vote = next(((c, asked(m)) for c, p in options if (m := rx(p).search(text))), None)
+        weight = s.VOTE_EXPLICIT
+        if vote is None:
+            weight = s.VOTE_IMPLICIT
+            vote = next(
+                ((c, f"{c} style ({tag})") for c, p in implicit if rx(p).search(text)), None
+            )
+            if vote is None and field == "formatting" and len(rx(s._LIST_LINE).findall(text)) >= 2:
+                vote = ("bullets", f"writes lists ({tag})")
+        if vote is not None:
+            out.append((field, vote[0], weight, vote[1]))
+    return out
+
+
+def test_observe_equals_its_reference_over_a_corpus() -> None:
+    # Pins the fast paths (folded patterns and their anchors, one lowering, named tuples).
+    from support.corpus import corpus
+
+    from crt_loops.db.session import MessageRow
+    from crt_loops.mind.signals import observe
+
+    for i, text in enumerate(corpus()):
+        message = MessageRow(i, "t", "user", text, 0.0, None, None, None)
+        assert [tuple(s) for s in observe(message)] == _reference_observe(i, text), text

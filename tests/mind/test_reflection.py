@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +23,7 @@ from crt_loops.api.routes import insights
 from crt_loops.api.services import Services
 from crt_loops.db.session import SessionDB, ThreadNotFound
 from crt_loops.llm.client import DisabledLLM, OllamaLLM
+from crt_loops.loops.passes import DETAIL_LINES_PER_PASS
 from crt_loops.mind.journal import list_entries
 from crt_loops.mind.reflection import (
     ReflectionService,
@@ -312,6 +314,28 @@ def test_heuristic_reflection_when_llm_disabled(db: SessionDB, clock: FakeClock)
     assert "fired" in entry.body and entry.meta["importance_sum"] >= 10
 
 
+def test_the_first_reflections_of_a_pass_are_logged_at_info_the_rest_at_debug(
+    db: SessionDB, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    threads = [f"t{i}" for i in range(DETAIL_LINES_PER_PASS + 3)]
+    for thread_id in threads:
+        add(
+            db,
+            thread_id,
+            "I got fired today and I'm scared about rent",
+            "That sounds really hard.",
+            "My garden keeps me sane, the tomatoes are growing",
+        )
+    with caplog.at_level(logging.DEBUG, logger="crt_loops.mind.reflection"):
+        result = service(db, disabled(), clock, threshold=10).run_pass()
+    assert result.entries_written == len(threads)
+    lines = [r for r in caplog.records if "reflection written" in r.getMessage()]
+    assert [r.levelno for r in lines] == [logging.INFO] * DETAIL_LINES_PER_PASS + [
+        logging.DEBUG
+    ] * 3
+    assert all(r.getMessage().startswith("[REFLECTION_LOOP] thread t") for r in lines)
+
+
 # -- watermarks, nothing new, failures ----------------------------------------------------
 
 
@@ -454,3 +478,70 @@ def test_reflection_view_and_route(
     assert client.get("/api/threads/missing/reflection").status_code == 404
     bad = client.get("/api/threads/bad%20id!/reflection")
     assert bad.status_code == 422 and "A-Za-z0-9_-" in bad.text
+
+
+def _reference_importance(content: str, role: str) -> tuple[int, str]:
+    """heuristic_importance as first written: every pattern with re.IGNORECASE, no fast path."""
+    import math
+    import re
+
+    from crt_loops.mind import reflection as r
+
+    def rx(p: Any) -> re.Pattern[str]:
+        return re.compile(p.pattern, re.IGNORECASE)
+
+    text = content.strip()
+    tokens = re.findall(r"[a-z][a-z'-]*", text.lower())
+    if not tokens or (len(tokens) <= 6 and all(t in r._SMALL_TALK for t in tokens)):
+        return 1, "small talk"
+    parts: list[tuple[float, str]] = []
+    categories = [name for name, p in r._LIFE_EVENTS.items() if rx(p).search(text)]
+    if categories:
+        parts.append(
+            (3.0 + min(2, len(categories) - 1), "life event (" + ", ".join(categories) + ")")
+        )
+    intense = {m.lower() for m in rx(r._INTENSE_EMOTION).findall(text)}
+    mild = {m.lower() for m in rx(r._EMOTION).findall(text)}
+    if intense or mild:
+        emotion = 2.5 if intense else 1.5
+        if len(intense | mild) > 1:
+            emotion += 0.5
+        if rx(r._INTENSIFIER).search(text):
+            emotion += 0.3
+        parts.append((emotion, "emotion (" + ", ".join(sorted(intense | mild)[:3]) + ")"))
+    if rx(r._FIRST_PERSON).search(text) and (categories or intense or mild):
+        parts.append((1.5 if categories and (intense or mild) else 1.0, "personal stakes"))
+    for p, weight, label in (
+        (r._DECISION, 1.5, "a decision or plan"),
+        (r._URGENCY, 1.5, "urgency"),
+        (r._ADVICE, 1.0, "asks for advice"),
+    ):
+        if rx(p).search(text):
+            parts.append((weight, label))
+    if "?" in text:
+        parts.append((0.5, "a question"))
+    words = len(text.split())
+    length = min(2.0, 0.5 * math.log2(1 + words / 8))
+    parts.append((length, f"long message ({words} words)" if length >= 1.0 else ""))
+    shouted = sum(1 for w in text.split() if len(w) >= 3 and w.isalpha() and w.isupper())
+    intensity = 0.3 * min(2, text.count("!")) + 0.3 * min(2, shouted)
+    if intensity:
+        parts.append((intensity, "emphatic"))
+    raw = 1.5 + sum(weight for weight, _ in parts)
+    if role == "assistant":
+        raw = 1 + 0.6 * (raw - 1)
+    score = max(1, min(10, round(raw)))
+    named = [label for weight, label in sorted(parts, key=lambda p: -p[0]) if label][:3]
+    reason = ", ".join(named) or "routine message"
+    if role == "assistant":
+        reason = "agent's reply: " + reason
+    return score, reason[: r.MAX_REASON_CHARS]
+
+
+def test_heuristic_equals_its_reference_over_a_corpus() -> None:
+    # Pins the fast paths (folded patterns, anchors, one lowering, the shouting filter).
+    from support.corpus import corpus
+
+    for text in corpus():
+        for role in ("user", "assistant"):
+            assert heuristic_importance(text, role) == _reference_importance(text, role), text

@@ -42,6 +42,27 @@ class AgentHistory:
     comments_last_24h: int
 
 
+_PARENT = "json_extract(payload_json, '$.parent_id')"
+_POST = "json_extract(payload_json, '$.post_id')"
+#: What ix_hb_actions_owner covers (migration 1 and pg_migrations): spelled in the query as
+#: well so that both databases see the partial index applies.
+_OWNER_STATES = ", ".join(
+    f"'{state}'" for state in (ActionState.PROPOSED, ActionState.REJECTED, ActionState.EXPIRED)
+)
+
+
+def _text(expr: str) -> str:
+    # Text in SQL already: the set then needs no str() of each id in Python.
+    return f"CAST({expr} AS TEXT)"
+
+
+_COMMENT_TARGETS = (
+    f"SELECT json_group_array({_text(_PARENT)}), json_group_array(CASE WHEN {_PARENT} IS NULL "
+    f"THEN {_text(_POST)} END) "
+)
+_NOTHING = frozenset({None, ""})
+
+
 def agent_history(
     db: SessionDB, *, since: float, changed_after: float | None = None
 ) -> AgentHistory:
@@ -51,9 +72,10 @@ def agent_history(
     read however long the service has run: a repeated vote on an older post is a no-op on the
     Ledger anyway); duplicate text and the daily comment count look back to ``since`` (24 h).
 
-    Each piece is one query over the covering index ``ix_hb_actions_sent`` (migration 3) that
-    SQLite folds into a single JSON array: decoding every payload in Python cost 28-35 ms per
-    heartbeat with 20,000 past actions, this ~2 ms (bench/heartbeat.py).
+    Each piece is one query over a partial index (the covering ``ix_hb_actions_sent`` of
+    migration 3 for what was sent) that SQLite folds into a single JSON array: decoding every
+    payload in Python cost 28-35 ms per heartbeat with 20,000 past actions, this ~1.5 ms
+    (bench/heartbeat.py), most of it reading the payloads of the sent comments.
     """
     with translated():
         return _agent_history(db.read(), since=since, changed_after=changed_after)
@@ -64,39 +86,44 @@ def _agent_history(conn: Connection, *, since: float, changed_after: float | Non
     if changed_after is not None:
         # Only what changed since an earlier read (see merge_history): a short indexed range.
         horizon, since = max(horizon, changed_after), max(since, changed_after)
-    # States are spelled into the SQL, not bound: only then can SQLite use the partial covering
-    # index (WHERE state = 'sent').
+    # States and comment types are spelled into the SQL, not bound: only then can SQLite use
+    # the partial indexes (ix_hb_actions_sent: WHERE state = 'sent'; ix_hb_actions_pending;
+    # ix_hb_actions_owner, whose WHERE is repeated below for the same reason). A state IN
+    # (...) used neither and read every action of the horizon through ix_hb_actions_updated:
+    # with 20,000 past actions that was 0.6 ms for the few pending or proposed comments.
     sent = f"FROM heartbeat_actions WHERE state = '{SENT}' AND type = ? AND updated_at >= ?"
+    comments = "FROM heartbeat_actions WHERE type = 'comment' AND updated_at >= ? AND "
 
     def strings(sql: str, *args: Any) -> frozenset[str]:
-        values = json.loads(conn.execute(sql, args).fetchone()[0] or "[]")
-        return frozenset(str(v) for v in values if v)
+        return _id_set(conn.execute(sql, args).fetchone()[0])
+
+    def pairs(sql: str, *args: Any) -> tuple[frozenset[str], frozenset[str]]:
+        row = conn.execute(sql, args).fetchone()
+        return _id_set(row[0]), _id_set(row[1])
 
     # A sent vote's ledger_id is the post it voted on (outbox.call_ledger), so the
     # votes come from the index alone, without reading a payload.
-    voted = strings(f"SELECT json_group_array(ledger_id) {sent}", "vote", horizon)
-    own_posts = strings(f"SELECT json_group_array(ledger_id) {sent}", "post", horizon)
-    parent = "SELECT json_group_array(json_extract(payload_json, '$.parent_id')) "
-    answered = strings(parent + sent, "comment", horizon) | strings(
-        parent + f"FROM heartbeat_actions WHERE state IN ('{PENDING}', '{PROPOSED}') "
-        "AND type = 'comment' "
-        "AND updated_at >= ?",
+    voted = strings(f"SELECT json_group_array({_text('ledger_id')}) {sent}", "vote", horizon)
+    own_posts = strings(f"SELECT json_group_array({_text('ledger_id')}) {sent}", "post", horizon)
+    # Each comment's payload is read once for both of what it tells: the comment it answered
+    # (answered), or, at the top level, the post it commented on (commented: no heartbeat
+    # comments twice in one thread).
+    sent_answered, sent_commented = pairs(f"{_COMMENT_TARGETS}{comments}state = '{SENT}'", horizon)
+    open_answered, open_commented = pairs(
+        f"{_COMMENT_TARGETS}{comments}state = '{PENDING}'", horizon
+    )
+    proposed_answered = strings(
+        f"SELECT json_group_array({_text(_PARENT)}) {comments}state = '{PROPOSED}' "
+        f"AND state IN ({_OWNER_STATES})",
         horizon,
     )
-    # Sent follows and subscriptions store their social_actions.key as ledger_id; top-level
-    # comments mark their post, so no heartbeat comments twice in one thread.
-    social = strings(f"SELECT json_group_array(ledger_id) {sent}", "follow", horizon) | strings(
-        f"SELECT json_group_array(ledger_id) {sent}", "subscribe", horizon
-    )
-    commented = strings(
-        "SELECT json_group_array(json_extract(payload_json, '$.post_id')) FROM heartbeat_actions "
-        f"WHERE state IN ('{SENT}', '{PENDING}') AND type = 'comment' AND updated_at >= ? "
-        "AND json_extract(payload_json, '$.parent_id') IS NULL",
-        horizon,
-    )
+    # Sent follows and subscriptions store their social_actions.key as ledger_id.
+    social = strings(
+        f"SELECT json_group_array({_text('ledger_id')}) {sent}", "follow", horizon
+    ) | strings(f"SELECT json_group_array({_text('ledger_id')}) {sent}", "subscribe", horizon)
     hashes = strings(
-        "SELECT json_group_array(content_hash) FROM heartbeat_actions WHERE updated_at >= ? "
-        f"AND state IN ('{SENT}', '{PENDING}', '{DRY_RUN}', '{PROPOSED}') "
+        f"SELECT json_group_array({_text('content_hash')}) FROM heartbeat_actions "
+        f"WHERE updated_at >= ? AND state IN ('{SENT}', '{PENDING}', '{DRY_RUN}', '{PROPOSED}') "
         "AND content_hash IS NOT NULL",
         since,
     )
@@ -107,15 +134,25 @@ def _agent_history(conn: Connection, *, since: float, changed_after: float | Non
     comments_today = int(conn.execute(f"SELECT COUNT(*) {sent}", ("comment", since)).fetchone()[0])
     return AgentHistory(
         voted_post_ids=voted,
-        answered_comment_ids=answered,
+        answered_comment_ids=sent_answered | open_answered | proposed_answered,
         own_post_ids=own_posts,
         recent_hashes=hashes,
         social_done=social,
-        commented_post_ids=commented,
+        commented_post_ids=sent_commented | open_commented,
         last_post_at=last_post_at,
         last_comment_at=last_comment_at,
         comments_last_24h=comments_today,
     )
+
+
+def _id_set(array: str | None) -> frozenset[str]:
+    """The ids of a ``json_group_array`` of text (or NULL) values, without the empty ones.
+
+    Built in C (one frozenset of the decoded list): a generator over 5,000 voted ids with 20,000
+    past actions cost 0.37 ms a read, this 0.17 ms.
+    """
+    values = frozenset(json.loads(array or "[]"))
+    return values - _NOTHING if not _NOTHING.isdisjoint(values) else values
 
 
 def merge_history(first: AgentHistory, later: AgentHistory) -> AgentHistory:

@@ -17,7 +17,7 @@ from pathlib import Path
 from crt_loops.db.availability import DbUnavailable
 from crt_loops.db.conn import Args, Connection, Dialect, Row, SQLiteConnection
 from crt_loops.db.sqlite import BUSY_TIMEOUT_MS, SQLiteStore
-from crt_loops.db.store import Store
+from crt_loops.db.store import Store, WriteBatch
 
 __all__ = ["Migrations", "MissingDriver", "StoreFacade", "is_postgres_url", "open_store"]
 
@@ -94,6 +94,9 @@ class StoreFacade(Store):
             # After the commit, never before it: a reader that read the old rows must not
             # record them as current.
             self.writes_ended += 1
+
+    def write_batch(self, max_seconds: float) -> AbstractContextManager[WriteBatch]:
+        return self.backend.write_batch(max_seconds)
 
     def snapshot(self) -> AbstractContextManager[Connection]:
         return self.backend.snapshot()

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crt_loops.core.clock import iso
-from crt_loops.db.conn import Connection, Row
+from crt_loops.db.conn import Connection, Cursor, Row
 from crt_loops.db.session import (
     SessionDB,
     ThreadNotFound,
@@ -99,14 +99,64 @@ def insert_entry(
     meta: dict[str, Any] | None = None,
 ) -> JournalEntry:
     """Write an entry inside the caller's transaction (with the results it belongs to)."""
+    cursor = _insert(
+        tx,
+        f"RETURNING {_COLUMNS}",
+        thread_id=thread_id,
+        entry_type=entry_type,
+        title=title,
+        body=body,
+        created_at=created_at,
+        reply_to=reply_to,
+        meta=meta,
+    )
+    return _entry(cursor.fetchone())
+
+
+def write_entry(
+    tx: Connection,
+    *,
+    thread_id: str,
+    entry_type: str,
+    title: str,
+    body: str,
+    created_at: float,
+    meta: dict[str, Any] | None = None,
+) -> None:
+    """:func:`insert_entry` for a caller that does not read the entry back (a pass writing a
+    reflection or a profile change: decoding the row it returned was wasted per thread)."""
+    _insert(
+        tx,
+        "",
+        thread_id=thread_id,
+        entry_type=entry_type,
+        title=title,
+        body=body,
+        created_at=created_at,
+        reply_to=None,
+        meta=meta,
+    )
+
+
+def _insert(
+    tx: Connection,
+    returning: str,
+    *,
+    thread_id: str,
+    entry_type: str,
+    title: str,
+    body: str,
+    created_at: float,
+    reply_to: int | None,
+    meta: dict[str, Any] | None,
+) -> Cursor:
     if entry_type not in ENTRY_TYPES:
         raise ValueError(f"entry_type must be one of {ENTRY_TYPES}, got {entry_type!r}")
-    row = tx.execute(
+    return tx.execute(
         "INSERT INTO journal_entries (thread_id, entry_type, title, body, created_at, reply_to, "
-        f"meta_json) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {_COLUMNS}",
+        f"meta_json) VALUES (?, ?, ?, ?, ?, ?, ?) {returning}",
         (thread_id, entry_type, title, body, created_at, reply_to, dumps(meta or {})),
-    ).fetchone()
-    return _entry(row)
+    )
 
 
 def add_entry(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from crt_loops.db import progress
-from crt_loops.db.journal import insert_entry
+from crt_loops.db.journal import write_entry
 from crt_loops.db.session import SessionDB, dumps
 
 
@@ -97,7 +97,7 @@ def save_profile(
                     dumps(change.public_profile),
                 ),
             )
-            insert_entry(
+            write_entry(
                 tx,
                 thread_id=thread_id,
                 entry_type="personality",

@@ -12,10 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from crt_loops.db import progress
-from crt_loops.db.journal import JournalEntry, count_entries, insert_entry
-from crt_loops.db.session import MessageRow, SessionDB, lock_thread
-
-_MSG_COLUMNS = "id, thread_id, role, content, created_at, importance, importance_reason, scored_by"
+from crt_loops.db.journal import count_entries, write_entry
+from crt_loops.db.session import MESSAGE_COLUMNS, MessageRow, SessionDB, lock_thread
 
 #: (importance 1-10, reason, scored_by) for one message id.
 Score = tuple[int, str, str]
@@ -65,12 +63,27 @@ def importance_sum(db: SessionDB, thread_id: str, *, after_id: int, up_to_id: in
     return int(row[0]) if row else 0
 
 
+def since_last_reflection(db: SessionDB, thread_id: str, *, up_to_id: int) -> tuple[int, int]:
+    """(the id the thread's last reflection covered, 0 before the first; the summed importance
+    of its scored messages after that id and up to ``up_to_id``): :func:`state` and
+    :func:`importance_sum` in one statement, since a pass reads both for every thread."""
+    row = db.query_one(
+        "SELECT COALESCE(s.last_reflection_message_id, 0), "
+        "(SELECT COALESCE(SUM(m.importance), 0) FROM messages m WHERE m.thread_id = ? "
+        " AND m.id > COALESCE(s.last_reflection_message_id, 0) AND m.id <= ?) "
+        "FROM (SELECT 1 AS one) AS t LEFT JOIN reflection_state s ON s.thread_id = ?",
+        (thread_id, up_to_id, thread_id),
+    )
+    assert row is not None  # one row, whatever the join finds
+    return int(row[0]), int(row[1])
+
+
 def most_important(
     db: SessionDB, thread_id: str, *, after_id: int, up_to_id: int, limit: int
 ) -> list[MessageRow]:
     """The ``limit`` most important messages in the range (newest first among equals), by id."""
     rows = db.query(
-        f"SELECT {_MSG_COLUMNS} FROM messages WHERE thread_id = ? AND id > ? AND id <= ? "
+        f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE thread_id = ? AND id > ? AND id <= ? "
         "ORDER BY importance DESC, id DESC LIMIT ?",
         (thread_id, after_id, up_to_id, limit),
     )
@@ -108,9 +121,9 @@ def add_reflection(
     body: str,
     meta: dict[str, Any],
     now: float,
-) -> JournalEntry | None:
+) -> bool:
     """Write the reflection covering messages up to ``up_to_id`` and move the thread's
-    reflection state and watermark there, in one transaction. None (no entry) when a reflection
+    reflection state and watermark there, in one transaction. False (no entry) when a reflection
     already covers ``up_to_id`` (a concurrent manual run); the watermark moves either way."""
     with db.write() as tx:
         lock_thread(tx, thread_id)
@@ -118,9 +131,9 @@ def add_reflection(
             "SELECT last_reflection_message_id FROM reflection_state WHERE thread_id = ?",
             (thread_id,),
         ).fetchone()
-        entry = None
-        if current is None or int(current[0]) < up_to_id:
-            entry = insert_entry(
+        written = current is None or int(current[0]) < up_to_id
+        if written:
+            write_entry(
                 tx,
                 thread_id=thread_id,
                 entry_type="reflection",
@@ -137,7 +150,7 @@ def add_reflection(
                 (thread_id, up_to_id, now),
             )
         progress.raise_thread_watermark(tx, loop, thread_id, up_to_id, db.clock())
-    return entry
+    return written
 
 
 def stats(db: SessionDB, thread_id: str, *, since_id: int) -> ReflectionStats:

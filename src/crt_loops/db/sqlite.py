@@ -30,8 +30,8 @@ from pathlib import Path
 from crt_loops.db.availability import DbUnavailable, WriteHealth, classify, probe_write
 from crt_loops.db.conn import SQLITE, Args, Dialect, SQLiteConnection
 from crt_loops.db.deferred import DeferredWrites
-from crt_loops.db.errors import DatabaseClosedError, translate, translated
-from crt_loops.db.store import Store
+from crt_loops.db.errors import DatabaseClosedError, DatabaseError, translate, translated
+from crt_loops.db.store import Store, WriteBatch
 
 __all__ = ["BUSY_TIMEOUT_MS", "DatabaseClosedError", "SQLiteStore"]
 
@@ -121,14 +121,16 @@ class SQLiteStore(Store):
         A driver error inside the block, or from BEGIN or COMMIT, leaves as a
         :class:`~crt_loops.db.errors.DatabaseError`; any other exception passes unchanged. A
         failure that may pass (locked, disk full: see :mod:`crt_loops.db.availability`) is
-        remembered in ``write_health`` until a later write commits.
+        remembered in ``write_health`` until a later write commits. Inside this thread's
+        :meth:`write_batch`, the block is a savepoint of the batch's transaction instead.
         """
+        batch: _SQLiteBatch | None = getattr(self._local, "batch", None)
+        if batch is not None:
+            with batch.write() as tx:
+                yield tx
+            return
         conn = self.conn()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            self._note_failure(exc)
-            raise translate(exc) from exc
+        self._begin(conn)
         try:
             yield conn
         except sqlite3.Error as exc:
@@ -139,6 +141,16 @@ class SQLiteStore(Store):
             self._note_failure(exc)
             self._rollback(conn)
             raise
+        self._commit(conn)
+
+    def _begin(self, conn: SQLiteConnection) -> None:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            self._note_failure(exc)
+            raise translate(exc) from exc
+
+    def _commit(self, conn: SQLiteConnection) -> None:
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -148,6 +160,27 @@ class SQLiteStore(Store):
             self._rollback(conn)
             raise translate(exc) from exc
         self.write_health.succeeded()
+
+    @contextmanager
+    def write_batch(self, max_seconds: float) -> Iterator[WriteBatch]:
+        """This thread's ``write()`` blocks share one ``BEGIN IMMEDIATE`` transaction, each a
+        savepoint (Store.write_batch). It begins with the first write, so reads before it are
+        plain autocommit reads; reads after it see the batch's writes, as they would have seen
+        them committed. A batch inside a batch is the outer one."""
+        outer: _SQLiteBatch | None = getattr(self._local, "batch", None)
+        if outer is not None:
+            yield outer
+            return
+        batch = _SQLiteBatch(self, self.conn(), max_seconds)
+        self._local.batch = batch
+        try:
+            yield batch
+        except BaseException:
+            self._local.batch = None
+            batch.flush_after_error()
+            raise
+        self._local.batch = None
+        batch.flush()
 
     def _note_failure(self, exc: BaseException) -> None:
         failure = classify(exc)
@@ -201,6 +234,10 @@ class SQLiteStore(Store):
     def snapshot(self) -> Iterator[SQLiteConnection]:
         """A read transaction: several SELECTs that see one consistent state."""
         conn = self.conn()
+        batch: _SQLiteBatch | None = getattr(self._local, "batch", None)
+        if batch is not None and batch.open:
+            yield conn  # inside the batch's transaction: its reads already see one state
+            return
         with translated():
             conn.execute("BEGIN")
         try:
@@ -272,6 +309,98 @@ class SQLiteStore(Store):
             logger.info("%s: applied migration %d", self.path, version)
         row = self.query_one("SELECT MAX(version) FROM schema_migrations")
         return int(row[0] or 0) if row else 0
+
+
+class _SQLiteBatch(WriteBatch):
+    """One thread's batched writes on its connection (SQLiteStore.write_batch).
+
+    Writing a page to the WAL is most of a small transaction's cost, and a loop's pass wrote
+    the same pages (messages interleaved across threads, the watermarks' table) once per
+    thread of the conversation: 1,000 commits for a pass over 1,000 threads (bench/backlog.py).
+    """
+
+    def __init__(self, store: SQLiteStore, conn: SQLiteConnection, max_seconds: float) -> None:
+        self._store = store
+        self._conn = conn
+        self._max_seconds = max_seconds
+        self._opened_at: float | None = None  # time.monotonic() of BEGIN; None: none open
+        self._depth = 0  # write() blocks open now (savepoints)
+        # Set when SQLite ended the whole transaction (a full disk, an I/O error): the earlier
+        # blocks' writes went with it although they had succeeded, so the batch must fail.
+        self._lost: BaseException | None = None
+
+    @property
+    def open(self) -> bool:
+        return self._opened_at is not None
+
+    @contextmanager
+    def write(self) -> Iterator[SQLiteConnection]:
+        self._check()
+        conn = self._conn
+        if self._opened_at is None:
+            self._store._begin(conn)
+            self._opened_at = time.monotonic()
+        name = f"batch_write_{self._depth}"
+        with translated():
+            conn.execute(f"SAVEPOINT {name}")
+        self._depth += 1
+        try:
+            yield conn
+        except BaseException as exc:
+            self._undo(name, exc)
+            if isinstance(exc, sqlite3.Error):
+                raise translate(exc) from exc
+            raise
+        finally:
+            self._depth -= 1
+        try:
+            conn.execute(f"RELEASE {name}")
+        except sqlite3.Error as exc:
+            self._undo(name, exc)
+            raise translate(exc) from exc
+
+    def _undo(self, name: str, exc: BaseException) -> None:
+        """Roll back one write() block, as its own transaction would have been."""
+        self._store._note_failure(exc)
+        if not self._conn.in_transaction:
+            self._lost, self._opened_at = exc, None
+            return
+        try:
+            self._conn.execute(f"ROLLBACK TO {name}")
+            self._conn.execute(f"RELEASE {name}")
+        except sqlite3.Error as undo_exc:
+            self._lost, self._opened_at = undo_exc, None
+            self._store._rollback(self._conn)
+
+    def _check(self) -> None:
+        if self._lost is not None:
+            raise DatabaseError(
+                "a batched transaction was rolled back with writes that had succeeded: "
+                f"{type(self._lost).__name__}: {self._lost}"
+            ) from self._lost
+
+    def checkpoint(self) -> None:
+        self._check()
+        if self._opened_at is not None and time.monotonic() - self._opened_at >= self._max_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        self._check()
+        if self._depth:
+            raise RuntimeError("a write batch cannot commit inside one of its write() blocks")
+        if self._opened_at is not None:
+            self._opened_at = None
+            self._store._commit(self._conn)
+
+    def flush_after_error(self) -> None:
+        """Leaving the batch by an exception: keep the blocks that finished (each was whole,
+        and would have committed on its own), unless they are already lost."""
+        if self._opened_at is None or self._lost is not None:
+            return
+        try:
+            self.flush()
+        except DatabaseError as exc:
+            logger.warning("%s: could not commit a batch's writes: %s", self._store.path, exc)
 
 
 _TRIGGER = re.compile(r"CREATE\s+(?:TEMP(?:ORARY)?\s+)?TRIGGER\b", re.IGNORECASE)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import functools
 import re
+import string
 import unicodedata
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -19,13 +20,21 @@ from crt_loops.heartbeat.invisible import format_characters
 #: What replaces text that held a secret wherever a model's output is stored or shown.
 REDACTED = "[redacted: it contained a secret]"
 _SECRET_WINDOW = 16  # this many characters of a long secret in a row count as a leak
-_NOT_ALNUM = re.compile(r"[^0-9a-z]+")
+#: The ASCII bytes that are not a lowercase letter or a digit: what _flatten deletes.
+_NOT_ALNUM_ASCII = bytes(
+    b for b in range(128) if chr(b) not in string.digits + string.ascii_lowercase
+)
 
 
 def _flatten(text: str) -> str:
     """Lowercase letters and digits only (NFKC first): what survives a model respelling a
     secret with other case, spaces, zero-width characters or punctuation in between."""
-    return _NOT_ALNUM.sub("", unicodedata.normalize("NFKC", text).casefold())
+    # Only ASCII letters and digits survive, so everything else goes in two passes in C: the
+    # encode drops the non-ASCII, the translate the rest. The regex sub it replaces, with
+    # the same result (tests/heartbeat/test_heartbeat_security.py), cost 0.19 ms of every
+    # 6,000-character prompt; this 0.03 ms (bench/heartbeat.py).
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    return folded.encode("ascii", "ignore").translate(None, _NOT_ALNUM_ASCII).decode("ascii")
 
 
 @functools.lru_cache(maxsize=64)
@@ -106,20 +115,36 @@ _PIECES_SHARE = 0.6
 def _pieces_cover(view: str, secret: str) -> bool:
     """Whether pieces of ``secret`` scattered through ``view`` (with words in between, in any
     order: "part one: ..., part two: ...") together make up most of it."""
-    covered = bytearray(len(secret))
+    size = len(secret)
+    need = _PIECES_SHARE * size
+    covered = bytearray(size)
+    total = 0
     # Whether a piece occurs in the view is all that counts, so one substring search per
     # piece of the secret (a few dozen) replaces a look-up at every position of the view
-    # (a 12,000-character prompt): the same answer at C speed.
-    for gram, at in _grams(secret).items():
+    # (a 12,000-character prompt): the same answer at C speed. The pieces come in the order
+    # they first occur in the secret, and none of those left covers anything before its first
+    # offset: once what is covered plus everything from there on falls short, the answer is
+    # no, which for ordinary text comes after half the searches.
+    for gram, first, last in _grams(secret):
+        if total + size - first < need:
+            return False
         if gram in view:
-            covered[at : at + _PIECE] = b"\x01" * _PIECE
-    return sum(covered) >= _PIECES_SHARE * len(secret)
+            covered[last : last + _PIECE] = b"\x01" * _PIECE
+            total = sum(covered)
+    return total >= need
 
 
 @functools.lru_cache(maxsize=64)
-def _grams(secret: str) -> dict[str, int]:
-    """Each ``_PIECE``-character run of ``secret`` with its (last) offset in it."""
-    return {secret[i : i + _PIECE]: i for i in range(len(secret) - _PIECE + 1)}
+def _grams(secret: str) -> tuple[tuple[str, int, int], ...]:
+    """Each distinct ``_PIECE``-character run of ``secret`` with its first and last offset in
+    it, in the order of the first."""
+    first: dict[str, int] = {}
+    last: dict[str, int] = {}
+    for i in range(len(secret) - _PIECE + 1):
+        gram = secret[i : i + _PIECE]
+        first.setdefault(gram, i)
+        last[gram] = i
+    return tuple((gram, at, last[gram]) for gram, at in first.items())
 
 
 _ROT13 = str.maketrans(
@@ -154,7 +179,11 @@ def _encoded_runs(text: str, flat: str) -> Iterator[tuple[str, str]]:
             return
     # Base64 is case-sensitive: read its runs from the text itself, without its invisibles.
     compact = "".join(unicodedata.normalize("NFKC", text).split())
-    if not compact.isascii():  # every format character (Cf) lies outside ASCII
+    # Every format character (Cf) lies outside ASCII. A prompt is rarely ASCII (one "…" from
+    # a snippet suffices) and almost never holds one, and deleting through the translate
+    # table looks up each character in a dict: 0.5 ms a prompt, where testing the text's few
+    # distinct characters first costs 0.05 ms.
+    if not compact.isascii() and not _format_chars().isdisjoint(set(compact)):
         compact = compact.translate(_format_characters())
     for match in _B64_RUN.finditer(compact):
         yield "b64", match.group()
@@ -168,6 +197,12 @@ def _format_characters() -> dict[int, None]:
     """A ``str.translate`` table deleting every format character (Unicode category Cf: the
     zero-width and direction marks a model can hide inside a secret); built on first use."""
     return dict.fromkeys(format_characters())
+
+
+@functools.cache
+def _format_chars() -> frozenset[str]:
+    """The format characters as one-character strings, to test a text's characters against."""
+    return frozenset(map(chr, format_characters()))
 
 
 def _run_views(kind: str, run: str) -> Iterator[str]:

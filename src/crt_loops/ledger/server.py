@@ -161,8 +161,12 @@ def create_ledger_app(settings: Settings, *, clock: Callable[[], float] = time.t
 
     app = FastAPI(title="CRT Ledger", version="1", lifespan=lifespan)
     app.state.ledger = ledger
-    # DMs before agents: "/agents/dm/..." must not be read as an agent's name.
-    for module in (routes_dms, routes_agents, routes_posts, routes_submolts, routes_social):
+    # Routes are tried in order, one after another: the heartbeat's three requests (/home,
+    # the feed, the post) come first, where /home used to be tried after ~60 others. No path
+    # is served by two of these routers (tests/ledger/test_ledger_server.py), so their order
+    # changes no match; DMs still come before agents, should "/agents/dm/..." ever meet an
+    # agent's name.
+    for module in (routes_social, routes_posts, routes_submolts, routes_dms, routes_agents):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(pages.router)
     app.add_api_route("/health", health, methods=["GET"])

@@ -8,7 +8,10 @@
   calling ``keepalive()`` before each thread, and finally advances the global watermark to the
   highest id below which every row is processed for every thread. A thread that failed, was left
   for later, or was never reached because the pass stopped early holds the watermark just below
-  its first unprocessed row, so it is picked up again by the next pass.
+  its first unprocessed row, so it is picked up again by the next pass. The threads' writes go
+  through one write batch (``Store.write_batch``: on SQLite one transaction for up to
+  ``BATCH_SECONDS`` of threads, each thread's writes a savepoint), committed before the global
+  watermark moves, and before every LLM call.
 - :class:`LLMGate`: one pass's view of the LLM: probe it once, stop trying after repeated
   failures (so 200 threads do not each wait out a timeout), count calls, and warn once per pass,
   not once per message, when falling back.
@@ -34,6 +37,7 @@ from crt_loops.db.conn import POSTGRES
 from crt_loops.db.errors import DatabaseClosedError
 from crt_loops.db.progress import WATERMARK_TABLES, Candidate
 from crt_loops.db.session import SessionDB
+from crt_loops.db.store import WriteBatch
 from crt_loops.llm.client import (
     LLM,
     ChatMessage,
@@ -56,7 +60,16 @@ MAX_CONSECUTIVE_LLM_FAILURES = 2
 #: How long a host holds one thread of a pass (renewed never: a thread's work is one LLM call
 #: or a few; a holder that dies frees it this long after).
 THREAD_CLAIM_SECONDS = 300.0
+#: How long a pass's writes may wait in one transaction, holding SQLite's write lock: the
+#: service's other writers (a chat message, a heartbeat's record) wait at most about this long,
+#: far below the busy timeout and /health's probe. Per-thread commits were a third of a backlog
+#: pass's CPU (bench/backlog.py).
+BATCH_SECONDS = 0.05
+#: Per-thread lines a pass logs at INFO before the rest go to DEBUG (see :func:`detail_level`).
+DETAIL_LINES_PER_PASS = 5
 __all__ = [
+    "BATCH_SECONDS",
+    "DETAIL_LINES_PER_PASS",
     "MAX_CONSECUTIVE_LLM_FAILURES",
     "WATERMARK_TABLES",
     "Candidate",
@@ -64,6 +77,7 @@ __all__ = [
     "PassResult",
     "ProcessFn",
     "WatermarkedService",
+    "detail_level",
     "extract_json_object",
     "has_new_rows",
     "parse_reply",
@@ -169,8 +183,11 @@ def run_watermarked_pass(
     process: ProcessFn,
     keepalive: Callable[[], bool],
     result: PassResult,
+    batch: WriteBatch | None = None,
 ) -> PassResult:
-    """One pass over the threads with rows newer than the loop's watermarks (module docstring)."""
+    """One pass over the threads with rows newer than the loop's watermarks (module docstring);
+    ``batch`` holds the threads' writes (default: each commits on its own)."""
+    batch = batch or WriteBatch()
     if table not in WATERMARK_TABLES:
         raise ValueError(f"no watermark over table {table!r}")
     started = time.perf_counter()
@@ -186,6 +203,7 @@ def run_watermarked_pass(
     result.threads_seen = len(candidates)
     unfinished: list[str] = []
     for index, candidate in enumerate(candidates):
+        batch.checkpoint()
         if not keepalive():
             result.interrupted = True
             unfinished.extend(c.thread_id for c in candidates[index:])
@@ -203,6 +221,7 @@ def run_watermarked_pass(
             done = process_guarded(process, candidate, result, log_prefix)
         if not done:
             unfinished.append(candidate.thread_id)
+    batch.flush()  # the threads' results are committed before the global watermark covers them
     new_wm = high
     for thread_id in unfinished:
         first = progress.first_unprocessed(db, loop, table, thread_id, global_wm)
@@ -211,6 +230,7 @@ def run_watermarked_pass(
     if new_wm > global_wm:
         db.advance_loop_watermark(loop, new_wm)
         result.watermark = new_wm
+    batch.flush()
     result.duration_ms = (time.perf_counter() - started) * 1000
     if result.threads_seen:
         logger.info(
@@ -229,11 +249,30 @@ def run_watermarked_pass(
     return result
 
 
+def detail_level(result: PassResult) -> int:
+    """The level of a pass's per-thread line ("reflection written", "profile v3"): INFO for the
+    first :data:`DETAIL_LINES_PER_PASS` of a pass, so a person with a few threads sees each one,
+    DEBUG after that, so a backlog of thousands is one INFO line (the pass's), not thousands
+    (a twentieth of a backlog pass's CPU, bench/backlog.py). Each change is in the DB anyway."""
+    return logging.INFO if result.entries_written <= DETAIL_LINES_PER_PASS else logging.DEBUG
+
+
 class LLMGate:
     """One pass's use of the LLM: a single probe, a failure budget, one warning per pass."""
 
-    def __init__(self, llm: LLM, log_prefix: str, result: PassResult, *, fallback: str) -> None:
+    def __init__(
+        self,
+        llm: LLM,
+        log_prefix: str,
+        result: PassResult,
+        *,
+        fallback: str,
+        before_call: Callable[[], None] = lambda: None,
+    ) -> None:
         self.llm = llm
+        # Runs before each probe and call: commits the pass's write batch, since no transaction
+        # may wait on the network (docs/storage.md).
+        self.before_call = before_call
         self.log_prefix = log_prefix
         self.result = result
         self.fallback_name = fallback
@@ -244,6 +283,7 @@ class LLMGate:
     def usable(self) -> bool:
         """Whether to try the LLM now; probes (cached by the adapter) at most once per pass."""
         if self._available is None:
+            self.before_call()
             self._available = self.llm.available()
             if not self._available:
                 self.note_fallback(f"the LLM at {self.llm.host} is unavailable")
@@ -277,6 +317,7 @@ class LLMGate:
         self.result.llm_calls += 1
         sent = closed(schema or model_cls.model_json_schema())
         reply: LLMReply | None = None
+        self.before_call()
         try:
             reply = self.llm.chat(
                 messages,
@@ -346,17 +387,21 @@ class WatermarkedService(abc.ABC):
 
     def run_pass(self, *, keepalive: Callable[[], bool] = lambda: True) -> PassResult:
         result = PassResult(self.loop)
-        gate = LLMGate(self.llm, self.log_prefix, result, fallback=self.fallback)
-        return run_watermarked_pass(
-            self.db,
-            loop=self.loop,
-            log_prefix=self.log_prefix,
-            table=self.table,
-            find_candidates=self.candidates,
-            process=lambda c: self.process(c, gate, result),
-            keepalive=keepalive,
-            result=result,
-        )
+        with self.db.write_batch(BATCH_SECONDS) as batch:
+            gate = LLMGate(
+                self.llm, self.log_prefix, result, fallback=self.fallback, before_call=batch.flush
+            )
+            return run_watermarked_pass(
+                self.db,
+                loop=self.loop,
+                log_prefix=self.log_prefix,
+                table=self.table,
+                find_candidates=self.candidates,
+                process=lambda c: self.process(c, gate, result),
+                keepalive=keepalive,
+                result=result,
+                batch=batch,
+            )
 
     def run_one(
         self, candidate: Candidate, process: Callable[[Candidate, LLMGate, PassResult], bool]

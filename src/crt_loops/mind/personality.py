@@ -40,7 +40,13 @@ from crt_loops.core.clock import Clock, iso
 from crt_loops.db import personality as personality_db
 from crt_loops.db.session import MessageRow, SessionDB
 from crt_loops.llm.client import LLM, ChatMessage
-from crt_loops.loops.passes import Candidate, LLMGate, PassResult, WatermarkedService
+from crt_loops.loops.passes import (
+    Candidate,
+    LLMGate,
+    PassResult,
+    WatermarkedService,
+    detail_level,
+)
 from crt_loops.mind.signals import Signal, observe
 from crt_loops.mind.topics import keywords, word_set
 
@@ -295,7 +301,10 @@ class PersonalityService(WatermarkedService):
             return False  # updated meanwhile (a manual run): redo from the new state next pass
         if changes:
             result.entries_written += 1
-            logger.info(
+        level = detail_level(result)
+        if changes and logger.isEnabledFor(level):
+            logger.log(
+                level,
                 "%s thread %s: profile v%d: %s",
                 LOG_PREFIX,
                 cand.thread_id,

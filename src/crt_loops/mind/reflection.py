@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -56,9 +57,15 @@ from crt_loops.db import reflection as reflection_db
 from crt_loops.db.journal import JournalEntry, latest_entry
 from crt_loops.db.session import MessageRow, SessionDB
 from crt_loops.llm.client import LLM, ChatMessage
-from crt_loops.loops.passes import Candidate, LLMGate, PassResult, WatermarkedService
+from crt_loops.loops.passes import (
+    Candidate,
+    LLMGate,
+    PassResult,
+    WatermarkedService,
+    detail_level,
+)
 from crt_loops.mind.patterns import Folded, FoldedPattern
-from crt_loops.mind.topics import topic_scorecard, word_set, words_of
+from crt_loops.mind.topics import lowered_words, top_topics, topic_scorecard, word_set
 
 logger = logging.getLogger(__name__)
 
@@ -122,14 +129,30 @@ _SMALL_TALK = word_set(
 )
 
 
+_PLANS = (
+    (_DECISION, 1.5, "a decision or plan"),
+    (_URGENCY, 1.5, "urgency"),
+    (_ADVICE, 1.0, "asks for advice"),
+)
+# A shouted word (3+ letters, all upper case) in ASCII text has three capitals in a row.
+_THREE_CAPITALS = re.compile("[A-Z]{3}")
+
+
 def heuristic_importance(content: str, role: str = "user") -> tuple[int, str]:
     """Deterministic importance 1-10 and a reason (rules in the module docstring)."""
     text = content.strip()
-    tokens = words_of(text)
+    lowered = text.lower()
+    return _importance(text, lowered, lowered_words(lowered), role)
+
+
+def _importance(text: str, lowered: str, tokens: list[str], role: str) -> tuple[int, str]:
+    """heuristic_importance of the stripped ``text``, given its lower case and its words (the
+    pass keeps the words for the reflection's topics)."""
     if not tokens or (len(tokens) <= 6 and all(t in _SMALL_TALK for t in tokens)):
         return 1, "small talk"
     parts: list[tuple[float, str]] = []
-    folded = Folded.of(text)
+    ascii_text = text.isascii()
+    folded = Folded(text, lowered if ascii_text else None)  # Folded.of(text)
     categories = [name for name, rx in _LIFE_EVENTS.items() if rx.search(folded)]
     if categories:
         parts.append(
@@ -144,24 +167,23 @@ def heuristic_importance(content: str, role: str = "user") -> tuple[int, str]:
         if _INTENSIFIER.search(folded):
             emotion += 0.3
         parts.append((emotion, "emotion (" + ", ".join(sorted(intense | mild)[:3]) + ")"))
-    if _FIRST_PERSON.search(folded) and (categories or intense or mild):
+    if (categories or intense or mild) and _FIRST_PERSON.search(folded):
         parts.append((1.5 if categories and (intense or mild) else 1.0, "personal stakes"))
-    for rx, weight, label in (
-        (_DECISION, 1.5, "a decision or plan"),
-        (_URGENCY, 1.5, "urgency"),
-        (_ADVICE, 1.0, "asks for advice"),
-    ):
+    for rx, weight, label in _PLANS:
         if rx.search(folded):
             parts.append((weight, label))
     if "?" in text:
         parts.append((0.5, "a question"))
-    words = len(text.split())
+    split = text.split()
+    words = len(split)
     length = min(2.0, 0.5 * math.log2(1 + words / 8))
     if length >= 1.0:
         parts.append((length, f"long message ({words} words)"))
     else:
         parts.append((length, ""))
-    shouted = sum(1 for w in text.split() if len(w) >= 3 and w.isalpha() and w.isupper())
+    shouted = 0
+    if not ascii_text or _THREE_CAPITALS.search(text):
+        shouted = sum(1 for w in split if len(w) >= 3 and w.isalpha() and w.isupper())
     intensity = 0.3 * min(2, text.count("!")) + 0.3 * min(2, shouted)
     if intensity:
         parts.append((intensity, "emphatic"))
@@ -279,10 +301,10 @@ class ReflectionService(WatermarkedService):
         new = self.db.messages_in_range(cand.thread_id, cand.watermark, cand.max_id)
         if not new:
             return True
-        scores = self._score([m for m in new if m.importance is None], gate, result)
-        last_id = reflection_db.state(self.db, cand.thread_id).last_message_id
-        earlier = reflection_db.importance_sum(
-            self.db, cand.thread_id, after_id=last_id, up_to_id=cand.max_id
+        words: dict[int, list[str]] = {}  # the heuristic's words of each message, for topics
+        scores = self._score([m for m in new if m.importance is None], gate, result, words)
+        last_id, earlier = reflection_db.since_last_reflection(
+            self.db, cand.thread_id, up_to_id=cand.max_id
         )
         total = earlier + sum(s[0] for mid, s in scores.items() if mid > last_id)
         due = total >= self.threshold
@@ -297,11 +319,15 @@ class ReflectionService(WatermarkedService):
         )
         result.messages_processed += len(new)
         if due:
-            self._reflect(cand, last_id, total, gate, result)
+            self._reflect(cand, last_id, total, gate, result, words=words)
         return True
 
     def _score(
-        self, messages: list[MessageRow], gate: LLMGate, result: PassResult
+        self,
+        messages: list[MessageRow],
+        gate: LLMGate,
+        result: PassResult,
+        words: dict[int, list[str]],
     ) -> dict[int, tuple[int, str, str]]:
         scores: dict[int, tuple[int, str, str]] = {}
         batch = messages[-self.window :]
@@ -338,18 +364,27 @@ class ReflectionService(WatermarkedService):
                     )
         for m in messages:
             if m.id not in scores:
-                scores[m.id] = (*heuristic_importance(m.content, m.role), "heuristic")
+                text = m.content.strip()
+                lowered = text.lower()
+                words[m.id] = lowered_words(lowered)
+                scores[m.id] = (*_importance(text, lowered, words[m.id], m.role), "heuristic")
                 result.fallbacks += 1
         return scores
 
     def _reflect(
-        self, cand: Candidate, last_id: int, total: int, gate: LLMGate, result: PassResult
+        self,
+        cand: Candidate,
+        last_id: int,
+        total: int,
+        gate: LLMGate,
+        result: PassResult,
+        *,
+        words: dict[int, list[str]],
     ) -> None:
         shown = reflection_db.most_important(
             self.db, cand.thread_id, after_id=last_id, up_to_id=cand.max_id, limit=self.window
         )
-        card = topic_scorecard(shown, limit=5)
-        topics = [t["topic"] for t in card["top"]]
+        topics = top_topics(shown, limit=5, words=words)
         meta: dict[str, Any] = {
             "importance_sum": total,
             "threshold": self.threshold,
@@ -391,9 +426,10 @@ class ReflectionService(WatermarkedService):
             meta=meta,
             now=self.clock(),
         )
-        if written is not None:
+        if written:
             result.entries_written += 1
-            logger.info(
+            logger.log(
+                detail_level(result),
                 "%s thread %s: reflection written (importance %d >= %d, %s)",
                 LOG_PREFIX,
                 cand.thread_id,

@@ -15,7 +15,7 @@ with a weight and the evidence in words (used verbatim in the personality histor
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from crt_loops.db.session import MessageRow
 from crt_loops.mind.patterns import Folded, FoldedPattern
@@ -99,14 +99,22 @@ _EMOJI = re.compile(
 )
 
 
+_VOTES = (
+    ("formatting", _FMT_EXPLICIT, _FMT_IMPLICIT),
+    ("tone", _TONE_EXPLICIT, _TONE_IMPLICIT),
+)
+
+
 def _no_emoji_possible(text: str) -> bool:
     """True when ``_EMOJI`` cannot match: ASCII text holds none of its pictographs, and each
     of its text emoticons needs a ``:``, a ``;`` or ``<3`` (a substring test, not a scan)."""
     return text.isascii() and ":" not in text and ";" not in text and "<3" not in text
 
 
-@dataclass(frozen=True)
-class Signal:
+class Signal(NamedTuple):
+    """One observation (a named tuple: observe() makes ~5 a message, and a frozen dataclass
+    took three times as long to build)."""
+
     field: str
     value: float | str  # a target score for numeric fields, a category for categorical ones
     weight: float
@@ -136,10 +144,14 @@ def observe(message: MessageRow) -> list[Signal]:
     elif m := _CASUAL.search(folded):
         out.append(Signal("formality", 0.0, EXPLICIT, asked(m)))
     elif len(words) >= 3:
-        lowered = [w.strip(".,!?;:").lower() for w in words]
+        low = text.lower() if folded.lowered is None else folded.lowered
+        # Lowering the text, then splitting, gives the same words as lowering each word (no
+        # character lowers to or from whitespace or the stripped punctuation), at a third of
+        # the cost; the slang count is then one C-level pass.
+        slang = sum(map(_SLANG.__contains__, [w.strip(".,!?;:") for w in low.split()]))
         formal = len(_FORMAL_MARK.findall(folded)) + 0.5 * text[:1].isupper()
         formal += 0.5 * (text.rstrip()[-1:] in ".?!")
-        casual = sum(1 for w in lowered if w in _SLANG) + (1.0 if text == text.lower() else 0.0)
+        casual = slang + (1.0 if text == low else 0.0)
         casual += 0.5 * ("!!" in text or "??" in text)
         target = max(0.0, min(1.0, 0.5 + 0.12 * (formal - casual)))
         label = "formal" if target > 0.6 else "casual" if target < 0.4 else "neutral"
@@ -152,19 +164,23 @@ def observe(message: MessageRow) -> list[Signal]:
         n = 0 if _no_emoji_possible(text) else len(_EMOJI.findall(text))
         target = 1.0 if n >= 2 else 0.7 if n == 1 else 0.0
         out.append(Signal("emoji", target, IMPLICIT, f"{n} emoji ({tag})"))
-    for field, options, implicit in (
-        ("formatting", _FMT_EXPLICIT, _FMT_IMPLICIT),
-        ("tone", _TONE_EXPLICIT, _TONE_IMPLICIT),
-    ):
-        vote = next(((c, asked(m)) for c, rx in options if (m := rx.search(folded))), None)
+    # Plain loops, not next() over generators: their frames were a fifth of observe().
+    for field, options, implicit in _VOTES:
+        vote: tuple[str, str] | None = None
         weight = VOTE_EXPLICIT
-        if vote is None:
+        for category, rx in options:
+            if m := rx.search(folded):
+                vote = (category, asked(m))
+                break
+        else:
             weight = VOTE_IMPLICIT
-            vote = next(
-                ((c, f"{c} style ({tag})") for c, rx in implicit if rx.search(folded)), None
-            )
-            if vote is None and field == "formatting" and len(_LIST_LINE.findall(folded)) >= 2:
-                vote = ("bullets", f"writes lists ({tag})")
+            for category, rx in implicit:
+                if rx.search(folded):
+                    vote = (category, f"{category} style ({tag})")
+                    break
+            else:
+                if field == "formatting" and len(_LIST_LINE.findall(folded)) >= 2:
+                    vote = ("bullets", f"writes lists ({tag})")
         if vote is not None:
             out.append(Signal(field, vote[0], weight, vote[1]))
     return out

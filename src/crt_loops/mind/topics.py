@@ -14,11 +14,11 @@ needing at least two mentions on the side that counts.
 
 from __future__ import annotations
 
-import functools
+import heapq
 import re
 from collections import Counter, defaultdict
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
 from crt_loops.db.session import MessageRow
 
@@ -33,6 +33,11 @@ def word_set(text: str) -> frozenset[str]:
 def words_of(text: str) -> list[str]:
     """Lower-case word tokens (letters, apostrophes, hyphens)."""
     return _TOKEN.findall(text.lower())
+
+
+def lowered_words(lowered: str) -> list[str]:
+    """:func:`words_of` of a text the caller has already lower-cased."""
+    return _TOKEN.findall(lowered)
 
 
 _STOP = word_set(
@@ -60,22 +65,36 @@ _STOP = word_set(
 
 def keywords(text: str) -> list[str]:
     """Distinct noun-ish keywords in order of appearance (stop words out, plurals folded)."""
-    seen: dict[str, None] = {}
-    for token in words_of(text):
-        word = _keyword(token) if len(token) <= _KEPT_TOKEN_CHARS else _fold(token)
-        if word is not None:
-            seen.setdefault(word, None)
-    return list(seen)
+    return keywords_of_words(words_of(text))
+
+
+def keywords_of_words(tokens: list[str]) -> list[str]:
+    """:func:`keywords` of a text whose :func:`words_of` the caller already has."""
+    try:
+        # dict.fromkeys keeps each word's first appearance; map() over the cache's own
+        # __getitem__ runs in C. keywords() runs on most messages of both passes, and the
+        # Python loop (then an lru_cache call per token) was a tenth of a backlog pass.
+        seen = dict.fromkeys(map(_FOLDED.__getitem__, tokens))
+    except KeyError:
+        seen = dict.fromkeys(map(_fold_kept, tokens))
+    seen.pop(None, None)
+    return cast(list[str], list(seen))
 
 
 _KEPT_TOKEN_CHARS = 40  # a longer "word" is noise, folded afresh: the cache stays ~3 MB
+_KEPT_TOKENS = 32_768
+#: :func:`_fold` per token: a person's vocabulary is small next to what they write. A plain
+#: dict, filled until it holds _KEPT_TOKENS (then misses are folded without being kept).
+_FOLDED: dict[str, str | None] = {}
 
 
-@functools.lru_cache(maxsize=32_768)
-def _keyword(token: str) -> str | None:
-    """:func:`_fold`, kept per token: a person's vocabulary is small next to what they write,
-    and this folding was a tenth of a backlog pass (bench/backlog.py)."""
-    return _fold(token)
+def _fold_kept(token: str) -> str | None:
+    if token in _FOLDED:
+        return _FOLDED[token]
+    word = _fold(token)
+    if len(token) <= _KEPT_TOKEN_CHARS and len(_FOLDED) < _KEPT_TOKENS:
+        _FOLDED[token] = word
+    return word
 
 
 def _fold(token: str) -> str | None:
@@ -105,14 +124,63 @@ def _weigh(messages: Sequence[MessageRow]) -> tuple[defaultdict[str, float], Cou
     return weights, mentions
 
 
+def _halves(
+    messages: Sequence[MessageRow],
+) -> tuple[defaultdict[str, float], Counter[str], defaultdict[str, float], Counter[str]]:
+    half = len(messages) // 2
+    return (*_weigh(messages[:half]), *_weigh(messages[half:]))
+
+
+def _total(w_old: Mapping[str, float], w_new: Mapping[str, float]) -> dict[str, float]:
+    # Each half's weight summed first, then the two: the floats the scorecard always showed
+    # (a word of one half only keeps its weight: w + 0.0 is w).
+    total = dict(w_old)
+    for k, v in w_new.items():
+        total[k] = total.get(k, 0.0) + v
+    return total
+
+
+def _top(total: Mapping[str, float], limit: int) -> list[str]:
+    """``sorted(total, key=lambda k: (-total[k], k))[:limit]``: the words whose weight reaches
+    the limit-th largest are the only candidates, so only they are sorted."""
+    if limit <= 0:
+        return []
+    if len(total) <= limit:
+        return sorted(total, key=lambda k: (-total[k], k))
+    cut = heapq.nlargest(limit, total.values())[-1]
+    candidates = [k for k, v in total.items() if v >= cut]
+    return sorted(candidates, key=lambda k: (-total[k], k))[:limit]
+
+
+def _weights(messages: Sequence[MessageRow], words: Mapping[int, list[str]]) -> dict[str, float]:
+    """:func:`_weigh`'s weights alone, summed in the same order (the same floats)."""
+    weights: dict[str, float] = {}
+    get = weights.get
+    for m in messages:
+        weight = (m.importance or 3) * (1.0 if m.role == "user" else 0.5)
+        known = words.get(m.id)
+        found = keywords(m.content) if known is None else keywords_of_words(known)
+        for word in found:
+            weights[word] = get(word, 0.0) + weight
+    return weights
+
+
+def top_topics(
+    messages: Sequence[MessageRow], *, limit: int, words: Mapping[int, list[str]] | None = None
+) -> list[str]:
+    """``topic_scorecard(messages, limit=limit)["top"]``'s topics, without the rest of the card
+    (a reflection names only these; the whole card was a sixth of a backlog pass's CPU).
+    ``words``: :func:`words_of` of messages by id, where the caller has them already."""
+    half, known = len(messages) // 2, words or {}
+    return _top(_total(_weights(messages[:half], known), _weights(messages[half:], known)), limit)
+
+
 def topic_scorecard(messages: Sequence[MessageRow], *, limit: int = 8) -> dict[str, Any]:
     """Top, rising and fading topics of ``messages`` (oldest first)."""
-    half = len(messages) // 2
-    older, newer = messages[:half], messages[half:]
-    w_old, n_old = _weigh(older)
-    w_new, n_new = _weigh(newer)
-    total = {k: w_old[k] + w_new[k] for k in {*w_old, *w_new}}
-    top = sorted(total, key=lambda k: (-total[k], k))[:limit]
+    older = messages[: len(messages) // 2]
+    w_old, n_old, w_new, n_new = _halves(messages)
+    total = _total(w_old, w_new)
+    top = _top(total, limit)
     card: dict[str, Any] = {
         "messages_considered": len(messages),
         "top": [
