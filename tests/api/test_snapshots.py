@@ -79,3 +79,16 @@ def test_the_poll_shows_a_new_thread_at_once(client: TestClient) -> None:
     assert listed()[0] == "notes"
     client.delete("/api/threads/notes")
     assert listed() == ["default"]
+
+
+def test_a_write_batch_ends_the_kept_answer_when_it_commits(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    db = SessionDB(tmp_path / "s.db", clock=clock)
+    try:
+        with db.write_batch(60.0):
+            db.ensure_thread("work")
+            inside = db.writes_ended
+        assert db.writes_ended == inside + 1
+    finally:
+        db.close()

@@ -77,8 +77,10 @@ class StoreFacade(Store):
         self.clock = clock
         self.write_health = backend.write_health
         self.deferred = backend.deferred
-        #: Write transactions this process has ended (committed or not). A short-lived copy of
-        #: what the DB said (api/routes/poll.py) is stale once this moved past its own count.
+        #: Write blocks and batches this process has ended (committed or not). A short-lived
+        #: copy of what the DB said (api/snapshots.py) is stale once this moved past its own
+        #: count. Inside a write batch (a thinking loop's pass) a block's writes commit at the
+        #: batch's checkpoint or end, so they may be seen up to that copy's bound (1 s) late.
         self.writes_ended = 0
 
     @property
@@ -95,8 +97,13 @@ class StoreFacade(Store):
             # record them as current.
             self.writes_ended += 1
 
-    def write_batch(self, max_seconds: float) -> AbstractContextManager[WriteBatch]:
-        return self.backend.write_batch(max_seconds)
+    @contextmanager
+    def write_batch(self, max_seconds: float) -> Iterator[WriteBatch]:
+        try:
+            with self.backend.write_batch(max_seconds) as batch:
+                yield batch
+        finally:
+            self.writes_ended += 1  # its last commit is at its end
 
     def snapshot(self) -> AbstractContextManager[Connection]:
         return self.backend.snapshot()
