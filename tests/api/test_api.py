@@ -162,7 +162,15 @@ def test_chat_stream_failing_mid_reply_ends_with_an_error_event_and_keeps_the_me
 def test_chat_stream_with_the_llm_down_is_a_plain_503(
     client: TestClient, fake_ollama: FakeOllama
 ) -> None:
+    # The startup probe found the LLM up; once it has answered, the LLM goes away. The service
+    # cannot know yet: the first streamed chat starts, and its failed call ends it with an
+    # error event. From then on the LLM is known to be down, and a stream is a plain 503.
+    probe = client.app.state.services.llm_probe  # type: ignore[attr-defined]
+    probe.join(timeout=10)
+    assert not probe.is_alive()
     fake_ollama.stop()
+    r = client.post("/api/threads/default/chat", json={"message": "Hello?", "stream": True})
+    assert r.status_code == 200 and _events(r)[-1]["event"] == "error"
     r = client.post("/api/threads/default/chat", json={"message": "Hello?", "stream": True})
     assert r.status_code == 503 and r.headers["content-type"].startswith("application/json")
     assert "saved" in detail(r)
