@@ -14,6 +14,7 @@ import re
 import signal
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,19 @@ def all_posts(ledger_url: str) -> list[dict[str, Any]]:
             return posts
 
 
+def stop_hosts(hosts: Sequence[Service]) -> None:
+    """Stop the hosts' heartbeat loops, then the hosts. Stopping a host abandons a call in
+    flight: an LLM call's run is closed as interrupted, and a Ledger call's action stays
+    pending for the next start to send. Stopping the loops first lets every run finish, so
+    each LLM call has its run and no action is left pending."""
+    for host in hosts:
+        r = httpx.post(f"{host.url}/api/heartbeat/stop", timeout=60)
+        assert r.status_code == 200, r.text
+    for host in hosts:
+        host.stop()
+        assert "Traceback" not in host.log(), host.log()
+
+
 def check_exactly_once(
     url: str, ledger_url: str, fake: FakeOllama, *, in_flight: int
 ) -> dict[str, int]:
@@ -155,14 +169,7 @@ def test_three_hosts_share_the_heartbeats_exactly_once(
         wait_for(minute_done, timeout=WINDOW + 30, interval=0.5)
         per_thread = acted_per_thread()
         assert all(per_thread[t] >= WINDOW // EVERY - 1 for t in THREADS), per_thread
-        # Stopping a host abandons an LLM call in flight (its run is closed as interrupted);
-        # stopping the loops first lets every run finish, so each LLM call has its run.
-        for host in started:
-            r = httpx.post(f"{host.url}/api/heartbeat/stop", timeout=60)
-            assert r.status_code == 200, r.text
-        for host in started:
-            host.stop()
-            assert "Traceback" not in host.log(), host.log()
+        stop_hosts(started)
         per_host = [sum(runs_by_host(h).values()) for h in started]
         figures = check_exactly_once(database, ledger.url, fake_ollama, in_flight=0)
     assert all(n > 0 for n in per_host), f"a host did no work: {per_host}"
@@ -206,9 +213,7 @@ def test_a_killed_host_is_recovered_by_another_sending_once(
             timeout=45,
             interval=0.5,
         )
-        for host in survivors:
-            host.stop()
-            assert "Traceback" not in host.log(), host.log()
+        stop_hosts(survivors)
         interrupted = read(
             database, "SELECT run_id FROM heartbeat_runs WHERE reason = 'interrupted'"
         )
@@ -323,9 +328,7 @@ def test_a_host_killed_mid_send_is_recovered_by_another_posting_once(
         assert keys <= {r["idempotency_key"] for r in sent}, "re-sent with the original key"
         done_at_recovery = finished_runs(database)
         wait_for(lambda: finished_runs(database) >= done_at_recovery + 4, timeout=45, interval=0.5)
-        for host in survivors:
-            host.stop()
-            assert "Traceback" not in host.log(), host.log()
+        stop_hosts(survivors)
         interrupted = read(
             database, "SELECT run_id FROM heartbeat_runs WHERE reason = 'interrupted'"
         )
