@@ -16,10 +16,10 @@ DEV    := $(VENV)/.installed-dev-$(HASH)
 
 .PHONY: run crt test test-fast lint bench venv real-model-env bytecode clean
 
-# Byte-compile in parallel, once: where PYTHONDONTWRITEBYTECODE is set (as on this project's CI
-# machines) Python never writes its caches on import, so every process, each service start and
-# each `crt` command, compiled everything it imports again: 0.55 of a service start's 1.7 CPU
-# seconds. compileall writes the caches whatever that variable says and skips what is current.
+# Byte-compile in parallel, once: where PYTHONDONTWRITEBYTECODE is set (it is on the machine
+# this project is developed on) Python never writes its caches on import, so every process, each
+# service start and each `crt` command, compiled everything it imports again: 0.55 of a service
+# start's 1.7 CPU seconds. compileall writes the caches whatever that variable says and skips what is current.
 COMPILE = $(PY) -m compileall -q -j0
 bytecode: $(STAMP)
 	@$(COMPILE) src tests >/dev/null
