@@ -16,10 +16,12 @@ DEV    := $(VENV)/.installed-dev-$(HASH)
 
 .PHONY: run crt test test-fast lint bench venv real-model-env bytecode clean
 
-# Byte-compile in parallel, once: where PYTHONDONTWRITEBYTECODE is set (it is on the machine
-# this project is developed on) Python never writes its caches on import, so every process, each
+# Byte-compile in parallel: where PYTHONDONTWRITEBYTECODE is set (it is on the machine this
+# project is developed on) Python never writes its caches on import, so every process, each
 # service start and each `crt` command, compiled everything it imports again: 0.55 of a service
-# start's 1.7 CPU seconds. compileall writes the caches whatever that variable says and skips what is current.
+# start's 1.7 CPU seconds. compileall writes the caches whatever that variable says and skips
+# what is current: the venv once at install, then src (make run) or src and tests (the test
+# targets) each time.
 COMPILE = $(PY) -m compileall -q -j0
 bytecode: $(STAMP)
 	@$(COMPILE) src tests >/dev/null
@@ -43,7 +45,8 @@ $(DEV): $(STAMP)
 
 venv: $(STAMP)
 
-run: $(STAMP) bytecode
+run: $(STAMP)
+	@$(COMPILE) src >/dev/null
 	$(VENV)/bin/crt serve --host $(HOST) --port $(PORT)
 
 # `make crt ARGS="chat default"`: the command line without activating the venv (it is also

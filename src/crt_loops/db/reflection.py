@@ -53,20 +53,10 @@ def state(db: SessionDB, thread_id: str) -> ReflectionState:
     return ReflectionState(int(row[0]), None if row[1] is None else float(row[1]))
 
 
-def importance_sum(db: SessionDB, thread_id: str, *, after_id: int, up_to_id: int) -> int:
-    """Summed importance of the thread's scored messages with ``after_id < id <= up_to_id``."""
-    row = db.query_one(
-        "SELECT COALESCE(SUM(importance), 0) FROM messages WHERE thread_id = ? AND id > ? "
-        "AND id <= ?",
-        (thread_id, after_id, up_to_id),
-    )
-    return int(row[0]) if row else 0
-
-
 def since_last_reflection(db: SessionDB, thread_id: str, *, up_to_id: int) -> tuple[int, int]:
     """(the id the thread's last reflection covered, 0 before the first; the summed importance
     of its scored messages after that id and up to ``up_to_id``): :func:`state` and
-    :func:`importance_sum` in one statement, since a pass reads both for every thread."""
+    that sum in one statement, since a pass reads both for every thread."""
     row = db.query_one(
         "SELECT COALESCE(s.last_reflection_message_id, 0), "
         "(SELECT COALESCE(SUM(m.importance), 0) FROM messages m WHERE m.thread_id = ? "

@@ -24,7 +24,7 @@ from crt_loops.api.routes import approvals, heartbeat, insights, journal, loops,
 from crt_loops.api.routes import responses as out
 from crt_loops.api.routes.base_models import Out, _example
 from crt_loops.api.routes.deps import DB, existing_thread, get_services, invalid_thread_ids
-from crt_loops.db.session import THREAD_ID_RE
+from crt_loops.db.session import THREAD_ID_RE, SessionDB
 
 router = APIRouter(tags=["dashboard"])
 
@@ -161,7 +161,7 @@ def poll(
     return DashboardPoll(parts=parts)
 
 
-def _missing(db: Any, thread_id: str) -> HTTPException | None:
+def _missing(db: SessionDB, thread_id: str) -> HTTPException | None:
     """The 404 the thread's own GETs answer when it does not exist (checked once, not once a
     part)."""
     try:
@@ -184,7 +184,7 @@ def _existing(missing: HTTPException | None, answer: Callable[[], Any]) -> Calla
 
 def _thread_parts(
     request: Request,
-    db: Any,
+    db: SessionDB,
     thread_id: str,
     missing: HTTPException | None,
     *,
@@ -220,7 +220,7 @@ def _thread_parts(
 
 
 def _slow_thread_parts(
-    db: Any, thread_id: str, missing: HTTPException | None, journal_limit: int
+    db: SessionDB, thread_id: str, missing: HTTPException | None, journal_limit: int
 ) -> list[PollPart]:
     base = f"/api/threads/{thread_id}"
     return [
