@@ -16,6 +16,7 @@ import httpx
 import pytest
 from support.clock import FakeClock
 
+from crt_loops.core.http_client import new_client
 from crt_loops.core.server_thread import ServerThread
 from crt_loops.ledger.schema import MIGRATIONS
 from crt_loops.ledger.server import create_ledger_app
@@ -42,7 +43,7 @@ class Ledger:
         self.server = server
         self.settings = settings
         self.clock = clock
-        self.http = httpx.Client(base_url=server.url + "/api/v1", timeout=10)
+        self.http = new_client(base_url=server.url + "/api/v1", timeout=10)
 
     def call(
         self, method: str, path: str, agent: Agent | None = None, **kwargs: Any

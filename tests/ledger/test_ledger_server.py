@@ -18,6 +18,7 @@ import pytest
 from fastapi import FastAPI
 from support.clock import FakeClock
 
+from crt_loops.core.http_client import new_client
 from crt_loops.core.server_thread import ServerThread
 from crt_loops.ledger import server as ledger_server
 from crt_loops.ledger.client import (
@@ -71,7 +72,7 @@ def key_of(client: LedgerClient) -> str:
 
 @pytest.fixture
 def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=10) as client:
+    with new_client(timeout=10) as client:
         yield client
 
 

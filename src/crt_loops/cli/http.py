@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from crt_loops.cli.output import progress
+from crt_loops.core.http_client import new_client
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -57,7 +58,7 @@ class Api:
         headers = {"Accept": "application/json", "User-Agent": "crt-cli"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        self._http = new_client(base_url=self.url, headers=headers, timeout=timeout)
 
     def close(self) -> None:
         self._http.close()

@@ -40,6 +40,7 @@ from pydantic import BaseModel, ValidationError
 
 from crt_loops.core import metrics
 from crt_loops.core.abandon import Abandoner
+from crt_loops.core.http_client import new_client
 from crt_loops.edge.text import strip_bidi
 from crt_loops.ledger.client_errors import (
     LedgerAuthError,
@@ -149,7 +150,7 @@ class LedgerClient:
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
         self._own_http = http_client is None
-        self._http = http_client if http_client is not None else httpx.Client()
+        self._http = http_client if http_client is not None else new_client()
         self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         self.max_retries = max_retries
         self.backoff_base = backoff_base

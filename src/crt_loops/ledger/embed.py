@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from crt_loops.core.http_client import new_client
 from crt_loops.core.server_thread import ServerStartError, ServerThread
 from crt_loops.ledger.client import (
     LedgerAuthError,
@@ -157,7 +158,7 @@ class EmbeddedLedger:
             if self.state is not EmbedState.RUNNING:
                 return None
             if self._probe_http is None:
-                self._probe_http = httpx.Client()
+                self._probe_http = new_client()
             return self._probe_http
 
     def stop(self) -> None:

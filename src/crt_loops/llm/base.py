@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from crt_loops.core import metrics
+from crt_loops.core.http_client import new_client
 from crt_loops.llm.deadline import Deadline
 from crt_loops.llm.errors import LLMError, LLMTruncated, LLMUnavailable, LLMUnknownModel
 from crt_loops.llm.text import scrub
@@ -69,7 +70,7 @@ class HTTPBackend(abc.ABC):
     def _get_client(self) -> httpx.Client:
         with self._lock:
             if self._client is None:
-                self._client = httpx.Client(**self._client_kwargs)
+                self._client = new_client(**self._client_kwargs)
             return self._client
 
     def close(self) -> None:
