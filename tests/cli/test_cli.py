@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from support import heartbeat_scripts as hs
 from support.fake_ollama import FakeOllama, Reply
@@ -23,6 +22,7 @@ from support.waiting import wait_for
 from crt_loops.api.app import create_app
 from crt_loops.cli import main as crt_cli
 from crt_loops.cli.args import service_url
+from crt_loops.core.http_client import new_client
 from crt_loops.core.server_thread import ServerThread
 from crt_loops.settings import Settings
 
@@ -101,7 +101,8 @@ def crt(
 
 def api(svc: Running, method: str, path: str, **kwargs: Any) -> Any:
     headers = {"Authorization": f"Bearer {TOKEN}"}
-    r = httpx.request(method, svc.url + path, headers=headers, timeout=30, **kwargs)
+    with new_client(timeout=30) as http:
+        r = http.request(method, svc.url + path, headers=headers, **kwargs)
     assert r.status_code < 400, r.text
     return r.json() if r.content else None
 
@@ -399,9 +400,10 @@ def test_chat_without_a_message_is_a_conversation(
 def test_chat_prints_the_reply_while_the_model_is_still_writing(
     svc: Running, fake: FakeOllama
 ) -> None:
-    # The model writes "Hello" and then takes 2 s over the rest: the first word must reach the
-    # terminal while the call is still in flight.
-    fake.set_responder(lambda request: Reply(content="Hello there, friend.", chunk_delay=2.0))
+    # The model writes "Hello" and holds the rest until the test has seen it: the first word
+    # must reach the terminal while the call is still in flight.
+    rest = threading.Event()
+    fake.set_responder(lambda request: Reply(content="Hello there, friend.", rest_after=rest))
     env = {"CRT_URL": svc.url, "CRT_API_TOKEN": TOKEN, "PATH": "/usr/bin:/bin"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "crt_loops.cli.main", "chat", "cli-stream", "hi"],
@@ -416,9 +418,10 @@ def test_chat_prints_the_reply_while_the_model_is_still_writing(
         assert byte, f"crt ended before the first word: {seen!r}"
         seen += byte
     assert fake.in_flight == 1 and proc.poll() is None
-    rest, stderr = proc.communicate(timeout=60)
+    rest.set()
+    tail, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
-    assert (seen + rest).decode() == "Hello there, friend.\n"
+    assert (seen + tail).decode() == "Hello there, friend.\n"
 
 
 def test_chat_failing_mid_reply_says_so_with_the_exit_code_of_a_5xx(

@@ -40,6 +40,9 @@ class Reply:
     stream_error: str | None = None  # streaming: an {"error": ...} line after the first chunk
     drop: bool = False  # close the connection without answering
     chunk_delay: float = 0.0  # streaming: seconds between words (a model that trickles)
+    #: streaming: the first word at once, the rest only once this is set (a model the test
+    #: keeps writing for as long as it needs to look at what arrived so far)
+    rest_after: threading.Event | None = None
 
 
 Responder = Callable[[dict[str, Any]], "Reply | str"]
@@ -227,12 +230,14 @@ class FakeOllama:
 
             def _send_lines(self, lines: list[bytes], reply: Reply, sse: bool = False) -> None:
                 ctype = "text/event-stream" if sse else "application/x-ndjson"
-                if not reply.chunk_delay:
+                if not reply.chunk_delay and reply.rest_after is None:
                     self._write(200, ctype, b"".join(lines))
                     return
                 # A trickling model: headers and a first line at once, then one line per delay,
                 # the body ending when the connection closes.
                 self._write(200, ctype, lines[0], length=False)
+                if reply.rest_after is not None and not reply.rest_after.wait(30):
+                    return  # never released: the test failed; end the body
                 for line in lines[1:]:
                     if fake._stopped.wait(reply.chunk_delay):  # the fake model generating
                         return
