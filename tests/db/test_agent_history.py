@@ -90,6 +90,35 @@ def test_each_piece_of_the_history(db: SessionDB, clock: FakeClock) -> None:
     assert past.last_post_at == pytest.approx(clock.now - 2 * DAY)
 
 
+ABOUTS = [
+    agent_history.About(frozenset({"p1", "mine1", "p3", "p4", "p9"}), frozenset({"c1", "c3"})),
+    agent_history.About(frozenset({"p0", "p2", "p5", "p6", "p7"}), frozenset({"c2", "c4", ""})),
+    agent_history.About(frozenset(), frozenset({"c1", "c2", "c3"})),
+    agent_history.About(frozenset({"p1", "p3", "mine1"}), frozenset()),
+    agent_history.About(frozenset(), frozenset()),
+]
+
+
+@pytest.mark.parametrize("about", ABOUTS, ids=range(len(ABOUTS)))
+def test_a_read_about_some_ids_is_the_whole_read_cut_to_them(
+    db: SessionDB, clock: FakeClock, about: agent_history.About
+) -> None:
+    seed(db, clock)
+    whole = agent_history.agent_history(db, since=clock.now - DAY)
+    cut = agent_history.agent_history(db, since=clock.now - DAY, about=about)
+    assert cut.voted_post_ids == whole.voted_post_ids & about.posts
+    assert cut.own_post_ids == whole.own_post_ids & about.posts
+    assert cut.commented_post_ids == whole.commented_post_ids & about.posts
+    assert cut.answered_comment_ids == whole.answered_comment_ids & about.comments
+    # Read whole whatever the ids: they are not about a post or a comment.
+    assert (cut.social_done, cut.recent_hashes) == (whole.social_done, whole.recent_hashes)
+    assert (cut.last_post_at, cut.last_comment_at, cut.comments_last_24h) == (
+        whole.last_post_at,
+        whole.last_comment_at,
+        whole.comments_last_24h,
+    )
+
+
 def test_a_changed_after_read_sees_only_what_changed(db: SessionDB, clock: FakeClock) -> None:
     seed(db, clock)
     first = agent_history.agent_history(db, since=clock.now - DAY)

@@ -21,6 +21,7 @@ from crt_loops.core.enums import ActionState
 from crt_loops.core.server_thread import ServerThread
 from crt_loops.db import heartbeat_claims, heartbeats
 from crt_loops.db.heartbeats import OutboxRow
+from crt_loops.heartbeat.context import FEED_LIMIT
 from crt_loops.heartbeat.executor import BACKOFF_STEPS, HeartbeatBusy, LedgerLimits
 from crt_loops.llm.schema import schema_max_tokens
 
@@ -199,6 +200,21 @@ def test_no_second_vote_on_the_same_post(env: HeartbeatEnv) -> None:
     run = env.run()
     assert (run.outcome, run.reason) == ("silent", "already_voted")
     assert env.ledger.get_post(post_id).score == 1
+
+
+def test_a_vote_on_an_own_post_the_feed_no_longer_shows_is_a_self_vote(env: HeartbeatEnv) -> None:
+    """The history is read about what the prompt shows; a decision naming anything else is
+    refused with what the history says of that id, not only "not shown"."""
+    answer(env, decide(POST))
+    assert env.run().outcome == "acted"
+    (own,) = [p.id for p in env.ledger_posts()]
+    for i in range(FEED_LIMIT + 1):  # newer posts push the agent's own out of the hot feed
+        env.neighbour_post(f"post {i}", f"text {i}")
+    answer(env, decide({"type": "vote", "post_id": own, "direction": "up"}))
+    run = env.run()
+    assert f"post_id={own}" not in hs.prompt_text(env.fake.calls_for("HeartbeatDecision")[-1])
+    assert (run.outcome, run.reason) == ("silent", "self_vote")
+    assert run.actions[0].state == "blocked"
 
 
 def test_post_cooldown_known_ahead_of_a_429(tmp_path: Path, fake_ollama: FakeOllama) -> None:

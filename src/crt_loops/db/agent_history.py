@@ -42,6 +42,21 @@ class AgentHistory:
     comments_last_24h: int
 
 
+@dataclass(frozen=True)
+class About:
+    """The ids a history read is about: the posts and comments a run's prompt shows (and
+    those its decision names). Read about them, the id sets answer for these ids only, and
+    the read costs what the prompt shows, not what the agent has done: with 20,000 past
+    actions the whole sets (5,000 voted posts) took ~3.4 ms to read and decode a run, and
+    more again to merge and search (bench/heartbeat.py)."""
+
+    posts: frozenset[str]
+    comments: frozenset[str]
+
+    def __or__(self, other: About) -> About:
+        return About(self.posts | other.posts, self.comments | other.comments)
+
+
 _PARENT = "json_extract(payload_json, '$.parent_id')"
 _POST = "json_extract(payload_json, '$.post_id')"
 #: What ix_hb_actions_owner covers (migration 1 and pg_migrations): spelled in the query as
@@ -64,7 +79,7 @@ _NOTHING = frozenset({None, ""})
 
 
 def agent_history(
-    db: SessionDB, *, since: float, changed_after: float | None = None
+    db: SessionDB, *, since: float, changed_after: float | None = None, about: About | None = None
 ) -> AgentHistory:
     """What the agent did lately, across all threads (the Ledger agent is one for all of them).
 
@@ -76,12 +91,25 @@ def agent_history(
     migration 3 for what was sent) that SQLite folds into a single JSON array: decoding every
     payload in Python cost 28-35 ms per heartbeat with 20,000 past actions, this ~1.5 ms
     (bench/heartbeat.py), most of it reading the payloads of the sent comments.
+
+    ``about``: only these posts and comments count in the id sets (votes, own posts, answered
+    and commented); the follows, the hashes, the times and the count are read whole.
     """
     with translated():
-        return _agent_history(db.read(), since=since, changed_after=changed_after)
+        return _agent_history(db.read(), since=since, changed_after=changed_after, about=about)
 
 
-def _agent_history(conn: Connection, *, since: float, changed_after: float | None) -> AgentHistory:
+def _in(expr: str, ids: frozenset[str] | None) -> tuple[str, tuple[str, ...]]:
+    """`` AND expr IN (...)`` for ``ids`` (nothing for None, i.e. every id), with its values."""
+    if ids is None:
+        return "", ()
+    values = tuple(sorted(ids))
+    return f" AND {expr} IN ({', '.join('?' * len(values))})", values
+
+
+def _agent_history(
+    conn: Connection, *, since: float, changed_after: float | None, about: About | None
+) -> AgentHistory:
     horizon = since - HISTORY_HORIZON
     if changed_after is not None:
         # Only what changed since an earlier read (see merge_history): a short indexed range.
@@ -101,21 +129,38 @@ def _agent_history(conn: Connection, *, since: float, changed_after: float | Non
         row = conn.execute(sql, args).fetchone()
         return _id_set(row[0]), _id_set(row[1])
 
+    posts, comment_ids = (None, None) if about is None else (about.posts, about.comments)
     # A sent vote's ledger_id is the post it voted on (outbox.call_ledger), so the
     # votes come from the index alone, without reading a payload.
-    voted = strings(f"SELECT json_group_array({_text('ledger_id')}) {sent}", "vote", horizon)
-    own_posts = strings(f"SELECT json_group_array({_text('ledger_id')}) {sent}", "post", horizon)
+    of_posts, post_args = _in("ledger_id", posts)
+    ledger_ids = f"SELECT json_group_array({_text('ledger_id')}) {sent}{of_posts}"
+    voted = strings(ledger_ids, "vote", horizon, *post_args) if posts != frozenset() else _NONE
+    own_posts = strings(ledger_ids, "post", horizon, *post_args) if posts != frozenset() else _NONE
     # Each comment's payload is read once for both of what it tells: the comment it answered
     # (answered), or, at the top level, the post it commented on (commented: no heartbeat
     # comments twice in one thread).
-    sent_answered, sent_commented = pairs(f"{_COMMENT_TARGETS}{comments}state = '{SENT}'", horizon)
-    open_answered, open_commented = pairs(
-        f"{_COMMENT_TARGETS}{comments}state = '{PENDING}'", horizon
+    targets, target_args = _comment_targets(posts, comment_ids)
+    empty = (_NONE, _NONE)
+    sent_answered, sent_commented = (
+        pairs(f"{_COMMENT_TARGETS}{comments}state = '{SENT}'{targets}", horizon, *target_args)
+        if targets is not None
+        else empty
     )
-    proposed_answered = strings(
-        f"SELECT json_group_array({_text(_PARENT)}) {comments}state = '{PROPOSED}' "
-        f"AND state IN ({_OWNER_STATES})",
-        horizon,
+    open_answered, open_commented = (
+        pairs(f"{_COMMENT_TARGETS}{comments}state = '{PENDING}'{targets}", horizon, *target_args)
+        if targets is not None
+        else empty
+    )
+    of_parents, parent_args = _in(_PARENT, comment_ids)
+    proposed_answered = (
+        strings(
+            f"SELECT json_group_array({_text(_PARENT)}) {comments}state = '{PROPOSED}' "
+            f"AND state IN ({_OWNER_STATES}){of_parents}",
+            horizon,
+            *parent_args,
+        )
+        if comment_ids != frozenset()
+        else _NONE
     )
     # Sent follows and subscriptions store their social_actions.key as ledger_id.
     social = strings(
@@ -143,6 +188,31 @@ def _agent_history(conn: Connection, *, since: float, changed_after: float | Non
         last_comment_at=last_comment_at,
         comments_last_24h=comments_today,
     )
+
+
+_NONE: frozenset[str] = frozenset()
+
+
+def _comment_targets(
+    posts: frozenset[str] | None, comment_ids: frozenset[str] | None
+) -> tuple[str | None, tuple[str, ...]]:
+    """The filter of a comment read about ``posts`` and ``comment_ids``: answers to those
+    comments, top-level comments on those posts. ("", ()) reads every comment; None, none."""
+    if posts is None and comment_ids is None:
+        return "", ()
+    either: list[str] = []
+    args: list[str] = []
+    if comment_ids is None or comment_ids:
+        sql, values = _in(_PARENT, comment_ids)
+        either.append(sql.removeprefix(" AND ") or f"{_PARENT} IS NOT NULL")
+        args += values
+    if posts is None or posts:
+        sql, values = _in(_POST, posts)
+        either.append(f"({_PARENT} IS NULL{sql})")
+        args += values
+    if not either:
+        return None, ()
+    return f" AND ({' OR '.join(either)})", tuple(args)
 
 
 def _id_set(array: str | None) -> frozenset[str]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from crt_loops.core.enums import RunOutcome
@@ -220,8 +220,14 @@ def unanswered_activity(
     ][-ACTIVITY_LIMIT:]
 
 
-def read_feed(ledger: LedgerReader, own_post_ids: AbstractSet[str]) -> list[FeedPost]:
-    """The hot feed, with post ids, marking the agent's own posts. Ledger errors propagate."""
+def mark_own(feed: list[FeedPost], own_post_ids: AbstractSet[str]) -> list[FeedPost]:
+    """``feed`` with the agent's own posts marked."""
+    return [replace(p, own=True) if p.id in own_post_ids else p for p in feed]
+
+
+def read_feed(ledger: LedgerReader, own_post_ids: AbstractSet[str] = frozenset()) -> list[FeedPost]:
+    """The hot feed, with post ids, marking the agent's own posts (:func:`mark_own` marks
+    them later). Ledger errors propagate."""
     page = ledger.list_posts(sort="hot", limit=FEED_LIMIT)
     posts = _get(page, "posts", page) or []
     feed: list[FeedPost] = []

@@ -24,11 +24,13 @@ from crt_loops.heartbeat import approvals, gates, outbox, owner, social_actions
 from crt_loops.heartbeat.context import (
     HeartbeatContext,
     gather_local,
+    mark_own,
     read_feed,
     read_home,
     unanswered_activity,
 )
 from crt_loops.heartbeat.decision import (
+    CommentAction,
     Decision,
     RejectedAction,
     decision_json_schema,
@@ -67,6 +69,8 @@ class Looked:
     ctx: HeartbeatContext
     past: agent_history.AgentHistory
     past_at: float
+    #: The posts and comments the history was read about (what the prompt shows).
+    about: agent_history.About
     instructions: str = ""  # HEARTBEAT.md's text, for its private-data opt-in
 
 
@@ -134,8 +138,6 @@ class Pipeline:
         now: float,
     ) -> Looked | Verdict:
         """Gather the context, local and from the Ledger; skip when nothing changed."""
-        past_at = self.clock()
-        past = agent_history.agent_history(self.db, since=now - DAY)
         ctx = gather_local(self.db, state.run.thread_id, window=self.options.window)
         ledger = self.ledger
         if ledger is None:
@@ -145,8 +147,7 @@ class Pipeline:
             # Kept before anything else can fail: /home shows each new comment only once.
             pending = agent_history.merge_pending_activity(self.db, home.activity)
             ctx.karma = home.karma
-            ctx.activity = unanswered_activity(pending, past.answered_comment_ids)
-            ctx.feed = read_feed(ledger, past.own_post_ids)
+            feed = read_feed(ledger)
         except LedgerRateLimited as exc:
             return gates.rate_limited(
                 str(exc), retry_at=self._retry_at(exc.retry_after_seconds), doing="reading it"
@@ -155,10 +156,21 @@ class Pipeline:
             return gates.ledger_interrupted(str(exc))
         except LedgerError as exc:
             return gates.ledger_read_failed(str(exc))
+        # What the agent did, about what the Ledger shows it now (see agent_history.About).
+        about = agent_history.About(
+            posts=frozenset(p.id for p in feed) | {str(p.get("post_id")) for p in pending},
+            comments=frozenset(str(p.get("comment_id")) for p in pending),
+        )
+        past_at = self.clock()
+        past = agent_history.agent_history(self.db, since=now - DAY, about=about)
+        ctx.activity = unanswered_activity(pending, past.answered_comment_ids)
+        ctx.feed = mark_own(feed, past.own_post_ids)
         state.context_hash = ctx.fingerprint(instructions.sha256, state.config.model_dump_json())
         if stop := gates.unchanged_context(state.config, hb, state.context_hash, forced=forced):
             return stop
-        return Looked(ctx=ctx, past=past, past_at=past_at, instructions=instructions.content)
+        return Looked(
+            ctx=ctx, past=past, past_at=past_at, about=about, instructions=instructions.content
+        )
 
     def think(
         self, state: RunState, instructions: Instructions, ctx: HeartbeatContext, *, now: float
@@ -223,12 +235,23 @@ class Pipeline:
         # Read again after the LLM call: another thread's run may have posted meanwhile, and
         # cooldowns count from now, not from when this run started.
         decided_at = self.clock()
+        since = decided_at - DAY
         past = agent_history.merge_history(
             looked.past,
             agent_history.agent_history(
-                self.db, since=decided_at - DAY, changed_after=looked.past_at
+                self.db, since=since, changed_after=looked.past_at, about=looked.about
             ),
         )
+        # A decision may name a post or comment the prompt did not show: validation refuses
+        # it, and says why from the history of that id, read whole (this is rare).
+        named = _named(thought.decision)
+        unseen = agent_history.About(
+            posts=named.posts - looked.about.posts, comments=named.comments - looked.about.comments
+        )
+        if unseen.posts or unseen.comments:
+            past = agent_history.merge_history(
+                past, agent_history.agent_history(self.db, since=since, about=unseen)
+            )
         ctx = looked.ctx
         vctx = ValidationContext(
             config=config,
@@ -286,6 +309,17 @@ class Pipeline:
     def _retry_at(self, retry_after: float | None) -> float:
         wait = retry_after if retry_after is not None and retry_after > 0 else None
         return self.clock() + (wait or DEFAULT_RATE_LIMIT_RETRY_SECONDS)
+
+
+def _named(decision: Decision) -> agent_history.About:
+    """The posts and comments a decision's actions name."""
+    posts = {p for a in decision.actions if isinstance(p := getattr(a, "post_id", None), str)}
+    comments = {
+        c
+        for a in decision.actions
+        if isinstance(a, CommentAction) and isinstance(c := a.parent_id, str) and c
+    }
+    return agent_history.About(frozenset(posts), frozenset(comments))
 
 
 def _after(ts: float | None, gap: float) -> float | None:
