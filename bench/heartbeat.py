@@ -75,6 +75,61 @@ def build(tmp: Any, fake_url: str, **overrides: Any) -> tuple[Any, Any, Any, Any
     return settings, db, ledger, runner
 
 
+class LedgerTime:
+    """Wall time spent inside ``LedgerClient._request`` (the HTTP round trips to the Ledger,
+    both sides of them, since the embedded Ledger serves from this process), per run.
+
+    A timing wrapper put on the class for the benchmark's length: it changes no behaviour,
+    and splits each run's overhead into the Ledger's part and the rest (ours)."""
+
+    def __init__(self) -> None:
+        self.ms = 0.0
+        self.calls = 0
+
+    def __enter__(self) -> LedgerTime:
+        from crt_loops.ledger.client import LedgerClient
+
+        original = LedgerClient._request
+        timer = self
+
+        def timed(client: Any, *args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return original(client, *args, **kwargs)
+            finally:
+                timer.ms += (time.perf_counter() - t0) * 1000
+                timer.calls += 1
+
+        self._original = original
+        LedgerClient._request = timed  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from crt_loops.ledger.client import LedgerClient
+
+        LedgerClient._request = self._original  # type: ignore[method-assign]
+
+    def take(self) -> tuple[float, int]:
+        """(ms, requests) since the last take."""
+        taken = (self.ms, self.calls)
+        self.ms, self.calls = 0.0, 0
+        return taken
+
+
+def trivial_round_trips(client: Any, n: int) -> list[float]:
+    """Wall ms of ``n`` ``GET /health`` through the runner's own Ledger client: the cheapest
+    request this Ledger answers, i.e. the HTTP stack's floor (httpx, the loopback socket,
+    uvicorn, FastAPI and the edge middleware, with next to no handler)."""
+    for _ in range(5):
+        client.health()
+    out: list[float] = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        client.health()
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
 def one_scheduled_run(runner: Any, db: Any, thread_id: str) -> tuple[float, Any]:
     """Make ``thread_id`` due, then claim and run it as the loop does; (wall ms, record)."""
     from crt_loops.db import heartbeat_claims
@@ -155,20 +210,30 @@ def seed_outbox(db: Any, ids: list[str], n: int, *, now: float) -> None:
                 )
 
 
-def measure(runner: Any, db: Any, fake: Any, ids: list[str], runs: int) -> dict[str, Any]:
+def measure(
+    runner: Any, db: Any, fake: Any, ids: list[str], runs: int, ledger_time: LedgerTime
+) -> dict[str, Any]:
     overheads: list[float] = []
+    ledger_ms: list[float] = []
+    requests = 0
     walls: list[float] = []
     llm_ms: list[float] = []
     outcomes: dict[str, int] = {}
     prompt_ok = 0
     cpu: list[float] = []
+    own: list[float] = []
     for i in range(runs):
         c0 = time.process_time()
+        ledger_time.take()
         wall, record = one_scheduled_run(runner, db, ids[i % len(ids)])
         cpu.append((time.process_time() - c0) * 1000)
+        spent, calls = ledger_time.take()
+        ledger_ms.append(spent)
+        requests += calls
         walls.append(wall)
         llm_ms.append(record.llm_ms or 0.0)
         overheads.append(wall - (record.llm_ms or 0.0))
+        own.append(overheads[-1] - spent)
         key = record.outcome + (f"/{record.reason}" if record.reason else "")
         outcomes[key] = outcomes.get(key, 0) + 1
         sent = fake.chat_calls[-1]
@@ -181,6 +246,9 @@ def measure(runner: Any, db: Any, fake: Any, ids: list[str], runs: int) -> dict[
         "outcomes": outcomes,
         "prompt_ok": prompt_ok,
         "cpu": cpu,
+        "ledger": ledger_ms,
+        "own": own,
+        "requests_per_run": requests / runs if runs else 0.0,
     }
 
 
@@ -257,8 +325,19 @@ def run_now_phase(ctx: BenchContext, fake: Any, calls: int) -> dict[str, Any]:
             walls.append(wall)
             durations.append(float(record.get("duration_ms") or 0.0))
             outcomes[str(record.get("outcome"))] = outcomes.get(str(record.get("outcome")), 0) + 1
+        api_trivial: list[float] = []
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            client.get("/health").raise_for_status()
+            api_trivial.append((time.perf_counter() - t0) * 1000)
     bare = bare_round_trips(fake.url, fake.chat_calls[-1], calls)
-    return {"wall": walls, "duration": durations, "bare": bare, "outcomes": outcomes}
+    return {
+        "wall": walls,
+        "duration": durations,
+        "bare": bare,
+        "outcomes": outcomes,
+        "api_trivial": api_trivial,
+    }
 
 
 def run(ctx: BenchContext) -> BenchResult:
@@ -290,14 +369,16 @@ def run(ctx: BenchContext) -> BenchResult:
             for i in range(WARMUP):
                 one_scheduled_run(runner, db, ids[i % THREADS])
             calls_before = len(fake.chat_calls)
-            fresh = measure(runner, db, fake, ids, runs)
-            llm_calls = len(fake.chat_calls) - calls_before
-            fresh_profile = profile(runner, db, ids)
-            # The same, once the outbox holds months of history.
-            seed_outbox(db, ids, 4_000 if ctx.quick else AGED_ACTIONS, now=time.time())
-            one_scheduled_run(runner, db, ids[0])
-            aged = measure(runner, db, fake, ids, runs // 2)
-            aged_profile = profile(runner, db, ids)
+            with LedgerTime() as ledger_time:
+                fresh = measure(runner, db, fake, ids, runs, ledger_time)
+                llm_calls = len(fake.chat_calls) - calls_before
+                trivial = trivial_round_trips(ledger.client(), runs)
+                fresh_profile = profile(runner, db, ids)
+                # The same, once the outbox holds months of history.
+                seed_outbox(db, ids, 4_000 if ctx.quick else AGED_ACTIONS, now=time.time())
+                one_scheduled_run(runner, db, ids[0])
+                aged = measure(runner, db, fake, ids, runs // 2, ledger_time)
+                aged_profile = profile(runner, db, ids)
         finally:
             ledger.stop()
             db.close()
@@ -306,7 +387,8 @@ def run(ctx: BenchContext) -> BenchResult:
     aged_dist = distribution(aged["overhead"], 2)
     where = (
         f"claim + run wall time minus the record's llm_ms, {THREADS} threads; "
-        "the embedded Ledger's three HTTP requests (/home, the feed, the post) are most of it"
+        "the embedded Ledger's three HTTP requests (/home, the feed, the post) are most of it: "
+        "see ledger_ms_per_run and own_ms_per_run"
     )
     result.add("overhead_p50", dist["p50"], "ms", "<=", TARGET_P50_MS, note=where + " (fresh)")
     result.add("overhead_p95", dist["p95"], "ms")
@@ -328,8 +410,59 @@ def run(ctx: BenchContext) -> BenchResult:
     )
     result.add("overhead_p95_aged", aged_dist["p95"], "ms")
     result.add("overhead_p99_aged", aged_dist["p99"], "ms", "<=", TARGET_P99_MS)
+    # Where the overhead goes: the Ledger's round trips (both sides, this process) and the rest.
+    trivial_p50 = distribution(trivial, 3)["p50"]
+    per_run = fresh["requests_per_run"]
+    result.add(
+        "ledger_ms_per_run_p50",
+        distribution(fresh["ledger"], 2)["p50"],
+        "ms",
+        note=f"info: inside the Ledger client's requests, {per_run:.0f} a run (fresh)",
+    )
+    result.add(
+        "own_ms_per_run_p50",
+        distribution(fresh["own"], 2)["p50"],
+        "ms",
+        note="info: overhead minus the Ledger's requests: the DB, context, prompt, parsing, "
+        "validation, outbox and records (fresh)",
+    )
+    result.add(
+        "own_ms_per_run_p50_aged",
+        distribution(aged["own"], 2)["p50"],
+        "ms",
+        note=f"info: the same with {AGED_ACTIONS:,} past actions",
+    )
+    result.add(
+        "ledger_trivial_round_trip_p50",
+        trivial_p50,
+        "ms",
+        note="info: GET /health through the same client to the same Ledger, no handler work",
+    )
+    result.add(
+        "floor_overhead_p50",
+        round(per_run * trivial_p50, 2),
+        "ms",
+        note=f"info: {per_run:.0f} trivial round trips: the HTTP stack's share of any run, with "
+        "no work on either side",
+    )
     run_now_wall = distribution(run_now["wall"], 2)
     bare = distribution(run_now["bare"], 2)
+    api_trivial_p50 = distribution(run_now["api_trivial"], 3)["p50"]
+    result.add(
+        "api_trivial_round_trip_p50",
+        api_trivial_p50,
+        "ms",
+        note="info: GET /health on the service, the client that sent the run-nows",
+    )
+    if bare["p50"]:
+        floor = api_trivial_p50 + per_run * trivial_p50 + bare["p50"]
+        result.add(
+            "floor_run_now_vs_bare",
+            round(floor / bare["p50"], 2),
+            "x",
+            note="info: (service round trip + the Ledger's trivial round trips + the bare LLM "
+            "round trip) / bare: a run-now with no work at all",
+        )
     result.add("run_now_wall_p50", run_now_wall["p50"], "ms", note="POST .../run-now, service")
     result.add(
         "bare_llm_round_trip_p50",
@@ -377,6 +510,12 @@ def run(ctx: BenchContext) -> BenchResult:
         "llm_calls": llm_calls,
         "overhead_ms": dist,
         "overhead_ms_aged": aged_dist,
+        "ledger_ms": distribution(fresh["ledger"], 2),
+        "ledger_ms_aged": distribution(aged["ledger"], 2),
+        "own_ms": distribution(fresh["own"], 2),
+        "own_ms_aged": distribution(aged["own"], 2),
+        "ledger_trivial_round_trip_ms": distribution(trivial, 3),
+        "api_trivial_round_trip_ms": distribution(run_now["api_trivial"], 3),
         "wall_ms": distribution(fresh["wall"], 2),
         "llm_ms": distribution(fresh["llm"], 2),
         "outcomes": fresh["outcomes"],
