@@ -64,7 +64,7 @@ from crt_loops.loops.passes import (
     WatermarkedService,
     detail_level,
 )
-from crt_loops.mind.patterns import Folded, FoldedPattern
+from crt_loops.mind.patterns import Folded, FoldedPattern, PatternSet
 from crt_loops.mind.topics import lowered_words, top_topics, topic_scorecard, word_set
 
 logger = logging.getLogger(__name__)
@@ -134,6 +134,17 @@ _PLANS = (
     (_URGENCY, 1.5, "urgency"),
     (_ADVICE, 1.0, "asks for advice"),
 )
+#: Every pattern _importance asks about, asked together: one scan says which match.
+_SCAN = PatternSet(
+    [
+        *_LIFE_EVENTS.values(),
+        _INTENSE_EMOTION,
+        _EMOTION,
+        _INTENSIFIER,
+        _FIRST_PERSON,
+        *(rx for rx, _, _ in _PLANS),
+    ]
+)
 # A shouted word (3+ letters, all upper case) in ASCII text has three capitals in a row.
 _THREE_CAPITALS = re.compile("[A-Z]{3}")
 
@@ -153,24 +164,25 @@ def _importance(text: str, lowered: str, tokens: list[str], role: str) -> tuple[
     parts: list[tuple[float, str]] = []
     ascii_text = text.isascii()
     folded = Folded(text, lowered if ascii_text else None)  # Folded.of(text)
-    categories = [name for name, rx in _LIFE_EVENTS.items() if rx.search(folded)]
+    hits = _SCAN.matching(folded)  # which patterns match; sre finds only the words wanted
+    categories = [name for name, rx in _LIFE_EVENTS.items() if rx in hits]
     if categories:
         parts.append(
             (3.0 + min(2, len(categories) - 1), "life event (" + ", ".join(categories) + ")")
         )
-    intense = set(_INTENSE_EMOTION.findall(folded))
-    mild = set(_EMOTION.findall(folded))
+    intense = set(_INTENSE_EMOTION.findall(folded)) if _INTENSE_EMOTION in hits else set()
+    mild = set(_EMOTION.findall(folded)) if _EMOTION in hits else set()
     if intense or mild:
         emotion = 2.5 if intense else 1.5
         if len(intense | mild) > 1:
             emotion += 0.5
-        if _INTENSIFIER.search(folded):
+        if _INTENSIFIER in hits:
             emotion += 0.3
         parts.append((emotion, "emotion (" + ", ".join(sorted(intense | mild)[:3]) + ")"))
-    if (categories or intense or mild) and _FIRST_PERSON.search(folded):
+    if (categories or intense or mild) and _FIRST_PERSON in hits:
         parts.append((1.5 if categories and (intense or mild) else 1.0, "personal stakes"))
     for rx, weight, label in _PLANS:
-        if rx.search(folded):
+        if rx in hits:
             parts.append((weight, label))
     if "?" in text:
         parts.append((0.5, "a question"))

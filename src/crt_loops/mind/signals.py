@@ -18,7 +18,7 @@ import re
 from typing import NamedTuple
 
 from crt_loops.db.session import MessageRow
-from crt_loops.mind.patterns import Folded, FoldedPattern
+from crt_loops.mind.patterns import Folded, FoldedPattern, PatternSet
 from crt_loops.mind.topics import word_set
 
 EXPLICIT, IMPLICIT, HINT = 0.35, 0.12, 0.05
@@ -103,6 +103,21 @@ _VOTES = (
     ("formatting", _FMT_EXPLICIT, _FMT_IMPLICIT),
     ("tone", _TONE_EXPLICIT, _TONE_IMPLICIT),
 )
+#: Every folded pattern observe() asks about, asked together: one scan says which match.
+_SCAN = PatternSet(
+    [
+        _BRIEF,
+        _DETAIL,
+        _FORMAL,
+        _CASUAL,
+        _NO_EMOJI,
+        _MORE_EMOJI,
+        _LIST_LINE,
+        _WHY_HOW,
+        _FORMAL_MARK,
+        *(rx for _, options, implicit in _VOTES for _, rx in (*options, *implicit)),
+    ]
+)
 
 
 def _no_emoji_possible(text: str) -> bool:
@@ -126,22 +141,23 @@ def observe(message: MessageRow) -> list[Signal]:
     text, tag = message.content, f"#{message.id}"
     words = text.split()
     folded = Folded.of(text)
+    hits = _SCAN.matching(folded)  # which patterns match; sre finds only the matches wanted
     out: list[Signal] = []
 
     def asked(match: re.Match[str]) -> str:
         return f'asked "{match.group(0).lower()}" ({tag})'
 
-    if m := _BRIEF.search(folded):
+    if _BRIEF in hits and (m := _BRIEF.search(folded)):
         out.append(Signal("verbosity", 0.0, EXPLICIT, asked(m)))
-    elif m := _DETAIL.search(folded):
+    elif _DETAIL in hits and (m := _DETAIL.search(folded)):
         out.append(Signal("verbosity", 1.0, EXPLICIT, asked(m)))
     elif len(words) > 80:
         out.append(Signal("verbosity", 0.8, HINT, f"writes at length ({tag})"))
-    elif _WHY_HOW.search(folded):
+    elif _WHY_HOW in hits:
         out.append(Signal("verbosity", 0.7, HINT, f"asks why/how ({tag})"))
-    if m := _FORMAL.search(folded):
+    if _FORMAL in hits and (m := _FORMAL.search(folded)):
         out.append(Signal("formality", 1.0, EXPLICIT, asked(m)))
-    elif m := _CASUAL.search(folded):
+    elif _CASUAL in hits and (m := _CASUAL.search(folded)):
         out.append(Signal("formality", 0.0, EXPLICIT, asked(m)))
     elif len(words) >= 3:
         low = text.lower() if folded.lowered is None else folded.lowered
@@ -149,16 +165,17 @@ def observe(message: MessageRow) -> list[Signal]:
         # character lowers to or from whitespace or the stripped punctuation), at a third of
         # the cost; the slang count is then one C-level pass.
         slang = sum(map(_SLANG.__contains__, [w.strip(".,!?;:") for w in low.split()]))
-        formal = len(_FORMAL_MARK.findall(folded)) + 0.5 * text[:1].isupper()
+        formal: float = len(_FORMAL_MARK.findall(folded)) if _FORMAL_MARK in hits else 0
+        formal += 0.5 * text[:1].isupper()
         formal += 0.5 * (text.rstrip()[-1:] in ".?!")
         casual = slang + (1.0 if text == low else 0.0)
         casual += 0.5 * ("!!" in text or "??" in text)
         target = max(0.0, min(1.0, 0.5 + 0.12 * (formal - casual)))
         label = "formal" if target > 0.6 else "casual" if target < 0.4 else "neutral"
         out.append(Signal("formality", target, IMPLICIT, f"{label} phrasing ({tag})"))
-    if m := _NO_EMOJI.search(folded):
+    if _NO_EMOJI in hits and (m := _NO_EMOJI.search(folded)):
         out.append(Signal("emoji", 0.0, EXPLICIT, asked(m)))
-    elif m := _MORE_EMOJI.search(folded):
+    elif _MORE_EMOJI in hits and (m := _MORE_EMOJI.search(folded)):
         out.append(Signal("emoji", 1.0, EXPLICIT, asked(m)))
     else:
         n = 0 if _no_emoji_possible(text) else len(_EMOJI.findall(text))
@@ -169,17 +186,21 @@ def observe(message: MessageRow) -> list[Signal]:
         vote: tuple[str, str] | None = None
         weight = VOTE_EXPLICIT
         for category, rx in options:
-            if m := rx.search(folded):
+            if rx in hits and (m := rx.search(folded)):
                 vote = (category, asked(m))
                 break
         else:
             weight = VOTE_IMPLICIT
             for category, rx in implicit:
-                if rx.search(folded):
+                if rx in hits:
                     vote = (category, f"{category} style ({tag})")
                     break
             else:
-                if field == "formatting" and len(_LIST_LINE.findall(folded)) >= 2:
+                if (
+                    field == "formatting"
+                    and _LIST_LINE in hits
+                    and len(_LIST_LINE.findall(folded)) >= 2
+                ):
                     vote = ("bullets", f"writes lists ({tag})")
         if vote is not None:
             out.append(Signal(field, vote[0], weight, vote[1]))
