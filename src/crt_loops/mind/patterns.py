@@ -31,9 +31,9 @@ RE2: a match that a caller needs (its words, its span) is always sre's.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from re import _parser  # type: ignore[attr-defined]
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 import re2  # type: ignore[import-untyped]
 
@@ -196,7 +196,8 @@ class PatternSet:
                 scanned.append(rx)
         if scanned:
             scanner.Compile()
-        self._scanner = scanner if scanned else None
+        # Set.Match gives the indexes of the patterns that match, or None for none of them.
+        self._match: Callable[[str], list[int] | None] | None = scanner.Match if scanned else None
         self._scanned = tuple(scanned)
         self._searched = tuple(searched)
 
@@ -205,12 +206,8 @@ class PatternSet:
         lowered = folded.lowered
         if lowered is None:
             return {rx for rx in self.patterns if rx.search(folded) is not None}
-        found: set[FoldedPattern] = set()
-        if self._scanner is not None:
-            indexes = cast("list[int] | None", self._scanner.Match(lowered))
-            if indexes:
-                scanned = self._scanned
-                found.update([scanned[i] for i in indexes])
+        indexes = None if self._match is None else self._match(lowered)
+        found = set(map(self._scanned.__getitem__, indexes)) if indexes else set()
         for rx in self._searched:
             if rx.sensitive.search(lowered) is not None:
                 found.add(rx)

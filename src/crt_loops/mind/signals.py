@@ -139,8 +139,11 @@ class Signal(NamedTuple):
 def observe(message: MessageRow) -> list[Signal]:
     """What one of the person's messages says about how they like replies."""
     text, tag = message.content, f"#{message.id}"
-    words = text.split()
     folded = Folded.of(text)
+    low = text.lower() if folded.lowered is None else folded.lowered
+    # The words of the lower-cased text: as many as the text's own (no character lowers to or
+    # from whitespace), and the ones the slang count reads.
+    words = low.split()
     hits = _SCAN.matching(folded)  # which patterns match; sre finds only the matches wanted
     out: list[Signal] = []
 
@@ -160,11 +163,10 @@ def observe(message: MessageRow) -> list[Signal]:
     elif _CASUAL in hits and (m := _CASUAL.search(folded)):
         out.append(Signal("formality", 0.0, EXPLICIT, asked(m)))
     elif len(words) >= 3:
-        low = text.lower() if folded.lowered is None else folded.lowered
         # Lowering the text, then splitting, gives the same words as lowering each word (no
         # character lowers to or from whitespace or the stripped punctuation), at a third of
         # the cost; the slang count is then one C-level pass.
-        slang = sum(map(_SLANG.__contains__, [w.strip(".,!?;:") for w in low.split()]))
+        slang = sum(map(_SLANG.__contains__, [w.strip(".,!?;:") for w in words]))
         formal: float = len(_FORMAL_MARK.findall(folded)) if _FORMAL_MARK in hits else 0
         formal += 0.5 * text[:1].isupper()
         formal += 0.5 * (text.rstrip()[-1:] in ".?!")
