@@ -93,6 +93,10 @@ _SLANG = word_set(
     "lol lmao u ur gonna wanna gotta btw thx pls plz yeah yep nah hey yo dude omg idk imo tbh "
     "kinda sorta ya cuz"
 )
+_STRIPPED = ".,!?;:"  # what a word loses before the slang list is asked about it
+#: A word of the slang list, whole (between whitespace or line ends), perhaps inside _STRIPPED
+#: marks: the text has a word that counts as slang exactly when this matches (ASCII text).
+_SLANG_WORD = _rx(r"(?:^|\s)[.,!?;:]*(?:" + "|".join(sorted(_SLANG)) + r")[.,!?;:]*(?:\s|$)")
 _EMOJI = re.compile(
     "[\U0001f300-\U0001faff\u2600-\u27bf\U0001f1e6-\U0001f1ff]|(?:^|\\s)(?::-?[)D(P]|;-?\\)|<3)"
     "(?=\\s|$)"
@@ -115,6 +119,7 @@ _SCAN = PatternSet(
         _LIST_LINE,
         _WHY_HOW,
         _FORMAL_MARK,
+        _SLANG_WORD,
         *(rx for _, options, implicit in _VOTES for _, rx in (*options, *implicit)),
     ]
 )
@@ -165,8 +170,11 @@ def observe(message: MessageRow) -> list[Signal]:
     elif len(words) >= 3:
         # Lowering the text, then splitting, gives the same words as lowering each word (no
         # character lowers to or from whitespace or the stripped punctuation), at a third of
-        # the cost; the slang count is then one C-level pass.
-        slang = sum(map(_SLANG.__contains__, [w.strip(".,!?;:") for w in words]))
+        # the cost; the slang count is then one C-level pass. Most texts have no slang word,
+        # which the pattern set has already said (for ASCII text).
+        slang = 0
+        if folded.lowered is None or _SLANG_WORD in hits:
+            slang = sum(map(_SLANG.__contains__, [w.strip(_STRIPPED) for w in words]))
         formal: float = len(_FORMAL_MARK.findall(folded)) if _FORMAL_MARK in hits else 0
         formal += 0.5 * text[:1].isupper()
         formal += 0.5 * (text.rstrip()[-1:] in ".?!")
