@@ -48,6 +48,7 @@ import logging
 import math
 import re
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -199,11 +200,12 @@ def _importance(text: str, lowered: str, tokens: list[str], role: str) -> tuple[
     intensity = 0.3 * min(2, text.count("!")) + 0.3 * min(2, shouted)
     if intensity:
         parts.append((intensity, "emphatic"))
-    raw = 1.5 + sum(weight for weight, _ in parts)
+    raw = 1.5 + sum([weight for weight, _ in parts])
     if role == "assistant":
         raw = 1 + 0.6 * (raw - 1)
     score = max(1, min(10, round(raw)))
-    named = [label for weight, label in sorted(parts, key=lambda p: -p[0]) if label][:3]
+    # Heaviest first, ties in the order added (reverse=True keeps a sort stable).
+    named = [label for _, label in sorted(parts, key=itemgetter(0), reverse=True) if label][:3]
     reason = ", ".join(named) or "routine message"
     if role == "assistant":
         reason = "agent's reply: " + reason
