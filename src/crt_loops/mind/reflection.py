@@ -333,7 +333,12 @@ class ReflectionService(WatermarkedService):
         )
         result.messages_processed += len(new)
         if due:
-            self._reflect(cand, last_id, total, gate, result, words=words)
+            shown = None
+            if last_id >= cand.watermark:
+                # Every message since the last reflection was read above, and each now has the
+                # score it had or the one just saved: the rows most_important would return.
+                shown = _most_important(new, scores, after_id=last_id, limit=self.window)
+            self._reflect(cand, last_id, total, gate, result, words=words, shown=shown)
         return True
 
     def _score(
@@ -394,10 +399,14 @@ class ReflectionService(WatermarkedService):
         result: PassResult,
         *,
         words: dict[int, list[str]],
+        shown: list[MessageRow] | None,
     ) -> None:
-        shown = reflection_db.most_important(
-            self.db, cand.thread_id, after_id=last_id, up_to_id=cand.max_id, limit=self.window
-        )
+        """Write the reflection over ``shown``, the most important messages since the last
+        reflection (read from the database when None)."""
+        if shown is None:
+            shown = reflection_db.most_important(
+                self.db, cand.thread_id, after_id=last_id, up_to_id=cand.max_id, limit=self.window
+            )
         topics = top_topics(shown, limit=5, words=words)
         meta: dict[str, Any] = {
             "importance_sum": total,
@@ -465,6 +474,30 @@ class ReflectionService(WatermarkedService):
             ChatMessage("system", system),
             ChatMessage("user", "Messages, oldest first:\n" + _render(shown, with_importance=True)),
         ]
+
+
+def _most_important(
+    messages: Sequence[MessageRow],
+    scores: dict[int, tuple[int, str, str]],
+    *,
+    after_id: int,
+    limit: int,
+) -> list[MessageRow]:
+    """:func:`crt_loops.db.reflection.most_important` over ``messages`` (all of the range),
+    each unscored one with its score from ``scores``: the ``limit`` most important after
+    ``after_id`` (newest first among equals), by id."""
+    rows = []
+    for m in messages:
+        if m.id > after_id:
+            score = scores.get(m.id) if m.importance is None else None
+            if score is None:
+                rows.append(m)
+            else:
+                rows.append(
+                    m._replace(importance=score[0], importance_reason=score[1], scored_by=score[2])
+                )
+    rows.sort(key=lambda m: (m.importance or 0, m.id), reverse=True)
+    return sorted(rows[:limit], key=lambda m: m.id)
 
 
 def _valid_insights(reply: ReflectionInsights, valid_ids: set[int]) -> list[dict[str, Any]]:
