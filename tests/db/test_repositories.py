@@ -82,6 +82,14 @@ def test_since_last_reflection_is_state_and_importance_sum_in_one(db: SessionDB)
         want = (last, sum(v for mid, v in scored.items() if last < mid <= up_to))
         assert reflection.since_last_reflection(db, "t", up_to_id=up_to) == want
     assert reflection.since_last_reflection(db, "other", up_to_id=ids[-1]) == (0, 0)
+    # A caller that has read every message after read_from sums them itself when the last
+    # reflection is at or past it; otherwise it gets the sum as without read_from.
+    last = reflection.state(db, "t").last_message_id
+    for read_from in (0, ids[0], last, last + 1, ids[-1]):
+        full = reflection.since_last_reflection(db, "t", up_to_id=ids[-1])
+        got = reflection.since_last_reflection(db, "t", up_to_id=ids[-1], read_from=read_from)
+        assert got == ((last, None) if last >= read_from else full), read_from
+    assert reflection.since_last_reflection(db, "other", up_to_id=ids[-1], read_from=0) == (0, None)
 
 
 def test_the_reflection_pass_picks_the_rows_most_important_would(db: SessionDB) -> None:

@@ -318,8 +318,10 @@ class ReflectionService(WatermarkedService):
         words: dict[int, list[str]] = {}  # the heuristic's words of each message, for topics
         scores = self._score([m for m in new if m.importance is None], gate, result, words)
         last_id, earlier = reflection_db.since_last_reflection(
-            self.db, cand.thread_id, up_to_id=cand.max_id
+            self.db, cand.thread_id, up_to_id=cand.max_id, read_from=cand.watermark
         )
+        if earlier is None:  # every message since the last reflection is in `new`
+            earlier = sum(m.importance for m in new if m.id > last_id and m.importance is not None)
         total = earlier + sum(s[0] for mid, s in scores.items() if mid > last_id)
         due = total >= self.threshold
         # Not due: the thread is done up to max_id. Due: _reflect moves the watermark with the
