@@ -127,7 +127,7 @@ def apply_signals(
     for name in CATEGORICAL:
         votes = profile["votes"][name]
         if votes:
-            best = max(sorted(votes), key=lambda k: votes[k])
+            best = max(sorted(votes), key=votes.__getitem__)
             current = votes.get(profile[name], 0.0)
             if best != profile[name] and votes[best] >= SWITCH_AT and votes[best] > current + 0.1:
                 profile[name] = best

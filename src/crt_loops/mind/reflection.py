@@ -48,7 +48,7 @@ import logging
 import math
 import re
 from collections.abc import Sequence
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -499,7 +499,7 @@ def _most_important(
                     m._replace(importance=score[0], importance_reason=score[1], scored_by=score[2])
                 )
     rows.sort(key=lambda m: (m.importance or 0, m.id), reverse=True)
-    return sorted(rows[:limit], key=lambda m: m.id)
+    return sorted(rows[:limit], key=attrgetter("id"))
 
 
 def _valid_insights(reply: ReflectionInsights, valid_ids: set[int]) -> list[dict[str, Any]]:
