@@ -82,3 +82,45 @@ def test_since_last_reflection_is_state_and_importance_sum_in_one(db: SessionDB)
         want = (last, sum(v for mid, v in scored.items() if last < mid <= up_to))
         assert reflection.since_last_reflection(db, "t", up_to_id=up_to) == want
     assert reflection.since_last_reflection(db, "other", up_to_id=ids[-1]) == (0, 0)
+    # A caller that has read every message after read_from sums them itself when the last
+    # reflection is at or past it; otherwise it gets the sum as without read_from.
+    last = reflection.state(db, "t").last_message_id
+    for read_from in (0, ids[0], last, last + 1, ids[-1]):
+        full = reflection.since_last_reflection(db, "t", up_to_id=ids[-1])
+        got = reflection.since_last_reflection(db, "t", up_to_id=ids[-1], read_from=read_from)
+        assert got == ((last, None) if last >= read_from else full), read_from
+    assert reflection.since_last_reflection(db, "other", up_to_id=ids[-1], read_from=0) == (0, None)
+
+
+def test_the_reflection_pass_picks_the_rows_most_important_would(db: SessionDB) -> None:
+    # Right after a reflection (or before the first), the pass has read every message since
+    # it and picks the shown ones itself: the same rows, in the same order, as the query.
+    import random
+
+    from crt_loops.db import reflection
+    from crt_loops.mind.reflection import _most_important
+
+    rng = random.Random(4)
+    db.ensure_thread("t")
+    ids = [db.add_message("t", rng.choice(["user", "assistant"]), f"m{i}").id for i in range(40)]
+    reflection.save_scores(  # some scored already, ties among them
+        db,
+        {mid: (rng.randint(1, 4), "before", "llm") for mid in ids[:25] if rng.random() < 0.5},
+        loop="reflection",
+        thread_id="t",
+        done_up_to=None,
+    )
+    messages = db.messages_in_range("t", 0, ids[-1])
+    scores = {
+        m.id: (rng.randint(1, 10), f"r{m.id}", "heuristic")
+        for m in messages
+        if m.importance is None
+    }
+    reflection.save_scores(db, scores, loop="reflection", thread_id="t", done_up_to=None)
+    for after_id in (0, ids[3], ids[20], ids[-2], ids[-1]):
+        for limit in (1, 5, 20, 100):
+            want = reflection.most_important(
+                db, "t", after_id=after_id, up_to_id=ids[-1], limit=limit
+            )
+            got = _most_important(messages, scores, after_id=after_id, limit=limit)
+            assert got == want, (after_id, limit)

@@ -370,3 +370,27 @@ def test_observe_equals_its_reference_over_a_corpus() -> None:
     for i, text in enumerate(corpus()):
         message = MessageRow(i, "t", "user", text, 0.0, None, None, None)
         assert [tuple(s) for s in observe(message)] == _reference_observe(i, text), text
+
+
+def test_the_slang_pattern_says_whether_a_word_counts_as_slang() -> None:
+    # observe() counts slang only where _SLANG_WORD matches: on ASCII text it must match
+    # exactly when some word, stripped of the marks the count strips, is on the slang list.
+    import random
+
+    from support.corpus import corpus
+
+    from crt_loops.mind import signals as s
+    from crt_loops.mind.patterns import Folded
+
+    rng = random.Random(9)
+    pieces = ["lol", "u", "ur", "yo", "tbh", "us", "you", "ya", "lolx", ".", ",", "!", ";", "-"]
+    spaces = [" ", "\n", "\t", "\x0b", "\x1c", ""]
+    texts = [
+        "".join(rng.choice(pieces) + rng.choice(spaces) for _ in range(rng.randint(1, 6)))
+        for _ in range(5000)
+    ]
+    for text in [*corpus(), *texts]:
+        if not text.isascii():
+            continue
+        want = any(w.strip(s._STRIPPED) in s._SLANG for w in text.lower().split())
+        assert (s._SLANG_WORD.search(Folded.of(text)) is not None) == want, repr(text)

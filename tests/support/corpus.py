@@ -57,6 +57,11 @@ SENTENCES = [
     "!!!",
     "k",
     "yes no yep nope sure good morning evening night bye",
+    # Whitespace Python's \s has and RE2's lacks: vertical tab, the separators 0x1c-0x1f.
+    "def\x0bmain\x1c(x):\n\x0b   x\n-\x1fitem\n2)\x0bitem",
+    "|\x0bcell\x0b|\x1d\n#\x1eheading\nbe\x0bbrief",
+    # Slang inside the marks the count strips, and look-alikes that are not slang.
+    "...lol!! ,u? (btw) tbh: idk;\x0bya. u.s. ur's yo-yo LOL\x1fgonna",
 ]
 
 

@@ -53,19 +53,34 @@ def state(db: SessionDB, thread_id: str) -> ReflectionState:
     return ReflectionState(int(row[0]), None if row[1] is None else float(row[1]))
 
 
-def since_last_reflection(db: SessionDB, thread_id: str, *, up_to_id: int) -> tuple[int, int]:
+def since_last_reflection(
+    db: SessionDB, thread_id: str, *, up_to_id: int, read_from: int | None = None
+) -> tuple[int, int | None]:
     """(the id the thread's last reflection covered, 0 before the first; the summed importance
     of its scored messages after that id and up to ``up_to_id``): :func:`state` and
-    that sum in one statement, since a pass reads both for every thread."""
-    row = db.query_one(
-        "SELECT COALESCE(s.last_reflection_message_id, 0), "
+    that sum in one statement, since a pass reads both for every thread.
+
+    With ``read_from`` (the caller has read every message after that id), the sum is None
+    when the last reflection is at or past it: those messages are the caller's to add up, and
+    reading each row again was most of the statement's cost.
+    """
+    total = (
         "(SELECT COALESCE(SUM(m.importance), 0) FROM messages m WHERE m.thread_id = ? "
-        " AND m.id > COALESCE(s.last_reflection_message_id, 0) AND m.id <= ?) "
+        " AND m.id > COALESCE(s.last_reflection_message_id, 0) AND m.id <= ?)"
+    )
+    args: tuple[object, ...] = (thread_id, up_to_id, thread_id)
+    if read_from is not None:
+        total = (
+            f"CASE WHEN COALESCE(s.last_reflection_message_id, 0) >= ? THEN NULL ELSE {total} END"
+        )
+        args = (read_from, *args)
+    row = db.query_one(
+        f"SELECT COALESCE(s.last_reflection_message_id, 0), {total} "
         "FROM (SELECT 1 AS one) AS t LEFT JOIN reflection_state s ON s.thread_id = ?",
-        (thread_id, up_to_id, thread_id),
+        args,
     )
     assert row is not None  # one row, whatever the join finds
-    return int(row[0]), int(row[1])
+    return int(row[0]), None if row[1] is None else int(row[1])
 
 
 def most_important(

@@ -71,18 +71,16 @@ def require_thread_in(tx: Connection, thread_id: str) -> None:
         raise ThreadNotFound(f"thread {thread_id!r} does not exist")
 
 
-def lock_thread(tx: Connection, thread_id: str) -> bool:
-    """Serialise the caller's check-then-write on one thread (docs/storage.md, rule 5); whether
-    the thread exists.
+def lock_thread(tx: Connection, thread_id: str) -> None:
+    """Serialise the caller's check-then-write on one thread (docs/storage.md, rule 5).
 
-    SQLite's ``BEGIN IMMEDIATE`` already serialises every write transaction, so this is a
-    plain read there; on PostgreSQL it locks the thread's row until the transaction ends, so
-    two hosts checking "no reflection covers these messages yet" cannot both write one.
+    SQLite's ``BEGIN IMMEDIATE`` already serialises every write transaction, so there is
+    nothing to do there (a plain read was one statement of every reflection a pass writes); on
+    PostgreSQL it locks the thread's row until the transaction ends, so two hosts checking "no
+    reflection covers these messages yet" cannot both write one.
     """
-    sql = "SELECT 1 FROM thread_sessions WHERE thread_id = ?"
     if tx.dialect == POSTGRES:
-        sql += " FOR UPDATE"
-    return tx.execute(sql, (thread_id,)).fetchone() is not None
+        tx.execute("SELECT 1 FROM thread_sessions WHERE thread_id = ? FOR UPDATE", (thread_id,))
 
 
 @dataclass(frozen=True)

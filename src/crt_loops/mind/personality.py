@@ -48,7 +48,7 @@ from crt_loops.loops.passes import (
     detail_level,
 )
 from crt_loops.mind.signals import Signal, observe
-from crt_loops.mind.topics import keywords, word_set
+from crt_loops.mind.topics import keywords, top_keys, word_set
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def apply_signals(
     for name in CATEGORICAL:
         votes = profile["votes"][name]
         if votes:
-            best = max(sorted(votes), key=lambda k: votes[k])
+            best = max(sorted(votes), key=votes.__getitem__)
             current = votes.get(profile[name], 0.0)
             if best != profile[name] and votes[best] >= SWITCH_AT and votes[best] > current + 0.1:
                 profile[name] = best
@@ -140,7 +140,7 @@ def _update_interests(profile: dict[str, Any], texts: list[str]) -> None:
         for word in keywords(text):
             if word not in _NOT_INTERESTS:
                 weights[word] = weights.get(word, 0.0) + 1.0
-    ranked = sorted(weights, key=lambda k: (-weights[k], k))[:MAX_TRACKED]
+    ranked = top_keys(weights, MAX_TRACKED)  # sorted by (-weight, word), the first MAX_TRACKED
     profile["interest_weights"] = {k: round(weights[k], 3) for k in ranked}
     keep = [
         k

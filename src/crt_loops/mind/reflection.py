@@ -48,6 +48,7 @@ import logging
 import math
 import re
 from collections.abc import Sequence
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -64,7 +65,7 @@ from crt_loops.loops.passes import (
     WatermarkedService,
     detail_level,
 )
-from crt_loops.mind.patterns import Folded, FoldedPattern
+from crt_loops.mind.patterns import Folded, FoldedPattern, PatternSet
 from crt_loops.mind.topics import lowered_words, top_topics, topic_scorecard, word_set
 
 logger = logging.getLogger(__name__)
@@ -134,6 +135,17 @@ _PLANS = (
     (_URGENCY, 1.5, "urgency"),
     (_ADVICE, 1.0, "asks for advice"),
 )
+#: Every pattern _importance asks about, asked together: one scan says which match.
+_SCAN = PatternSet(
+    [
+        *_LIFE_EVENTS.values(),
+        _INTENSE_EMOTION,
+        _EMOTION,
+        _INTENSIFIER,
+        _FIRST_PERSON,
+        *(rx for rx, _, _ in _PLANS),
+    ]
+)
 # A shouted word (3+ letters, all upper case) in ASCII text has three capitals in a row.
 _THREE_CAPITALS = re.compile("[A-Z]{3}")
 
@@ -153,24 +165,25 @@ def _importance(text: str, lowered: str, tokens: list[str], role: str) -> tuple[
     parts: list[tuple[float, str]] = []
     ascii_text = text.isascii()
     folded = Folded(text, lowered if ascii_text else None)  # Folded.of(text)
-    categories = [name for name, rx in _LIFE_EVENTS.items() if rx.search(folded)]
+    hits = _SCAN.matching(folded)  # which patterns match; sre finds only the words wanted
+    categories = [name for name, rx in _LIFE_EVENTS.items() if rx in hits]
     if categories:
         parts.append(
             (3.0 + min(2, len(categories) - 1), "life event (" + ", ".join(categories) + ")")
         )
-    intense = set(_INTENSE_EMOTION.findall(folded))
-    mild = set(_EMOTION.findall(folded))
+    intense = set(_INTENSE_EMOTION.findall(folded)) if _INTENSE_EMOTION in hits else set()
+    mild = set(_EMOTION.findall(folded)) if _EMOTION in hits else set()
     if intense or mild:
         emotion = 2.5 if intense else 1.5
         if len(intense | mild) > 1:
             emotion += 0.5
-        if _INTENSIFIER.search(folded):
+        if _INTENSIFIER in hits:
             emotion += 0.3
         parts.append((emotion, "emotion (" + ", ".join(sorted(intense | mild)[:3]) + ")"))
-    if (categories or intense or mild) and _FIRST_PERSON.search(folded):
+    if (categories or intense or mild) and _FIRST_PERSON in hits:
         parts.append((1.5 if categories and (intense or mild) else 1.0, "personal stakes"))
     for rx, weight, label in _PLANS:
-        if rx.search(folded):
+        if rx in hits:
             parts.append((weight, label))
     if "?" in text:
         parts.append((0.5, "a question"))
@@ -187,11 +200,12 @@ def _importance(text: str, lowered: str, tokens: list[str], role: str) -> tuple[
     intensity = 0.3 * min(2, text.count("!")) + 0.3 * min(2, shouted)
     if intensity:
         parts.append((intensity, "emphatic"))
-    raw = 1.5 + sum(weight for weight, _ in parts)
+    raw = 1.5 + sum([weight for weight, _ in parts])
     if role == "assistant":
         raw = 1 + 0.6 * (raw - 1)
     score = max(1, min(10, round(raw)))
-    named = [label for weight, label in sorted(parts, key=lambda p: -p[0]) if label][:3]
+    # Heaviest first, ties in the order added (reverse=True keeps a sort stable).
+    named = [label for _, label in sorted(parts, key=itemgetter(0), reverse=True) if label][:3]
     reason = ", ".join(named) or "routine message"
     if role == "assistant":
         reason = "agent's reply: " + reason
@@ -304,8 +318,10 @@ class ReflectionService(WatermarkedService):
         words: dict[int, list[str]] = {}  # the heuristic's words of each message, for topics
         scores = self._score([m for m in new if m.importance is None], gate, result, words)
         last_id, earlier = reflection_db.since_last_reflection(
-            self.db, cand.thread_id, up_to_id=cand.max_id
+            self.db, cand.thread_id, up_to_id=cand.max_id, read_from=cand.watermark
         )
+        if earlier is None:  # every message since the last reflection is in `new`
+            earlier = sum(m.importance for m in new if m.id > last_id and m.importance is not None)
         total = earlier + sum(s[0] for mid, s in scores.items() if mid > last_id)
         due = total >= self.threshold
         # Not due: the thread is done up to max_id. Due: _reflect moves the watermark with the
@@ -319,7 +335,12 @@ class ReflectionService(WatermarkedService):
         )
         result.messages_processed += len(new)
         if due:
-            self._reflect(cand, last_id, total, gate, result, words=words)
+            shown = None
+            if last_id >= cand.watermark:
+                # Every message since the last reflection was read above, and each now has the
+                # score it had or the one just saved: the rows most_important would return.
+                shown = _most_important(new, scores, after_id=last_id, limit=self.window)
+            self._reflect(cand, last_id, total, gate, result, words=words, shown=shown)
         return True
 
     def _score(
@@ -380,10 +401,14 @@ class ReflectionService(WatermarkedService):
         result: PassResult,
         *,
         words: dict[int, list[str]],
+        shown: list[MessageRow] | None,
     ) -> None:
-        shown = reflection_db.most_important(
-            self.db, cand.thread_id, after_id=last_id, up_to_id=cand.max_id, limit=self.window
-        )
+        """Write the reflection over ``shown``, the most important messages since the last
+        reflection (read from the database when None)."""
+        if shown is None:
+            shown = reflection_db.most_important(
+                self.db, cand.thread_id, after_id=last_id, up_to_id=cand.max_id, limit=self.window
+            )
         topics = top_topics(shown, limit=5, words=words)
         meta: dict[str, Any] = {
             "importance_sum": total,
@@ -451,6 +476,30 @@ class ReflectionService(WatermarkedService):
             ChatMessage("system", system),
             ChatMessage("user", "Messages, oldest first:\n" + _render(shown, with_importance=True)),
         ]
+
+
+def _most_important(
+    messages: Sequence[MessageRow],
+    scores: dict[int, tuple[int, str, str]],
+    *,
+    after_id: int,
+    limit: int,
+) -> list[MessageRow]:
+    """:func:`crt_loops.db.reflection.most_important` over ``messages`` (all of the range),
+    each unscored one with its score from ``scores``: the ``limit`` most important after
+    ``after_id`` (newest first among equals), by id."""
+    rows = []
+    for m in messages:
+        if m.id > after_id:
+            score = scores.get(m.id) if m.importance is None else None
+            if score is None:
+                rows.append(m)
+            else:
+                rows.append(
+                    m._replace(importance=score[0], importance_reason=score[1], scored_by=score[2])
+                )
+    rows.sort(key=lambda m: (m.importance or 0, m.id), reverse=True)
+    return sorted(rows[:limit], key=attrgetter("id"))
 
 
 def _valid_insights(reply: ReflectionInsights, valid_ids: set[int]) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ import re
 from typing import NamedTuple
 
 from crt_loops.db.session import MessageRow
-from crt_loops.mind.patterns import Folded, FoldedPattern
+from crt_loops.mind.patterns import Folded, FoldedPattern, PatternSet
 from crt_loops.mind.topics import word_set
 
 EXPLICIT, IMPLICIT, HINT = 0.35, 0.12, 0.05
@@ -93,6 +93,10 @@ _SLANG = word_set(
     "lol lmao u ur gonna wanna gotta btw thx pls plz yeah yep nah hey yo dude omg idk imo tbh "
     "kinda sorta ya cuz"
 )
+_STRIPPED = ".,!?;:"  # what a word loses before the slang list is asked about it
+#: A word of the slang list, whole (between whitespace or line ends), perhaps inside _STRIPPED
+#: marks: the text has a word that counts as slang exactly when this matches (ASCII text).
+_SLANG_WORD = _rx(r"(?:^|\s)[.,!?;:]*(?:" + "|".join(sorted(_SLANG)) + r")[.,!?;:]*(?:\s|$)")
 _EMOJI = re.compile(
     "[\U0001f300-\U0001faff\u2600-\u27bf\U0001f1e6-\U0001f1ff]|(?:^|\\s)(?::-?[)D(P]|;-?\\)|<3)"
     "(?=\\s|$)"
@@ -102,6 +106,22 @@ _EMOJI = re.compile(
 _VOTES = (
     ("formatting", _FMT_EXPLICIT, _FMT_IMPLICIT),
     ("tone", _TONE_EXPLICIT, _TONE_IMPLICIT),
+)
+#: Every folded pattern observe() asks about, asked together: one scan says which match.
+_SCAN = PatternSet(
+    [
+        _BRIEF,
+        _DETAIL,
+        _FORMAL,
+        _CASUAL,
+        _NO_EMOJI,
+        _MORE_EMOJI,
+        _LIST_LINE,
+        _WHY_HOW,
+        _FORMAL_MARK,
+        _SLANG_WORD,
+        *(rx for _, options, implicit in _VOTES for _, rx in (*options, *implicit)),
+    ]
 )
 
 
@@ -124,41 +144,48 @@ class Signal(NamedTuple):
 def observe(message: MessageRow) -> list[Signal]:
     """What one of the person's messages says about how they like replies."""
     text, tag = message.content, f"#{message.id}"
-    words = text.split()
     folded = Folded.of(text)
+    low = text.lower() if folded.lowered is None else folded.lowered
+    # The words of the lower-cased text: as many as the text's own (no character lowers to or
+    # from whitespace), and the ones the slang count reads.
+    words = low.split()
+    hits = _SCAN.matching(folded)  # which patterns match; sre finds only the matches wanted
     out: list[Signal] = []
 
     def asked(match: re.Match[str]) -> str:
         return f'asked "{match.group(0).lower()}" ({tag})'
 
-    if m := _BRIEF.search(folded):
+    if _BRIEF in hits and (m := _BRIEF.search(folded)):
         out.append(Signal("verbosity", 0.0, EXPLICIT, asked(m)))
-    elif m := _DETAIL.search(folded):
+    elif _DETAIL in hits and (m := _DETAIL.search(folded)):
         out.append(Signal("verbosity", 1.0, EXPLICIT, asked(m)))
     elif len(words) > 80:
         out.append(Signal("verbosity", 0.8, HINT, f"writes at length ({tag})"))
-    elif _WHY_HOW.search(folded):
+    elif _WHY_HOW in hits:
         out.append(Signal("verbosity", 0.7, HINT, f"asks why/how ({tag})"))
-    if m := _FORMAL.search(folded):
+    if _FORMAL in hits and (m := _FORMAL.search(folded)):
         out.append(Signal("formality", 1.0, EXPLICIT, asked(m)))
-    elif m := _CASUAL.search(folded):
+    elif _CASUAL in hits and (m := _CASUAL.search(folded)):
         out.append(Signal("formality", 0.0, EXPLICIT, asked(m)))
     elif len(words) >= 3:
-        low = text.lower() if folded.lowered is None else folded.lowered
         # Lowering the text, then splitting, gives the same words as lowering each word (no
         # character lowers to or from whitespace or the stripped punctuation), at a third of
-        # the cost; the slang count is then one C-level pass.
-        slang = sum(map(_SLANG.__contains__, [w.strip(".,!?;:") for w in low.split()]))
-        formal = len(_FORMAL_MARK.findall(folded)) + 0.5 * text[:1].isupper()
+        # the cost; the slang count is then one C-level pass. Most texts have no slang word,
+        # which the pattern set has already said (for ASCII text).
+        slang = 0
+        if folded.lowered is None or _SLANG_WORD in hits:
+            slang = sum(map(_SLANG.__contains__, [w.strip(_STRIPPED) for w in words]))
+        formal: float = len(_FORMAL_MARK.findall(folded)) if _FORMAL_MARK in hits else 0
+        formal += 0.5 * text[:1].isupper()
         formal += 0.5 * (text.rstrip()[-1:] in ".?!")
         casual = slang + (1.0 if text == low else 0.0)
         casual += 0.5 * ("!!" in text or "??" in text)
         target = max(0.0, min(1.0, 0.5 + 0.12 * (formal - casual)))
         label = "formal" if target > 0.6 else "casual" if target < 0.4 else "neutral"
         out.append(Signal("formality", target, IMPLICIT, f"{label} phrasing ({tag})"))
-    if m := _NO_EMOJI.search(folded):
+    if _NO_EMOJI in hits and (m := _NO_EMOJI.search(folded)):
         out.append(Signal("emoji", 0.0, EXPLICIT, asked(m)))
-    elif m := _MORE_EMOJI.search(folded):
+    elif _MORE_EMOJI in hits and (m := _MORE_EMOJI.search(folded)):
         out.append(Signal("emoji", 1.0, EXPLICIT, asked(m)))
     else:
         n = 0 if _no_emoji_possible(text) else len(_EMOJI.findall(text))
@@ -169,17 +196,21 @@ def observe(message: MessageRow) -> list[Signal]:
         vote: tuple[str, str] | None = None
         weight = VOTE_EXPLICIT
         for category, rx in options:
-            if m := rx.search(folded):
+            if rx in hits and (m := rx.search(folded)):
                 vote = (category, asked(m))
                 break
         else:
             weight = VOTE_IMPLICIT
             for category, rx in implicit:
-                if rx.search(folded):
+                if rx in hits:
                     vote = (category, f"{category} style ({tag})")
                     break
             else:
-                if field == "formatting" and len(_LIST_LINE.findall(folded)) >= 2:
+                if (
+                    field == "formatting"
+                    and _LIST_LINE in hits
+                    and len(_LIST_LINE.findall(folded)) >= 2
+                ):
                     vote = ("bullets", f"writes lists ({tag})")
         if vote is not None:
             out.append(Signal(field, vote[0], weight, vote[1]))

@@ -140,7 +140,7 @@ def _total(w_old: Mapping[str, float], w_new: Mapping[str, float]) -> dict[str, 
     return total
 
 
-def _top(total: Mapping[str, float], limit: int) -> list[str]:
+def top_keys(total: Mapping[str, float], limit: int) -> list[str]:
     """``sorted(total, key=lambda k: (-total[k], k))[:limit]``: the words whose weight reaches
     the limit-th largest are the only candidates, so only they are sorted."""
     if limit <= 0:
@@ -172,7 +172,8 @@ def top_topics(
     (a reflection names only these; the whole card was a sixth of a backlog pass's CPU).
     ``words``: :func:`words_of` of messages by id, where the caller has them already."""
     half, known = len(messages) // 2, words or {}
-    return _top(_total(_weights(messages[:half], known), _weights(messages[half:], known)), limit)
+    total = _total(_weights(messages[:half], known), _weights(messages[half:], known))
+    return top_keys(total, limit)
 
 
 def topic_scorecard(messages: Sequence[MessageRow], *, limit: int = 8) -> dict[str, Any]:
@@ -180,7 +181,7 @@ def topic_scorecard(messages: Sequence[MessageRow], *, limit: int = 8) -> dict[s
     older = messages[: len(messages) // 2]
     w_old, n_old, w_new, n_new = _halves(messages)
     total = _total(w_old, w_new)
-    top = _top(total, limit)
+    top = top_keys(total, limit)
     card: dict[str, Any] = {
         "messages_considered": len(messages),
         "top": [
