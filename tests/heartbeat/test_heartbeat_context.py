@@ -14,6 +14,7 @@ from support.hb_env import HeartbeatEnv, heartbeat_env
 from crt_loops.db import agent_history
 from crt_loops.heartbeat.context import (
     gather_local,
+    mark_own,
     read_feed,
     read_home,
     unanswered_activity,
@@ -43,7 +44,7 @@ def test_gathering_the_context_writes_nothing(env: HeartbeatEnv) -> None:
 
     ctx = gather_local(env.db, "default", window=20)
     home = read_home(env.ledger)
-    feed = read_feed(env.ledger, {own})
+    feed = mark_own(read_feed(env.ledger), {own})
 
     assert snapshot(env.tmp / "crt.db") == before
     assert [a["post_id"] for a in home.activity] == [own]

@@ -53,9 +53,6 @@ class About:
     posts: frozenset[str]
     comments: frozenset[str]
 
-    def __or__(self, other: About) -> About:
-        return About(self.posts | other.posts, self.comments | other.comments)
-
 
 _PARENT = "json_extract(payload_json, '$.parent_id')"
 _POST = "json_extract(payload_json, '$.post_id')"
@@ -76,6 +73,7 @@ _COMMENT_TARGETS = (
     f"THEN {_text(_POST)} END) "
 )
 _NOTHING = frozenset({None, ""})
+_NONE: frozenset[str] = frozenset()
 
 
 def agent_history(
@@ -99,12 +97,10 @@ def agent_history(
         return _agent_history(db.read(), since=since, changed_after=changed_after, about=about)
 
 
-def _in(expr: str, ids: frozenset[str] | None) -> tuple[str, tuple[str, ...]]:
-    """`` AND expr IN (...)`` for ``ids`` (nothing for None, i.e. every id), with its values."""
-    if ids is None:
-        return "", ()
+def _in(expr: str, ids: frozenset[str]) -> tuple[str, tuple[str, ...]]:
+    """``expr IN (...)`` for ``ids``, with its values (bound: the ids come from the Ledger)."""
     values = tuple(sorted(ids))
-    return f" AND {expr} IN ({', '.join('?' * len(values))})", values
+    return f"{expr} IN ({', '.join('?' * len(values))})", values
 
 
 def _agent_history(
@@ -129,39 +125,37 @@ def _agent_history(
         row = conn.execute(sql, args).fetchone()
         return _id_set(row[0]), _id_set(row[1])
 
-    posts, comment_ids = (None, None) if about is None else (about.posts, about.comments)
+    # Each read below is skipped (None) when it is about no id at all.
+    of_posts = _filter(None if about is None else [("ledger_id", about.posts)])
+    of_targets = _filter(None if about is None else _targets(about))
+    of_parents = _filter(None if about is None else [(_PARENT, about.comments)])
     # A sent vote's ledger_id is the post it voted on (outbox.call_ledger), so the
     # votes come from the index alone, without reading a payload.
-    of_posts, post_args = _in("ledger_id", posts)
-    ledger_ids = f"SELECT json_group_array({_text('ledger_id')}) {sent}{of_posts}"
-    voted = strings(ledger_ids, "vote", horizon, *post_args) if posts != frozenset() else _NONE
-    own_posts = strings(ledger_ids, "post", horizon, *post_args) if posts != frozenset() else _NONE
+    voted = own_posts = _NONE
+    if of_posts is not None:
+        ledger_ids = f"SELECT json_group_array({_text('ledger_id')}) {sent}{of_posts[0]}"
+        voted = strings(ledger_ids, "vote", horizon, *of_posts[1])
+        own_posts = strings(ledger_ids, "post", horizon, *of_posts[1])
     # Each comment's payload is read once for both of what it tells: the comment it answered
     # (answered), or, at the top level, the post it commented on (commented: no heartbeat
     # comments twice in one thread).
-    targets, target_args = _comment_targets(posts, comment_ids)
-    empty = (_NONE, _NONE)
-    sent_answered, sent_commented = (
-        pairs(f"{_COMMENT_TARGETS}{comments}state = '{SENT}'{targets}", horizon, *target_args)
-        if targets is not None
-        else empty
-    )
-    open_answered, open_commented = (
-        pairs(f"{_COMMENT_TARGETS}{comments}state = '{PENDING}'{targets}", horizon, *target_args)
-        if targets is not None
-        else empty
-    )
-    of_parents, parent_args = _in(_PARENT, comment_ids)
-    proposed_answered = (
-        strings(
-            f"SELECT json_group_array({_text(_PARENT)}) {comments}state = '{PROPOSED}' "
-            f"AND state IN ({_OWNER_STATES}){of_parents}",
-            horizon,
-            *parent_args,
+    sent_answered = sent_commented = open_answered = open_commented = _NONE
+    if of_targets is not None:
+        targets, target_args = of_targets
+        sent_answered, sent_commented = pairs(
+            f"{_COMMENT_TARGETS}{comments}state = '{SENT}'{targets}", horizon, *target_args
         )
-        if comment_ids != frozenset()
-        else _NONE
-    )
+        open_answered, open_commented = pairs(
+            f"{_COMMENT_TARGETS}{comments}state = '{PENDING}'{targets}", horizon, *target_args
+        )
+    proposed_answered = _NONE
+    if of_parents is not None:
+        proposed_answered = strings(
+            f"SELECT json_group_array({_text(_PARENT)}) {comments}state = '{PROPOSED}' "
+            f"AND state IN ({_OWNER_STATES}){of_parents[0]}",
+            horizon,
+            *of_parents[1],
+        )
     # Sent follows and subscriptions store their social_actions.key as ledger_id.
     social = strings(
         f"SELECT json_group_array({_text('ledger_id')}) {sent}", "follow", horizon
@@ -190,28 +184,29 @@ def _agent_history(
     )
 
 
-_NONE: frozenset[str] = frozenset()
+def _targets(about: About) -> list[tuple[str, frozenset[str]]]:
+    """What a comment read about ``about`` keeps: answers to its comments, top-level comments
+    on its posts."""
+    return [(_PARENT, about.comments), (f"{_PARENT} IS NULL AND {_POST}", about.posts)]
 
 
-def _comment_targets(
-    posts: frozenset[str] | None, comment_ids: frozenset[str] | None
-) -> tuple[str | None, tuple[str, ...]]:
-    """The filter of a comment read about ``posts`` and ``comment_ids``: answers to those
-    comments, top-level comments on those posts. ("", ()) reads every comment; None, none."""
-    if posts is None and comment_ids is None:
+def _filter(
+    alternatives: list[tuple[str, frozenset[str]]] | None,
+) -> tuple[str, tuple[str, ...]] | None:
+    """`` AND ((a IN (...)) OR (b IN (...)))`` over the alternatives that have ids, with its
+    values: ("", ()) for None (every row counts), None when no alternative has an id (no row
+    can count, so there is nothing to read)."""
+    if alternatives is None:
         return "", ()
     either: list[str] = []
     args: list[str] = []
-    if comment_ids is None or comment_ids:
-        sql, values = _in(_PARENT, comment_ids)
-        either.append(sql.removeprefix(" AND ") or f"{_PARENT} IS NOT NULL")
-        args += values
-    if posts is None or posts:
-        sql, values = _in(_POST, posts)
-        either.append(f"({_PARENT} IS NULL{sql})")
-        args += values
+    for expr, ids in alternatives:
+        if ids:
+            sql, values = _in(expr, ids)
+            either.append(f"({sql})")
+            args += values
     if not either:
-        return None, ()
+        return None
     return f" AND ({' OR '.join(either)})", tuple(args)
 
 

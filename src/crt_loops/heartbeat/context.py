@@ -225,9 +225,9 @@ def mark_own(feed: list[FeedPost], own_post_ids: AbstractSet[str]) -> list[FeedP
     return [replace(p, own=True) if p.id in own_post_ids else p for p in feed]
 
 
-def read_feed(ledger: LedgerReader, own_post_ids: AbstractSet[str] = frozenset()) -> list[FeedPost]:
-    """The hot feed, with post ids, marking the agent's own posts (:func:`mark_own` marks
-    them later). Ledger errors propagate."""
+def read_feed(ledger: LedgerReader) -> list[FeedPost]:
+    """The hot feed, with post ids, none marked as the agent's own yet (:func:`mark_own`,
+    once the history says which are). Ledger errors propagate."""
     page = ledger.list_posts(sort="hot", limit=FEED_LIMIT)
     posts = _get(page, "posts", page) or []
     feed: list[FeedPost] = []
@@ -243,7 +243,7 @@ def read_feed(ledger: LedgerReader, own_post_ids: AbstractSet[str] = frozenset()
                 score=int(_get(post, "score", 0) or 0),
                 comment_count=int(_get(post, "comment_count", 0) or 0),
                 snippet=snippet(_get(post, "content", "") or _get(post, "url", "")),
-                own=post_id in own_post_ids,
+                own=False,
             )
         )
     return feed

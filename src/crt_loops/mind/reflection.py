@@ -320,7 +320,10 @@ class ReflectionService(WatermarkedService):
         last_id, earlier = reflection_db.since_last_reflection(
             self.db, cand.thread_id, up_to_id=cand.max_id, read_from=cand.watermark
         )
-        if earlier is None:  # every message since the last reflection is in `new`
+        # None: every message since the last reflection is in `new`, to be summed (and shown,
+        # should a reflection be due) from the rows read above.
+        all_read = earlier is None
+        if earlier is None:
             earlier = sum(m.importance for m in new if m.id > last_id and m.importance is not None)
         total = earlier + sum(s[0] for mid, s in scores.items() if mid > last_id)
         due = total >= self.threshold
@@ -336,9 +339,9 @@ class ReflectionService(WatermarkedService):
         result.messages_processed += len(new)
         if due:
             shown = None
-            if last_id >= cand.watermark:
-                # Every message since the last reflection was read above, and each now has the
-                # score it had or the one just saved: the rows most_important would return.
+            if all_read:
+                # Each message since the last reflection now has the score it had or the one
+                # just saved: the rows most_important would return.
                 shown = _most_important(new, scores, after_id=last_id, limit=self.window)
             self._reflect(cand, last_id, total, gate, result, words=words, shown=shown)
         return True
