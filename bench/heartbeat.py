@@ -14,10 +14,12 @@ its CPU is counted, as it is in the service.
 
 from __future__ import annotations
 
+import asyncio
 import cProfile
 import io
 import pstats
 import random
+import threading
 import time
 from typing import Any
 
@@ -41,6 +43,13 @@ TARGET_P99_MS = 15.0
 #: run-now through the service's API, against a bare HTTP round trip to the same fake.
 RUN_NOW_CALLS = 40
 TARGET_RUN_NOW_RATIO = 6.0
+#: The "remote" phase: the same runs against the same Ledger behind a proxy that holds every
+#: request this long, as a Ledger across the internet would (Moltbook is tens to hundreds of ms
+#: away). The overhead grows by one such delay per request on the run's critical path.
+REMOTE_DELAY_MS = 50.0
+REMOTE_RUNS = 20
+#: /home and the feed are read at once, then the post: two requests on the critical path.
+TARGET_REMOTE_ROUND_TRIPS = 2.5
 #: Past outbox rows for the "aged" phase: ~3 months of a busy agent (half comments, half votes,
 #: some posts), all sent, spread over the last 90 days.
 AGED_ACTIONS = 20_000
@@ -114,6 +123,103 @@ class LedgerTime:
         taken = (self.ms, self.calls)
         self.ms, self.calls = 0.0, 0
         return taken
+
+
+class LatencyProxy:
+    """A TCP proxy on a loopback port that passes every chunk from the client on ``delay``
+    seconds after it arrived (answers come back at once): one round trip of a distant server
+    per request, whatever the requests' size, and concurrent requests wait concurrently."""
+
+    def __init__(self, target_port: int, delay: float) -> None:
+        self.target_port = target_port
+        self.delay = delay
+        self.port = 0
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=self._serve, name="latency-proxy", daemon=True)
+
+    def __enter__(self) -> LatencyProxy:
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("the latency proxy did not start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def _serve(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        server = loop.run_until_complete(asyncio.start_server(self._connection, "127.0.0.1", 0))
+        self.port = server.sockets[0].getsockname()[1]
+        self._ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            server.close()
+            loop.close()
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        await asyncio.gather(
+            self._pipe(reader, up_writer, self.delay), self._pipe(up_reader, writer, 0.0)
+        )
+
+    @staticmethod
+    async def _pipe(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
+
+        async def send() -> None:
+            while (item := await queue.get()) is not None:
+                due, data = item
+                await asyncio.sleep(max(0.0, due - loop.time()))
+                writer.write(data)
+                await writer.drain()
+
+        sender = asyncio.create_task(send())
+        try:
+            while data := await reader.read(65536):
+                queue.put_nowait((loop.time() + delay, data))
+        except ConnectionError:
+            pass  # the other side went away: what was queued is still sent, then closed
+        queue.put_nowait(None)
+        try:
+            await sender
+        except ConnectionError:
+            pass  # the receiver is gone too; nothing is left to deliver
+        finally:
+            writer.close()
+
+
+def remote_phase(runner: Any, db: Any, ledger: Any, ids: list[str], runs: int) -> list[float]:
+    """Overheads of ``runs`` runs with the runner's Ledger client pointed through a
+    :class:`LatencyProxy` (``REMOTE_DELAY_MS``) at the same Ledger, its own client restored."""
+    from urllib.parse import urlsplit
+
+    from crt_loops.ledger.client import LedgerClient
+
+    local = runner.ledger
+    port = urlsplit(local.base_url).port
+    with LatencyProxy(port, REMOTE_DELAY_MS / 1000) as proxy:
+        remote = LedgerClient(f"http://127.0.0.1:{proxy.port}/api/v1", ledger.api_key)
+        runner.ledger = remote
+        try:
+            one_scheduled_run(runner, db, ids[0])  # the proxy's connections opened
+            out = []
+            for i in range(runs):
+                wall, record = one_scheduled_run(runner, db, ids[i % len(ids)])
+                if record.outcome != "acted":
+                    raise RuntimeError(f"remote run {record.outcome}/{record.reason}")
+                out.append(wall - (record.llm_ms or 0.0))
+            return out
+        finally:
+            runner.ledger = local
+            remote.close()
 
 
 def trivial_round_trips(client: Any, n: int) -> list[float]:
@@ -379,6 +485,7 @@ def run(ctx: BenchContext) -> BenchResult:
                 one_scheduled_run(runner, db, ids[0])
                 aged = measure(runner, db, fake, ids, runs // 2, ledger_time)
                 aged_profile = profile(runner, db, ids)
+            remote = remote_phase(runner, db, ledger, ids, 8 if ctx.quick else REMOTE_RUNS)
         finally:
             ledger.stop()
             db.close()
@@ -444,6 +551,23 @@ def run(ctx: BenchContext) -> BenchResult:
         "ms",
         note=f"info: {per_run:.0f} trivial round trips: the HTTP stack's share of any run, with "
         "no work on either side",
+    )
+    remote_dist = distribution(remote, 2)
+    result.add(
+        "remote_overhead_p50",
+        remote_dist["p50"],
+        "ms",
+        note=f"info: the same runs (aged) with every Ledger request held {REMOTE_DELAY_MS:.0f} ms "
+        "by a proxy, as a distant Ledger would",
+    )
+    result.add(
+        "remote_round_trips_on_critical_path",
+        round((remote_dist["p50"] - aged_dist["p50"]) / REMOTE_DELAY_MS, 2),
+        "round trips",
+        "<=",
+        TARGET_REMOTE_ROUND_TRIPS,
+        note="(remote overhead p50 - aged overhead p50) / the delay: /home and the feed read at "
+        "once, then the post (3 when read one after the other)",
     )
     run_now_wall = distribution(run_now["wall"], 2)
     bare = distribution(run_now["bare"], 2)
@@ -514,6 +638,8 @@ def run(ctx: BenchContext) -> BenchResult:
         "ledger_ms_aged": distribution(aged["ledger"], 2),
         "own_ms": distribution(fresh["own"], 2),
         "own_ms_aged": distribution(aged["own"], 2),
+        "remote_overhead_ms": remote_dist,
+        "remote_delay_ms": REMOTE_DELAY_MS,
         "ledger_trivial_round_trip_ms": distribution(trivial, 3),
         "api_trivial_round_trip_ms": distribution(run_now["api_trivial"], 3),
         "wall_ms": distribution(fresh["wall"], 2),

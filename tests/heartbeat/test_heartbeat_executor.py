@@ -287,6 +287,92 @@ def test_activity_survives_a_failed_run(env: HeartbeatEnv) -> None:
     assert f"comment_id={comment.id}" in hs.prompt_text(env.fake.calls_for("HeartbeatDecision")[-1])
 
 
+class HeldReads:
+    """The env's in-process Ledger, seen from a LedgerClient: ``GET /home`` is answered only
+    once the feed's ``GET /posts`` has arrived too (or a deadline has passed), and the feed is
+    answered only once ``release`` is set. What each saw is kept for the test to read."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.feed_arrived = threading.Event()
+        self.home_answered = threading.Event()
+        self.release = threading.Event()
+        self.release.set()
+        self.home_saw_feed: bool | None = None
+        self.feed_done = threading.Event()
+        self.home_status = 200
+
+    @property
+    def is_closed(self) -> bool:
+        return bool(self.inner.is_closed)
+
+    def request(self, method: str, url: Any, **kwargs: Any) -> Any:
+        path = str(url).split("?")[0]
+        if method == "GET" and path.endswith("/posts"):
+            self.feed_arrived.set()
+            assert self.release.wait(10), "the test never released the feed's read"
+            try:
+                return self.inner.request(method, url, **kwargs)
+            finally:
+                self.feed_done.set()
+        if method == "GET" and path.endswith("/home"):
+            self.home_saw_feed = self.feed_arrived.wait(5)
+            try:
+                if self.home_status != 200:
+                    import httpx
+
+                    request = httpx.Request(method, str(url))
+                    return httpx.Response(self.home_status, json={"error": "down"}, request=request)
+                return self.inner.request(method, url, **kwargs)
+            finally:
+                self.home_answered.set()
+        return self.inner.request(method, url, **kwargs)
+
+
+def held_ledger(env: HeartbeatEnv) -> HeldReads:
+    """Puts a LedgerClient over :class:`HeldReads` in the runner's place; returns the probe."""
+    from crt_loops.ledger.client import LedgerClient
+
+    held = HeldReads(env.ledger._http)
+    env.runner.ledger = LedgerClient(
+        env.ledger.base_url, env.api_key, http_client=held, max_retries=0
+    )
+    return held
+
+
+def test_home_and_the_feed_are_read_at_once(env: HeartbeatEnv) -> None:
+    """One round trip to a remote Ledger for both reads, not two: /home is not answered
+    until the feed's request has been made too."""
+    env.neighbour_post("Something to see")
+    held = held_ledger(env)
+    answer(env, "HEARTBEAT_OK")
+    run = env.run()
+    assert held.home_saw_feed is True, "the feed was read only after /home's answer"
+    assert run.outcome == "silent"
+    sent = hs.prompt_text(env.fake.calls_for("HeartbeatDecision")[-1])
+    assert "Something to see" in sent, "the feed read in parallel reached the prompt"
+
+
+def test_a_failed_home_waits_for_the_feed_before_the_verdict(env: HeartbeatEnv) -> None:
+    """/home fails while the feed is still being read: the run's verdict (ledger_error) comes
+    only after the feed's request ended, so no request of a run outlives it."""
+    held = held_ledger(env)
+    held.home_status = 503
+    held.release.clear()
+    done: list[heartbeats.RunRecord] = []
+    runner = threading.Thread(target=lambda: done.append(env.run()), name="run")
+    runner.start()
+    assert held.home_answered.wait(10), "/home was never asked"
+    assert not held.feed_done.is_set()
+    held.release.set()
+    runner.join(10)
+    assert not runner.is_alive()
+    assert held.feed_done.is_set()
+    (run,) = done
+    assert (run.outcome, run.reason) == ("failed", "ledger_error")
+    assert env.fake.calls_for("HeartbeatDecision") == []
+
+
 # -- gates -----------------------------------------------------------------------------------
 
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Set as AbstractSet
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -223,6 +225,25 @@ def unanswered_activity(
 def mark_own(feed: list[FeedPost], own_post_ids: AbstractSet[str]) -> list[FeedPost]:
     """``feed`` with the agent's own posts marked."""
     return [replace(p, own=True) if p.id in own_post_ids else p for p in feed]
+
+
+def start_feed_read(ledger: LedgerReader) -> Future[list[FeedPost]]:
+    """:func:`read_feed` on a thread of its own, started now: the caller reads ``/home``
+    meanwhile, so the two reads cost one round trip to a remote Ledger instead of two.
+
+    The future holds the feed or the error ``read_feed`` raised; the caller waits for it
+    before its run goes on, so no request of a run outlives the run's reading phase."""
+    future: Future[list[FeedPost]] = Future()
+
+    def read() -> None:
+        future.set_running_or_notify_cancel()
+        try:
+            future.set_result(read_feed(ledger))
+        except BaseException as exc:  # handed to the caller, who raises it
+            future.set_exception(exc)
+
+    threading.Thread(target=read, name="heartbeat-feed-read", daemon=True).start()
+    return future
 
 
 def read_feed(ledger: LedgerReader) -> list[FeedPost]:

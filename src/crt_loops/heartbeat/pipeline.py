@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,8 +26,8 @@ from crt_loops.heartbeat.context import (
     HeartbeatContext,
     gather_local,
     mark_own,
-    read_feed,
     read_home,
+    start_feed_read,
     unanswered_activity,
 )
 from crt_loops.heartbeat.decision import (
@@ -142,12 +143,14 @@ class Pipeline:
         ledger = self.ledger
         if ledger is None:
             return gates.no_ledger(self.options.ledger_error)
+        # The feed is read while /home is: one round trip to a remote Ledger for both.
+        feed_read = start_feed_read(ledger)
         try:
             home = read_home(ledger)
             # Kept before anything else can fail: /home shows each new comment only once.
             pending = agent_history.merge_pending_activity(self.db, home.activity)
             ctx.karma = home.karma
-            feed = read_feed(ledger)
+            feed = feed_read.result()
         except LedgerRateLimited as exc:
             return gates.rate_limited(
                 str(exc), retry_at=self._retry_at(exc.retry_after_seconds), doing="reading it"
@@ -156,6 +159,10 @@ class Pipeline:
             return gates.ledger_interrupted(str(exc))
         except LedgerError as exc:
             return gates.ledger_read_failed(str(exc))
+        finally:
+            # When /home failed, the feed's read is still let finish (its outcome is moot):
+            # the run's verdict comes after both of its requests, never before one of them.
+            wait([feed_read])
         # What the agent did, about what the Ledger shows it now (see agent_history.About).
         about = agent_history.About(
             posts=frozenset(p.id for p in feed) | {str(p.get("post_id")) for p in pending},
