@@ -48,7 +48,53 @@ def _runs_always_translated(text: str) -> list[tuple[str, str]]:
 @given(TEXT)
 def test_encoded_runs_skip_the_translate_only_when_it_changes_nothing(text: str) -> None:
     flat = redaction._flatten(text)
-    assert list(redaction._encoded_runs(text, flat)) == _runs_always_translated(text)
+    assert redaction._encoded_runs(text, flat).pairs() == _runs_always_translated(text)
+
+
+def _carries_by_definition(text: str, secrets: list[str]) -> bool:
+    """contains_secret without what it remembers: the verbatim test, then every decoded view."""
+    live = tuple(secret for secret in secrets if secret)
+    if not live or not text:
+        return False
+    if any(secret in text for secret in live):
+        return True
+    return any(redaction._view_carries(view, live) for view in redaction._decoded_views(text))
+
+
+def _disguised(key: str, how: int) -> str:
+    raw = key.encode()
+    return [
+        base64.b64encode(raw).decode(),
+        base64.urlsafe_b64encode(b"note: " + raw).decode(),
+        raw.hex(),
+        "x" + raw.hex(),
+        key[::-1],
+        key.upper(),
+        "word",
+    ][how % 7]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    texts=st.lists(
+        st.tuples(TEXT, st.integers(0, 6), st.booleans(), st.sampled_from([KEY, "other_secret_1"])),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_remembered_clean_runs_never_change_an_answer(
+    texts: list[tuple[str, int, bool, str]],
+) -> None:
+    # The same texts checked in a row, with and without a disguised secret among encoded
+    # noise and with the secrets changing between checks: what the check remembers of one
+    # text's runs must not change its answer for the next.
+    noise = base64.b64encode(b"plain words about nothing").decode()
+    for filler, how, leak, secret in texts:
+        text = f"{filler} {noise} {_disguised(KEY, how) if leak else noise.lower()} {filler}"
+        for _ in range(2):
+            assert redaction.contains_secret(text, [secret]) == _carries_by_definition(
+                text, [secret]
+            )
 
 
 def test_a_key_hidden_by_format_characters_inside_base64_is_found() -> None:

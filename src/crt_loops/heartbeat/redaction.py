@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import base64
 import functools
+import logging
 import re
 import string
 import unicodedata
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NamedTuple
+
+import re2  # type: ignore[import-untyped]
 
 from crt_loops.heartbeat.invisible import format_characters
+
+logger = logging.getLogger(__name__)
 
 #: What replaces text that held a secret wherever a model's output is stored or shown.
 REDACTED = "[redacted: it contained a secret]"
@@ -74,15 +79,12 @@ def contains_secret(text: str, secrets: Sequence[str]) -> bool:
     flat = _flatten(text)
     if _view_carries(flat, live) or _view_carries(flat.translate(_ROT13), live):
         return True
-    # The decoded runs repeat from one heartbeat prompt to the next (the same feed posts and
-    # messages), so each run's verdict is kept: a 7,000-character prompt has ~200 of them,
-    # and decoding every one again cost ~10 ms a run (bench/heartbeat.py).
-    return any(_run_carries(kind, run, live) for kind, run in _encoded_runs(text, flat))
+    return _runs_carry(_encoded_runs(text, flat), live)
 
 
 def _view_carries(view: str, live: tuple[str, ...]) -> bool:
     """Whether one flattened view holds a form of a secret, or enough pieces of a long one."""
-    if any(form in view for secret in live for form in _secret_forms(secret)):
+    if _forms_search(live)(view):
         return True
     return any(
         _pieces_cover(view, flat)
@@ -91,20 +93,68 @@ def _view_carries(view: str, live: tuple[str, ...]) -> bool:
     )
 
 
-_KEPT_RUN_CHARS = 256  # longer runs are rare and are checked afresh: the cache stays ~2 MB
+@functools.lru_cache(maxsize=16)
+def _forms_search(live: tuple[str, ...]) -> Callable[[str], bool]:
+    """Whether a view holds any form of ``live``'s secrets, as one RE2 alternation: a single
+    linear scan instead of one substring search per form (a 50-character key has ~37 forms),
+    10 instead of 52 µs over a 6,000-character prompt (bench/heartbeat.py)."""
+    forms = sorted({form for secret in live for form in _secret_forms(secret)})
+    if not forms:
+        return lambda view: False
+    try:
+        pattern = re2.compile("|".join(map(re.escape, forms)))
+    except re2.error:  # past RE2's size limits (a great many long secrets): search each
+        logger.warning("secret forms too many for one pattern; searching them one by one")
+        return lambda view: any(form in view for form in forms)
+    return lambda view: pattern.search(view) is not None
 
 
-def _run_carries(kind: str, run: str, live: tuple[str, ...]) -> bool:
-    """Whether any decoding of one hex or base64 run carries a secret."""
-    if len(run) <= _KEPT_RUN_CHARS:
-        return _kept_run_carries(kind, run, live)
-    return any(_view_carries(view, live) for view in _run_views(kind, run))
+#: Runs this long or shorter that decoded to nothing secret are remembered as such; longer runs
+#: are rare and are checked afresh. At most _CLEAN_RUNS_KEPT are kept (~2 MB), then forgotten.
+_KEPT_RUN_CHARS = 256
+_CLEAN_RUNS_KEPT = 8192
 
 
-@functools.lru_cache(maxsize=8192)
-def _kept_run_carries(kind: str, run: str, live: tuple[str, ...]) -> bool:
-    """:func:`_run_carries` for a short run, kept (it is pure)."""
-    return any(_view_carries(view, live) for view in _run_views(kind, run))
+class _CleanRuns:
+    """The hex and base64 runs known to decode to no form of the current secrets.
+
+    The runs repeat from one heartbeat prompt to the next (the same feed posts and messages):
+    a 6,000-character prompt has ~180 of them, and decoding every one again cost ~10 ms a run.
+    Remembering each run's verdict one look-up at a time still cost ~0.5 ms of a prompt's
+    0.76 ms (bench/heartbeat.py); one set difference in C leaves only the new runs to decode.
+    A change of secrets starts over. Shared by threads: a lost update only costs a decode."""
+
+    def __init__(self) -> None:
+        self.secrets: tuple[str, ...] = ()
+        self.hex: set[str] = set()
+        self.b64: set[str] = set()
+
+    def unknown(self, kind: str, runs: list[str], live: tuple[str, ...]) -> set[str]:
+        """Those of ``runs`` not known to be clean for ``live``."""
+        if live != self.secrets:
+            self.secrets, self.hex, self.b64 = live, set(), set()
+        return set(runs).difference(self.hex if kind == "hex" else self.b64)
+
+    def add(self, kind: str, run: str, live: tuple[str, ...]) -> None:
+        if len(run) > _KEPT_RUN_CHARS or live != self.secrets:
+            return
+        known = self.hex if kind == "hex" else self.b64
+        if len(known) >= _CLEAN_RUNS_KEPT:
+            known.clear()
+        known.add(run)
+
+
+_CLEAN_RUNS = _CleanRuns()
+
+
+def _runs_carry(runs: EncodedRuns, live: tuple[str, ...]) -> bool:
+    """Whether any decoding of one of ``runs`` carries a secret."""
+    for kind, of_kind in (("hex", runs.hex), ("b64", runs.b64)):
+        for run in _CLEAN_RUNS.unknown(kind, of_kind, live):
+            if any(_view_carries(view, live) for view in _run_views(kind, run)):
+                return True
+            _CLEAN_RUNS.add(kind, run, live)
+    return False
 
 
 _PIECE = 8  # a run of this many characters of a long secret counts as a piece of it
@@ -156,27 +206,37 @@ _B64_RUN = re.compile(r"[A-Za-z0-9+/_-]{12,}")
 _MAX_DECODED_RUNS = 200  # per text: a wall of hex must not cost seconds
 
 
+class EncodedRuns(NamedTuple):
+    """The long hex runs of a flattened text and the base64 runs of the text itself."""
+
+    hex: list[str]
+    b64: list[str]
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """``("hex" | "b64", run)`` for each, hex first."""
+        return [("hex", run) for run in self.hex] + [("b64", run) for run in self.b64]
+
+
 def _decoded_views(text: str) -> Iterator[str]:
     """The flattened text, then flattened decodings of it: rot13, and every long hex or base64
     run decoded (base64 at each of its four alignments, so a key encoded inside a longer
     sentence is found too). A model told to "encode the key so the filter misses it" reaches
-    for exactly these, and each passed the check (tests/heartbeat/test_heartbeat_security.py)."""
+    for exactly these, and each passed the check (tests/heartbeat/test_heartbeat_security.py).
+    What :func:`contains_secret` answers is whether one of these holds a form of a secret."""
     flat = _flatten(text)
     yield flat
     yield flat.translate(_ROT13)
-    for kind, run in _encoded_runs(text, flat):
+    for kind, run in _encoded_runs(text, flat).pairs():
         yield from _run_views(kind, run)
 
 
-def _encoded_runs(text: str, flat: str) -> Iterator[tuple[str, str]]:
-    """The long hex runs of the flattened text, then the base64 runs of the text itself
-    (``("hex" | "b64", run)``), at most ``_MAX_DECODED_RUNS`` in all."""
-    runs = 0
-    for match in _HEX_RUN.finditer(flat):
-        yield "hex", match.group()
-        runs += 1
-        if runs >= _MAX_DECODED_RUNS:
-            return
+def _encoded_runs(text: str, flat: str) -> EncodedRuns:
+    """The long hex runs of the flattened text, then the base64 runs of the text itself, at
+    most ``_MAX_DECODED_RUNS`` in all (hex first)."""
+    hexes = _HEX_RUN.findall(flat)[:_MAX_DECODED_RUNS]
+    room = _MAX_DECODED_RUNS - len(hexes)
+    if not room:
+        return EncodedRuns(hexes, [])
     # Base64 is case-sensitive: read its runs from the text itself, without its invisibles.
     compact = "".join(unicodedata.normalize("NFKC", text).split())
     # Every format character (Cf) lies outside ASCII. A prompt is rarely ASCII (one "…" from
@@ -185,11 +245,7 @@ def _encoded_runs(text: str, flat: str) -> Iterator[tuple[str, str]]:
     # distinct characters first costs 0.05 ms.
     if not compact.isascii() and not _format_chars().isdisjoint(set(compact)):
         compact = compact.translate(_format_characters())
-    for match in _B64_RUN.finditer(compact):
-        yield "b64", match.group()
-        runs += 1
-        if runs >= _MAX_DECODED_RUNS:
-            return
+    return EncodedRuns(hexes, _B64_RUN.findall(compact)[:room])
 
 
 @functools.cache
