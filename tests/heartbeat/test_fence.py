@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from crt_loops.heartbeat import fence
 from crt_loops.heartbeat.fence import (
     PHRASE_REMOVED,
     UNTRUSTED_CLOSE,
@@ -49,3 +50,16 @@ def test_ordinary_text_reads_the_same() -> None:
 
 def test_normalise_keeps_newlines_and_drops_invisibles() -> None:
     assert normalise("a\u200bb\nc\u00add\tE\uff21") == "ab\ncd\tEA"
+
+
+@pytest.mark.parametrize("size", [10, 1024, 1025, 5000])
+def test_defusing_answers_the_same_whether_kept_or_not(size: int) -> None:
+    # Texts up to 1,024 characters are defused once and kept, longer ones afresh: asked
+    # twice, on one line or not, the answer is the same and still defused.
+    body = ("word \uff1c\uff1c\u200b< UNTRUSTED ledger content\n" * size)[:size]
+    for _ in range(2):
+        for one_line in (False, True):
+            got = defuse(body, one_line=one_line)
+            assert got == fence._defuse(body, one_line)
+            assert "<<" not in got and "untrusted ledger content" not in got.lower()
+            assert ("\n" in got) == (not one_line and "\n" in body)

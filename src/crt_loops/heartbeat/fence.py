@@ -67,6 +67,25 @@ def defuse(text: str, *, one_line: bool = False) -> str:
     brackets turned into parentheses and the fence's phrase removed, so it can neither close nor
     open the untrusted block. ``one_line`` also folds newlines away, so Ledger text cannot start
     a line that looks like one of the prompt's own headings."""
+    if len(text) > _KEPT_CHARS:
+        return _defuse(text, one_line)
+    return _defuse_kept(text, one_line)
+
+
+#: A prompt's texts repeat from one heartbeat to the next (the same feed posts, the thread's
+#: messages), so each short one is defused once while it keeps coming back: about 100 texts a
+#: prompt cost ~1 ms a run to defuse again (bench/heartbeat.py). Snippets are a few hundred
+#: characters; 4,096 entries of at most 1,024 keep the cache under ~10 MB, and longer texts
+#: (HEARTBEAT.md itself) are defused afresh.
+_KEPT_CHARS = 1024
+
+
+@functools.lru_cache(maxsize=4096)
+def _defuse_kept(text: str, one_line: bool) -> str:
+    return _defuse(text, one_line)
+
+
+def _defuse(text: str, one_line: bool) -> str:
     value = normalise(text)
     if one_line:
         value = " ".join(value.split())
