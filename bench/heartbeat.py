@@ -159,6 +159,12 @@ class LatencyProxy:
             loop.run_forever()
         finally:
             server.close()
+            # Connections the client kept alive are still piping: end them here, or each
+            # dies with the loop as a "Task was destroyed but it is pending!" at exit.
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.close()
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
