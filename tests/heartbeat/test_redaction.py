@@ -130,3 +130,18 @@ def test_pieces_cover_answers_as_searching_every_piece(
 ) -> None:
     view = filler.join(secret[at : at + length] for at, length in cuts)
     assert redaction._pieces_cover(view, secret) == _pieces_cover_every_piece(view, secret)
+
+
+def test_runs_remembered_for_other_secrets_never_count_for_these() -> None:
+    # A thread that checked against one set of secrets adds to that set's memory even after
+    # another thread swapped in another set: a run it found clean (rightly, for its secrets)
+    # must not count as clean for secrets it was never checked against.
+    other = "other_secret_value_0123456789"
+    # Misaligned inside a longer sentence: only decoding the run finds the secret.
+    text = base64.b64encode(f"note {other} end".encode()).decode()
+    assert not redaction._view_carries(redaction._flatten(text), (other,))
+    runs = redaction._encoded_runs(text, redaction._flatten(text)).b64
+    first = redaction._clean_runs_of((KEY,))
+    assert redaction._clean_runs_of((other,)) is not first
+    first.b64.update(runs)
+    assert redaction.contains_secret(text, [other])

@@ -115,45 +115,44 @@ _KEPT_RUN_CHARS = 256
 _CLEAN_RUNS_KEPT = 8192
 
 
-class _CleanRuns:
-    """The hex and base64 runs known to decode to no form of the current secrets.
+class _CleanRuns(NamedTuple):
+    """The hex and base64 runs known to decode to no form of ``secrets``.
 
     The runs repeat from one heartbeat prompt to the next (the same feed posts and messages):
     a 6,000-character prompt has ~180 of them, and decoding every one again cost ~10 ms a run.
     Remembering each run's verdict one look-up at a time still cost ~0.5 ms of a prompt's
-    0.76 ms (bench/heartbeat.py); one set difference in C leaves only the new runs to decode.
-    A change of secrets starts over. Shared by threads: a lost update only costs a decode."""
+    0.76 ms (bench/heartbeat.py); one set difference in C leaves only the new runs to decode."""
 
-    def __init__(self) -> None:
-        self.secrets: tuple[str, ...] = ()
-        self.hex: set[str] = set()
-        self.b64: set[str] = set()
-
-    def unknown(self, kind: str, runs: list[str], live: tuple[str, ...]) -> set[str]:
-        """Those of ``runs`` not known to be clean for ``live``."""
-        if live != self.secrets:
-            self.secrets, self.hex, self.b64 = live, set(), set()
-        return set(runs).difference(self.hex if kind == "hex" else self.b64)
-
-    def add(self, kind: str, run: str, live: tuple[str, ...]) -> None:
-        if len(run) > _KEPT_RUN_CHARS or live != self.secrets:
-            return
-        known = self.hex if kind == "hex" else self.b64
-        if len(known) >= _CLEAN_RUNS_KEPT:
-            known.clear()
-        known.add(run)
+    secrets: tuple[str, ...]
+    hex: set[str]
+    b64: set[str]
 
 
-_CLEAN_RUNS = _CleanRuns()
+class _Kept:
+    #: Swapped whole when the secrets change, so a thread always adds to the sets of the
+    #: secrets it checked against, whatever another thread swapped in meanwhile (a lost update
+    #: only costs a decode later).
+    clean_runs = _CleanRuns((), set(), set())
+
+
+def _clean_runs_of(live: tuple[str, ...]) -> _CleanRuns:
+    known = _Kept.clean_runs
+    if known.secrets != live:
+        known = _Kept.clean_runs = _CleanRuns(live, set(), set())
+    return known
 
 
 def _runs_carry(runs: EncodedRuns, live: tuple[str, ...]) -> bool:
     """Whether any decoding of one of ``runs`` carries a secret."""
-    for kind, of_kind in (("hex", runs.hex), ("b64", runs.b64)):
-        for run in _CLEAN_RUNS.unknown(kind, of_kind, live):
+    known = _clean_runs_of(live)
+    for kind, of_kind, clean in (("hex", runs.hex, known.hex), ("b64", runs.b64, known.b64)):
+        for run in set(of_kind).difference(clean):
             if any(_view_carries(view, live) for view in _run_views(kind, run)):
                 return True
-            _CLEAN_RUNS.add(kind, run, live)
+            if len(run) <= _KEPT_RUN_CHARS:
+                if len(clean) >= _CLEAN_RUNS_KEPT:
+                    clean.clear()
+                clean.add(run)
     return False
 
 
