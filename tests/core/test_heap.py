@@ -15,7 +15,10 @@ from crt_loops.settings import Settings
 
 def test_freeze_then_unfreeze() -> None:
     try:
-        assert heap.freeze_startup_objects() == gc.get_freeze_count() > 0
+        frozen = heap.freeze_startup_objects()
+        # Frozen objects that die meanwhile (another test's threads still let go of theirs in
+        # this process) leave the count; none joins it but by another freeze.
+        assert 0 < gc.get_freeze_count() <= frozen
     finally:
         heap.unfreeze()
     assert gc.get_freeze_count() == 0
