@@ -74,7 +74,7 @@ def _disguised(key: str, how: int) -> str:
     ][how % 7]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     texts=st.lists(
         st.tuples(TEXT, st.integers(0, 6), st.booleans(), st.sampled_from([KEY, "other_secret_1"])),
