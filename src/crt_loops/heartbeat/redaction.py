@@ -97,7 +97,7 @@ def _view_carries(view: str, live: tuple[str, ...]) -> bool:
 def _forms_search(live: tuple[str, ...]) -> Callable[[str], bool]:
     """Whether a view holds any form of ``live``'s secrets, as one RE2 alternation: a single
     linear scan instead of one substring search per form (a 50-character key has ~37 forms),
-    10 instead of 52 µs over a 6,000-character prompt (bench/heartbeat.py)."""
+    10 instead of 52 µs over a 6,000-character prompt of bench/heartbeat.py."""
     forms = sorted({form for secret in live for form in _secret_forms(secret)})
     if not forms:
         return lambda view: False
@@ -110,7 +110,8 @@ def _forms_search(live: tuple[str, ...]) -> Callable[[str], bool]:
 
 
 #: Runs this long or shorter that decoded to nothing secret are remembered as such; longer runs
-#: are rare and are checked afresh. At most _CLEAN_RUNS_KEPT are kept (~2 MB), then forgotten.
+#: are rare and are checked afresh. At most _CLEAN_RUNS_KEPT of each kind are kept (~4 MB at
+#: worst), then forgotten.
 _KEPT_RUN_CHARS = 256
 _CLEAN_RUNS_KEPT = 8192
 
@@ -121,7 +122,8 @@ class _CleanRuns(NamedTuple):
     The runs repeat from one heartbeat prompt to the next (the same feed posts and messages):
     a 6,000-character prompt has ~180 of them, and decoding every one again cost ~10 ms a run.
     Remembering each run's verdict one look-up at a time still cost ~0.5 ms of a prompt's
-    0.76 ms (bench/heartbeat.py); one set difference in C leaves only the new runs to decode."""
+    0.76 ms (prompts of bench/heartbeat.py); one set difference in C leaves only the new
+    runs to decode."""
 
     secrets: tuple[str, ...]
     hex: set[str]
@@ -142,7 +144,7 @@ def _clean_runs_of(live: tuple[str, ...]) -> _CleanRuns:
     return known
 
 
-def _runs_carry(runs: EncodedRuns, live: tuple[str, ...]) -> bool:
+def _runs_carry(runs: _EncodedRuns, live: tuple[str, ...]) -> bool:
     """Whether any decoding of one of ``runs`` carries a secret."""
     known = _clean_runs_of(live)
     for kind, of_kind, clean in (("hex", runs.hex, known.hex), ("b64", runs.b64, known.b64)):
@@ -205,37 +207,24 @@ _B64_RUN = re.compile(r"[A-Za-z0-9+/_-]{12,}")
 _MAX_DECODED_RUNS = 200  # per text: a wall of hex must not cost seconds
 
 
-class EncodedRuns(NamedTuple):
-    """The long hex runs of a flattened text and the base64 runs of the text itself."""
+class _EncodedRuns(NamedTuple):
+    """The long hex runs of a flattened text and the base64 runs of the text itself: what
+    :func:`contains_secret` decodes (:func:`_run_views`) after the flattened text and its
+    rot13, each run at every alignment, so a key encoded inside a longer sentence is found
+    too. A model told to "encode the key so the filter misses it" reaches for exactly these,
+    and each passed the check (tests/heartbeat/test_heartbeat_security.py)."""
 
     hex: list[str]
     b64: list[str]
 
-    def pairs(self) -> list[tuple[str, str]]:
-        """``("hex" | "b64", run)`` for each, hex first."""
-        return [("hex", run) for run in self.hex] + [("b64", run) for run in self.b64]
 
-
-def _decoded_views(text: str) -> Iterator[str]:
-    """The flattened text, then flattened decodings of it: rot13, and every long hex or base64
-    run decoded (base64 at each of its four alignments, so a key encoded inside a longer
-    sentence is found too). A model told to "encode the key so the filter misses it" reaches
-    for exactly these, and each passed the check (tests/heartbeat/test_heartbeat_security.py).
-    What :func:`contains_secret` answers is whether one of these holds a form of a secret."""
-    flat = _flatten(text)
-    yield flat
-    yield flat.translate(_ROT13)
-    for kind, run in _encoded_runs(text, flat).pairs():
-        yield from _run_views(kind, run)
-
-
-def _encoded_runs(text: str, flat: str) -> EncodedRuns:
+def _encoded_runs(text: str, flat: str) -> _EncodedRuns:
     """The long hex runs of the flattened text, then the base64 runs of the text itself, at
     most ``_MAX_DECODED_RUNS`` in all (hex first)."""
     hexes = _HEX_RUN.findall(flat)[:_MAX_DECODED_RUNS]
     room = _MAX_DECODED_RUNS - len(hexes)
     if not room:
-        return EncodedRuns(hexes, [])
+        return _EncodedRuns(hexes, [])
     # Base64 is case-sensitive: read its runs from the text itself, without its invisibles.
     compact = "".join(unicodedata.normalize("NFKC", text).split())
     # Every format character (Cf) lies outside ASCII. A prompt is rarely ASCII (one "…" from
@@ -244,7 +233,7 @@ def _encoded_runs(text: str, flat: str) -> EncodedRuns:
     # distinct characters first costs 0.05 ms.
     if not compact.isascii() and not _format_chars().isdisjoint(set(compact)):
         compact = compact.translate(_format_characters())
-    return EncodedRuns(hexes, _B64_RUN.findall(compact)[:room])
+    return _EncodedRuns(hexes, _B64_RUN.findall(compact)[:room])
 
 
 @functools.cache
