@@ -15,7 +15,7 @@ def test_acquire_within_size_then_a_bounded_wait_fails() -> None:
     assert pool.acquire(0) and pool.acquire(0)
     started = time.monotonic()
     assert not pool.acquire(0.05)
-    assert time.monotonic() - started < 1.0
+    assert 0.05 <= time.monotonic() - started < 3.0  # the wait's own bound, not a hang
     pool.release()
     assert pool.acquire(0)
     assert pool.in_use == 2
@@ -52,7 +52,7 @@ def test_close_wakes_every_waiter_at_once() -> None:
     for w in waiters:
         w.join(5)
     assert results == [False] * 5
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 3.0  # woken, not left to time out: there is no timeout
     assert not pool.acquire(None)
     pool.release()  # the holder still releases its slot normally
 
