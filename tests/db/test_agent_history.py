@@ -156,3 +156,37 @@ def test_the_comment_reads_use_the_partial_indexes(db: SessionDB, clock: FakeClo
             for index in ("ix_hb_actions_sent", "ix_hb_actions_pending", "ix_hb_actions_owner")
         ), (sql, plan)
     assert not [plan for plan in plans.values() if "SCAN heartbeat_actions" in plan]
+
+
+@pytest.mark.sqlite_only
+def test_a_read_about_ids_looks_each_id_up(db: SessionDB, clock: FakeClock) -> None:
+    """Read about the ids a prompt shows, votes, own posts, answers and top-level comments are
+    found through migration 7's indexes, an id at a time: never through a time range that holds
+    every action of the last 30 days."""
+    seed(db, clock)
+    conn = db.read()
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    try:
+        agent_history.agent_history(db, since=clock.now - DAY, about=ABOUTS[0])
+    finally:
+        conn.set_trace_callback(None)
+    plans = {
+        sql: " | ".join(str(r[3]) for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
+        for sql in statements
+        if "ledger_id IN (" in sql or "_id') IN (" in sql  # the reads about ids
+    }
+    used = {
+        index
+        for plan in plans.values()
+        for index in (
+            "ix_hb_actions_sent_id (type=? AND ledger_id=?",
+            "ix_hb_actions_comment_parent (<expr>=?)",
+            "ix_hb_actions_comment_post (<expr>=?)",
+        )
+        if index in plan
+    }
+    assert len(used) == 3, plans
+    assert len(plans) == 4, plans  # votes, own posts, top-level comments, answers
+    time_ranges = ("ix_hb_actions_sent (", "ix_hb_actions_updated", "ix_hb_actions_pending")
+    assert not [p for p in plans.values() if any(r in p for r in time_ranges)], plans

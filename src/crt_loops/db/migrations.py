@@ -333,4 +333,21 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX ix_threads_updated ON thread_sessions(updated_at DESC, thread_id);
         """,
     ),
+    (
+        7,
+        """
+        -- db.agent_history reads what the agent did about the posts and comments a prompt
+        -- shows: a lookup per id in these, where ix_hb_actions_sent's time range read every
+        -- action of the last 30 days (with 20,000 past actions, 2.5 ms of each heartbeat
+        -- against 0.25 ms; bench/heartbeat.py).
+        CREATE INDEX ix_hb_actions_sent_id ON heartbeat_actions(type, ledger_id, updated_at)
+            WHERE state = 'sent';
+        CREATE INDEX ix_hb_actions_comment_parent ON heartbeat_actions(
+            (json_extract(payload_json, '$.parent_id'))
+        ) WHERE type = 'comment';
+        CREATE INDEX ix_hb_actions_comment_post ON heartbeat_actions(
+            (json_extract(payload_json, '$.post_id'))
+        ) WHERE type = 'comment' AND json_extract(payload_json, '$.parent_id') IS NULL;
+        """,
+    ),
 ]

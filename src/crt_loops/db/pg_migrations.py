@@ -269,4 +269,19 @@ PG_MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX ix_threads_updated ON thread_sessions(updated_at DESC, thread_id);
         """,
     ),
+    (
+        7,
+        """
+        -- SQLite's migration 7: db.agent_history's reads about the posts and comments a
+        -- prompt shows look each id up in these (here the planner picks them by itself).
+        CREATE INDEX ix_hb_actions_sent_id ON heartbeat_actions(type, ledger_id, updated_at)
+            WHERE state = 'sent';
+        CREATE INDEX ix_hb_actions_comment_parent ON heartbeat_actions(
+            ((payload_json::jsonb ->> 'parent_id'))
+        ) WHERE type = 'comment';
+        CREATE INDEX ix_hb_actions_comment_post ON heartbeat_actions(
+            ((payload_json::jsonb ->> 'post_id'))
+        ) WHERE type = 'comment' AND (payload_json::jsonb ->> 'parent_id') IS NULL;
+        """,
+    ),
 ]
