@@ -218,25 +218,44 @@ def _id_sets_about(conn: Connection, horizon: float, about: About) -> IdSets:
         voted = _strings(conn, sql, ("vote", horizon, *post_ids))
         own_posts = _strings(conn, sql, ("post", horizon, *post_ids))
         # Top-level comments on these posts, sent or about to be.
-        on_posts, post_ids = _in(_POST, about.posts)
-        commented = _strings(
-            conn,
-            f"SELECT json_group_array({_text(_POST)}) {_from(conn, 'commented')}"
-            f"type = 'comment' AND {_PARENT} IS NULL AND {on_posts} "
-            f"AND updated_at >= ? AND state IN ('{SENT}', '{PENDING}')",
-            (*post_ids, horizon),
+        commented = _comments_about(
+            conn, "commented", _POST, about.posts, horizon, top_level=True, states=(SENT, PENDING)
         )
     if about.comments:
         # Answers to these comments: sent, about to be, or waiting for the owner.
-        parents, comment_ids = _in(_PARENT, about.comments)
-        answered = _strings(
+        answered = _comments_about(
             conn,
-            f"SELECT json_group_array({_text(_PARENT)}) {_from(conn, 'answered')}"
-            f"type = 'comment' AND {parents} "
-            f"AND updated_at >= ? AND state IN ('{SENT}', '{PENDING}', '{PROPOSED}')",
-            (*comment_ids, horizon),
+            "answered",
+            _PARENT,
+            about.comments,
+            horizon,
+            top_level=False,
+            states=(SENT, PENDING, PROPOSED),
         )
     return voted, own_posts, answered, commented
+
+
+def _comments_about(
+    conn: Connection,
+    read: str,
+    expr: str,
+    ids: frozenset[str],
+    horizon: float,
+    *,
+    top_level: bool,
+    states: tuple[ActionState, ...],
+) -> frozenset[str]:
+    """The values of ``expr`` among ``ids`` of the comments in ``states`` since ``horizon``
+    (only those at the top level of their post, with ``top_level``)."""
+    match, values = _in(expr, ids)
+    top = f"{_PARENT} IS NULL AND " if top_level else ""
+    listed = ", ".join(f"'{state}'" for state in states)
+    return _strings(
+        conn,
+        f"SELECT json_group_array({_text(expr)}) {_from(conn, read)}type = 'comment' AND "
+        f"{top}{match} AND updated_at >= ? AND state IN ({listed})",
+        (*values, horizon),
+    )
 
 
 def _id_set(array: str | None) -> frozenset[str]:
