@@ -912,6 +912,6 @@ def test_a_trickling_model_ends_at_the_deadline_and_frees_the_slot(
         answer(env, Reply(content=" ".join(["tok"] * 100), chunk_delay=0.1))
         run = env.run()
         assert (run.outcome, run.reason) == ("failed", "llm_timeout"), run.error
-        assert run.llm_ms is not None and run.llm_ms < 1500
+        assert run.llm_ms is not None and 500 <= run.llm_ms < 5000  # its deadline, not 10 s
         answer(env, "HEARTBEAT_OK")  # the slot is free: the next run gets its answer
         assert env.run().outcome == "silent"
