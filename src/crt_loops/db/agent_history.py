@@ -74,6 +74,15 @@ _COMMENT_TARGETS = (
 )
 _NOTHING = frozenset({None, ""})
 _NONE: frozenset[str] = frozenset()
+_SENT_OF_TYPE = f"state = '{SENT}' AND type = ? AND updated_at >= ?"
+_COMMENTS = "FROM heartbeat_actions WHERE type = 'comment' AND updated_at >= ? AND "
+#: The ledger_ids of the sent actions of a type: a sent vote's is the post it voted on
+#: (outbox.call_ledger), a follow's or subscription's its social_actions.key.
+_SENT_LEDGER_IDS = (
+    f"SELECT json_group_array({_text('ledger_id')}) FROM heartbeat_actions WHERE {_SENT_OF_TYPE}"
+)
+#: Votes, own posts, answered comments and commented posts.
+IdSets = tuple[frozenset[str], frozenset[str], frozenset[str], frozenset[str]]
 
 
 def agent_history(
@@ -111,23 +120,19 @@ def _agent_history(
         # Only what changed since an earlier read (see merge_history): a short indexed range.
         horizon, since = max(horizon, changed_after), max(since, changed_after)
     sent = f"FROM heartbeat_actions WHERE {_SENT_OF_TYPE}"
-
-    def strings(sql: str, *args: Any) -> frozenset[str]:
-        return _strings(conn, sql, args)
-
     if about is None:
         voted, own_posts, answered, commented = _whole_id_sets(conn, horizon)
     else:
         voted, own_posts, answered, commented = _id_sets_about(conn, horizon, about)
-    # Sent follows and subscriptions store their social_actions.key as ledger_id.
-    social = strings(
-        f"SELECT json_group_array({_text('ledger_id')}) {sent}", "follow", horizon
-    ) | strings(f"SELECT json_group_array({_text('ledger_id')}) {sent}", "subscribe", horizon)
-    hashes = strings(
+    social = _strings(conn, _SENT_LEDGER_IDS, ("follow", horizon)) | _strings(
+        conn, _SENT_LEDGER_IDS, ("subscribe", horizon)
+    )
+    hashes = _strings(
+        conn,
         f"SELECT json_group_array({_text('content_hash')}) FROM heartbeat_actions "
         f"WHERE updated_at >= ? AND state IN ('{SENT}', '{PENDING}', '{DRY_RUN}', '{PROPOSED}') "
         "AND content_hash IS NOT NULL",
-        since,
+        (since,),
     )
     last_post_at = conn.execute(f"SELECT MAX(updated_at) {sent}", ("post", horizon)).fetchone()[0]
     last_comment_at = conn.execute(
@@ -147,11 +152,6 @@ def _agent_history(
     )
 
 
-_SENT_OF_TYPE = f"state = '{SENT}' AND type = ? AND updated_at >= ?"
-_COMMENTS = "FROM heartbeat_actions WHERE type = 'comment' AND updated_at >= ? AND "
-IdSets = tuple[frozenset[str], frozenset[str], frozenset[str], frozenset[str]]
-
-
 def _strings(conn: Connection, sql: str, args: tuple[Any, ...]) -> frozenset[str]:
     return _id_set(conn.execute(sql, args).fetchone()[0])
 
@@ -165,11 +165,9 @@ def _whole_id_sets(conn: Connection, horizon: float) -> IdSets:
     (...) used neither and read every action of the horizon through ix_hb_actions_updated:
     with 20,000 past actions that was 0.6 ms for the few pending or proposed comments.
     """
-    # A sent vote's ledger_id is the post it voted on (outbox.call_ledger), so the
-    # votes come from the index alone, without reading a payload.
-    ledger_ids = f"SELECT json_group_array({_text('ledger_id')}) FROM heartbeat_actions WHERE "
-    voted = _strings(conn, ledger_ids + _SENT_OF_TYPE, ("vote", horizon))
-    own_posts = _strings(conn, ledger_ids + _SENT_OF_TYPE, ("post", horizon))
+    # Votes and posts come from the index alone, without reading a payload.
+    voted = _strings(conn, _SENT_LEDGER_IDS, ("vote", horizon))
+    own_posts = _strings(conn, _SENT_LEDGER_IDS, ("post", horizon))
     # Each comment's payload is read once for both of what it tells: the comment it answered
     # (answered), or, at the top level, the post it commented on (commented: no heartbeat
     # comments twice in one thread).

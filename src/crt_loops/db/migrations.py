@@ -338,8 +338,8 @@ MIGRATIONS: list[tuple[int, str]] = [
         """
         -- db.agent_history reads what the agent did about the posts and comments a prompt
         -- shows: a lookup per id in these, where ix_hb_actions_sent's time range read every
-        -- action of the last 30 days (with 20,000 past actions, 2.5 ms of each heartbeat
-        -- against 0.25 ms; bench/heartbeat.py).
+        -- action of the last 30 days (with 20,000 past actions, 2.75 ms of each heartbeat
+        -- against 0.27 ms; bench/heartbeat.py's aged DB).
         CREATE INDEX ix_hb_actions_sent_id ON heartbeat_actions(type, ledger_id, updated_at)
             WHERE state = 'sent';
         CREATE INDEX ix_hb_actions_comment_parent ON heartbeat_actions(
